@@ -1,0 +1,635 @@
+//! The policy file (YAML).
+//!
+//! Loading is two steps: serde parses a *raw* form in which every value carries its position
+//! (`Spanned`), then [`RawConfig::validate`] converts it into [`Config`], collecting **every**
+//! problem with `file:line:col` and a hint instead of stopping at the first.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    fmt,
+    net::{IpAddr, Ipv6Addr, SocketAddr},
+    path::{Path, PathBuf},
+};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// Default IPv4 listener for redirected connections.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:15001";
+/// Default directory for runtime state (running targets, locks).
+pub const DEFAULT_STATE_DIR: &str = "/run/sluice";
+/// Default cap on concurrent proxied connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// A validated policy.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the file came from, for messages.
+    pub source: PathBuf,
+    pub listen: SocketAddr,
+    /// `None` when IPv6 interception is disabled (`listen_v6: none`).
+    pub listen_v6: Option<SocketAddr>,
+    pub state_dir: PathBuf,
+    pub max_connections: usize,
+    pub targets: Vec<Target>,
+    pub resources: Vec<Resource>,
+    pub egress: Egress,
+}
+
+/// An intercepted cgroup and its egress default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub name: String,
+    pub cgroup: TargetCgroup,
+    pub egress: EgressMode,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetCgroup {
+    /// Created and removed by sluice (`<cgroup2>/sluice/<name>`); `sluice exec --name` joins it.
+    Managed,
+    /// An existing cgroup, relative to the cgroup v2 mount (Kubernetes pods, systemd units).
+    Path(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EgressMode {
+    /// TCP connects to anything that is not a listed resource or allowed destination fail (EPERM).
+    Deny,
+    /// Unlisted destinations are reached directly, untouched.
+    Allow,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Opaque TCP, forwarded byte for byte.
+    Tcp,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+        })
+    }
+}
+
+/// Something agents reach through sluice.
+#[derive(Clone, Debug)]
+pub struct Resource {
+    /// Position in `Config::resources`; the kernel reports it with each redirected connection.
+    pub id: u32,
+    pub name: String,
+    pub protocol: Protocol,
+    pub matches: Vec<Destination>,
+    /// Where sluice connects; `None` means the agent's original destination.
+    pub upstream: Option<String>,
+}
+
+/// A prefix and a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Destination {
+    pub net: IpNet,
+    pub port: u16,
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} port {}", self.net, self.port)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Egress {
+    /// Destinations every intercepted process may reach directly even under `egress: deny`.
+    pub allow: Vec<Destination>,
+    /// Also allow TCP port 53 to the nameservers of /etc/resolv.conf (UDP is never intercepted).
+    pub dns: bool,
+}
+
+/// One problem in a policy file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// Every problem found in a policy file.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(
+                f,
+                "{}:{}:{}: error: {}",
+                self.file.display(),
+                d.line,
+                d.column,
+                d.message
+            )?;
+            if let Some(hint) = &d.hint {
+                write!(f, "\n  hint: {hint}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a policy file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.into(),
+            diagnostics: vec![Diagnostic {
+                line: 0,
+                column: 0,
+                message: format!("cannot read the policy file: {e}"),
+                hint: None,
+            }],
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates policy text; `source` is only used in messages.
+    pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((0, 0));
+            ConfigError {
+                file: source.into(),
+                diagnostics: vec![Diagnostic {
+                    line,
+                    column,
+                    message: parser_message(&e.to_string()),
+                    hint: Some("see examples/policy.yaml for the accepted fields".into()),
+                }],
+            }
+        })?;
+        raw.validate(source)
+    }
+
+    pub fn target(&self, name: &str) -> Option<&Target> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+}
+
+/// The parser's message without its own "error: line L column C:" prefix (the position is
+/// reported separately, in the file:line:col form).
+fn parser_message(s: &str) -> String {
+    let first = s.lines().next().unwrap_or_default();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    match first
+        .strip_prefix("line ")
+        .and_then(|rest| rest.split_once(": "))
+    {
+        Some((_, message)) => message.to_string(),
+        None => first.to_string(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    listen: Option<Spanned<String>>,
+    #[serde(default)]
+    listen_v6: Option<Spanned<String>>,
+    #[serde(default)]
+    state_dir: Option<String>,
+    #[serde(default)]
+    max_connections: Option<Spanned<usize>>,
+    // `Option` so that a key left empty (`resources:`) reads as an empty list.
+    #[serde(default)]
+    targets: Option<Vec<RawTarget>>,
+    #[serde(default)]
+    resources: Option<Vec<RawResource>>,
+    #[serde(default)]
+    egress: Option<RawEgress>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    name: Spanned<String>,
+    #[serde(default)]
+    cgroup: Option<Spanned<String>>,
+    egress: Spanned<EgressMode>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResource {
+    name: Spanned<String>,
+    protocol: Spanned<Protocol>,
+    #[serde(rename = "match")]
+    matches: Spanned<Vec<RawDestination>>,
+    #[serde(default)]
+    upstream: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDestination {
+    address: Spanned<String>,
+    port: Spanned<u16>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEgress {
+    #[serde(default)]
+    allow: Vec<RawDestination>,
+    #[serde(default = "default_true")]
+    dns: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Collects diagnostics while validating.
+#[derive(Default)]
+struct Report(Vec<Diagnostic>);
+
+impl Report {
+    fn error<T>(&mut self, at: &Spanned<T>, message: impl Into<String>, hint: Option<&str>) {
+        self.0.push(Diagnostic {
+            line: at.referenced.line(),
+            column: at.referenced.column(),
+            message: message.into(),
+            hint: hint.map(str::to_string),
+        });
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && !s.starts_with('.')
+}
+
+impl RawDestination {
+    fn validate(&self, report: &mut Report) -> Option<Destination> {
+        let text = self.address.value.trim();
+        let net = if text.contains('/') {
+            text.parse::<IpNet>().ok()
+        } else {
+            text.parse::<IpAddr>().ok().map(IpNet::from)
+        };
+        let Some(net) = net else {
+            report.error(
+                &self.address,
+                format!("`{text}` is not an IP address or CIDR prefix"),
+                Some(
+                    "write e.g. 10.0.0.5, 10.0.0.0/24 or fd00::5/128; host names are not resolved",
+                ),
+            );
+            return None;
+        };
+        if self.port.value == 0 {
+            report.error(
+                &self.port,
+                "port 0 matches nothing",
+                Some("give the service's TCP port"),
+            );
+            return None;
+        }
+        Some(Destination {
+            net: net.trunc(),
+            port: self.port.value,
+        })
+    }
+}
+
+impl RawConfig {
+    fn validate(self, source: &Path) -> Result<Config, ConfigError> {
+        let mut report = Report::default();
+
+        let listen = match &self.listen {
+            None => DEFAULT_LISTEN.parse().expect("valid default"),
+            Some(s) => match s.value.parse::<SocketAddr>() {
+                Ok(a) if a.is_ipv4() && a.ip().is_loopback() => a,
+                Ok(_) => {
+                    report.error(
+                        s,
+                        "`listen` must be an IPv4 loopback address",
+                        Some("the listener only receives connections redirected on this host; e.g. 127.0.0.1:15001"),
+                    );
+                    DEFAULT_LISTEN.parse().expect("valid default")
+                }
+                Err(_) => {
+                    report.error(
+                        s,
+                        format!("`{}` is not an address:port", s.value),
+                        Some("e.g. 127.0.0.1:15001"),
+                    );
+                    DEFAULT_LISTEN.parse().expect("valid default")
+                }
+            },
+        };
+        let listen_v6 = match &self.listen_v6 {
+            None => Some(SocketAddr::new(Ipv6Addr::LOCALHOST.into(), listen.port())),
+            Some(s) if s.value == "none" => None,
+            Some(s) => match s.value.parse::<SocketAddr>() {
+                Ok(a) if a.is_ipv6() && a.ip().is_loopback() => Some(a),
+                _ => {
+                    report.error(
+                        s,
+                        format!("`{}` is not an IPv6 loopback address:port", s.value),
+                        Some("e.g. [::1]:15001, or `none` to leave IPv6 connects unredirected"),
+                    );
+                    None
+                }
+            },
+        };
+        if let (Some(v6), Some(s)) = (listen_v6, &self.listen_v6)
+            && v6.port() != listen.port()
+        {
+            report.error(s, "`listen_v6` must use the same port as `listen`", None);
+        }
+
+        let max_connections = match &self.max_connections {
+            None => DEFAULT_MAX_CONNECTIONS,
+            Some(s) if s.value == 0 => {
+                report.error(s, "`max_connections` must be at least 1", None);
+                DEFAULT_MAX_CONNECTIONS
+            }
+            Some(s) => s.value,
+        };
+
+        let mut targets = Vec::new();
+        let mut target_names = HashSet::new();
+        let mut cgroup_paths: BTreeMap<String, Spanned<String>> = BTreeMap::new();
+        for t in self.targets.iter().flatten() {
+            if !valid_name(&t.name.value) {
+                report.error(
+                    &t.name,
+                    format!("target name `{}` is not valid", t.name.value),
+                    Some("use 1-64 letters, digits, '-', '_' or '.'"),
+                );
+            } else if !target_names.insert(t.name.value.clone()) {
+                report.error(
+                    &t.name,
+                    format!("target `{}` is defined twice", t.name.value),
+                    None,
+                );
+            }
+            let cgroup = match &t.cgroup {
+                None => TargetCgroup::Managed,
+                Some(p) => {
+                    let path = p.value.trim_matches('/').to_string();
+                    if path.is_empty() {
+                        report.error(
+                            p,
+                            "the root cgroup cannot be intercepted",
+                            Some("name the agent's own cgroup (e.g. a pod or a systemd unit), or omit `cgroup` to let sluice manage one"),
+                        );
+                    } else if path
+                        .split('/')
+                        .any(|c| c == ".." || c == "." || c.is_empty())
+                    {
+                        report.error(
+                            p,
+                            format!("cgroup path `{}` is not a plain relative path", p.value),
+                            None,
+                        );
+                    } else {
+                        cgroup_paths.insert(path.clone(), p.clone());
+                    }
+                    TargetCgroup::Path(path)
+                }
+            };
+            targets.push(Target {
+                name: t.name.value.clone(),
+                cgroup,
+                egress: t.egress.value,
+            });
+        }
+        // Programs attached to a cgroup also run for its descendants: a nested target would be
+        // intercepted twice with possibly contradicting policies.
+        let paths: Vec<&String> = cgroup_paths.keys().collect();
+        for (i, a) in paths.iter().enumerate() {
+            for b in &paths[i + 1..] {
+                if b.starts_with(a.as_str()) && b.as_bytes().get(a.len()) == Some(&b'/') {
+                    report.error(
+                        &cgroup_paths[*b],
+                        format!("cgroup `{b}` is inside target cgroup `{a}`"),
+                        Some("targets must not be nested; the outer target already covers it"),
+                    );
+                }
+            }
+        }
+
+        let mut resources = Vec::new();
+        let mut resource_names = HashSet::new();
+        let mut seen_matches: BTreeMap<(IpNet, u16), String> = BTreeMap::new();
+        for (i, r) in self.resources.iter().flatten().enumerate() {
+            if !valid_name(&r.name.value) {
+                report.error(
+                    &r.name,
+                    format!("resource name `{}` is not valid", r.name.value),
+                    Some("use 1-64 letters, digits, '-', '_' or '.'"),
+                );
+            } else if !resource_names.insert(r.name.value.clone()) {
+                report.error(
+                    &r.name,
+                    format!("resource `{}` is defined twice", r.name.value),
+                    None,
+                );
+            }
+            if r.matches.value.is_empty() {
+                report.error(
+                    &r.matches,
+                    format!("resource `{}` matches no destination", r.name.value),
+                    Some("list at least one {address, port}"),
+                );
+            }
+            let mut matches = Vec::new();
+            for m in &r.matches.value {
+                if let Some(d) = m.validate(&mut report) {
+                    if let Some(other) = seen_matches.insert((d.net, d.port), r.name.value.clone())
+                    {
+                        report.error(
+                            &m.address,
+                            format!("{d} is already matched by resource `{other}`"),
+                            None,
+                        );
+                    }
+                    matches.push(d);
+                }
+            }
+            if let Some(u) = &r.upstream
+                && u.value
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| p.parse::<u16>().ok())
+                    .is_none()
+            {
+                report.error(
+                    u,
+                    format!("upstream `{}` is not host:port", u.value),
+                    Some("e.g. db.internal:5432 or 10.0.0.5:5432"),
+                );
+            }
+            resources.push(Resource {
+                id: i as u32,
+                name: r.name.value.clone(),
+                protocol: r.protocol.value,
+                matches,
+                upstream: r.upstream.as_ref().map(|u| u.value.clone()),
+            });
+        }
+
+        let egress = match &self.egress {
+            None => Egress {
+                allow: Vec::new(),
+                dns: true,
+            },
+            Some(e) => Egress {
+                allow: e
+                    .allow
+                    .iter()
+                    .filter_map(|d| d.validate(&mut report))
+                    .collect(),
+                dns: e.dns,
+            },
+        };
+
+        if !report.0.is_empty() {
+            return Err(ConfigError {
+                file: source.into(),
+                diagnostics: report.0,
+            });
+        }
+        Ok(Config {
+            source: source.into(),
+            listen,
+            listen_v6,
+            state_dir: PathBuf::from(self.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into())),
+            max_connections,
+            targets,
+            resources,
+            egress,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("policy.yaml"))
+    }
+
+    #[test]
+    fn parses_a_full_policy() {
+        let c = parse(
+            "listen: 127.0.0.1:16000\n\
+             targets:\n  - name: agents\n    egress: deny\n  - name: pod\n    cgroup: /kubepods/pod1\n    egress: allow\n\
+             resources:\n  - name: db\n    protocol: tcp\n    match:\n      - { address: 10.0.0.0/24, port: 5432 }\n    upstream: db.internal:5432\n\
+             egress:\n  allow: [{ address: 192.0.2.1, port: 443 }]\n  dns: false\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 16000);
+        assert_eq!(c.listen_v6.unwrap().port(), 16000);
+        assert_eq!(c.targets[0].cgroup, TargetCgroup::Managed);
+        assert_eq!(
+            c.targets[1].cgroup,
+            TargetCgroup::Path("kubepods/pod1".into())
+        );
+        assert_eq!(c.resources[0].matches[0].net.to_string(), "10.0.0.0/24");
+        assert_eq!(c.egress.allow[0].net.to_string(), "192.0.2.1/32");
+        assert!(!c.egress.dns);
+    }
+
+    #[test]
+    fn the_shipped_example_policy_is_valid() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/policy.yaml"
+        ));
+        let c = Config::load(path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.targets[0].egress, EgressMode::Deny);
+        assert!(!c.resources.is_empty());
+    }
+
+    #[test]
+    fn reports_every_error_with_its_position() {
+        let err = parse(
+            "listen: 0.0.0.0:1\n\
+             targets:\n  - name: root\n    cgroup: /\n    egress: deny\n  - name: root\n    egress: deny\n\
+             resources:\n  - name: db\n    protocol: tcp\n    match:\n      - { address: not-an-ip, port: 5432 }\n      - { address: 10.0.0.1, port: 0 }\n",
+        )
+        .unwrap_err();
+        let lines: Vec<(u64, &str)> = err
+            .diagnostics
+            .iter()
+            .map(|d| (d.line, d.message.as_str()))
+            .collect();
+        assert_eq!(lines.len(), 5, "{err}");
+        assert_eq!(lines[0].0, 1);
+        assert!(lines[0].1.contains("loopback"));
+        assert_eq!(lines[1].0, 4);
+        assert!(lines[1].1.contains("root cgroup"));
+        assert_eq!(lines[2].0, 6);
+        assert!(lines[2].1.contains("defined twice"));
+        assert_eq!(lines[3].0, 12);
+        assert!(lines[3].1.contains("not-an-ip"));
+        assert_eq!(lines[4].0, 13);
+        let shown = err.to_string();
+        assert!(shown.starts_with("policy.yaml:1:9: error:"), "{shown}");
+        assert!(shown.contains("hint:"));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_a_position() {
+        let err = parse("targets:\n  - name: a\n    egres: deny\n").unwrap_err();
+        assert_eq!(err.diagnostics.len(), 1);
+        assert_eq!(err.diagnostics[0].line, 3, "{err}");
+        assert!(err.diagnostics[0].message.contains("egres"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_name_their_position_once() {
+        let err = parse("targets:\n  - name: a\n    egress: [deny\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("policy.yaml:"), "{text}");
+        assert!(!text.contains("error: error"), "{text}");
+        assert!(!text.contains(" line "), "{text}");
+    }
+
+    #[test]
+    fn empty_sections_are_empty_lists() {
+        let c = parse("targets:\nresources:\n").unwrap();
+        assert!(c.targets.is_empty() && c.resources.is_empty());
+    }
+
+    #[test]
+    fn nested_targets_and_duplicate_matches_are_refused() {
+        let err = parse(
+            "targets:\n  - { name: a, cgroup: k/p1, egress: deny }\n  - { name: b, cgroup: k/p1/c, egress: deny }\n\
+             resources:\n  - { name: x, protocol: tcp, match: [{ address: 10.0.0.1, port: 1 }] }\n  - { name: y, protocol: tcp, match: [{ address: 10.0.0.1/32, port: 1 }] }\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("inside target cgroup `k/p1`"), "{text}");
+        assert!(text.contains("already matched by resource `x`"), "{text}");
+    }
+}

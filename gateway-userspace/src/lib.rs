@@ -1,0 +1,18 @@
+//! sluice: a transparent, protocol-aware gateway between AI agents and production systems.
+//!
+//! # Layout
+//! - [`config`]: the YAML policy, parsed with positions and validated completely.
+//! - [`ebpf`]: loads the kernel programs into intercepted cgroups, reads their records.
+//! - [`server`]: listeners, accept loop, target leases, graceful shutdown.
+//! - [`conn`]: what is known about one connection ([`conn::ConnCtx`]).
+//! - [`proto`]: protocol sessions (today: opaque TCP).
+//! - [`exec`]: `sluice exec`, running a command inside an intercepted cgroup.
+// Denied everywhere; the one exception (`ebpf::watch_readable`) explains itself.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod conn;
+pub mod ebpf;
+pub mod exec;
+pub mod proto;
+pub mod server;

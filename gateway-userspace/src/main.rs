@@ -1,0 +1,161 @@
+//! The `sluice` command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use sluice::{
+    config::Config,
+    ebpf,
+    exec::{self, ExecRequest},
+    server::Gateway,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Transparent, protocol-aware gateway for AI agents"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run a command inside an intercepted cgroup (of the running gateway, or of one started for it).
+    Exec {
+        /// Policy file; starts a gateway for the command when none serves the target.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Target to join (default: the policy's only target, or `agents`).
+        #[arg(long)]
+        name: Option<String>,
+        /// Runtime state directory of the gateway (default: the policy's, or /run/sluice).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Detach interception left behind by a gateway that did not stop cleanly.
+    Cleanup {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Policy tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy file, reporting every error with file:line:col.
+    Check { file: PathBuf },
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::{EnvFilter, fmt, util::SubscriberInitExt};
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.finish().init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_target(false)
+            .finish()
+            .init(),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let code = match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sluice: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(command: Command) -> anyhow::Result<i32> {
+    match command {
+        Command::Run { config } => {
+            let config = Config::load(&config)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let gateway = Gateway::start(config).await?;
+                gateway.serve(shutdown_signal()).await
+            })?;
+            Ok(0)
+        }
+        Command::Exec {
+            config,
+            name,
+            state_dir,
+            command,
+        } => exec::run(ExecRequest {
+            config,
+            state_dir,
+            name,
+            command,
+        }),
+        Command::Cleanup { config } => {
+            let config = Config::load(&config)?;
+            for t in &config.targets {
+                let n = ebpf::remove_stale_pins(&t.name)?;
+                println!("{}: detached {n} pinned link(s)", t.name);
+            }
+            Ok(0)
+        }
+        Command::Policy {
+            command: PolicyCommand::Check { file },
+        } => match Config::load(&file) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} targets, {} resources)",
+                    file.display(),
+                    c.targets.len(),
+                    c.resources.len()
+                );
+                Ok(0)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(1)
+            }
+        },
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

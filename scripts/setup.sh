@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs everything sluice needs to build, test and demo on Debian 12, as root.
+# Idempotent: every step checks first, so re-running costs seconds.
+set -euo pipefail
+
+log() { printf '[setup] %s\n' "$*"; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: must run as root (it installs packages, mounts bpffs and loads eBPF)" >&2
+  exit 1
+fi
+
+# Debian packages: build deps, test peers (PostgreSQL, OpenSSH), network tooling for the
+# namespace-based tests.
+APT_PACKAGES=(
+  pkg-config iproute2 procps psmisc curl ca-certificates
+  libhyperscan-dev
+  postgresql postgresql-contrib postgresql-client pgbouncer
+  openssh-server openssh-client
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # Debian's postgresql/openssh postinst scripts try to start services; there is no init here,
+  # and we start our own instances anyway.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  rm -f /usr/sbin/policy-rc.d
+else
+  log "apt packages present"
+fi
+
+# Rust: the eBPF crate builds with nightly + rust-src; bpf-linker must be linked against
+# that nightly's own libLLVM (Debian's LLVM cannot read its bitcode).
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+rustup +nightly component list --installed | grep -q '^rust-src' || rustup +nightly component add rust-src
+
+LLVM_MAJOR="$(rustc +nightly -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')"
+LIBDIR="$(rustc +nightly --print sysroot)/lib"
+LLVMLIB="$(basename "$(ls "$LIBDIR"/libLLVM-"$LLVM_MAJOR"-rust-*.so | head -n1)" .so)"
+LLVMLIB="${LLVMLIB#lib}"
+if bpf-linker --version >/dev/null 2>&1; then
+  log "bpf-linker present: $(bpf-linker --version)"
+else
+  log "building bpf-linker 0.13.0 against $LLVMLIB"
+  RUSTFLAGS="-L native=$LIBDIR -l dylib=$LLVMLIB -C link-arg=-Wl,-rpath,$LIBDIR" \
+    cargo +stable install bpf-linker --version 0.13.0 --locked --force \
+      --no-default-features --features "llvm-$LLVM_MAJOR,no-llvm-linking"
+fi
+
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+log "bpffs mounted"
+
+# cgroup v2 must be reachable (pure v2 at /sys/fs/cgroup or hybrid at /sys/fs/cgroup/unified).
+if [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ] && ! mountpoint -q /sys/fs/cgroup/unified; then
+  echo "setup: no cgroup v2 hierarchy found (need /sys/fs/cgroup or /sys/fs/cgroup/unified)" >&2
+  exit 1
+fi
+log "done"

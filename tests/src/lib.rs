@@ -1,0 +1,487 @@
+//! Shared harness for sluice's integration tests.
+//!
+//! Everything here starts real things: network namespaces with veth pairs (so that a
+//! resource's address is a real remote host, not the proxy's own), child cgroups (one per test,
+//! never the root), the real `sluice` binary with JSON logs, and the `sluice-probe` client.
+//! Tests need root and eBPF; without them they fail loudly (see [`require_root`]).
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Condvar, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique within this test process and across concurrent test processes.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}-{}",
+        std::process::id() % 100_000,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// These tests load eBPF, create cgroups and namespaces: they must run as root. Failing (not
+/// skipping) keeps a CI without privileges from passing silently.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "integration tests need root (eBPF, cgroups, netns); run `cargo xtask test` as root"
+    );
+}
+
+/// `target/<profile>/<name>`, next to the test binary's `deps/` directory.
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} not built; run `cargo xtask test` (it builds every binary first)",
+        p.display()
+    );
+    p
+}
+
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ip(args: &[&str]) {
+    run(Command::new("ip").args(args));
+}
+
+/// A network namespace joined to the host by a veth pair: `host_addr` on the host side,
+/// `peer_addr` inside, for IPv4 (link-local, never routed) and IPv6 (ULA).
+pub struct TestNet {
+    pub ns: String,
+    host_if: String,
+    pub host_v4: String,
+    pub peer_v4: String,
+    pub peer_v6: String,
+}
+
+impl TestNet {
+    pub fn new() -> TestNet {
+        require_root();
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed) % 250 + 1;
+        let tag = format!("{}x{n}", std::process::id() % 10_000);
+        let ns = format!("slt{tag}");
+        let host_if = format!("slh{tag}");
+        let peer_if = format!("slp{tag}");
+        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        let _ = Command::new("ip").args(["link", "del", &host_if]).status();
+        ip(&["netns", "add", &ns]);
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &peer_if,
+        ]);
+        ip(&["link", "set", &peer_if, "netns", &ns]);
+        let host_v4 = format!("169.254.{n}.1");
+        let peer_v4 = format!("169.254.{n}.2");
+        let host_v6 = format!("fd5c:{n:x}::1");
+        let peer_v6 = format!("fd5c:{n:x}::2");
+        ip(&["addr", "add", &format!("{host_v4}/30"), "dev", &host_if]);
+        ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{host_v6}/64"),
+            "dev",
+            &host_if,
+            "nodad",
+        ]);
+        ip(&["link", "set", &host_if, "up"]);
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{peer_v4}/30"),
+            "dev",
+            &peer_if,
+        ]);
+        ip(&[
+            "-n",
+            &ns,
+            "-6",
+            "addr",
+            "add",
+            &format!("{peer_v6}/64"),
+            "dev",
+            &peer_if,
+            "nodad",
+        ]);
+        ip(&["-n", &ns, "link", "set", &peer_if, "up"]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        TestNet {
+            ns,
+            host_if,
+            host_v4,
+            peer_v4,
+            peer_v6,
+        }
+    }
+
+    /// Starts an echo server (or an HTTP responder) inside the namespace.
+    pub fn serve(&self, addr: &str, http: bool) -> PeerServer {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns])
+            .arg(bin_path("sluice-probe"))
+            .args(["serve", addr]);
+        if http {
+            cmd.arg("--http");
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn server");
+        let log = LineLog::from_reader(child.stdout.take().expect("stdout"), "peer");
+        log.wait_for(Duration::from_secs(5), |v| v.get("listening").is_some());
+        PeerServer { child, log }
+    }
+}
+
+impl Default for TestNet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+/// A server inside a [`TestNet`] that reports each accepted peer.
+pub struct PeerServer {
+    child: Child,
+    pub log: LineLog,
+}
+
+impl PeerServer {
+    /// Peers accepted so far.
+    pub fn accepted(&self) -> Vec<String> {
+        self.log
+            .snapshot()
+            .iter()
+            .filter_map(|v| {
+                v.get("accepted")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .collect()
+    }
+}
+
+impl Drop for PeerServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// JSON lines read from a child's pipe by a background thread.
+#[derive(Clone)]
+pub struct LineLog {
+    inner: Arc<(Mutex<Vec<Value>>, Condvar)>,
+}
+
+impl LineLog {
+    pub fn from_reader(r: impl std::io::Read + Send + 'static, label: &'static str) -> LineLog {
+        let log = LineLog {
+            inner: Arc::new((Mutex::new(Vec::new()), Condvar::new())),
+        };
+        let inner = log.inner.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(r).lines().map_while(Result::ok) {
+                // Echo so a failing test shows what the child said.
+                eprintln!("[{label}] {line}");
+                let v = serde_json::from_str(&line).unwrap_or(Value::String(line));
+                let (lock, cv) = &*inner;
+                lock.lock().unwrap().push(v);
+                cv.notify_all();
+            }
+        });
+        log
+    }
+
+    pub fn snapshot(&self) -> Vec<Value> {
+        self.inner.0.lock().unwrap().clone()
+    }
+
+    /// Waits for a line matching `pred`; panics with everything seen after `timeout`.
+    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.inner;
+        let mut lines = lock.lock().unwrap();
+        loop {
+            if let Some(v) = lines.iter().find(|v| pred(v)) {
+                return v.clone();
+            }
+            let now = Instant::now();
+            assert!(
+                now < deadline,
+                "timed out waiting for a log line; saw:\n{}",
+                lines
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            lines = cv.wait_timeout(lines, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Lines matching `pred` so far.
+    pub fn matching(&self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        self.snapshot().into_iter().filter(|v| pred(v)).collect()
+    }
+}
+
+/// `event` field of a sluice JSON log line.
+pub fn is_event(v: &Value, name: &str) -> bool {
+    v.get("event").and_then(Value::as_str) == Some(name)
+}
+
+/// The cgroup v2 mount of this host.
+pub fn cgroup2_mount() -> PathBuf {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let found: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| f[1])
+        })
+        .collect();
+    let pick = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .into_iter()
+        .find(|p| found.contains(p))
+        .or(found.first().copied())
+        .expect("cgroup v2 must be mounted (tests attach eBPF to a child cgroup)");
+    PathBuf::from(pick)
+}
+
+/// A fresh child cgroup, removed (after killing what is left in it) on drop.
+pub struct TestCgroup {
+    pub dir: PathBuf,
+    /// Path relative to the cgroup v2 mount, as written in a policy.
+    pub relative: String,
+}
+
+impl TestCgroup {
+    pub fn new() -> TestCgroup {
+        require_root();
+        let relative = unique("sluice-test-");
+        let dir = cgroup2_mount().join(&relative);
+        std::fs::create_dir(&dir)
+            .unwrap_or_else(|e| panic!("creating cgroup {}: {e}", dir.display()));
+        TestCgroup { dir, relative }
+    }
+}
+
+impl Default for TestCgroup {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        remove_cgroup(&self.dir);
+    }
+}
+
+/// Kills every process in a cgroup and removes it.
+pub fn remove_cgroup(dir: &Path) {
+    for _ in 0..50 {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            // SAFETY: kill with a pid read from the cgroup; at worst the process is gone.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `sluice-probe` inside (`Some(cgroup)`) or outside an intercepted cgroup; returns its
+/// JSON answer.
+pub fn probe(cgroup: Option<&Path>, args: &[&str]) -> Value {
+    let mut cmd = Command::new(bin_path("sluice-probe"));
+    if let Some(dir) = cgroup {
+        cmd.arg("--cgroup").arg(dir);
+    }
+    let out = cmd.args(args).output().expect("running sluice-probe");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or("null")).unwrap_or_else(|e| {
+        panic!(
+            "probe printed no JSON ({e}): {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+pub const EPERM: i64 = 1;
+pub const ECONNREFUSED: i64 = 111;
+
+/// A `sluice run` process with its JSON log.
+pub struct Gateway {
+    child: Option<Child>,
+    pub log: LineLog,
+    pub config_path: PathBuf,
+    pub state_dir: PathBuf,
+    pub target: String,
+    dir: PathBuf,
+}
+
+/// Builder for a test policy. `target` names the intercepted cgroup.
+pub struct Policy {
+    pub target: String,
+    pub cgroup: Option<String>,
+    pub egress: &'static str,
+    pub resources: Vec<(String, String, u16)>,
+    pub extra: String,
+}
+
+impl Policy {
+    pub fn new(cgroup: Option<&TestCgroup>, egress: &'static str) -> Policy {
+        Policy {
+            target: unique("t"),
+            cgroup: cgroup.map(|c| c.relative.clone()),
+            egress,
+            resources: Vec::new(),
+            extra: String::new(),
+        }
+    }
+
+    pub fn resource(mut self, name: &str, address: &str, port: u16) -> Policy {
+        self.resources.push((name.into(), address.into(), port));
+        self
+    }
+
+    /// Writes the policy (with a private state dir and an ephemeral listener port).
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        let mut y = format!(
+            "listen: 127.0.0.1:0\nstate_dir: {}\ntargets:\n  - name: {}\n    egress: {}\n",
+            dir.join("state").display(),
+            self.target,
+            self.egress
+        );
+        if let Some(cg) = &self.cgroup {
+            y.push_str(&format!("    cgroup: {cg}\n"));
+        }
+        y.push_str("resources:\n");
+        for (name, addr, port) in &self.resources {
+            y.push_str(&format!(
+                "  - name: {name}\n    protocol: tcp\n    match:\n      - {{ address: \"{addr}\", port: {port} }}\n"
+            ));
+        }
+        y.push_str(&self.extra);
+        let path = dir.join("policy.yaml");
+        std::fs::write(&path, y).unwrap();
+        path
+    }
+}
+
+pub fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(unique("sluice-it-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Gateway {
+    pub fn start(policy: &Policy) -> Gateway {
+        require_root();
+        let dir = temp_dir();
+        let config_path = policy.write(&dir);
+        let mut child = Command::new(bin_path("sluice"))
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sluice run");
+        let log = LineLog::from_reader(child.stderr.take().expect("stderr"), "sluice");
+        let gw = Gateway {
+            child: Some(child),
+            log,
+            config_path,
+            state_dir: dir.join("state"),
+            target: policy.target.clone(),
+            dir,
+        };
+        gw.log
+            .wait_for(Duration::from_secs(20), |v| is_event(v, "ready"));
+        gw
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().expect("wait sluice")
+    }
+
+    /// SIGKILL: simulates a crash (the pinned links stay).
+    pub fn crash(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("kill sluice");
+        child.wait().expect("wait sluice");
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        let ready = self
+            .log
+            .wait_for(Duration::from_secs(1), |v| is_event(v, "ready"));
+        ready["listen"].as_str().unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+        // Whatever happened (a crash test), never leave interception behind.
+        let _ = Command::new(bin_path("sluice"))
+            .arg("cleanup")
+            .arg("--config")
+            .arg(&self.config_path)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
