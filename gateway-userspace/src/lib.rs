@@ -6,6 +6,7 @@
 //! - [`server`]: listeners, accept loop, target leases, graceful shutdown.
 //! - [`conn`]: what is known about one connection ([`conn::ConnCtx`]).
 //! - [`proto`]: protocol sessions (today: opaque TCP).
+//! - [`inspect`]: guardrails (SQL AST rules) and masking (Hyperscan prefilter + exact validators).
 //! - [`exec`]: `sluice exec`, running a command inside an intercepted cgroup.
 // Denied everywhere; the one exception (`ebpf::watch_readable`) explains itself.
 #![deny(unsafe_code)]
@@ -14,5 +15,6 @@ pub mod config;
 pub mod conn;
 pub mod ebpf;
 pub mod exec;
+pub mod inspect;
 pub mod proto;
 pub mod server;
