@@ -35,6 +35,9 @@ pub struct Config {
     pub targets: Vec<Target>,
     pub resources: Vec<Resource>,
     pub egress: Egress,
+    pub rules: Vec<Rule>,
+    pub guardrails: GuardrailSettings,
+    pub alerts: Alerts,
 }
 
 /// An intercepted cgroup and its egress default.
@@ -67,12 +70,15 @@ pub enum EgressMode {
 pub enum Protocol {
     /// Opaque TCP, forwarded byte for byte.
     Tcp,
+    /// PostgreSQL v3 wire protocol: guardrails, masking, held credentials.
+    Postgres,
 }
 
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Protocol::Tcp => "tcp",
+            Protocol::Postgres => "postgres",
         })
     }
 }
@@ -87,6 +93,104 @@ pub struct Resource {
     pub matches: Vec<Destination>,
     /// Where sluice connects; `None` means the agent's original destination.
     pub upstream: Option<String>,
+    /// How sluice logs in upstream (database protocols).
+    pub credentials: Credentials,
+    pub limits: FrameLimits,
+}
+
+/// Upstream login of a resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credentials {
+    /// The agent's own authentication is relayed unchanged.
+    Passthrough,
+    /// sluice logs in with a secret it holds; whatever the agent presents is ignored.
+    Inject {
+        user: Option<String>,
+        password: Option<Secret>,
+        database: Option<String>,
+    },
+}
+
+/// A credential value. `Debug` never shows it, so it cannot leak through logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Largest message accepted from each side; anything larger ends the connection with an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameLimits {
+    pub client: usize,
+    pub upstream: usize,
+}
+
+impl Default for FrameLimits {
+    fn default() -> Self {
+        // Clients send statements and COPY chunks; servers can return rows up to 1 GiB but a
+        // row that large is not something an agent should pull through a gateway.
+        FrameLimits {
+            client: 16 << 20,
+            upstream: 256 << 20,
+        }
+    }
+}
+
+/// What a rule does when it matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Allow,
+    /// Allowed, and an alert is raised.
+    Alert,
+    /// Held for approval.
+    Hold,
+    Deny,
+}
+
+/// A policy rule: every matcher present must match.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub name: String,
+    pub resources: Vec<String>,
+    pub targets: Vec<String>,
+    /// Guardrail findings (rule ids such as `drop`, `delete-without-where`).
+    pub guardrails: Vec<String>,
+    /// Statement kinds (`select`, `insert`, `update`, ...).
+    pub statements: Vec<String>,
+    pub action: Action,
+}
+
+#[derive(Clone, Debug)]
+pub struct GuardrailSettings {
+    /// For input that does not parse: deny or hold, never allow.
+    pub unparseable: Action,
+    /// For statements no rule matches.
+    pub default: Action,
+}
+
+impl Default for GuardrailSettings {
+    fn default() -> Self {
+        GuardrailSettings {
+            unparseable: Action::Deny,
+            default: Action::Allow,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Alerts {
+    /// POSTed a JSON document for every refused command and every `alert` rule match.
+    pub webhook: Option<String>,
 }
 
 /// A prefix and a port.
@@ -220,6 +324,80 @@ struct RawConfig {
     resources: Option<Vec<RawResource>>,
     #[serde(default)]
     egress: Option<RawEgress>,
+    #[serde(default)]
+    rules: Option<Vec<RawRule>>,
+    #[serde(default)]
+    guardrails: Option<RawGuardrails>,
+    #[serde(default)]
+    alerts: Option<RawAlerts>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Spanned<String>,
+    #[serde(default)]
+    resources: Vec<Spanned<String>>,
+    #[serde(default)]
+    targets: Vec<Spanned<String>>,
+    #[serde(default)]
+    guardrails: Vec<Spanned<String>>,
+    #[serde(default)]
+    statements: Vec<Spanned<String>>,
+    action: Spanned<Action>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGuardrails {
+    #[serde(default)]
+    unparseable: Option<Spanned<Action>>,
+    #[serde(default)]
+    default: Option<Spanned<Action>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    #[serde(default)]
+    webhook: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredentials {
+    mode: Spanned<CredentialMode>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    database: Option<String>,
+    #[serde(default)]
+    password: Option<Spanned<RawSecret>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum CredentialMode {
+    Inject,
+    Passthrough,
+}
+
+/// Where a secret comes from: inline (tests, demos), an environment variable, or a file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+enum RawSecret {
+    Value(String),
+    Env(String),
+    File(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    #[serde(default)]
+    max_client_message: Option<Spanned<usize>>,
+    #[serde(default)]
+    max_upstream_message: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -240,6 +418,10 @@ struct RawResource {
     matches: Spanned<Vec<RawDestination>>,
     #[serde(default)]
     upstream: Option<Spanned<String>>,
+    #[serde(default)]
+    credentials: Option<RawCredentials>,
+    #[serde(default)]
+    limits: Option<RawLimits>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -256,6 +438,31 @@ struct RawEgress {
     allow: Vec<RawDestination>,
     #[serde(default = "default_true")]
     dns: bool,
+}
+
+fn resolve_secret(raw: &Spanned<RawSecret>, report: &mut Report) -> Option<Secret> {
+    match &raw.value {
+        RawSecret::Value(v) => Some(Secret(v.clone())),
+        RawSecret::Env(name) => match std::env::var(name) {
+            Ok(v) => Some(Secret(v)),
+            Err(_) => {
+                report.error(
+                    raw,
+                    format!("environment variable `{name}` is not set"),
+                    None,
+                );
+                None
+            }
+        },
+        RawSecret::File(path) => match std::fs::read_to_string(path) {
+            // A trailing newline from `echo secret > file` is not part of the secret.
+            Ok(v) => Some(Secret(v.trim_end_matches(['\n', '\r']).to_string())),
+            Err(e) => {
+                report.error(raw, format!("cannot read secret file `{path}`: {e}"), None);
+                None
+            }
+        },
+    }
 }
 
 fn default_true() -> bool {
@@ -487,12 +694,51 @@ impl RawConfig {
                     Some("e.g. db.internal:5432 or 10.0.0.5:5432"),
                 );
             }
+            let credentials = match &r.credentials {
+                None => Credentials::Passthrough,
+                Some(c) if r.protocol.value == Protocol::Tcp => {
+                    report.error(
+                        &c.mode,
+                        "`credentials` need a protocol sluice speaks",
+                        Some("use protocol: postgres"),
+                    );
+                    Credentials::Passthrough
+                }
+                Some(c) => match c.mode.value {
+                    CredentialMode::Passthrough => Credentials::Passthrough,
+                    CredentialMode::Inject => Credentials::Inject {
+                        user: c.user.clone(),
+                        database: c.database.clone(),
+                        password: c
+                            .password
+                            .as_ref()
+                            .and_then(|p| resolve_secret(p, &mut report)),
+                    },
+                },
+            };
+            let mut limits = FrameLimits::default();
+            if let Some(l) = &r.limits {
+                for (field, value) in [
+                    (&l.max_client_message, &mut limits.client),
+                    (&l.max_upstream_message, &mut limits.upstream),
+                ] {
+                    if let Some(v) = field {
+                        if v.value < 1024 || v.value > 1 << 30 {
+                            report.error(v, "message limits must be between 1 KiB and 1 GiB", None);
+                        } else {
+                            *value = v.value;
+                        }
+                    }
+                }
+            }
             resources.push(Resource {
                 id: i as u32,
                 name: r.name.value.clone(),
                 protocol: r.protocol.value,
                 matches,
                 upstream: r.upstream.as_ref().map(|u| u.value.clone()),
+                credentials,
+                limits,
             });
         }
 
@@ -511,6 +757,114 @@ impl RawConfig {
             },
         };
 
+        let mut rules = Vec::new();
+        let mut rule_names = HashSet::new();
+        for r in self.rules.iter().flatten() {
+            if !valid_name(&r.name.value) {
+                report.error(
+                    &r.name,
+                    format!("rule name `{}` is not valid", r.name.value),
+                    Some("use 1-64 letters, digits, '-', '_' or '.'"),
+                );
+            } else if !rule_names.insert(r.name.value.clone()) {
+                report.error(
+                    &r.name,
+                    format!("rule `{}` is defined twice", r.name.value),
+                    None,
+                );
+            }
+            for res in &r.resources {
+                if !resource_names.contains(&res.value) {
+                    report.error(
+                        res,
+                        format!("rule refers to unknown resource `{}`", res.value),
+                        None,
+                    );
+                }
+            }
+            for t in &r.targets {
+                if !target_names.contains(&t.value) {
+                    report.error(
+                        t,
+                        format!("rule refers to unknown target `{}`", t.value),
+                        None,
+                    );
+                }
+            }
+            for g in &r.guardrails {
+                if !crate::inspect::guardrails::RULE_IDS.contains(&g.value.as_str()) {
+                    let hint = format!(
+                        "one of: {}",
+                        crate::inspect::guardrails::RULE_IDS.join(", ")
+                    );
+                    report.error(g, format!("unknown guardrail `{}`", g.value), Some(&hint));
+                }
+            }
+            for k in &r.statements {
+                if !crate::inspect::guardrails::STATEMENT_KINDS.contains(&k.value.as_str()) {
+                    let hint = format!(
+                        "one of: {}",
+                        crate::inspect::guardrails::STATEMENT_KINDS.join(", ")
+                    );
+                    report.error(
+                        k,
+                        format!("unknown statement kind `{}`", k.value),
+                        Some(&hint),
+                    );
+                }
+            }
+            if r.guardrails.is_empty() && r.statements.is_empty() {
+                report.error(
+                    &r.name,
+                    format!("rule `{}` matches no command", r.name.value),
+                    Some("give `guardrails:` (findings) and/or `statements:` (kinds)"),
+                );
+            }
+            rules.push(Rule {
+                name: r.name.value.clone(),
+                resources: r.resources.iter().map(|x| x.value.clone()).collect(),
+                targets: r.targets.iter().map(|x| x.value.clone()).collect(),
+                guardrails: r.guardrails.iter().map(|x| x.value.clone()).collect(),
+                statements: r.statements.iter().map(|x| x.value.clone()).collect(),
+                action: r.action.value,
+            });
+        }
+        let mut guardrails = GuardrailSettings::default();
+        if let Some(g) = &self.guardrails {
+            if let Some(u) = &g.unparseable {
+                if matches!(u.value, Action::Allow | Action::Alert) {
+                    report.error(
+                        u,
+                        "unparseable statements cannot be allowed",
+                        Some("use deny or hold"),
+                    );
+                } else {
+                    guardrails.unparseable = u.value;
+                }
+            }
+            if let Some(d) = &g.default {
+                guardrails.default = d.value;
+            }
+        }
+        let alerts = Alerts {
+            webhook: self
+                .alerts
+                .as_ref()
+                .and_then(|a| a.webhook.as_ref())
+                .and_then(|w| {
+                    if w.value.starts_with("http://") || w.value.starts_with("https://") {
+                        Some(w.value.clone())
+                    } else {
+                        report.error(
+                            w,
+                            "the alert webhook must be an http:// or https:// URL",
+                            None,
+                        );
+                        None
+                    }
+                }),
+        };
+
         if !report.0.is_empty() {
             return Err(ConfigError {
                 file: source.into(),
@@ -526,6 +880,9 @@ impl RawConfig {
             targets,
             resources,
             egress,
+            rules,
+            guardrails,
+            alerts,
         })
     }
 }

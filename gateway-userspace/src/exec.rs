@@ -30,7 +30,7 @@ pub struct ExecRequest {
 /// How `exec` will run, decided before anything is started.
 enum Plan {
     Join { cgroup_dir: PathBuf },
-    StartGateway { config: Config, target: String },
+    StartGateway { config: Box<Config>, target: String },
 }
 
 fn plan(req: &ExecRequest) -> anyhow::Result<Plan> {
@@ -63,7 +63,10 @@ fn plan(req: &ExecRequest) -> anyhow::Result<Plan> {
                     config.source.display()
                 );
             }
-            Ok(Plan::StartGateway { config, target })
+            Ok(Plan::StartGateway {
+                config: Box::new(config),
+                target,
+            })
         }
         None => bail!(
             "no sluice gateway is serving target `{target}` (state in {}); start one with \
@@ -91,7 +94,7 @@ pub fn run(req: ExecRequest) -> anyhow::Result<i32> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(run_with_own_gateway(config, &target, &req.command))
+            rt.block_on(run_with_own_gateway(*config, &target, &req.command))
         }
     }
 }

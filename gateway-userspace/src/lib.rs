@@ -18,3 +18,4 @@ pub mod exec;
 pub mod inspect;
 pub mod proto;
 pub mod server;
+pub mod services;

@@ -88,8 +88,15 @@ impl TestNet {
         let ns = format!("slt{tag}");
         let host_if = format!("slh{tag}");
         let peer_if = format!("slp{tag}");
-        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
-        let _ = Command::new("ip").args(["link", "del", &host_if]).status();
+        // Leftovers of an earlier run with the same pid; usually there are none.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &ns])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &host_if])
+            .stderr(Stdio::null())
+            .status();
         ip(&["netns", "add", &ns]);
         ip(&[
             "link", "add", &host_if, "type", "veth", "peer", "name", &peer_if,
@@ -369,6 +376,8 @@ pub struct Policy {
     pub cgroup: Option<String>,
     pub egress: &'static str,
     pub resources: Vec<(String, String, u16)>,
+    /// Resource entries written verbatim (protocol-specific settings).
+    pub raw_resources: String,
     pub extra: String,
 }
 
@@ -379,6 +388,7 @@ impl Policy {
             cgroup: cgroup.map(|c| c.relative.clone()),
             egress,
             resources: Vec::new(),
+            raw_resources: String::new(),
             extra: String::new(),
         }
     }
@@ -405,6 +415,7 @@ impl Policy {
                 "  - name: {name}\n    protocol: tcp\n    match:\n      - {{ address: \"{addr}\", port: {port} }}\n"
             ));
         }
+        y.push_str(&self.raw_resources);
         y.push_str(&self.extra);
         let path = dir.join("policy.yaml");
         std::fs::write(&path, y).unwrap();
@@ -484,4 +495,178 @@ impl Drop for Gateway {
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// PostgreSQL binaries of the Debian package.
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// Roles of the test cluster: (user, password, upstream auth method).
+pub const PG_SCRAM: (&str, &str) = ("app", "app-secret");
+pub const PG_MD5: (&str, &str) = ("md5user", "md5-secret");
+pub const PG_PLAIN: (&str, &str) = ("plainuser", "plain-secret");
+
+/// Sample data: the customers the masking and guardrail tests look at.
+const PG_SEED: &str = r#"
+SET password_encryption = 'scram-sha-256';
+CREATE ROLE app LOGIN PASSWORD 'app-secret';
+SET password_encryption = 'md5';
+CREATE ROLE md5user LOGIN PASSWORD 'md5-secret';
+SET password_encryption = 'scram-sha-256';
+CREATE ROLE plainuser LOGIN PASSWORD 'plain-secret';
+CREATE TABLE customers (
+  id int PRIMARY KEY, name text, email text, card text, ssn text, phone text, iban text,
+  order_no text, notes text
+);
+INSERT INTO customers VALUES
+  (1, 'Ada Lovelace', 'ada@example.com', '4111 1111 1111 1111', '123-45-6789', '+1 415 555 0132', 'DE89370400440532013000', 'ORD-2024-000123', 'prefers email'),
+  (2, 'Alan Turing', 'alan.turing@bletchley.org', '5500-0000-0000-0004', '219-09-9999', '(415) 555-0199', 'GB82WEST12345698765432', 'ORD-2024-000124', 'uuid 3f2b8c1e-9a4d-4e6b-8f7a-2c1d0e9b8a76'),
+  (3, 'Grace Hopper', 'grace@navy.mil', '4111111111111112', '000-12-3456', '555-01', 'XX00NOTANIBAN', '1234567890123456', 'version 1.2.3.4 at 2024-05-01T12:00:00Z');
+GRANT ALL ON customers TO app, md5user, plainuser;
+CREATE TABLE accounts (id int PRIMARY KEY, balance int);
+INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 10) g;
+GRANT ALL ON accounts TO app, md5user, plainuser;
+"#;
+
+const PG_HBA: &str = "local all all trust\n\
+host all md5user all md5\n\
+host all plainuser all password\n\
+host all all all scram-sha-256\n";
+
+fn pg_template() -> &'static PathBuf {
+    static TEMPLATE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        require_root();
+        let dir = std::env::temp_dir().join(format!("sluice-pg-template-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        run(Command::new("chown").args(["postgres:postgres"]).arg(&dir));
+        let as_pg = |args: &str| run(Command::new("runuser").args(["-u", "postgres", "--", "sh", "-c", args]));
+        as_pg(&format!("{PG_BIN}/initdb -D {} -U postgres --auth=trust -E UTF8 >/dev/null", dir.display()));
+        std::fs::write(dir.join("pg_hba.conf"), PG_HBA).unwrap();
+        as_pg(&format!(
+            "{PG_BIN}/pg_ctl -D {d} -o \"-c listen_addresses='' -k {d}\" -w -l {d}/log start >/dev/null",
+            d = dir.display()
+        ));
+        let seed = dir.join("seed.sql");
+        std::fs::write(&seed, PG_SEED).unwrap();
+        run(Command::new("chown").arg("postgres:postgres").arg(&seed));
+        as_pg(&format!("psql -X -q -v ON_ERROR_STOP=1 -h {} -U postgres -d postgres -f {} >/dev/null", dir.display(), seed.display()));
+        as_pg(&format!("{PG_BIN}/pg_ctl -D {} -m fast -w stop >/dev/null", dir.display()));
+        dir
+    })
+}
+
+/// A PostgreSQL 15 server inside a [`TestNet`] namespace, at `peer_v4:5432`.
+pub struct PgServer {
+    dir: PathBuf,
+    pub addr: String,
+    pub host: String,
+}
+
+impl PgServer {
+    pub fn start(net: &TestNet) -> PgServer {
+        let template = pg_template();
+        let dir = std::env::temp_dir().join(unique("sluice-pg-"));
+        run(Command::new("cp").arg("-a").arg(template).arg(&dir));
+        let cmd = format!(
+            "{PG_BIN}/pg_ctl -D {d} -o \"-c listen_addresses={a} -p 5432 -k {d}\" -w -t 30 -l {d}/log start >/dev/null",
+            d = dir.display(),
+            a = net.peer_v4
+        );
+        run(Command::new("ip").args([
+            "netns", "exec", &net.ns, "runuser", "-u", "postgres", "--", "sh", "-c", &cmd,
+        ]));
+        PgServer {
+            dir,
+            addr: format!("{}:5432", net.peer_v4),
+            host: net.peer_v4.clone(),
+        }
+    }
+
+    /// A libpq connection string for `user`/`password` to this server.
+    pub fn conninfo(&self, user: &str, password: &str) -> String {
+        format!(
+            "host={} port=5432 user={user} password={password} dbname=postgres connect_timeout=5",
+            self.host
+        )
+    }
+
+    /// Runs a PostgreSQL client program as the superuser over the Unix socket.
+    pub fn admin_cmd(&self, program: &str, args: &[&str]) -> std::process::Output {
+        Command::new("runuser")
+            .args(["-u", "postgres", "--", program, "-h"])
+            .arg(&self.dir)
+            .args(["-p", "5432"])
+            .args(args)
+            .output()
+            .expect("admin command")
+    }
+
+    /// Runs SQL as the superuser over the Unix socket (never through sluice): ground truth.
+    pub fn admin_sql(&self, sql: &str) -> String {
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--", "psql", "-X", "-A", "-t", "-h"])
+            .arg(&self.dir)
+            .args(["-U", "postgres", "-d", "postgres", "-c", sql])
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "admin sql failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--", &format!("{PG_BIN}/pg_ctl"), "-D"])
+            .arg(&self.dir)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Output of a real client run inside a cgroup.
+pub struct ClientRun {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs a real client (psql, pgbench, ...) inside `cgroup` with `env`.
+pub fn client_in(cgroup: &Path, env: &[(&str, &str)], argv: &[&str]) -> ClientRun {
+    let out = Command::new(bin_path("sluice-probe"))
+        .arg("--cgroup")
+        .arg(cgroup)
+        .arg("run")
+        .arg("--")
+        .args(argv)
+        .envs(env.iter().copied())
+        .output()
+        .expect("running client");
+    ClientRun {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Policy text for a postgres resource at `pg` with injected credentials of `role`.
+pub fn pg_resource(name: &str, pg: &PgServer, credentials: &str) -> String {
+    format!(
+        "  - name: {name}\n    protocol: postgres\n    match:\n      - {{ address: \"{}\", port: 5432 }}\n    credentials: {credentials}\n",
+        pg.host
+    )
+}
+
+/// `credentials:` value injecting a role's password inline.
+pub fn inject(role: (&str, &str)) -> String {
+    format!(
+        "{{ mode: inject, user: {}, password: {{ value: \"{}\" }} }}",
+        role.0, role.1
+    )
 }

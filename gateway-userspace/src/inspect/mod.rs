@@ -4,6 +4,7 @@
 
 pub mod guardrails;
 pub mod masking;
+pub mod policy;
 
 use serde::Serialize;
 

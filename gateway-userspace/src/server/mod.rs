@@ -31,6 +31,7 @@ use crate::{
     conn::{ClientAddr, ConnCtx, OrigDstAddr, ProcessInfo, comm_to_string, record_destination},
     ebpf::{Interceptor, ListenAddrs, cgroup},
     proto,
+    services::{NoMasking, Services},
 };
 
 /// How long open connections may finish after shutdown begins.
@@ -44,6 +45,7 @@ pub struct Gateway {
     leases: Vec<TargetLease>,
     managed_cgroups: Vec<PathBuf>,
     resources: Vec<Arc<Resource>>,
+    services: Arc<Services>,
 }
 
 impl Gateway {
@@ -83,6 +85,7 @@ impl Gateway {
             leases: Vec::new(),
             managed_cgroups: Vec::new(),
             resources: config.resources.iter().cloned().map(Arc::new).collect(),
+            services: Arc::new(Services::new(config.clone(), Arc::new(NoMasking))),
         };
         for target in &config.targets {
             let dir = match &target.cgroup {
@@ -194,8 +197,9 @@ impl Gateway {
             ) else {
                 continue;
             };
+            let services = self.services.clone();
             conns.spawn(async move {
-                handle(stream, ctx).await;
+                handle(stream, ctx, services).await;
                 drop(permit);
             });
         }
@@ -305,10 +309,11 @@ async fn accept_any(listeners: &[TcpListener]) -> std::io::Result<(TcpStream, So
     }
 }
 
-async fn handle(stream: TcpStream, ctx: ConnCtx) {
+async fn handle(stream: TcpStream, ctx: ConnCtx, services: Arc<Services>) {
     let started = Instant::now();
     let result = match ctx.resource.protocol {
         Protocol::Tcp => proto::tcp::serve(stream, &ctx).await,
+        Protocol::Postgres => proto::postgres::serve(stream, &ctx, &services).await,
     };
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match result {

@@ -32,6 +32,11 @@ fn main() {
         args.drain(..2);
     }
     let cmd = args.first().map(String::as_str).unwrap_or("");
+    match cmd {
+        "run" => run(&args[1..]),
+        "pg" => return pg(&args[1..]),
+        _ => {}
+    }
     let addr: SocketAddr = args
         .get(1)
         .and_then(|a| a.parse().ok())
@@ -54,6 +59,7 @@ fn main() {
             bench_connect(addr, count)
         }
         "serve" => serve(addr, args.iter().any(|a| a == "--http")),
+        "raw" => raw(addr, args.get(2).map(String::as_str).unwrap_or("")),
         _ => usage(),
     }
 }
@@ -171,4 +177,115 @@ fn serve(addr: SocketAddr, http: bool) {
             }
         });
     }
+}
+
+/// Replaces the probe with a real client (psql, pgbench, ssh...), already inside the cgroup.
+fn run(argv: &[String]) -> ! {
+    use std::os::unix::process::CommandExt;
+    let argv: Vec<&String> = argv.iter().skip_while(|a| *a == "--").collect();
+    let err = std::process::Command::new(argv[0]).args(&argv[1..]).exec();
+    eprintln!("cannot run {}: {err}", argv[0]);
+    std::process::exit(127)
+}
+
+/// Sends hex-encoded bytes, then prints (hex) everything received until the peer closes.
+fn raw(addr: SocketAddr, hex: &str) {
+    let bytes: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect();
+    let mut s = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap_or_else(|e| fail(&e));
+    s.set_read_timeout(Some(TIMEOUT)).ok();
+    s.write_all(&bytes).unwrap_or_else(|e| fail(&e));
+    let mut got = Vec::new();
+    let closed = s.read_to_end(&mut got).is_ok();
+    let hex: String = got.iter().map(|b| format!("{b:02x}")).collect();
+    print(
+        json!({"ok": true, "received": hex, "text": String::from_utf8_lossy(&got), "closed": closed}),
+    );
+}
+
+/// A tokio-postgres client: `pg CONNINFO simple|extended|pipeline|cancel SQL...`.
+fn pg(args: &[String]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let conninfo = args.first().expect("conninfo").clone();
+    let mode = args.get(1).expect("mode").clone();
+    let sqls: Vec<String> = args[2..].to_vec();
+    let out = rt.block_on(async move {
+        let (client, conn) = match tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await {
+            Ok(c) => c,
+            Err(e) => return pg_error(&e),
+        };
+        tokio::spawn(conn);
+        let mut results = Vec::new();
+        match mode.as_str() {
+            "simple" => {
+                for sql in &sqls {
+                    results.push(match client.simple_query(sql).await {
+                        Ok(msgs) => json!({"ok": true, "rows": msgs.iter().filter_map(|m| match m {
+                            tokio_postgres::SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect::<Vec<_>>()),
+                            _ => None }).collect::<Vec<_>>()}),
+                        Err(e) => pg_error(&e),
+                    });
+                }
+            }
+            "extended" => {
+                for sql in &sqls {
+                    results.push(extended(&client, sql).await);
+                }
+            }
+            // All statements in flight at once: tokio-postgres pipelines them on one connection.
+            "pipeline" => {
+                let futs = sqls.iter().map(|sql| extended(&client, sql));
+                results = futures_util::future::join_all(futs).await;
+            }
+            "cancel" => {
+                let token = client.cancel_token();
+                let started = std::time::Instant::now();
+                let query = client.simple_query(&sqls[0]);
+                let cancel = async {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    token.cancel_query(tokio_postgres::NoTls).await
+                };
+                let (q, c) = tokio::join!(query, cancel);
+                results.push(json!({"query": q.err().map(|e| pg_error(&e)), "cancel_ok": c.is_ok(),
+                                    "elapsed_ms": started.elapsed().as_millis() as u64}));
+            }
+            _ => return json!({"ok": false, "error": "unknown mode"}),
+        }
+        json!({"ok": true, "results": results})
+    });
+    print(out);
+}
+
+async fn extended(client: &tokio_postgres::Client, sql: &str) -> serde_json::Value {
+    match client.query(sql, &[]).await {
+        Ok(rows) => {
+            json!({"ok": true, "rows": rows.iter().map(|r| (0..r.len()).map(|i| cell(r, i)).collect::<Vec<_>>()).collect::<Vec<_>>()})
+        }
+        Err(e) => pg_error(&e),
+    }
+}
+
+/// A cell as text, for the column types the tests use.
+fn cell(row: &tokio_postgres::Row, i: usize) -> serde_json::Value {
+    use tokio_postgres::types::Type;
+    let t = row.columns()[i].type_().clone();
+    if t == Type::INT4 {
+        json!(row.get::<_, Option<i32>>(i))
+    } else if t == Type::INT8 {
+        json!(row.get::<_, Option<i64>>(i))
+    } else if t == Type::BOOL {
+        json!(row.get::<_, Option<bool>>(i))
+    } else {
+        json!(row.try_get::<_, Option<String>>(i).unwrap_or(None))
+    }
+}
+
+fn pg_error(e: &tokio_postgres::Error) -> serde_json::Value {
+    let db = e.as_db_error();
+    json!({"ok": false, "code": db.map(|d| d.code().code().to_string()), "message": db.map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()),
+           "detail": db.and_then(|d| d.detail().map(str::to_string))})
 }

@@ -1,0 +1,12 @@
+//! PostgreSQL v3: sluice is the server to the agent and a client to the real database.
+//!
+//! - [`codec`]: bounded framing, message helpers.
+//! - [`auth`]: upstream login (held credential or relayed).
+//! - [`session`]: startup, the query pipeline (parse → decide → forward or refuse), response
+//!   masking, cancel forwarding.
+
+pub mod auth;
+pub mod codec;
+pub mod session;
+
+pub use session::serve;

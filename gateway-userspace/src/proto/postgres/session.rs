@@ -1,0 +1,589 @@
+//! One agent connection to a PostgreSQL resource.
+//!
+//! Refusing a statement must keep the protocol exact without sending a byte of it upstream:
+//! - a refused simple `Query` is replaced by an empty query; the upstream answers
+//!   EmptyQueryResponse + ReadyForQuery, and the EmptyQueryResponse is swapped for sluice's
+//!   ErrorResponse. Ordering behind earlier pipelined queries and the transaction status stay
+//!   the upstream's own.
+//! - a refused `Parse` drops every message up to the next `Sync` (as PostgreSQL does after an
+//!   error); the `Sync` is forwarded and the ErrorResponse is injected just before its
+//!   ReadyForQuery.
+//!
+//! Each forwarded `Query`/`Sync` pushes an [`Expect`] that the upstream-to-agent direction pops
+//! at the matching ReadyForQuery.
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use bytes::BytesMut;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter},
+    net::TcpStream,
+};
+use tracing::{info, warn};
+
+use super::{
+    auth,
+    codec::{self, CodecError, Message},
+};
+use crate::{
+    config::Credentials,
+    conn::ConnCtx,
+    inspect::{
+        Verdict,
+        policy::{Subject, decide_sql},
+    },
+    proto::{ProxyError, tcp::Transfer},
+    services::{Services, cancel::CancelTarget},
+};
+
+/// Startup parameters an agent may pass through. Others are refused: `options` can set any
+/// setting at login (`-c role=...`), and `replication` opens the replication protocol, both of
+/// which would bypass statement checks.
+const ALLOWED_STARTUP_PARAMS: &[&str] = &[
+    "user",
+    "database",
+    "application_name",
+    "client_encoding",
+    "datestyle",
+    "timezone",
+    "extra_float_digits",
+    "intervalstyle",
+    "search_path",
+];
+
+/// SQLSTATE for statements refused by policy: insufficient_privilege.
+pub const SQLSTATE_REFUSED: &str = "42501";
+const SQLSTATE_PROTOCOL: &str = "08P01";
+
+enum Expect {
+    /// Relay the upstream's answer unchanged.
+    Pass,
+    /// Answer the EmptyQueryResponse of a substituted query with this error instead.
+    ReplaceEmpty(Message),
+    /// Put this error before the ReadyForQuery.
+    InjectBeforeReady(Message),
+}
+
+#[derive(Default)]
+struct Shared {
+    expect: VecDeque<Expect>,
+}
+
+pub async fn serve(
+    mut client: TcpStream,
+    ctx: &ConnCtx,
+    services: &Services,
+) -> Result<Transfer, ProxyError> {
+    let _ = client.set_nodelay(true);
+    let resource = ctx.resource.clone();
+    let params = loop {
+        let (code, body) = match codec::read_startup(&mut client).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return Ok(Transfer::default()),
+            Err(e) => {
+                refuse(
+                    &mut client,
+                    SQLSTATE_PROTOCOL,
+                    &format!("sluice: invalid startup packet: {e}"),
+                )
+                .await;
+                return Err(ProxyError::ClientProtocol(e));
+            }
+        };
+        match code {
+            // No TLS towards the agent unless configured: the link is local (redirected on this
+            // host), and 'N' lets every client continue in plaintext.
+            codec::SSL_REQUEST | codec::GSSENC_REQUEST => client.write_all(b"N").await?,
+            codec::CANCEL_REQUEST => {
+                forward_cancel(&body, ctx, services).await;
+                return Ok(Transfer::default());
+            }
+            codec::PROTOCOL_3_0 => match codec::startup_params(&body) {
+                Ok(p) => break p,
+                Err(e) => {
+                    refuse(
+                        &mut client,
+                        SQLSTATE_PROTOCOL,
+                        &format!("sluice: invalid startup packet: {e}"),
+                    )
+                    .await;
+                    return Err(ProxyError::ClientProtocol(e));
+                }
+            },
+            other => {
+                let msg = format!(
+                    "unsupported frontend protocol {}.{}",
+                    other >> 16,
+                    other & 0xffff
+                );
+                refuse(&mut client, SQLSTATE_PROTOCOL, &msg).await;
+                return Err(ProxyError::ClientRefused(msg));
+            }
+        }
+    };
+
+    if let Some((k, _)) = params
+        .iter()
+        .find(|(k, _)| !ALLOWED_STARTUP_PARAMS.contains(&k.to_ascii_lowercase().as_str()))
+    {
+        let msg = format!(
+            "sluice: startup parameter `{k}` is not allowed (it could change the session's role or protocol)"
+        );
+        refuse(&mut client, SQLSTATE_REFUSED, &msg).await;
+        return Err(ProxyError::ClientRefused(msg));
+    }
+    let agent_user = params
+        .iter()
+        .find(|(k, _)| k == "user")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+
+    let mut upstream = match super::super::tcp::connect_upstream(ctx).await {
+        Ok(u) => u,
+        Err(e) => {
+            refuse(
+                &mut client,
+                "08001",
+                &format!("sluice: cannot reach resource `{}`", resource.name),
+            )
+            .await;
+            return Err(e);
+        }
+    };
+    let upstream_addr = upstream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+
+    let login = match &resource.credentials {
+        Credentials::Inject {
+            user,
+            password,
+            database,
+        } => {
+            let user = user.clone().unwrap_or_else(|| agent_user.clone());
+            let mut up_params: Vec<(String, String)> = params
+                .iter()
+                .filter(|(k, _)| k != "user" && k != "database")
+                .cloned()
+                .collect();
+            up_params.push(("user".into(), user.clone()));
+            let db = database
+                .clone()
+                .or_else(|| {
+                    params
+                        .iter()
+                        .find(|(k, _)| k == "database")
+                        .map(|(_, v)| v.clone())
+                })
+                .unwrap_or_else(|| user.clone());
+            up_params.push(("database".into(), db));
+            auth::login(&mut upstream, &up_params, &user, password.as_ref()).await
+        }
+        Credentials::Passthrough => {
+            auth::relay_login(&mut client, &mut upstream, &params, resource.limits.client).await
+        }
+    };
+    let start = match login {
+        Ok(s) => s,
+        Err(e) => {
+            // The upstream's words are safe to show (they never contain the secret), and say
+            // which side to fix.
+            if let ProxyError::UpstreamRefused { code, message } = &e
+                && matches!(resource.credentials, Credentials::Inject { .. })
+            {
+                let msg = format!(
+                    "sluice: the database refused the gateway's login for resource `{}`: {message}",
+                    resource.name
+                );
+                refuse(&mut client, code, &msg).await;
+            }
+            return Err(e);
+        }
+    };
+
+    // The agent gets a key minted by sluice; the upstream's stays here.
+    let key = services.cancel.register(CancelTarget {
+        upstream: upstream_addr,
+        pid: start.backend_pid,
+        secret: start.backend_secret,
+    });
+    let result = async {
+        let mut hello = BytesMut::new();
+        if matches!(resource.credentials, Credentials::Inject { .. }) {
+            hello.extend_from_slice(&codec::authentication_ok().raw);
+        }
+        for m in &start.messages {
+            hello.extend_from_slice(&m.raw);
+        }
+        hello.extend_from_slice(&codec::backend_key_data(key.0, key.1).raw);
+        hello.extend_from_slice(&codec::ready_for_query(start.tx_status).raw);
+        client.write_all(&hello).await?;
+        info!(event = "session_start", conn_id = ctx.id, resource = %resource.name, agent_user = %agent_user,
+              credentials = if matches!(resource.credentials, Credentials::Inject { .. }) { "inject" } else { "passthrough" },
+              "postgres session established");
+        relay(client, upstream, ctx, services).await
+    }
+    .await;
+    services.cancel.unregister(key);
+    result
+}
+
+/// Sends an ErrorResponse during startup (no ReadyForQuery: the connection ends).
+async fn refuse(client: &mut TcpStream, code: &str, message: &str) {
+    let _ = client
+        .write_all(&codec::error_response(code, message, None, None).raw)
+        .await;
+    let _ = client.flush().await;
+}
+
+async fn forward_cancel(body: &[u8], ctx: &ConnCtx, services: &Services) {
+    if body.len() < 8 {
+        warn!(
+            event = "cancel_malformed",
+            conn_id = ctx.id,
+            "malformed CancelRequest"
+        );
+        return;
+    }
+    let key = (
+        i32::from_be_bytes([body[0], body[1], body[2], body[3]]),
+        i32::from_be_bytes([body[4], body[5], body[6], body[7]]),
+    );
+    let Some(target) = services.cancel.lookup(key) else {
+        // As PostgreSQL does: no answer either way, so keys cannot be probed.
+        warn!(
+            event = "cancel_unknown",
+            conn_id = ctx.id,
+            "CancelRequest for an unknown session"
+        );
+        return;
+    };
+    let mut buf = BytesMut::new();
+    postgres_protocol::message::frontend::cancel_request(target.pid, target.secret, &mut buf);
+    match TcpStream::connect(&target.upstream).await {
+        Ok(mut s) => {
+            let _ = s.write_all(&buf).await;
+            info!(event = "cancel_forwarded", conn_id = ctx.id, upstream = %target.upstream, "cancel forwarded");
+        }
+        Err(e) => {
+            warn!(event = "cancel_failed", conn_id = ctx.id, error = %e, "cannot reach upstream to cancel")
+        }
+    }
+}
+
+/// The refusal answered to the agent for a statement the policy does not allow.
+fn refusal_message(verdict: &Verdict) -> Option<Message> {
+    let (message, detail, hint) = match verdict {
+        Verdict::Allow => return None,
+        Verdict::Deny { rule, reason } => (
+            format!("sluice: statement blocked by rule \"{rule}\""),
+            reason.clone(),
+            "The gateway's policy does not allow this statement; nothing was sent to the database.",
+        ),
+        // Approval holds need the approval broker; without one a hold cannot be granted.
+        Verdict::Hold { rule, reason } => (
+            format!(
+                "sluice: statement requires approval (rule \"{rule}\"), and no approval service is enabled on this gateway"
+            ),
+            reason.clone(),
+            "Nothing was sent to the database.",
+        ),
+    };
+    Some(codec::error_response(
+        SQLSTATE_REFUSED,
+        &message,
+        Some(&detail),
+        Some(hint),
+    ))
+}
+
+fn decide(sql: &str, ctx: &ConnCtx, services: &Services, protocol: &'static str) -> Verdict {
+    let started = Instant::now();
+    let analysis = services.analyzer.analyze(sql);
+    let policy = services.policy();
+    let decision = decide_sql(
+        &policy,
+        &Subject {
+            target: &ctx.target,
+            resource: &ctx.resource.name,
+        },
+        &analysis,
+    );
+    let verdict = decision.verdict();
+    let decide_us = started.elapsed().as_micros() as u64;
+    if decision.alerts() {
+        warn!(event = "alert", conn_id = ctx.id, resource = %ctx.resource.name, pid = ctx.process.pid,
+              action = ?decision.action, rule = %decision.rule, reason = %decision.reason, sql = %sql,
+              "statement {}", if verdict.is_allow() { "allowed with an alert" } else { "refused" });
+    }
+    info!(event = "command", conn_id = ctx.id, protocol, resource = %ctx.resource.name, action = ?decision.action,
+          rule = %decision.rule, reason = %decision.reason, decide_us, sql = %sql, "statement");
+    verdict
+}
+
+async fn relay(
+    client: TcpStream,
+    upstream: TcpStream,
+    ctx: &ConnCtx,
+    services: &Services,
+) -> Result<Transfer, ProxyError> {
+    let (cr, cw) = client.into_split();
+    let (ur, uw) = upstream.into_split();
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let limits = ctx.resource.limits;
+    let mut cw = BufWriter::new(cw);
+    let (mut up_bytes, mut down_bytes) = (0u64, 0u64);
+    let result = {
+        let to_upstream = agent_to_upstream(
+            BufReader::new(cr),
+            BufWriter::new(uw),
+            ctx,
+            services,
+            &shared,
+            limits.client,
+            &mut up_bytes,
+        );
+        let to_client = upstream_to_agent(
+            BufReader::new(ur),
+            &mut cw,
+            ctx,
+            services,
+            &shared,
+            limits.upstream,
+            &mut down_bytes,
+        );
+        // Either side ending ends the session; the other direction is dropped with it.
+        tokio::select! {
+            r = to_upstream => r,
+            r = to_client => r,
+        }
+    };
+    if let Err(ProxyError::ClientProtocol(e)) = &result {
+        let text = format!("sluice: malformed or oversized message from the client: {e}");
+        let _ = cw
+            .write_all(&codec::error_response(SQLSTATE_PROTOCOL, &text, None, None).raw)
+            .await;
+        let _ = cw.flush().await;
+    }
+    result.map(|()| Transfer {
+        to_upstream: up_bytes,
+        to_client: down_bytes,
+    })
+}
+
+fn push(shared: &Mutex<Shared>, e: Expect) {
+    shared
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .expect
+        .push_back(e);
+}
+
+async fn agent_to_upstream<R, W>(
+    mut cr: BufReader<R>,
+    mut uw: BufWriter<W>,
+    ctx: &ConnCtx,
+    services: &Services,
+    shared: &Mutex<Shared>,
+    max: usize,
+    sent: &mut u64,
+) -> Result<(), ProxyError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    // Set after a refused Parse: the refusal to deliver at the next Sync.
+    let mut skipping: Option<Message> = None;
+    loop {
+        let msg = match codec::read_message(&mut cr, max, "client").await {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(e) => {
+                warn!(event = "protocol_error", conn_id = ctx.id, side = "client", error = %e, "closing");
+                // The upstream session ends cleanly; the agent gets its ErrorResponse from relay().
+                let _ = uw.write_all(&Message::new(b'X', b"").raw).await;
+                let _ = uw.flush().await;
+                return Err(ProxyError::ClientProtocol(e));
+            }
+        };
+        let forward: Option<Message> = match msg.tag {
+            b'Q' => {
+                let sql = codec::query_text(msg.body()).map_err(ProxyError::ClientProtocol)?;
+                match refusal_message(&decide(sql, ctx, services, "simple")) {
+                    None => {
+                        push(shared, Expect::Pass);
+                        Some(msg)
+                    }
+                    Some(err) => {
+                        push(shared, Expect::ReplaceEmpty(err));
+                        Some(codec::empty_query())
+                    }
+                }
+            }
+            b'P' if skipping.is_none() => {
+                let (_, sql) =
+                    codec::parse_message(msg.body()).map_err(ProxyError::ClientProtocol)?;
+                match refusal_message(&decide(sql, ctx, services, "extended")) {
+                    None => Some(msg),
+                    Some(err) => {
+                        skipping = Some(err);
+                        None
+                    }
+                }
+            }
+            b'S' => {
+                match skipping.take() {
+                    Some(err) => push(shared, Expect::InjectBeforeReady(err)),
+                    None => push(shared, Expect::Pass),
+                }
+                Some(msg)
+            }
+            // The fast-path function call names a function by OID, which statement checks cannot
+            // see: refuse it like a refused query (it is answered with ReadyForQuery too).
+            b'F' => {
+                let err = codec::error_response(
+                    SQLSTATE_REFUSED,
+                    "sluice: the fast-path function call protocol is not allowed",
+                    None,
+                    Some("Call the function from a SQL statement instead."),
+                );
+                push(shared, Expect::ReplaceEmpty(err));
+                Some(codec::empty_query())
+            }
+            b'X' => {
+                uw.write_all(&msg.raw).await?;
+                uw.flush().await?;
+                break;
+            }
+            // After a refused Parse, the rest of the batch is discarded like PostgreSQL would.
+            _ if skipping.is_some() => None,
+            _ => Some(msg),
+        };
+        if let Some(m) = forward {
+            *sent += m.raw.len() as u64;
+            uw.write_all(&m.raw).await?;
+        }
+        // Flush when the agent has nothing more buffered: batches stay batched.
+        if cr.buffer().is_empty() {
+            uw.flush().await?;
+        }
+    }
+    Ok(())
+}
+
+async fn upstream_to_agent<R, W>(
+    mut ur: BufReader<R>,
+    cw: &mut BufWriter<W>,
+    ctx: &ConnCtx,
+    services: &Services,
+    shared: &Mutex<Shared>,
+    max: usize,
+    sent: &mut u64,
+) -> Result<(), ProxyError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut columns: Vec<codec::Column> = Vec::new();
+    let masker = services.masker.clone();
+    loop {
+        let msg = match codec::read_message(&mut ur, max, "upstream").await {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(e) => {
+                warn!(event = "protocol_error", conn_id = ctx.id, side = "upstream", error = %e, "closing");
+                let text = format!("sluice: the database sent a message sluice cannot relay: {e}");
+                let _ = cw
+                    .write_all(&codec::error_response(SQLSTATE_PROTOCOL, &text, None, None).raw)
+                    .await;
+                let _ = cw.flush().await;
+                return Err(ProxyError::UpstreamProtocol(e));
+            }
+        };
+        let out: Message = match msg.tag {
+            b'T' => {
+                columns =
+                    codec::row_description(msg.body()).map_err(ProxyError::UpstreamProtocol)?;
+                msg
+            }
+            b'D' => {
+                mask_row(msg, &columns, masker.as_ref()).map_err(ProxyError::UpstreamProtocol)?
+            }
+            b'I' => {
+                let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+                match s.expect.front_mut() {
+                    Some(Expect::ReplaceEmpty(err)) => {
+                        let err = err.clone();
+                        // Keep the entry for its ReadyForQuery, now as a plain pass.
+                        *s.expect.front_mut().expect("front") = Expect::Pass;
+                        err
+                    }
+                    _ => msg,
+                }
+            }
+            b'Z' => {
+                let e = shared
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .expect
+                    .pop_front();
+                if let Some(Expect::InjectBeforeReady(err)) = e {
+                    *sent += err.raw.len() as u64;
+                    cw.write_all(&err.raw).await?;
+                }
+                msg
+            }
+            _ => msg,
+        };
+        *sent += out.raw.len() as u64;
+        cw.write_all(&out.raw).await?;
+        if ur.buffer().is_empty() {
+            cw.flush().await?;
+        }
+    }
+    Ok(())
+}
+
+/// Masks the cells of a DataRow; the row is forwarded as received when nothing matched.
+fn mask_row(
+    msg: Message,
+    columns: &[codec::Column],
+    masker: &dyn crate::services::Masker,
+) -> Result<Message, CodecError> {
+    if !masker.may_match(msg.body()) {
+        return Ok(msg);
+    }
+    let fields = codec::data_row_fields(msg.body())?;
+    let body = msg.body();
+    let mut changed = false;
+    let mut values: Vec<Option<std::borrow::Cow<[u8]>>> = Vec::with_capacity(fields.len());
+    for (i, f) in fields.iter().enumerate() {
+        let Some(range) = f else {
+            values.push(None);
+            continue;
+        };
+        let value = &body[range.clone()];
+        // Binary-format cells are only text for text types; masking other binary encodings
+        // would corrupt them, so only text-format cells (the default) are inspected.
+        let col = columns.get(i);
+        let is_text = col.is_none_or(|c| c.format == 0);
+        let name = col.map(|c| c.name.as_str()).unwrap_or("");
+        match is_text.then(|| masker.mask_cell(name, value)).flatten() {
+            Some(masked) => {
+                changed = true;
+                values.push(Some(masked.into()));
+            }
+            None => values.push(Some(value.into())),
+        }
+    }
+    if !changed {
+        return Ok(msg);
+    }
+    let refs: Vec<Option<&[u8]>> = values.iter().map(|v| v.as_deref()).collect();
+    Ok(codec::build_data_row(&refs))
+}
