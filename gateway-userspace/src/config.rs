@@ -922,7 +922,12 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/../examples/policy.yaml"
         ));
-        let c = Config::load(path).unwrap_or_else(|e| panic!("{e}"));
+        // The example reads its secret from the environment; give it one without touching the
+        // process environment (tests run in parallel).
+        let text = std::fs::read_to_string(path)
+            .unwrap()
+            .replace("{ env: ORDERS_DB_PASSWORD }", "{ value: x }");
+        let c = Config::parse(&text, path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.targets[0].egress, EgressMode::Deny);
         assert!(!c.resources.is_empty());
     }
@@ -961,6 +966,38 @@ mod tests {
         assert_eq!(err.diagnostics.len(), 1);
         assert_eq!(err.diagnostics[0].line, 3, "{err}");
         assert!(err.diagnostics[0].message.contains("egres"), "{err}");
+    }
+
+    #[test]
+    fn secrets_come_from_env_or_file_and_never_show_in_debug() {
+        let file = std::env::temp_dir().join(format!("sluice-secret-{}", std::process::id()));
+        std::fs::write(&file, "from-file\n").unwrap();
+        let c = parse(&format!(
+            "resources:\n  - name: db\n    protocol: postgres\n    match: [{{ address: 10.0.0.5, port: 5432 }}]\n    credentials: {{ mode: inject, user: app, password: {{ file: {} }} }}\n",
+            file.display()
+        ))
+        .unwrap();
+        let Credentials::Inject {
+            password: Some(p), ..
+        } = &c.resources[0].credentials
+        else {
+            panic!()
+        };
+        assert_eq!(p.expose(), "from-file", "trailing newline dropped");
+        assert!(
+            !format!("{c:?}").contains("from-file"),
+            "Debug must not show secrets"
+        );
+        let err = parse(
+            "resources:\n  - name: db\n    protocol: postgres\n    match: [{ address: 10.0.0.5, port: 5432 }]\n    credentials: { mode: inject, password: { env: SLUICE_TEST_UNSET_VARIABLE } }\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("SLUICE_TEST_UNSET_VARIABLE` is not set"),
+            "{err}"
+        );
+        let _ = std::fs::remove_file(file);
     }
 
     #[test]

@@ -67,6 +67,18 @@ enum Command {
 enum PolicyCommand {
     /// Validate a policy file, reporting every error with file:line:col.
     Check { file: PathBuf },
+    /// Print the decision for a statement as JSON, without touching any database.
+    Test {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        resource: String,
+        /// Target the statement comes from (default: the policy's first target).
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        sql: String,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -127,6 +139,31 @@ fn run(command: Command) -> anyhow::Result<i32> {
                 let n = ebpf::remove_stale_pins(&t.name)?;
                 println!("{}: detached {n} pinned link(s)", t.name);
             }
+            Ok(0)
+        }
+        Command::Policy {
+            command:
+                PolicyCommand::Test {
+                    config,
+                    resource,
+                    target,
+                    sql,
+                },
+        } => {
+            let config = Config::load(&config)?;
+            if !config.resources.iter().any(|r| r.name == resource) {
+                anyhow::bail!("the policy has no resource named `{resource}`");
+            }
+            let target = target
+                .or_else(|| config.targets.first().map(|t| t.name.clone()))
+                .unwrap_or_default();
+            let analysis = sluice::inspect::guardrails::analyze(&sql);
+            let subject = sluice::inspect::policy::Subject {
+                target: &target,
+                resource: &resource,
+            };
+            let decision = sluice::inspect::policy::decide_sql(&config, &subject, &analysis);
+            println!("{}", serde_json::to_string(&decision)?);
             Ok(0)
         }
         Command::Policy {

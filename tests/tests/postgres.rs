@@ -385,3 +385,46 @@ fn malformed_and_oversized_messages_end_only_that_connection() {
             .is_empty()
     );
 }
+
+#[test]
+fn policy_changes_apply_on_file_change_and_sighup_and_bad_files_are_rejected() {
+    let s = setup(&inject(PG_SCRAM), "");
+    assert_eq!(s.psql(&["select 1"]).stdout.trim(), "1");
+    let original = std::fs::read_to_string(&s.gw.config_path).unwrap();
+
+    let no_reads =
+        format!("{original}rules:\n  - {{ name: no-reads, statements: [select], action: deny }}\n");
+    std::fs::write(&s.gw.config_path, &no_reads).unwrap();
+    s.gw.log.wait_for(WAIT, |v| is_event(v, "policy_reloaded"));
+    let out = s.psql(&["select 1"]);
+    assert!(
+        out.stderr.contains("blocked by rule \"no-reads\""),
+        "{}",
+        out.stderr
+    );
+
+    // A broken file is refused with its errors; the policy in force stays.
+    std::fs::write(
+        &s.gw.config_path,
+        format!("{no_reads}  - {{ name: broken, statements: [selekt], action: deny }}\n"),
+    )
+    .unwrap();
+    let rejected = s.gw.log.wait_for(WAIT, |v| is_event(v, "policy_rejected"));
+    assert!(
+        rejected["errors"]
+            .as_str()
+            .unwrap()
+            .contains("unknown statement kind `selekt`"),
+        "{rejected}"
+    );
+    assert!(s.psql(&["select 1"]).stderr.contains("no-reads"));
+
+    // SIGHUP reloads too.
+    std::fs::write(&s.gw.config_path, &original).unwrap();
+    // SAFETY: signalling the gateway process this test started.
+    unsafe { libc::kill(s.gw.pid() as i32, libc::SIGHUP) };
+    s.gw.log.wait_for(WAIT, |v| {
+        is_event(v, "policy_reloaded") && v["trigger"] == "SIGHUP"
+    });
+    assert_eq!(s.psql(&["select 1"]).stdout.trim(), "1");
+}

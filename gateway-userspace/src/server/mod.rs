@@ -4,6 +4,7 @@
 //! gateway that [`Gateway::serve`] runs until the shutdown future completes; then it detaches
 //! the programs and releases the targets.
 
+pub mod reload;
 pub mod state;
 
 use std::{
@@ -155,6 +156,10 @@ impl Gateway {
 
     /// Serves redirected connections until `shutdown` completes, then detaches.
     pub async fn serve(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let reloader = tokio::spawn(reload::watch(
+            self.config.source.clone(),
+            self.services.clone(),
+        ));
         for i in &mut self.interceptors {
             if let Some(events) = i.take_events() {
                 tokio::spawn(report_egress_denials(i.target.name.clone(), events));
@@ -209,6 +214,7 @@ impl Gateway {
             open_connections = conns.len(),
             "stopping"
         );
+        reloader.abort();
         drop(listeners);
         let interceptors = std::mem::take(&mut self.interceptors);
         for i in interceptors {
