@@ -1,62 +1,82 @@
 #!/usr/bin/env bash
-# The sluice demo: an "agent" (curl) wrapped with `sluice exec` is transparently redirected
-# through sluice, which prints where it was going and which process made the connection; a
-# destination the policy does not list is refused in the kernel.
+# The sluice demo. An "agent" (psql and curl, unchanged) is wrapped with `sluice exec`:
+#  - its connection to the production database is transparently redirected through sluice,
+#    which logs in with a credential the agent never sees, logs where the connection was going
+#    and which process made it;
+#  - query results come back with emails, cards and other PII masked;
+#  - `DROP TABLE` is refused (on the parsed statement) and never reaches the database;
+#  - a destination the policy does not list is refused in the kernel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib-netns.sh
+source scripts/lib-pg.sh
 BIN=target/debug
 WORK=$(mktemp -d /tmp/sluice-demo.XXXXXX)
+chmod 755 "$WORK"
 NS=sldemo
+DB=169.254.200.2
 cleanup() {
-  [ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null || true
   [ -n "${OTHER_PID:-}" ] && kill "$OTHER_PID" 2>/dev/null || true
+  pg_down "$WORK/pg"
   netns_down "$NS"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "A 'remote' internal API at 169.254.200.2:8080 (a network namespace), and another host service at :9999"
+step "Production: PostgreSQL 15 at $DB:5432 (a network namespace), and another service at :9999"
 netns_up "$NS" 200
-ip netns exec "$NS" "$BIN/sluice-probe" serve 169.254.200.2:8080 --http > "$WORK/api.log" &
-SERVER_PID=$!
-ip netns exec "$NS" "$BIN/sluice-probe" serve 169.254.200.2:9999 --http > "$WORK/other.log" &
+pg_up "$WORK/pg" "$NS" "$DB"
+pg_sql "$WORK/pg" "CREATE ROLE app LOGIN PASSWORD 'app-secret-held-by-sluice'"
+pg_sql "$WORK/pg" "CREATE DATABASE shop OWNER app"
+pg_sql "$WORK/pg" "CREATE TABLE customers (id int PRIMARY KEY, name text, email text, card text, ssn text, order_no text);
+  INSERT INTO customers VALUES
+   (1, 'Ada Lovelace', 'ada@example.com', '4111 1111 1111 1111', '123-45-6789', 'ORD-2024-000123'),
+   (2, 'Alan Turing', 'alan.turing@bletchley.org', '5500-0000-0000-0004', '219-09-9999', 'ORD-2024-000124'),
+   (3, 'Grace Hopper', 'grace@navy.mil', '4111111111111112', '078-05-1120', 'ORD-2024-000125');
+  ALTER TABLE customers OWNER TO app;" shop
+ip netns exec "$NS" "$BIN/sluice-probe" serve "$DB:9999" --http > /dev/null &
 OTHER_PID=$!
-sleep 0.5
+echo "What the database really holds (read by the operator over its local socket):"
+runuser -u postgres -- psql -X -h "$WORK/pg" -U postgres -d shop -c "select * from customers"
 
+printf 'app-secret-held-by-sluice\n' > "$WORK/orders-db.password"
 cat > "$WORK/policy.yaml" <<YAML
 listen: 127.0.0.1:15001
 state_dir: $WORK/state
 targets:
-  - name: demo-agent      # a cgroup sluice manages; \`sluice exec\` puts commands in it
+  - name: demo-agent      # a cgroup sluice manages; \`sluice exec\` puts the agent in it
     egress: deny          # anything not listed below is refused
 resources:
-  - name: internal-api
-    protocol: tcp
+  - name: orders-db
+    protocol: postgres
     match:
-      - { address: 169.254.200.2, port: 8080 }
+      - { address: $DB, port: 5432 }
+    credentials:          # the agent's own password is ignored: sluice logs in with this one
+      mode: inject
+      user: app
+      password: { file: $WORK/orders-db.password }
+rules:
+  - { name: reads, statements: [select], action: allow }
+  - { name: writes-need-approval, statements: [insert, update, delete], action: hold }
 YAML
-step "Policy"
+step "The policy"
 cat "$WORK/policy.yaml"
 
-step "Without sluice, curl reaches both services directly"
-curl -sS http://169.254.200.2:8080/
-curl -sS http://169.254.200.2:9999/
-
-step "The same curl commands, wrapped: sluice exec --config policy.yaml -- sh -c 'curl ...; curl ...'"
-echo "(nothing in the commands changes; the kernel redirects connect() to sluice)"
-"$BIN/sluice" exec --config "$WORK/policy.yaml" -- sh -c '
-  echo "--- curl http://169.254.200.2:8080/  (listed resource)"
-  curl -sS http://169.254.200.2:8080/
-  echo "--- curl http://169.254.200.2:9999/  (not listed; egress: deny)"
-  curl -sS -m 3 http://169.254.200.2:9999/ || echo "curl failed: refused by sluice (EPERM)"
-' 2> "$WORK/sluice.log"
+AGENT='
+echo "--- psql: SELECT * FROM customers"
+psql -X "host=169.254.200.2 user=app password=anything dbname=shop" -c "SELECT * FROM customers"
+echo "--- psql: DROP TABLE customers"
+psql -X "host=169.254.200.2 user=app password=anything dbname=shop" -c "DROP TABLE customers" || true
+echo "--- curl http://169.254.200.2:9999/  (not a listed resource)"
+curl -sS -m 3 http://169.254.200.2:9999/ || echo "(refused by sluice in the kernel: EPERM)"
+'
+step "The agent, unchanged, wrapped: sluice exec --config policy.yaml -- sh -c '...'"
+"$BIN/sluice" --log-file "$WORK/sluice.log" exec --config "$WORK/policy.yaml" -- sh -c "$AGENT"
 
 step "What sluice logged"
-grep -E 'redirected connection|egress refused|closed' "$WORK/sluice.log" | sed 's/\x1b\[[0-9;]*m//g'
-echo
-echo "The API saw its client as the gateway (169.254.200.1), and the refused service saw nothing:"
-echo "  api accepted:   $(grep -c accepted "$WORK/api.log") connection(s) ($(grep -o '"accepted":"[^"]*"' "$WORK/api.log" | tail -1))"
-echo "  :9999 accepted: $(grep -c accepted "$WORK/other.log") connection(s) (the one made without sluice)"
+grep -E 'event="(connection|session_start|command|egress_denied)"' "$WORK/sluice.log" \
+  | sed -E 's/^[^ ]+ +//' | cut -c1-260
+
+step "Ground truth: the table is still there"
+runuser -u postgres -- psql -X -A -t -h "$WORK/pg" -U postgres -d shop -c "select count(*) || ' customers' from customers"

@@ -157,6 +157,17 @@ pub enum Action {
     Deny,
 }
 
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::Allow => "allow",
+            Action::Alert => "alert",
+            Action::Hold => "hold",
+            Action::Deny => "deny",
+        })
+    }
+}
+
 /// A policy rule: every matcher present must match.
 #[derive(Clone, Debug)]
 pub struct Rule {

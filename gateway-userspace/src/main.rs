@@ -20,6 +20,10 @@ struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Append logs to this file instead of stderr (with `exec`, keeps the command's own
+    /// stderr clean).
+    #[arg(long, global = true)]
+    log_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -81,10 +85,24 @@ enum PolicyCommand {
     },
 }
 
-fn init_logging(format: LogFormat) {
-    use tracing_subscriber::{EnvFilter, fmt, util::SubscriberInitExt};
+fn init_logging(format: LogFormat, file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use tracing_subscriber::{EnvFilter, fmt, fmt::writer::BoxMakeWriter, util::SubscriberInitExt};
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let writer = match file {
+        Some(path) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| anyhow::anyhow!("cannot open log file {}: {e}", path.display()))?;
+            BoxMakeWriter::new(std::sync::Mutex::new(f))
+        }
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(file.is_none());
     match format {
         LogFormat::Text => builder.finish().init(),
         LogFormat::Json => builder
@@ -94,11 +112,15 @@ fn init_logging(format: LogFormat) {
             .finish()
             .init(),
     }
+    Ok(())
 }
 
 fn main() {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    if let Err(e) = init_logging(cli.log_format, cli.log_file.as_deref()) {
+        eprintln!("sluice: {e:#}");
+        std::process::exit(1);
+    }
     let code = match run(cli.command) {
         Ok(code) => code,
         Err(e) => {

@@ -213,7 +213,7 @@ fn drop_is_refused_in_simple_and_extended_protocol_and_the_session_stays_usable(
     );
     let blocked =
         s.gw.log
-            .matching(|v| is_event(v, "command") && v["action"] == "Deny");
+            .matching(|v| is_event(v, "command") && v["action"] == "deny");
     assert!(blocked.len() >= 3, "{blocked:?}");
     assert!(s.gw.log.matching(|v| is_event(v, "alert")).len() >= 3);
 }

@@ -318,10 +318,10 @@ fn decide(sql: &str, ctx: &ConnCtx, services: &Services, protocol: &'static str)
     let decide_us = started.elapsed().as_micros() as u64;
     if decision.alerts() {
         warn!(event = "alert", conn_id = ctx.id, resource = %ctx.resource.name, pid = ctx.process.pid,
-              action = ?decision.action, rule = %decision.rule, reason = %decision.reason, sql = %sql,
+              action = %decision.action, rule = %decision.rule, reason = %decision.reason, sql = %sql,
               "statement {}", if verdict.is_allow() { "allowed with an alert" } else { "refused" });
     }
-    info!(event = "command", conn_id = ctx.id, protocol, resource = %ctx.resource.name, action = ?decision.action,
+    info!(event = "command", conn_id = ctx.id, protocol, resource = %ctx.resource.name, action = %decision.action,
           rule = %decision.rule, reason = %decision.reason, decide_us, sql = %sql, "statement");
     verdict
 }
