@@ -9,6 +9,7 @@ use std::{
     fmt,
     net::{IpAddr, Ipv6Addr, SocketAddr},
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use ipnet::IpNet;
@@ -96,6 +97,23 @@ pub struct Resource {
     /// How sluice logs in upstream (database protocols).
     pub credentials: Credentials,
     pub limits: FrameLimits,
+    pub tls: ResourceTls,
+}
+
+/// TLS on each leg of a resource's connections.
+#[derive(Clone, Debug, Default)]
+pub struct ResourceTls {
+    /// Verify-full TLS to the upstream (chain and name); `None` is plaintext.
+    pub upstream: Option<UpstreamTls>,
+    /// Terminate agents' TLS with this certificate; `None` answers agents' TLS requests "no".
+    pub agent: Option<Arc<rustls::ServerConfig>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct UpstreamTls {
+    pub config: Arc<rustls::ClientConfig>,
+    /// Name checked against the certificate (default: the upstream's host).
+    pub server_name: Option<String>,
 }
 
 /// Upstream login of a resource.
@@ -433,6 +451,31 @@ struct RawResource {
     credentials: Option<RawCredentials>,
     #[serde(default)]
     limits: Option<RawLimits>,
+    #[serde(default)]
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    #[serde(default)]
+    upstream: Option<Spanned<UpstreamTlsMode>>,
+    #[serde(default)]
+    ca: Option<Spanned<String>>,
+    #[serde(default)]
+    server_name: Option<String>,
+    #[serde(default)]
+    agent_cert: Option<Spanned<String>>,
+    #[serde(default)]
+    agent_key: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum UpstreamTlsMode {
+    Disable,
+    /// Encrypted and verified (chain and host name); there is no unverified mode.
+    Verify,
 }
 
 #[derive(Debug, Deserialize)]
@@ -742,6 +785,45 @@ impl RawConfig {
                     }
                 }
             }
+            let mut tls = ResourceTls::default();
+            if let Some(t) = &r.tls {
+                if r.protocol.value == Protocol::Tcp {
+                    report.error(
+                        &r.name,
+                        "`tls` needs a protocol sluice speaks",
+                        Some("opaque TCP is relayed as is, TLS included"),
+                    );
+                }
+                if let Some(mode) = &t.upstream
+                    && mode.value == UpstreamTlsMode::Verify
+                {
+                    match crate::tls::upstream_config(
+                        t.ca.as_ref().map(|c| Path::new(c.value.as_str())),
+                    ) {
+                        Ok(config) => {
+                            tls.upstream = Some(UpstreamTls {
+                                config,
+                                server_name: t.server_name.clone(),
+                            })
+                        }
+                        Err(e) => match &t.ca {
+                            Some(ca) => report.error(ca, e, None),
+                            None => report.error(mode, e, None),
+                        },
+                    }
+                }
+                match (&t.agent_cert, &t.agent_key) {
+                    (Some(c), Some(k)) => {
+                        match crate::tls::agent_config(Path::new(&c.value), Path::new(&k.value)) {
+                            Ok(config) => tls.agent = Some(config),
+                            Err(e) => report.error(c, e, None),
+                        }
+                    }
+                    (Some(c), None) => report.error(c, "`agent_cert` needs `agent_key`", None),
+                    (None, Some(k)) => report.error(k, "`agent_key` needs `agent_cert`", None),
+                    (None, None) => {}
+                }
+            }
             resources.push(Resource {
                 id: i as u32,
                 name: r.name.value.clone(),
@@ -750,6 +832,7 @@ impl RawConfig {
                 upstream: r.upstream.as_ref().map(|u| u.value.clone()),
                 credentials,
                 limits,
+                tls,
             });
         }
 

@@ -19,3 +19,4 @@ pub mod inspect;
 pub mod proto;
 pub mod server;
 pub mod services;
+pub mod tls;

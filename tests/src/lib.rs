@@ -565,11 +565,16 @@ pub struct PgServer {
 
 impl PgServer {
     pub fn start(net: &TestNet) -> PgServer {
+        Self::start_with(net, "")
+    }
+
+    /// Starts with extra server options (e.g. TLS settings).
+    pub fn start_with(net: &TestNet, options: &str) -> PgServer {
         let template = pg_template();
         let dir = std::env::temp_dir().join(unique("sluice-pg-"));
         run(Command::new("cp").arg("-a").arg(template).arg(&dir));
         let cmd = format!(
-            "{PG_BIN}/pg_ctl -D {d} -o \"-c listen_addresses={a} -p 5432 -k {d}\" -w -t 30 -l {d}/log start >/dev/null",
+            "{PG_BIN}/pg_ctl -D {d} -o \"-c listen_addresses={a} -p 5432 -k {d} {options}\" -w -t 30 -l {d}/log start >/dev/null",
             d = dir.display(),
             a = net.peer_v4
         );
@@ -669,4 +674,46 @@ pub fn inject(role: (&str, &str)) -> String {
         "{{ mode: inject, user: {}, password: {{ value: \"{}\" }} }}",
         role.0, role.1
     )
+}
+
+/// A throwaway CA and a server certificate for `ip` (and the name `db.test`), from openssl.
+pub struct TestCerts {
+    pub dir: PathBuf,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TestCerts {
+    pub fn new(ip: &str) -> TestCerts {
+        let dir = temp_dir();
+        let sh = format!(
+            "set -e; cd {d}
+             openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=sluice-test-ca 2>/dev/null
+             openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key -out server.csr -subj /CN=db.test 2>/dev/null
+             printf 'subjectAltName=IP:{ip},DNS:db.test\\n' > san.ext
+             openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext 2>/dev/null
+             chmod 755 {d}; chmod 600 server.key",
+            d = dir.display()
+        );
+        run(Command::new("sh").args(["-c", &sh]));
+        TestCerts {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+            dir,
+        }
+    }
+
+    /// A copy of the key pair PostgreSQL can read (it insists on owning a 0600 key).
+    pub fn for_postgres(&self) -> (PathBuf, PathBuf) {
+        let (cert, key) = (self.dir.join("pg.pem"), self.dir.join("pg.key"));
+        std::fs::copy(&self.cert, &cert).unwrap();
+        std::fs::copy(&self.key, &key).unwrap();
+        run(Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(&cert)
+            .arg(&key));
+        (cert, key)
+    }
 }

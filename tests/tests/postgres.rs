@@ -428,3 +428,101 @@ fn policy_changes_apply_on_file_change_and_sighup_and_bad_files_are_rejected() {
     });
     assert_eq!(s.psql(&["select 1"]).stdout.trim(), "1");
 }
+
+fn tls_setup(tls: &str) -> (Setup, sluice_tests::TestCerts) {
+    require_root();
+    let net = TestNet::new();
+    let certs = sluice_tests::TestCerts::new(&net.peer_v4);
+    let (cert, key) = certs.for_postgres();
+    let pg = PgServer::start_with(
+        &net,
+        &format!(
+            "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let cg = TestCgroup::new();
+    let mut policy = Policy::new(Some(&cg), "deny");
+    policy.raw_resources = format!(
+        "{}    tls: {}\n",
+        pg_resource("orders-db", &pg, &inject(PG_SCRAM)),
+        tls.replace("CA", certs.ca.to_str().unwrap())
+            .replace("CERT", certs.cert.to_str().unwrap())
+            .replace("KEY", certs.key.to_str().unwrap())
+    );
+    let gw = Gateway::start(&policy);
+    (
+        Setup {
+            _net: net,
+            pg,
+            cg,
+            gw,
+        },
+        certs,
+    )
+}
+
+#[test]
+fn upstream_tls_is_verified_and_used() {
+    let (s, _certs) = tls_setup("{ upstream: verify, ca: CA }");
+    let out = s.psql(&["select count(*) from customers"]);
+    assert_eq!(out.stdout.trim(), "3", "{}", out.stderr);
+    // Asked of the backend serving this very session: the sluice-to-database leg is TLS.
+    let out = s.psql(&["select ssl from pg_stat_ssl where pid = pg_backend_pid()"]);
+    assert_eq!(out.stdout.trim(), "t", "{}", out.stderr);
+}
+
+#[test]
+fn an_upstream_with_an_untrusted_certificate_is_refused() {
+    require_root();
+    let other = sluice_tests::TestCerts::new("169.254.0.1");
+    let (s, _certs) = tls_setup(&format!(
+        "{{ upstream: verify, ca: {} }}",
+        other.ca.display()
+    ));
+    let out = s.psql(&["select 1"]);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr
+            .contains("TLS verification of the database failed"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn agent_tls_is_terminated_with_the_configured_certificate() {
+    let (s, certs) = tls_setup("{ agent_cert: CERT, agent_key: KEY }");
+    let conninfo = format!(
+        "{} sslmode=verify-full sslrootcert={}",
+        s.pg.conninfo(PG_SCRAM.0, "x"),
+        certs.ca.display()
+    );
+    let out = client_in(
+        &s.cg.dir,
+        &[],
+        &[
+            "psql",
+            "-X",
+            "-A",
+            "-t",
+            "-d",
+            &conninfo,
+            "-c",
+            "select count(*) from customers",
+        ],
+    );
+    assert_eq!(out.stdout.trim(), "3", "{}", out.stderr);
+    // Guardrails still see the statements inside the agent's TLS.
+    let out = client_in(
+        &s.cg.dir,
+        &[],
+        &["psql", "-X", "-d", &conninfo, "-c", "drop table customers"],
+    );
+    assert!(
+        out.stderr.contains("blocked by rule \"drop\""),
+        "{}",
+        out.stderr
+    );
+}

@@ -73,30 +73,48 @@ struct Shared {
     expect: VecDeque<Expect>,
 }
 
+/// A byte stream to either side: plain TCP or TLS over it.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+type BoxIo = Box<dyn Io>;
+
 pub async fn serve(
-    mut client: TcpStream,
+    mut tcp: TcpStream,
     ctx: &ConnCtx,
     services: &Services,
 ) -> Result<Transfer, ProxyError> {
-    let _ = client.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
     let resource = ctx.resource.clone();
+    // The first packet may ask for TLS; after that the stream may no longer be plain TCP.
+    let mut pending = match read_startup_or_refuse(&mut tcp).await? {
+        Some(p) => Some(p),
+        None => return Ok(Transfer::default()),
+    };
+    let mut client: BoxIo = match (&pending, &resource.tls.agent) {
+        (Some((codec::SSL_REQUEST, _)), Some(config)) => {
+            tcp.write_all(b"S").await?;
+            pending = None;
+            let tls = tokio_rustls::TlsAcceptor::from(config.clone())
+                .accept(tcp)
+                .await
+                .map_err(|e| {
+                    ProxyError::ClientRefused(format!("TLS handshake with the agent failed: {e}"))
+                })?;
+            Box::new(tls)
+        }
+        _ => Box::new(tcp),
+    };
     let params = loop {
-        let (code, body) = match codec::read_startup(&mut client).await {
-            Ok(Some(p)) => p,
-            Ok(None) => return Ok(Transfer::default()),
-            Err(e) => {
-                refuse(
-                    &mut client,
-                    SQLSTATE_PROTOCOL,
-                    &format!("sluice: invalid startup packet: {e}"),
-                )
-                .await;
-                return Err(ProxyError::ClientProtocol(e));
-            }
+        let (code, body) = match pending.take() {
+            Some(p) => p,
+            None => match read_startup_or_refuse(&mut client).await? {
+                Some(p) => p,
+                None => return Ok(Transfer::default()),
+            },
         };
         match code {
-            // No TLS towards the agent unless configured: the link is local (redirected on this
-            // host), and 'N' lets every client continue in plaintext.
+            // Without a configured certificate sluice answers 'N' and every client continues in
+            // plaintext: the link is local (redirected on this host).
             codec::SSL_REQUEST | codec::GSSENC_REQUEST => client.write_all(b"N").await?,
             codec::CANCEL_REQUEST => {
                 forward_cancel(&body, ctx, services).await;
@@ -142,22 +160,14 @@ pub async fn serve(
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
 
-    let mut upstream = match super::super::tcp::connect_upstream(ctx).await {
+    let (mut upstream, upstream_addr) = match connect(ctx).await {
         Ok(u) => u,
         Err(e) => {
-            refuse(
-                &mut client,
-                "08001",
-                &format!("sluice: cannot reach resource `{}`", resource.name),
-            )
-            .await;
+            let msg = format!("sluice: cannot reach resource `{}`: {e}", resource.name);
+            refuse(&mut client, "08001", &msg).await;
             return Err(e);
         }
     };
-    let upstream_addr = upstream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
 
     let login = match &resource.credentials {
         Credentials::Inject {
@@ -233,8 +243,73 @@ pub async fn serve(
     result
 }
 
+async fn read_startup_or_refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+) -> Result<Option<(i32, BytesMut)>, ProxyError> {
+    match codec::read_startup(io).await {
+        Ok(p) => Ok(p),
+        Err(e) => {
+            refuse(
+                io,
+                SQLSTATE_PROTOCOL,
+                &format!("sluice: invalid startup packet: {e}"),
+            )
+            .await;
+            Err(ProxyError::ClientProtocol(e))
+        }
+    }
+}
+
+/// Connects upstream, with verified TLS when the resource asks for it.
+async fn connect(ctx: &ConnCtx) -> Result<(BoxIo, String), ProxyError> {
+    let mut tcp = super::super::tcp::connect_upstream(ctx).await?;
+    let addr = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let Some(tls) = &ctx.resource.tls.upstream else {
+        return Ok((Box::new(tcp), addr));
+    };
+    let mut req = BytesMut::new();
+    postgres_protocol::message::frontend::ssl_request(&mut req);
+    tcp.write_all(&req).await?;
+    let mut answer = [0u8; 1];
+    tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut answer).await?;
+    if answer[0] != b'S' {
+        return Err(ProxyError::UpstreamRefused {
+            code: "08001".into(),
+            message: "the database does not offer TLS, and the resource requires it".into(),
+        });
+    }
+    let host = match &tls.server_name {
+        Some(n) => n.clone(),
+        None => {
+            let target = ctx
+                .resource
+                .upstream
+                .clone()
+                .unwrap_or_else(|| ctx.orig_dst.to_string());
+            let host = target.rsplit_once(':').map(|(h, _)| h).unwrap_or(&target);
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string()
+        }
+    };
+    let name = rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| {
+        ProxyError::UpstreamRefused {
+            code: "08001".into(),
+            message: format!("bad TLS server name `{host}`: {e}"),
+        }
+    })?;
+    let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
+        .connect(name, tcp)
+        .await
+        .map_err(|e| ProxyError::UpstreamRefused {
+            code: "08001".into(),
+            message: format!("TLS verification of the database failed: {e}"),
+        })?;
+    Ok((Box::new(stream), addr))
+}
+
 /// Sends an ErrorResponse during startup (no ReadyForQuery: the connection ends).
-async fn refuse(client: &mut TcpStream, code: &str, message: &str) {
+async fn refuse<S: AsyncWrite + Unpin>(client: &mut S, code: &str, message: &str) {
     let _ = client
         .write_all(&codec::error_response(code, message, None, None).raw)
         .await;
@@ -327,13 +402,13 @@ fn decide(sql: &str, ctx: &ConnCtx, services: &Services, protocol: &'static str)
 }
 
 async fn relay(
-    client: TcpStream,
-    upstream: TcpStream,
+    client: BoxIo,
+    upstream: BoxIo,
     ctx: &ConnCtx,
     services: &Services,
 ) -> Result<Transfer, ProxyError> {
-    let (cr, cw) = client.into_split();
-    let (ur, uw) = upstream.into_split();
+    let (cr, cw) = tokio::io::split(client);
+    let (ur, uw) = tokio::io::split(upstream);
     let shared = Arc::new(Mutex::new(Shared::default()));
     let limits = ctx.resource.limits;
     let mut cw = BufWriter::new(cw);
