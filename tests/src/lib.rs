@@ -183,6 +183,19 @@ impl Drop for TestNet {
     }
 }
 
+/// An HTTP receiver on the host's loopback (webhooks), reporting each request.
+pub fn serve_local_http() -> (PeerServer, String) {
+    let mut child = Command::new(bin_path("sluice-probe"))
+        .args(["serve", "127.0.0.1:0", "--http"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn receiver");
+    let log = LineLog::from_reader(child.stdout.take().expect("stdout"), "webhook");
+    let ready = log.wait_for(Duration::from_secs(5), |v| v.get("listening").is_some());
+    let addr = ready["listening"].as_str().unwrap().to_string();
+    (PeerServer { child, log }, addr)
+}
+
 /// A server inside a [`TestNet`] that reports each accepted peer.
 pub struct PeerServer {
     child: Child,

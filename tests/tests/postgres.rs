@@ -526,3 +526,23 @@ fn agent_tls_is_terminated_with_the_configured_certificate() {
         out.stderr
     );
 }
+
+#[test]
+fn refusals_are_posted_to_the_alert_webhook() {
+    let (receiver, addr) = sluice_tests::serve_local_http();
+    let s = setup(
+        &inject(PG_SCRAM),
+        &format!("alerts:\n  webhook: http://{addr}/sluice\n"),
+    );
+    let out = s.psql(&["DROP TABLE customers"]);
+    assert!(out.stderr.contains("42501"), "{}", out.stderr);
+    let req = receiver.log.wait_for(WAIT, |v| v.get("body").is_some());
+    assert_eq!(req["request"], "POST /sluice HTTP/1.1");
+    let alert: Value = serde_json::from_str(req["body"].as_str().unwrap()).unwrap();
+    assert_eq!(alert["type"], "sluice.alert");
+    assert_eq!(alert["action"], "deny");
+    assert_eq!(alert["rule"], "drop");
+    assert_eq!(alert["resource"], "orders-db");
+    assert_eq!(alert["command"], "DROP TABLE customers");
+    assert!(alert["exe"].as_str().unwrap().ends_with("psql"), "{alert}");
+}

@@ -1,5 +1,6 @@
 //! Services handed to every protocol session (no globals, so tests can inject their own).
 
+pub mod alerts;
 pub mod cancel;
 
 use std::sync::{Arc, RwLock};
@@ -31,18 +32,21 @@ pub struct Services {
     pub analyzer: SqlAnalyzer,
     pub cancel: cancel::CancelRegistry,
     pub masker: Arc<dyn Masker>,
+    pub alerts: alerts::AlertSink,
 }
 
 /// Statement analyses cached per gateway (exact text → analysis).
 const ANALYSIS_CACHE: usize = 10_000;
 
 impl Services {
+    /// Needs a tokio runtime (the alert worker is spawned).
     pub fn new(config: Arc<Config>, masker: Arc<dyn Masker>) -> Services {
         Services {
             policy: RwLock::new(config),
             analyzer: SqlAnalyzer::new(ANALYSIS_CACHE),
             cancel: cancel::CancelRegistry::default(),
             masker,
+            alerts: alerts::AlertSink::start(),
         }
     }
 

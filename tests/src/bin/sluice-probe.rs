@@ -157,13 +157,30 @@ fn serve(addr: SocketAddr, http: bool) {
         std::thread::spawn(move || {
             s.set_read_timeout(Some(Duration::from_secs(30))).ok();
             if http {
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf);
-                let body = format!("hello from {addr}; you are {peer}\n");
+                // Read the headers and a Content-Length body, report them, answer 200.
+                let mut reader = BufReader::new(s.try_clone().expect("clone"));
+                let mut head = String::new();
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0).min(1 << 20);
+                    }
+                    head.push_str(&line);
+                }
+                let mut body = vec![0u8; len];
+                let _ = reader.read_exact(&mut body);
+                print(
+                    json!({"request": head.lines().next().unwrap_or(""), "body": String::from_utf8_lossy(&body)}),
+                );
+                let reply = format!("hello from {addr}; you are {peer}\n");
                 let _ = write!(
                     s,
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                    reply.len()
                 );
                 return;
             }

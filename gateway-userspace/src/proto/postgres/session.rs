@@ -37,7 +37,11 @@ use crate::{
         policy::{Subject, decide_sql},
     },
     proto::{ProxyError, tcp::Transfer},
-    services::{Services, cancel::CancelTarget},
+    services::{
+        Services,
+        alerts::{Alert, now_rfc3339},
+        cancel::CancelTarget,
+    },
 };
 
 /// Startup parameters an agent may pass through. Others are refused: `options` can set any
@@ -395,6 +399,25 @@ fn decide(sql: &str, ctx: &ConnCtx, services: &Services, protocol: &'static str)
         warn!(event = "alert", conn_id = ctx.id, resource = %ctx.resource.name, pid = ctx.process.pid,
               action = %decision.action, rule = %decision.rule, reason = %decision.reason, sql = %sql,
               "statement {}", if verdict.is_allow() { "allowed with an alert" } else { "refused" });
+        if let Some(url) = &policy.alerts.webhook {
+            services.alerts.send(
+                url,
+                Alert {
+                    kind: "sluice.alert",
+                    time: now_rfc3339(),
+                    action: decision.action.to_string(),
+                    rule: decision.rule.clone(),
+                    reason: decision.reason.clone(),
+                    resource: ctx.resource.name.clone(),
+                    target: ctx.target.clone(),
+                    conn_id: ctx.id,
+                    pid: ctx.process.pid,
+                    uid: ctx.process.uid,
+                    exe: ctx.process.exe.as_ref().map(|p| p.display().to_string()),
+                    command: sql.to_string(),
+                },
+            );
+        }
     }
     info!(event = "command", conn_id = ctx.id, protocol, resource = %ctx.resource.name, action = %decision.action,
           rule = %decision.rule, reason = %decision.reason, decide_us, sql = %sql, "statement");
