@@ -68,9 +68,16 @@ impl Setup {
 #[test]
 fn psql_works_through_sluice_with_the_gateway_credential() {
     let s = setup(&inject(PG_SCRAM), "");
-    let out = s.psql(&["select current_user, count(*) from customers"]);
+    let out = s.psql(&[
+        "select current_user, count(*) from customers",
+        "show standard_conforming_strings",
+    ]);
     assert!(out.status.success(), "{}", out.stderr);
-    assert_eq!(out.stdout.trim(), "app|3");
+    assert_eq!(
+        out.stdout.trim(),
+        "app|3\non",
+        "sluice pins standard string syntax upstream"
+    );
     let conn = s.gw.log.wait_for(WAIT, |v| is_event(v, "connection"));
     assert_eq!(conn["protocol"], "postgres");
     assert_eq!(conn["comm"], "psql");

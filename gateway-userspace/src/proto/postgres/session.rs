@@ -59,6 +59,14 @@ const ALLOWED_STARTUP_PARAMS: &[&str] = &[
     "search_path",
 ];
 
+/// Settings sluice fixes for every upstream session. The guardrails parse string literals the
+/// standard way (a backslash does not escape a quote); with `standard_conforming_strings = off`
+/// the server would read `'\'; DROP TABLE t; --'` as two statements that the analyser saw as
+/// one literal.
+fn pinned_settings() -> [(String, String); 1] {
+    [("standard_conforming_strings".into(), "on".into())]
+}
+
 /// SQLSTATE for statements refused by policy: insufficient_privilege.
 pub const SQLSTATE_REFUSED: &str = "42501";
 const SQLSTATE_PROTOCOL: &str = "08P01";
@@ -186,6 +194,7 @@ pub async fn serve(
                 .cloned()
                 .collect();
             up_params.push(("user".into(), user.clone()));
+            up_params.extend(pinned_settings());
             let db = database
                 .clone()
                 .or_else(|| {
@@ -199,7 +208,15 @@ pub async fn serve(
             auth::login(&mut upstream, &up_params, &user, password.as_ref()).await
         }
         Credentials::Passthrough => {
-            auth::relay_login(&mut client, &mut upstream, &params, resource.limits.client).await
+            let mut up_params = params.clone();
+            up_params.extend(pinned_settings());
+            auth::relay_login(
+                &mut client,
+                &mut upstream,
+                &up_params,
+                resource.limits.client,
+            )
+            .await
         }
     };
     let start = match login {
