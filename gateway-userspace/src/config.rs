@@ -39,6 +39,8 @@ pub struct Config {
     pub rules: Vec<Rule>,
     pub guardrails: GuardrailSettings,
     pub alerts: Alerts,
+    /// Response masking (on by default with the built-in detectors).
+    pub masking: crate::inspect::masking::MaskingConfig,
 }
 
 /// An intercepted cgroup and its egress default.
@@ -359,6 +361,8 @@ struct RawConfig {
     guardrails: Option<RawGuardrails>,
     #[serde(default)]
     alerts: Option<RawAlerts>,
+    #[serde(default)]
+    masking: Option<Spanned<crate::inspect::masking::MaskingConfig>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -940,6 +944,17 @@ impl RawConfig {
                 guardrails.default = d.value;
             }
         }
+        let masking = match &self.masking {
+            None => crate::inspect::masking::MaskingConfig::default(),
+            Some(m) => {
+                if let Err(errors) = m.value.validate() {
+                    for e in errors {
+                        report.error(m, format!("masking: {e}"), None);
+                    }
+                }
+                m.value.clone()
+            }
+        };
         let alerts = Alerts {
             webhook: self
                 .alerts
@@ -977,6 +992,7 @@ impl RawConfig {
             rules,
             guardrails,
             alerts,
+            masking,
         })
     }
 }
@@ -1024,6 +1040,70 @@ mod tests {
         let c = Config::parse(&text, path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.targets[0].egress, EgressMode::Deny);
         assert!(!c.resources.is_empty());
+    }
+
+    /// Every key of the example policy is described by the JSON Schema shipped for editors, and
+    /// every enum the schema lists for guardrails and statement kinds is one the parser accepts.
+    #[test]
+    fn the_json_schema_describes_the_example_policy() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/");
+        let schema: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{root}policy.schema.json")).unwrap(),
+        )
+        .unwrap();
+        let example: serde_json::Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(format!("{root}policy.yaml")).unwrap())
+                .unwrap();
+        fn resolve<'a>(
+            schema: &'a serde_json::Value,
+            node: &'a serde_json::Value,
+        ) -> &'a serde_json::Value {
+            match node.get("$ref").and_then(|r| r.as_str()) {
+                Some(r) => &schema["$defs"][r.trim_start_matches("#/$defs/")],
+                None => node,
+            }
+        }
+        fn walk(
+            schema: &serde_json::Value,
+            node: &serde_json::Value,
+            value: &serde_json::Value,
+            path: &str,
+        ) {
+            let node = resolve(schema, node);
+            match value {
+                serde_json::Value::Object(map) => {
+                    assert_eq!(
+                        node["additionalProperties"], false,
+                        "{path}: schema must be closed like the parser"
+                    );
+                    for (k, v) in map {
+                        let sub = &node["properties"][k];
+                        assert!(!sub.is_null(), "{path}.{k} is not in the schema");
+                        walk(schema, sub, v, &format!("{path}.{k}"));
+                    }
+                }
+                serde_json::Value::Array(items) => {
+                    for (i, v) in items.iter().enumerate() {
+                        walk(schema, &node["items"], v, &format!("{path}[{i}]"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        walk(&schema, &schema, &example, "");
+        let enum_of = |p: &str| -> Vec<String> {
+            schema["properties"]["rules"]["items"]["properties"][p]["items"]["enum"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(enum_of("guardrails"), crate::inspect::guardrails::RULE_IDS);
+        assert_eq!(
+            enum_of("statements"),
+            crate::inspect::guardrails::STATEMENT_KINDS
+        );
     }
 
     #[test]

@@ -60,6 +60,15 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Mask PII, card data and secrets from stdin to stdout, streaming.
+    Mask {
+        /// Policy file; only its `masking:` section is read (default: built-in detectors).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print findings per detector to stderr as JSON.
+        #[arg(long)]
+        report: bool,
+    },
     /// Policy tools.
     Policy {
         #[command(subcommand)]
@@ -163,6 +172,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Command::Mask { config, report } => mask_stdin(config, report),
         Command::Policy {
             command:
                 PolicyCommand::Test {
@@ -206,6 +216,54 @@ fn run(command: Command) -> anyhow::Result<i32> {
             }
         },
     }
+}
+
+/// `sluice mask`: stdin through a [`StreamMasker`] to stdout.
+fn mask_stdin(config: Option<PathBuf>, report: bool) -> anyhow::Result<i32> {
+    use std::{
+        io::{Read, Write},
+        sync::Arc,
+    };
+
+    use sluice::inspect::masking::{MaskingConfig, MaskingEngine, StreamMasker};
+
+    // Only the `masking:` key of a policy file; the other sections belong to `Config`.
+    #[derive(serde::Deserialize)]
+    struct PolicyMasking {
+        #[serde(default)]
+        masking: MaskingConfig,
+    }
+    let cfg = match config {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)?;
+            serde_saphyr::from_str::<PolicyMasking>(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                .masking
+        }
+        None => MaskingConfig::default(),
+    };
+    let mut masker = StreamMasker::new(Arc::new(MaskingEngine::new(cfg)?));
+    let (mut stdin, mut stdout) = (std::io::stdin().lock(), std::io::stdout().lock());
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = Vec::with_capacity(buf.len() + 4096);
+    loop {
+        let n = match stdin.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        masker.push(&buf[..n], &mut out)?;
+        stdout.write_all(&out)?;
+        out.clear();
+    }
+    let findings = masker.finish(&mut out)?;
+    stdout.write_all(&out)?;
+    stdout.flush()?;
+    if report {
+        eprintln!("{}", serde_json::to_string(&findings)?);
+    }
+    Ok(0)
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -76,3 +76,37 @@ fn policy_check_reports_every_error_and_exits_1() {
         String::from_utf8_lossy(&ok.stderr)
     );
 }
+
+#[test]
+fn sluice_mask_filters_a_stream_and_reports_findings() {
+    use std::io::Write;
+    let input = "2024-05-01T12:00:00Z user=ada@example.com paid with 4111 1111 1111 1111 (order ORD-2024-000123)\n\
+                 deploy key AKIAIOSFODNN7EXAMPLE from 10.0.0.1 version 1.2.3.4 id 3f2b8c1e-9a4d-4e6b-8f7a-2c1d0e9b8a76\n";
+    let mut child = Command::new(bin_path("sluice"))
+        .args(["mask", "--report"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Written in tiny pieces: values split across reads are still caught.
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for chunk in input.as_bytes().chunks(7) {
+            stdin.write_all(chunk).unwrap();
+            stdin.flush().unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let masked = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        masked,
+        "2024-05-01T12:00:00Z user=[EMAIL] paid with [CARD] (order ORD-2024-000123)\n\
+         deploy key [SECRET] from 10.0.0.1 version 1.2.3.4 id 3f2b8c1e-9a4d-4e6b-8f7a-2c1d0e9b8a76\n"
+    );
+    let report: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(report["findings"]["email"], 1, "{report}");
+    assert_eq!(report["findings"]["card"], 1, "{report}");
+    assert_eq!(report["findings"]["aws_key"], 1, "{report}");
+}

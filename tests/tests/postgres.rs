@@ -553,3 +553,94 @@ fn refusals_are_posted_to_the_alert_webhook() {
     assert_eq!(alert["command"], "DROP TABLE customers");
     assert!(alert["exe"].as_str().unwrap().ends_with("psql"), "{alert}");
 }
+
+#[test]
+fn responses_are_masked_per_detector_and_decoys_survive() {
+    let s = setup(&inject(PG_SCRAM), "");
+    let out = s.psql(&[
+        "select id, email, card, ssn, phone, iban, order_no, notes from customers order by id",
+    ]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let rows: Vec<Vec<&str>> = out.stdout.lines().map(|l| l.split('|').collect()).collect();
+    assert_eq!(
+        rows[0],
+        [
+            "1",
+            "[EMAIL]",
+            "[CARD]",
+            "[SSN]",
+            "[PHONE]",
+            "[IBAN]",
+            "ORD-2024-000123",
+            "prefers email"
+        ]
+    );
+    assert_eq!(
+        rows[1],
+        [
+            "2",
+            "[EMAIL]",
+            "[CARD]",
+            "[SSN]",
+            "[PHONE]",
+            "[IBAN]",
+            "ORD-2024-000124",
+            "uuid 3f2b8c1e-9a4d-4e6b-8f7a-2c1d0e9b8a76"
+        ]
+    );
+    // Decoys: a Luhn-invalid card number, SSN area 000, a short number, a fake IBAN, a 16-digit
+    // order number, a version string and a timestamp all pass unchanged.
+    assert_eq!(
+        rows[2],
+        [
+            "3",
+            "[EMAIL]",
+            "4111111111111112",
+            "000-12-3456",
+            "555-01",
+            "XX00NOTANIBAN",
+            "1234567890123456",
+            "version 1.2.3.4 at 2024-05-01T12:00:00Z"
+        ]
+    );
+    // Column names and types untouched: the agent still sees the real schema.
+    let out = s.psql(&["select column_name from information_schema.columns where table_name = 'customers' and column_name = 'email'"]);
+    assert_eq!(out.stdout.trim(), "email");
+}
+
+#[test]
+fn binary_format_results_are_masked_too() {
+    let s = setup(&inject(PG_SCRAM), "");
+    // tokio-postgres asks for binary results: text columns must not slip through.
+    let r = s.pg(
+        "extended",
+        &["select email, card, name from customers where id = 1"],
+    );
+    assert_eq!(
+        r["results"][0]["rows"][0],
+        serde_json::json!(["[EMAIL]", "[CARD]", "Ada Lovelace"]),
+        "{r}"
+    );
+}
+
+#[test]
+fn copy_out_and_error_details_are_masked() {
+    let s = setup(&inject(PG_SCRAM), "");
+    let out = s.psql(&["copy (select id, email from customers order by id) to stdout"]);
+    assert_eq!(
+        out.stdout.lines().next(),
+        Some("1\t[EMAIL]"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    s.pg.admin_sql("create unique index customers_email on customers (email)");
+    let out = s.psql(&["insert into customers (id, email) values (99, 'ada@example.com')"]);
+    assert!(out.stderr.contains("duplicate key"), "{}", out.stderr);
+    assert!(out.stderr.contains("[EMAIL]"), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("ada@example.com"),
+        "the constraint error leaked the value: {}",
+        out.stderr
+    );
+}

@@ -31,8 +31,9 @@ use crate::{
     config::{Config, Protocol, Resource, TargetCgroup},
     conn::{ClientAddr, ConnCtx, OrigDstAddr, ProcessInfo, comm_to_string, record_destination},
     ebpf::{Interceptor, ListenAddrs, cgroup},
+    inspect::masking::MaskingEngine,
     proto,
-    services::{NoMasking, Services},
+    services::Services,
 };
 
 /// How long open connections may finish after shutdown begins.
@@ -86,7 +87,10 @@ impl Gateway {
             leases: Vec::new(),
             managed_cgroups: Vec::new(),
             resources: config.resources.iter().cloned().map(Arc::new).collect(),
-            services: Arc::new(Services::new(config.clone(), Arc::new(NoMasking))),
+            services: Arc::new(Services::new(
+                config.clone(),
+                Arc::new(MaskingEngine::new(config.masking.clone())?),
+            )),
         };
         for target in &config.targets {
             let dir = match &target.cgroup {

@@ -55,8 +55,16 @@ pub async fn watch(path: PathBuf, services: Arc<Services>) {
                     warn!(event = "policy_restart_needed", file = %path.display(),
                           "listeners, targets or resources changed: they apply after a restart");
                 }
-                info!(event = "policy_reloaded", trigger, file = %path.display(), rules = new.rules.len(), "policy reloaded");
-                services.replace_policy(Arc::new(new));
+                let rules = new.rules.len();
+                match services.replace_policy(Arc::new(new)) {
+                    Ok(()) => {
+                        info!(event = "policy_reloaded", trigger, file = %path.display(), rules, "policy reloaded")
+                    }
+                    Err(e) => {
+                        error!(event = "policy_rejected", trigger, file = %path.display(), errors = %e,
+                                     "new masking settings rejected; the previous policy stays in force")
+                    }
+                }
             }
             Err(e) => {
                 error!(event = "policy_rejected", trigger, file = %path.display(), errors = %e,

@@ -5,33 +5,16 @@ pub mod cancel;
 
 use std::sync::{Arc, RwLock};
 
-use crate::{config::Config, inspect::guardrails::SqlAnalyzer};
-
-/// Response masking as sessions use it; implemented by the masking engine.
-pub trait Masker: Send + Sync {
-    /// Cheap check over a whole raw buffer: `false` means nothing in it can need masking.
-    fn may_match(&self, raw: &[u8]) -> bool;
-    /// The masked value of one cell, or `None` to keep it.
-    fn mask_cell(&self, column: &str, value: &[u8]) -> Option<Vec<u8>>;
-}
-
-/// Masks nothing (masking disabled).
-pub struct NoMasking;
-
-impl Masker for NoMasking {
-    fn may_match(&self, _: &[u8]) -> bool {
-        false
-    }
-    fn mask_cell(&self, _: &str, _: &[u8]) -> Option<Vec<u8>> {
-        None
-    }
-}
+use crate::{
+    config::Config,
+    inspect::{guardrails::SqlAnalyzer, masking::MaskingEngine},
+};
 
 pub struct Services {
     policy: RwLock<Arc<Config>>,
     pub analyzer: SqlAnalyzer,
     pub cancel: cancel::CancelRegistry,
-    pub masker: Arc<dyn Masker>,
+    masker: RwLock<Arc<MaskingEngine>>,
     pub alerts: alerts::AlertSink,
 }
 
@@ -40,12 +23,12 @@ const ANALYSIS_CACHE: usize = 10_000;
 
 impl Services {
     /// Needs a tokio runtime (the alert worker is spawned).
-    pub fn new(config: Arc<Config>, masker: Arc<dyn Masker>) -> Services {
+    pub fn new(config: Arc<Config>, masker: Arc<MaskingEngine>) -> Services {
         Services {
             policy: RwLock::new(config),
             analyzer: SqlAnalyzer::new(ANALYSIS_CACHE),
             cancel: cancel::CancelRegistry::default(),
-            masker,
+            masker: RwLock::new(masker),
             alerts: alerts::AlertSink::start(),
         }
     }
@@ -58,7 +41,24 @@ impl Services {
             .clone()
     }
 
-    pub fn replace_policy(&self, config: Arc<Config>) {
+    /// Swaps the policy; the masking engine is rebuilt only when its settings changed.
+    pub fn replace_policy(
+        &self,
+        config: Arc<Config>,
+    ) -> Result<(), crate::inspect::masking::MaskError> {
+        if config.masking != self.policy().masking {
+            let engine = MaskingEngine::new(config.masking.clone())?;
+            *self.masker.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(engine);
+        }
         *self.policy.write().unwrap_or_else(|p| p.into_inner()) = config;
+        Ok(())
+    }
+
+    /// The masking engine in force now.
+    pub fn masker(&self) -> Arc<MaskingEngine> {
+        self.masker
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }

@@ -1,1 +1,43 @@
-//! placeholder: filled by the masking branch
+//! Zero-config masking of personal data, payment data and secrets in responses.
+//!
+//! # How it works
+//! One Hyperscan block database holds a short *trigger* per detector, compiled **without**
+//! start-of-match tracking (which costs ~50x). A trigger reports where it ends; its confirmer
+//! ([`detectors`]) re-parses a bounded window around that end with exact rules ([`validators`]:
+//! Luhn and IIN ranges, SSA rules, IBAN mod-97 and lengths, JWT header JSON, ...). Overlapping
+//! findings are merged, then rewritten by strategy (`redact`, `partial`, `hash`).
+//!
+//! # Entry points
+//! - [`MaskingEngine::could_contain`]: one prefilter pass over any buffer (a whole Postgres
+//!   `DataRow`); `false` means forward untouched.
+//! - [`MaskingEngine::plan_column`] once per result set, then [`MaskingEngine::mask_cell_planned`]
+//!   per cell: column rules (SSN/DOB names, `full`, `as:`) add to content detection.
+//! - [`MaskingEngine::mask`]: free text.
+//! - [`StreamMasker`]: byte streams (SSH, HTTP bodies, `sluice mask`), catching values split
+//!   across chunks with a bounded tail.
+//!
+//! The engine is `Send + Sync`; Hyperscan scratch space is kept per thread.
+
+pub mod config;
+pub mod detectors;
+mod engine;
+mod stream;
+pub mod validators;
+
+pub use config::{ColumnRule, DetectorConfig, DetectorKind, MaskingConfig, Strategy};
+pub use detectors::Span;
+pub use engine::{ColumnContext, ColumnPlan, MaskingEngine, Report};
+pub use stream::StreamMasker;
+
+/// Masking failures. Callers fail closed: an error while masking a response drops it.
+#[derive(Debug, thiserror::Error)]
+pub enum MaskError {
+    #[error("invalid masking configuration: {}", .0.join("; "))]
+    Config(Vec<String>),
+    #[error("compiling the masking prefilter: {0}")]
+    Compile(String),
+    #[error("masking scan failed: {0}")]
+    Scan(String),
+    #[error("buffer of {0} bytes is too large to scan at once (limit 4 GiB)")]
+    TooLarge(usize),
+}

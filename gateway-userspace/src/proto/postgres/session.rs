@@ -34,6 +34,7 @@ use crate::{
     conn::ConnCtx,
     inspect::{
         Verdict,
+        masking::{ColumnContext, ColumnPlan, MaskingEngine, Report},
         policy::{Subject, decide_sql},
     },
     proto::{ProxyError, tcp::Transfer},
@@ -604,8 +605,9 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut columns: Vec<codec::Column> = Vec::new();
-    let masker = services.masker.clone();
+    let mut engine = services.masker();
+    let mut columns = ResultColumns::new(&[], &engine);
+    let mut copy_out = false;
     loop {
         let msg = match codec::read_message(&mut ur, max, "upstream").await {
             Ok(Some(m)) => m,
@@ -622,13 +624,25 @@ where
         };
         let out: Message = match msg.tag {
             b'T' => {
-                columns =
+                // A new result set: the policy's masking settings in force now apply to it.
+                engine = services.masker();
+                let desc =
                     codec::row_description(msg.body()).map_err(ProxyError::UpstreamProtocol)?;
+                columns = ResultColumns::new(&desc, &engine);
                 msg
             }
-            b'D' => {
-                mask_row(msg, &columns, masker.as_ref()).map_err(ProxyError::UpstreamProtocol)?
+            b'D' => masked(mask_row(msg, &columns, &engine), ctx, cw).await?,
+            b'H' => {
+                copy_out = true;
+                engine = services.masker();
+                msg
             }
+            b'd' if copy_out => masked(mask_copy_data(msg, &engine), ctx, cw).await?,
+            b'c' => {
+                copy_out = false;
+                msg
+            }
+            b'E' | b'N' => masked(mask_notice(msg, &engine), ctx, cw).await?,
             b'I' => {
                 let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
                 match s.expect.front_mut() {
@@ -664,18 +678,57 @@ where
     Ok(())
 }
 
+/// Text types whose binary wire format is their text: their cells are masked whichever format
+/// the client asked for (a binary-format request must not be a way around masking).
+const TEXT_LIKE_OIDS: &[u32] = &[
+    25,   /* text */
+    1043, /* varchar */
+    1042, /* bpchar */
+    19,   /* name */
+    114,  /* json */
+    142,  /* xml */
+];
+
+/// A result set's columns with their masking plans.
+struct ResultColumns {
+    plans: Vec<(ColumnPlan, bool)>,
+    /// Some column needs work even when the row prefilter finds nothing (column rules).
+    any_column_work: bool,
+}
+
+impl ResultColumns {
+    fn new(columns: &[codec::Column], engine: &MaskingEngine) -> Self {
+        let plans: Vec<(ColumnPlan, bool)> = columns
+            .iter()
+            .map(|c| {
+                let maskable = c.format == 0 || TEXT_LIKE_OIDS.contains(&c.type_oid);
+                (
+                    engine.plan_column(&ColumnContext { name: &c.name }),
+                    maskable,
+                )
+            })
+            .collect();
+        let any_column_work = plans.iter().any(|(p, m)| *m && p.needs_cell_work());
+        ResultColumns {
+            plans,
+            any_column_work,
+        }
+    }
+}
+
 /// Masks the cells of a DataRow; the row is forwarded as received when nothing matched.
 fn mask_row(
     msg: Message,
-    columns: &[codec::Column],
-    masker: &dyn crate::services::Masker,
-) -> Result<Message, CodecError> {
-    if !masker.may_match(msg.body()) {
+    cols: &ResultColumns,
+    engine: &MaskingEngine,
+) -> Result<Message, MaskFailure> {
+    if !cols.any_column_work && !engine.could_contain(msg.body())? {
         return Ok(msg);
     }
     let fields = codec::data_row_fields(msg.body())?;
     let body = msg.body();
     let mut changed = false;
+    let mut report = Report::default();
     let mut values: Vec<Option<std::borrow::Cow<[u8]>>> = Vec::with_capacity(fields.len());
     for (i, f) in fields.iter().enumerate() {
         let Some(range) = f else {
@@ -683,15 +736,18 @@ fn mask_row(
             continue;
         };
         let value = &body[range.clone()];
-        // Binary-format cells are only text for text types; masking other binary encodings
-        // would corrupt them, so only text-format cells (the default) are inspected.
-        let col = columns.get(i);
-        let is_text = col.is_none_or(|c| c.format == 0);
-        let name = col.map(|c| c.name.as_str()).unwrap_or("");
-        match is_text.then(|| masker.mask_cell(name, value)).flatten() {
-            Some(masked) => {
+        // A row wider than its description (should not happen) is still content-checked.
+        let default_plan = (engine.plan_column(&ColumnContext { name: "" }), true);
+        let (plan, maskable) = cols.plans.get(i).copied().unwrap_or(default_plan);
+        let masked = if maskable {
+            engine.mask_cell_planned(&plan, value, &mut report)?
+        } else {
+            None
+        };
+        match masked {
+            Some(m) => {
                 changed = true;
-                values.push(Some(masked.into()));
+                values.push(Some(m.into()));
             }
             None => values.push(Some(value.into())),
         }
@@ -701,4 +757,65 @@ fn mask_row(
     }
     let refs: Vec<Option<&[u8]>> = values.iter().map(|v| v.as_deref()).collect();
     Ok(codec::build_data_row(&refs))
+}
+
+/// The masked message, or (fail closed) an error to the agent and the end of the session.
+async fn masked<W: AsyncWrite + Unpin>(
+    result: Result<Message, MaskFailure>,
+    ctx: &ConnCtx,
+    cw: &mut BufWriter<W>,
+) -> Result<Message, ProxyError> {
+    match result {
+        Ok(m) => Ok(m),
+        Err(e) => {
+            tracing::error!(event = "masking_failed", conn_id = ctx.id, error = %e, "response withheld; closing");
+            let text =
+                "sluice: the response could not be checked for sensitive data and was withheld";
+            let _ = cw
+                .write_all(&codec::error_response("XX000", text, None, None).raw)
+                .await;
+            let _ = cw.flush().await;
+            Err(ProxyError::ClientRefused(format!("masking failed: {e}")))
+        }
+    }
+}
+
+/// Masks a COPY data row (text format: one line per message).
+fn mask_copy_data(msg: Message, engine: &MaskingEngine) -> Result<Message, MaskFailure> {
+    match engine.mask(msg.body())? {
+        None => Ok(msg),
+        Some(masked) => Ok(Message::new(msg.tag, &masked)),
+    }
+}
+
+/// Masks the human-readable fields of an ErrorResponse/NoticeResponse: a unique-violation
+/// DETAIL quotes the offending value (`Key (email)=(ada@example.com) already exists`).
+fn mask_notice(msg: Message, engine: &MaskingEngine) -> Result<Message, MaskFailure> {
+    if !engine.could_contain(msg.body())? {
+        return Ok(msg);
+    }
+    let mut fields = codec::notice_fields(msg.body());
+    let mut changed = false;
+    for (t, v) in fields.iter_mut() {
+        if matches!(*t, b'M' | b'D' | b'H' | b'W' | b'q')
+            && let Some(m) = engine.mask(v.as_bytes())?
+        {
+            *v = String::from_utf8_lossy(&m).into_owned();
+            changed = true;
+        }
+    }
+    Ok(if changed {
+        codec::build_notice(msg.tag, &fields)
+    } else {
+        msg
+    })
+}
+
+/// Masking could not be done; the response is withheld and the session ends (fail closed).
+#[derive(Debug, thiserror::Error)]
+enum MaskFailure {
+    #[error("{0}")]
+    Codec(#[from] CodecError),
+    #[error("{0}")]
+    Mask(#[from] crate::inspect::masking::MaskError),
 }
