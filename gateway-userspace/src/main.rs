@@ -148,8 +148,9 @@ fn run(command: Command) -> anyhow::Result<i32> {
                 .enable_all()
                 .build()?;
             rt.block_on(async {
+                let shutdown = shutdown_signal();
                 let gateway = Gateway::start(config).await?;
-                gateway.serve(shutdown_signal()).await
+                gateway.serve(shutdown).await
             })?;
             Ok(0)
         }
@@ -266,13 +267,16 @@ fn mask_stdin(config: Option<PathBuf>, report: bool) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Completes on SIGINT or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled: a signal right after start-up must still shut down cleanly.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("installing SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }

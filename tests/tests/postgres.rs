@@ -644,3 +644,84 @@ fn copy_out_and_error_details_are_masked() {
         out.stderr
     );
 }
+
+/// One statement per guardrail rule (with a twist of evasion each), in both protocols.
+const REFUSED: &[(&str, &str)] = &[
+    ("drop", "DrOp /* harmless */ TABLE \"customers\""),
+    ("truncate", "truncate accounts"),
+    (
+        "delete-without-where",
+        "with d as (delete from accounts returning *) select count(*) from d",
+    ),
+    (
+        "update-without-where",
+        "update accounts set balance = 0 where 1 = 1",
+    ),
+    ("alter", "alter table customers drop column email"),
+    ("grant-revoke", "grant all on customers to public"),
+    (
+        "copy-program",
+        "copy (select 1) to program 'touch /tmp/sluice-pwned'",
+    ),
+    (
+        "create-function",
+        "create function f() returns int language sql as $$ select 1 $$",
+    ),
+    (
+        "dangerous-function",
+        "select * from customers where name = (select pg_read_file('/etc/passwd'))",
+    ),
+    ("set-role", "select set_config('role', 'postgres', false)"),
+    (
+        "do-block",
+        "do $$ begin execute 'drop table customers'; end $$",
+    ),
+    (
+        "unparseable",
+        "vacuum analyze customers; drop table customers",
+    ),
+];
+
+#[test]
+fn every_guardrail_rule_is_enforced_in_both_protocols() {
+    let s = setup(&inject(PG_SCRAM), "");
+    for (rule, sql) in REFUSED {
+        let simple = s.pg("simple", &[sql]);
+        assert_eq!(
+            simple["results"][0]["code"], "42501",
+            "{rule} (simple): {simple}"
+        );
+        let extended = s.pg("extended", &[sql]);
+        assert_eq!(
+            extended["results"][0]["code"], "42501",
+            "{rule} (extended): {extended}"
+        );
+        let msg = simple["results"][0]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("blocked by rule"), "{rule}: {msg}");
+    }
+    // Nothing reached the database: schema, data and the filesystem are as they were.
+    assert_eq!(
+        s.pg.admin_sql("select count(*) from customers where email is not null"),
+        "3"
+    );
+    assert_eq!(s.pg.admin_sql("select sum(balance) from accounts"), "1000");
+    assert_eq!(
+        s.pg.admin_sql("select has_table_privilege('public', 'customers', 'select')"),
+        "f"
+    );
+    assert_eq!(
+        s.pg.admin_sql("select count(*) from pg_proc where proname = 'f'"),
+        "0"
+    );
+    assert!(!std::path::Path::new("/tmp/sluice-pwned").exists());
+    // Allowed statements of the same shapes still work on the same gateway.
+    let ok = s.pg(
+        "simple",
+        &[
+            "update accounts set balance = balance where id = 1",
+            "select count(*) from customers",
+        ],
+    );
+    assert_eq!(ok["results"][0]["ok"], true, "{ok}");
+    assert_eq!(ok["results"][1]["rows"][0][0], "3", "{ok}");
+}

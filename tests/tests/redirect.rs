@@ -263,7 +263,9 @@ fn direct_connections_to_the_listener_are_closed() {
     // no redirect record saying where this connection was going. The handshake completes before
     // accept(), so the client sees the close as an immediate EOF, with no byte relayed.
     let answer = probe(Some(&cg.dir), &["connect", &listen, "--send", "sneaky"]);
-    assert_eq!(answer["reply"], "", "{answer}");
+    // Closed without a byte: an EOF, or a reset when the close raced the client's write.
+    let closed = answer["reply"] == "" || answer["errno"] == 104;
+    assert!(closed, "{answer}");
     let ev: Value = gw
         .log
         .wait_for(WAIT, |v| is_event(v, "unredirected_connection"));

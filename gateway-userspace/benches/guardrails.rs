@@ -1,0 +1,51 @@
+//! Cost of the SQL guardrails per statement: a cold parse (what every new statement text pays)
+//! and a cache hit (what a repeated text pays through `SqlAnalyzer`).
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sluice::inspect::guardrails::{SqlAnalyzer, analyze};
+
+/// About 150 bytes, the size the dependency notes measured.
+const SELECT: &str = "SELECT c.id, c.name, c.email, o.total FROM customers c \
+                      JOIN orders o ON o.customer_id = c.id \
+                      WHERE c.created_at > now() - interval '30 days' AND o.total > 100 LIMIT 50";
+const UPDATE: &str = "UPDATE orders SET status = 'shipped', shipped_at = now() \
+                      WHERE id = 42 AND status = 'paid' RETURNING id, status";
+const DANGEROUS: &str = "WITH d AS (DELETE FROM sessions RETURNING *) \
+                         SELECT pg_read_file('/etc/passwd'), count(*) FROM d WHERE 1 = 1";
+const DO_BLOCK: &str = "SELECT 1; DO $$ BEGIN DELETE FROM t; END $$";
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("guardrails");
+    for (name, sql) in [
+        ("select", SELECT),
+        ("update", UPDATE),
+        ("dangerous", DANGEROUS),
+        ("do_fallback", DO_BLOCK),
+    ] {
+        g.throughput(Throughput::Bytes(sql.len() as u64));
+        g.bench_function(format!("cold/{name}"), |b| {
+            b.iter(|| analyze(black_box(sql)))
+        });
+        let an = SqlAnalyzer::new(10_000);
+        an.analyze(sql);
+        g.bench_function(format!("cached/{name}"), |b| {
+            b.iter(|| an.analyze(black_box(sql)))
+        });
+    }
+    // Over 8 KiB the analysis runs on its own big-stack thread: thread start-up included.
+    let big = format!(
+        "SELECT * FROM t WHERE {}",
+        (0..1500)
+            .map(|i| format!("id = {i}"))
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    );
+    g.throughput(Throughput::Bytes(big.len() as u64));
+    g.bench_function("cold/or_chain_16k", |b| b.iter(|| analyze(black_box(&big))));
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

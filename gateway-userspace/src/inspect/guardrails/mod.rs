@@ -1,0 +1,405 @@
+//! SQL guardrails: a pure analysis of SQL text into statement kinds and rule findings.
+//!
+//! The policy layer maps [`Finding`]s to actions (allow, deny, hold, alert); nothing here decides.
+//! Every rule matches on the sqlparser AST (PostgreSQL dialect), never on substrings, so case,
+//! comments, quoting and whitespace cannot change a verdict.
+//!
+//! # Decisions worth knowing
+//! - Input that does not parse yields `parse_error` and a [`RuleId::Unparseable`] finding, so a
+//!   policy can deny or hold it; it is never silently clean. `DO` blocks, which sqlparser cannot
+//!   parse, are recognised by their first token and reported as [`RuleId::DoBlock`] instead.
+//! - `EXPLAIN ANALYZE X` executes `X`: it is analysed like `X` and its kind is `X`'s kind. Plain
+//!   `EXPLAIN X` only plans, so findings inside it are dropped.
+//! - `PREPARE p AS X` is analysed like `X` (findings are reported at PREPARE time); `EXECUTE p`
+//!   carries no findings here: the session must remember what `p` was.
+//! - A data-modifying CTE (`WITH d AS (DELETE ...) SELECT ...`) gives the statement the kind of
+//!   the DML, so "reads only" policies do not mistake it for a read.
+//! - Function names follow PostgreSQL identifier rules: unquoted names fold to lower case,
+//!   quoted names are exact (`"PG_READ_FILE"()` is a different, user-created function, which
+//!   needed a flagged CREATE FUNCTION). Any schema qualifier matches (`pg_catalog.`, or the
+//!   extension schema of dblink/adminpack): flagging a same-named user function is the safe error.
+//! - `WHERE x = x` is treated as always true: it matches every row where `x` is not NULL.
+//! - String literals follow `standard_conforming_strings = on` (the default since PostgreSQL 9.1):
+//!   a backslash does not escape a quote. A server with it off would read `'\'; DROP ...'`
+//!   differently, so the gateway should pin it on for upstream sessions.
+
+mod fallback;
+mod fold;
+mod rules;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    fmt,
+    num::NonZeroUsize,
+    str::FromStr,
+    sync::{Arc, Mutex},
+};
+
+use lru::LruCache;
+use serde::{Deserialize, Serialize};
+use sqlparser::{dialect::PostgreSqlDialect, parser::Parser};
+
+/// A guardrail rule; the serde and `Display` form is the stable id used in policies and audit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleId {
+    /// Any `DROP ...` statement.
+    Drop,
+    /// `TRUNCATE`.
+    Truncate,
+    /// `DELETE` without `WHERE`, or with an always-true `WHERE` (also in CTEs and `MERGE ON true`).
+    DeleteWithoutWhere,
+    /// `UPDATE` without `WHERE`, or with an always-true `WHERE`.
+    UpdateWithoutWhere,
+    /// Any `ALTER ...` statement (including `ALTER SYSTEM`, which sqlparser cannot parse).
+    Alter,
+    /// `GRANT` / `REVOKE`.
+    GrantRevoke,
+    /// `COPY ... TO PROGRAM` / `FROM PROGRAM`: runs a shell command on the database server.
+    CopyProgram,
+    /// `COPY ... TO 'file'` / `FROM 'file'`: reads or writes a file on the database server.
+    CopyFile,
+    /// `CREATE [OR REPLACE] FUNCTION | PROCEDURE`: bodies are opaque code.
+    CreateFunction,
+    /// A call to a function that reaches outside the SQL sandbox (files, other sessions, dblink).
+    DangerousFunction,
+    /// `SET ROLE`, `SET SESSION AUTHORIZATION`, or the same through `set_config`.
+    SetRole,
+    /// `DO $$ ... $$`: an anonymous code block.
+    DoBlock,
+    /// The statement could not be parsed, so no other rule could be checked.
+    Unparseable,
+}
+
+impl RuleId {
+    pub const ALL: [RuleId; 13] = [
+        RuleId::Drop,
+        RuleId::Truncate,
+        RuleId::DeleteWithoutWhere,
+        RuleId::UpdateWithoutWhere,
+        RuleId::Alter,
+        RuleId::GrantRevoke,
+        RuleId::CopyProgram,
+        RuleId::CopyFile,
+        RuleId::CreateFunction,
+        RuleId::DangerousFunction,
+        RuleId::SetRole,
+        RuleId::DoBlock,
+        RuleId::Unparseable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleId::Drop => "drop",
+            RuleId::Truncate => "truncate",
+            RuleId::DeleteWithoutWhere => "delete-without-where",
+            RuleId::UpdateWithoutWhere => "update-without-where",
+            RuleId::Alter => "alter",
+            RuleId::GrantRevoke => "grant-revoke",
+            RuleId::CopyProgram => "copy-program",
+            RuleId::CopyFile => "copy-file",
+            RuleId::CreateFunction => "create-function",
+            RuleId::DangerousFunction => "dangerous-function",
+            RuleId::SetRole => "set-role",
+            RuleId::DoBlock => "do-block",
+            RuleId::Unparseable => "unparseable",
+        }
+    }
+}
+
+impl fmt::Display for RuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The id is not one of [`RuleId::ALL`].
+#[derive(Debug, thiserror::Error)]
+#[error("unknown guardrail rule id {0:?}")]
+pub struct UnknownRuleId(pub String);
+
+impl FromStr for RuleId {
+    type Err = UnknownRuleId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RuleId::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| UnknownRuleId(s.to_owned()))
+    }
+}
+
+/// One rule that matched one statement of the input.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub rule: RuleId,
+    /// Index into [`Analysis::statements`].
+    pub statement: usize,
+    /// Human readable, names the object, e.g. `DROP TABLE customers`.
+    pub reason: String,
+}
+
+/// What a statement does, coarsely, so policies can tell reads from writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatementKind {
+    /// A query without data-modifying parts (`SELECT`, `VALUES`, `TABLE t`).
+    Select,
+    Insert,
+    Update,
+    Delete,
+    Merge,
+    Copy,
+    /// CREATE / ALTER / DROP / TRUNCATE / COMMENT, and `SELECT ... INTO new_table`.
+    Ddl,
+    /// GRANT / REVOKE and role management.
+    Dcl,
+    /// BEGIN / COMMIT / ROLLBACK / SAVEPOINT.
+    Transaction,
+    /// SET / RESET.
+    Set,
+    Show,
+    /// `EXPLAIN` without `ANALYZE` (with `ANALYZE` the inner statement's kind is used).
+    Explain,
+    Call,
+    /// Everything else: PREPARE, EXECUTE, DO, VACUUM, LOCK, LISTEN, unparseable text, ...
+    Other,
+}
+
+/// Rule ids as policies write them (the order of [`RuleId::ALL`]).
+pub const RULE_IDS: &[&str] = &[
+    "drop",
+    "truncate",
+    "delete-without-where",
+    "update-without-where",
+    "alter",
+    "grant-revoke",
+    "copy-program",
+    "copy-file",
+    "create-function",
+    "dangerous-function",
+    "set-role",
+    "do-block",
+    "unparseable",
+];
+
+/// Statement kinds as policies write them (the order of [`StatementKind::ALL`]).
+pub const STATEMENT_KINDS: &[&str] = &[
+    "select",
+    "insert",
+    "update",
+    "delete",
+    "merge",
+    "copy",
+    "ddl",
+    "dcl",
+    "transaction",
+    "set",
+    "show",
+    "explain",
+    "call",
+    "other",
+];
+
+impl fmt::Display for StatementKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl StatementKind {
+    pub const ALL: [StatementKind; 14] = [
+        StatementKind::Select,
+        StatementKind::Insert,
+        StatementKind::Update,
+        StatementKind::Delete,
+        StatementKind::Merge,
+        StatementKind::Copy,
+        StatementKind::Ddl,
+        StatementKind::Dcl,
+        StatementKind::Transaction,
+        StatementKind::Set,
+        StatementKind::Show,
+        StatementKind::Explain,
+        StatementKind::Call,
+        StatementKind::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        STATEMENT_KINDS[StatementKind::ALL
+            .iter()
+            .position(|k| *k == self)
+            .expect("listed in ALL")]
+    }
+
+    /// Whether the statement can change data, schema, privileges or server state. Conservative:
+    /// only plain reads, transaction control, SHOW and plain EXPLAIN are not writes.
+    pub fn is_write(self) -> bool {
+        !matches!(
+            self,
+            StatementKind::Select
+                | StatementKind::Transaction
+                | StatementKind::Show
+                | StatementKind::Explain
+        )
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn policy_ids_match_the_enums_and_their_serde_form() {
+    let rules: Vec<&str> = RuleId::ALL.iter().map(|r| r.as_str()).collect();
+    assert_eq!(rules, RULE_IDS);
+    for k in StatementKind::ALL {
+        assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+    }
+    assert_eq!(StatementKind::ALL.len(), STATEMENT_KINDS.len());
+}
+
+/// The result of analysing one SQL text (possibly several statements).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Analysis {
+    /// One entry per statement, in order; empty for empty or comment-only input.
+    pub statements: Vec<StatementKind>,
+    pub findings: Vec<Finding>,
+    /// The parser's message when (part of) the input did not parse.
+    pub parse_error: Option<String>,
+}
+
+impl Analysis {
+    pub fn has(&self, rule: RuleId) -> bool {
+        self.findings.iter().any(|f| f.rule == rule)
+    }
+
+    pub fn is_clean(&self) -> bool {
+        self.findings.is_empty() && self.parse_error.is_none()
+    }
+}
+
+/// Longer texts are not parsed: they yield [`RuleId::Unparseable`]. Bulk data travels as COPY
+/// data, not statement text, so this only refuses generated monsters.
+pub const MAX_ANALYZED_LEN: usize = 1024 * 1024;
+
+/// Texts up to this length are analysed on the caller's stack. sqlparser builds left-deep
+/// trees for `a OR b OR c ...` without counting depth, and walking, printing and dropping such a
+/// tree recurses once per operator: 50k ORs overflow a 2 MiB thread stack (tokio's default)
+/// and abort the whole gateway. Below this length there cannot be enough operators to matter.
+const CALLER_STACK_LEN: usize = 8 * 1024;
+
+/// Stack for longer texts: worst case is one tree level per 2 bytes (`1+1+1...`) at up to
+/// ~200 bytes of stack per level in a debug build, so 128 bytes per input byte plus headroom.
+fn big_stack_size(len: usize) -> usize {
+    (8 << 20) + len * 128
+}
+
+/// Analyse SQL text. Pure: the same text always gives the same analysis. Texts over 8 KiB are
+/// analysed on a short-lived thread with a stack sized for them (see [`CALLER_STACK_LEN`]).
+pub fn analyze(sql: &str) -> Analysis {
+    if sql.len() > MAX_ANALYZED_LEN {
+        return refused(format!(
+            "statement text of {} bytes is larger than the {MAX_ANALYZED_LEN} bytes analysed",
+            sql.len()
+        ));
+    }
+    if sql.len() <= CALLER_STACK_LEN {
+        return analyze_guarded(sql);
+    }
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("sluice-sql-analyze".into())
+            .stack_size(big_stack_size(sql.len()))
+            .spawn_scoped(scope, || analyze_guarded(sql))
+            .map_err(|e| format!("cannot start the analysis thread: {e}"))
+            .and_then(|t| t.join().map_err(|_| "the analysis panicked".to_owned()))
+            .unwrap_or_else(refused)
+    })
+}
+
+/// A panic inside sqlparser is a bug there, not a reason to take the session down: report the
+/// text as unparseable, which the policy never allows.
+fn analyze_guarded(sql: &str) -> Analysis {
+    std::panic::catch_unwind(|| analyze_unguarded(sql))
+        .unwrap_or_else(|_| refused("the SQL parser panicked".to_owned()))
+}
+
+fn analyze_unguarded(sql: &str) -> Analysis {
+    let dialect = PostgreSqlDialect {};
+    match Parser::parse_sql(&dialect, sql) {
+        Ok(statements) => {
+            let mut out = Analysis::default();
+            for statement in &statements {
+                rules::analyze_statement(statement, &mut out);
+            }
+            out
+        }
+        // One bad statement (often a DO block) makes the whole text fail; redo it statement by
+        // statement so the rest is still analysed and the failure is pinned to one index.
+        Err(e) => fallback::analyze_split(sql, &dialect, e.to_string()),
+    }
+}
+
+/// One opaque statement that could not be analysed.
+fn refused(why: String) -> Analysis {
+    Analysis {
+        statements: vec![StatementKind::Other],
+        findings: vec![Finding {
+            rule: RuleId::Unparseable,
+            statement: 0,
+            reason: why.clone(),
+        }],
+        parse_error: Some(why),
+    }
+}
+
+/// Texts longer than this are analysed but not cached: a few huge INSERTs must not pin memory.
+pub const MAX_CACHED_LEN: usize = 16 * 1024;
+
+/// [`analyze`] behind a bounded LRU cache keyed by the exact text, shared across sessions.
+pub struct SqlAnalyzer {
+    cache: Option<Mutex<LruCache<String, Arc<Analysis>>>>,
+}
+
+impl SqlAnalyzer {
+    /// `capacity` is the number of distinct texts kept; 0 disables the cache.
+    pub fn new(capacity: usize) -> Self {
+        SqlAnalyzer {
+            cache: NonZeroUsize::new(capacity).map(|c| Mutex::new(LruCache::new(c))),
+        }
+    }
+
+    pub fn analyze(&self, sql: &str) -> Arc<Analysis> {
+        let Some(cache) = &self.cache else {
+            return Arc::new(analyze(sql));
+        };
+        if let Some(hit) = lock(cache).get(sql) {
+            return Arc::clone(hit);
+        }
+        // Parse outside the lock: other sessions keep hitting the cache meanwhile. Two sessions
+        // may parse the same text at once; both get equal results.
+        let analysis = Arc::new(analyze(sql));
+        if sql.len() <= MAX_CACHED_LEN {
+            lock(cache).put(sql.to_owned(), Arc::clone(&analysis));
+        }
+        analysis
+    }
+
+    /// Number of cached texts.
+    pub fn cached(&self) -> usize {
+        self.cache.as_ref().map_or(0, |c| lock(c).len())
+    }
+}
+
+impl fmt::Debug for SqlAnalyzer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlAnalyzer")
+            .field("cached", &self.cached())
+            .finish()
+    }
+}
+
+/// The cache holds only finished analyses, so a panic elsewhere cannot leave it half-written:
+/// recover from poisoning instead of failing every later statement.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,536 @@
+//! The rules, as a walk over one parsed statement and everything nested in it.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    CopyTarget, Delete, Expr, FromTable, FunctionArg, FunctionArgExpr, FunctionArguments, Merge,
+    MergeAction, MergeClauseKind, ObjectName, ObjectNamePart, Query, Set, SetExpr, Statement,
+    TableFactor, Update, Visit, Visitor,
+};
+
+use super::{Analysis, Finding, RuleId, StatementKind, fold};
+
+/// Reasons quote SQL; keep them short enough for an error message and an audit line.
+const MAX_REASON_SQL: usize = 160;
+
+pub(super) fn analyze_statement(statement: &Statement, out: &mut Analysis) {
+    let index = out.statements.len();
+    out.statements.push(kind(statement));
+    let mut walker = Walker {
+        index,
+        findings: &mut out.findings,
+        suppressed: 0,
+    };
+    // The walker never breaks; the result carries nothing.
+    let _ = statement.visit(&mut walker);
+}
+
+pub(super) fn kind(s: &Statement) -> StatementKind {
+    use StatementKind as K;
+    match s {
+        Statement::Query(q) => query_kind(q),
+        Statement::Insert { .. } => K::Insert,
+        Statement::Update { .. } => K::Update,
+        Statement::Delete { .. } => K::Delete,
+        Statement::Merge { .. } => K::Merge,
+        Statement::Copy { .. } | Statement::CopyIntoSnowflake { .. } => K::Copy,
+        // EXPLAIN ANALYZE runs the statement: it is whatever the statement is.
+        Statement::Explain { statement, .. } if explain_executes(s) => kind(statement),
+        Statement::Explain { .. } | Statement::ExplainTable { .. } => K::Explain,
+        Statement::Grant { .. }
+        | Statement::Revoke { .. }
+        | Statement::Deny { .. }
+        | Statement::CreateRole { .. }
+        | Statement::AlterRole { .. }
+        | Statement::CreateUser { .. }
+        | Statement::AlterUser { .. } => K::Dcl,
+        Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. }
+        | Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. } => K::Transaction,
+        Statement::Set { .. } | Statement::Reset { .. } => K::Set,
+        Statement::ShowFunctions { .. }
+        | Statement::ShowVariable { .. }
+        | Statement::ShowStatus { .. }
+        | Statement::ShowVariables { .. }
+        | Statement::ShowCreate { .. }
+        | Statement::ShowColumns { .. }
+        | Statement::ShowCatalogs { .. }
+        | Statement::ShowDatabases { .. }
+        | Statement::ShowProcessList { .. }
+        | Statement::ShowSchemas { .. }
+        | Statement::ShowCharset { .. }
+        | Statement::ShowObjects { .. }
+        | Statement::ShowTables { .. }
+        | Statement::ShowViews { .. }
+        | Statement::ShowCollation { .. } => K::Show,
+        Statement::Call { .. } => K::Call,
+        _ if drop_like(s) || alter_like(s) || create_like(s) => K::Ddl,
+        Statement::Truncate { .. } | Statement::Comment { .. } => K::Ddl,
+        _ => K::Other,
+    }
+}
+
+fn query_kind(q: &Query) -> StatementKind {
+    if let Some(k) = set_expr_dml_kind(&q.body) {
+        return k;
+    }
+    // PostgreSQL allows data-modifying CTEs only at the top level, so one level is enough.
+    if let Some(with) = &q.with {
+        for cte in &with.cte_tables {
+            if let Some(k) = set_expr_dml_kind(&cte.query.body) {
+                return k;
+            }
+            let inner = query_kind(&cte.query);
+            if inner != StatementKind::Select {
+                return inner;
+            }
+        }
+    }
+    match &*q.body {
+        // SELECT ... INTO creates a table.
+        SetExpr::Select(s) if s.into.is_some() => StatementKind::Ddl,
+        _ => StatementKind::Select,
+    }
+}
+
+fn set_expr_dml_kind(body: &SetExpr) -> Option<StatementKind> {
+    match body {
+        SetExpr::Insert(_) => Some(StatementKind::Insert),
+        SetExpr::Update(_) => Some(StatementKind::Update),
+        SetExpr::Delete(_) => Some(StatementKind::Delete),
+        SetExpr::Merge(_) => Some(StatementKind::Merge),
+        SetExpr::Query(q) => match query_kind(q) {
+            StatementKind::Select => None,
+            k => Some(k),
+        },
+        _ => None,
+    }
+}
+
+/// True unless `s` is an `EXPLAIN` that only plans. `EXPLAIN ANALYZE` and `EXPLAIN (ANALYZE)`
+/// run the statement; an ANALYZE option whose value we cannot read counts as running.
+pub(super) fn explain_executes(s: &Statement) -> bool {
+    let Statement::Explain {
+        analyze, options, ..
+    } = s
+    else {
+        return true;
+    };
+    if *analyze {
+        return true;
+    }
+    options.iter().flatten().any(|o| {
+        o.name.value.eq_ignore_ascii_case("analyze")
+            && match &o.arg {
+                None => true,
+                Some(arg) => fold::option_bool(arg) != Some(false),
+            }
+    })
+}
+
+fn drop_like(s: &Statement) -> bool {
+    matches!(
+        s,
+        Statement::Drop { .. }
+            | Statement::DropFunction { .. }
+            | Statement::DropDomain { .. }
+            | Statement::DropProcedure { .. }
+            | Statement::DropSecret { .. }
+            | Statement::DropPolicy { .. }
+            | Statement::DropConnector { .. }
+            | Statement::DropExtension { .. }
+            | Statement::DropOperator { .. }
+            | Statement::DropOperatorFamily { .. }
+            | Statement::DropOperatorClass { .. }
+            | Statement::DropTrigger { .. }
+            | Statement::DetachDuckDBDatabase { .. }
+    )
+}
+
+fn alter_like(s: &Statement) -> bool {
+    matches!(
+        s,
+        Statement::AlterTable { .. }
+            | Statement::AlterSchema { .. }
+            | Statement::AlterIndex { .. }
+            | Statement::AlterView { .. }
+            | Statement::AlterFunction { .. }
+            | Statement::AlterType { .. }
+            | Statement::AlterCollation { .. }
+            | Statement::AlterOperator { .. }
+            | Statement::AlterOperatorFamily { .. }
+            | Statement::AlterOperatorClass { .. }
+            | Statement::AlterTextSearch { .. }
+            | Statement::AlterRole { .. }
+            | Statement::AlterPolicy { .. }
+            | Statement::AlterConnector { .. }
+            | Statement::AlterSession { .. }
+            | Statement::AlterUser { .. }
+            | Statement::RenameTable { .. }
+    )
+}
+
+fn create_like(s: &Statement) -> bool {
+    matches!(
+        s,
+        Statement::CreateView { .. }
+            | Statement::CreateTable { .. }
+            | Statement::CreateVirtualTable { .. }
+            | Statement::CreateIndex { .. }
+            | Statement::CreateSecret { .. }
+            | Statement::CreateServer { .. }
+            | Statement::CreatePolicy { .. }
+            | Statement::CreateConnector { .. }
+            | Statement::CreateOperator { .. }
+            | Statement::CreateOperatorFamily { .. }
+            | Statement::CreateOperatorClass { .. }
+            | Statement::CreateTextSearch { .. }
+            | Statement::CreateExtension { .. }
+            | Statement::CreateCollation { .. }
+            | Statement::CreateSchema { .. }
+            | Statement::CreateDatabase { .. }
+            | Statement::CreateFunction { .. }
+            | Statement::CreateTrigger { .. }
+            | Statement::CreateProcedure { .. }
+            | Statement::CreateMacro { .. }
+            | Statement::CreateStage { .. }
+            | Statement::CreateFileFormat { .. }
+            | Statement::CreateWarehouse { .. }
+            | Statement::CreateSequence { .. }
+            | Statement::CreateDomain { .. }
+            | Statement::CreateType { .. }
+            | Statement::AttachDatabase { .. }
+            | Statement::AttachDuckDBDatabase { .. }
+    )
+}
+
+struct Walker<'a> {
+    index: usize,
+    findings: &'a mut Vec<Finding>,
+    /// Depth of plain `EXPLAIN`s we are inside: nothing under them runs.
+    suppressed: usize,
+}
+
+impl Walker<'_> {
+    fn report(&mut self, rule: RuleId, reason: String) {
+        if self.suppressed > 0 {
+            return;
+        }
+        let finding = Finding {
+            rule,
+            statement: self.index,
+            reason,
+        };
+        // The same call twice in one statement is one finding.
+        if !self.findings.contains(&finding) {
+            self.findings.push(finding);
+        }
+    }
+
+    fn check_statement(&mut self, s: &Statement) {
+        if drop_like(s) {
+            self.report(RuleId::Drop, snippet(s));
+        } else if alter_like(s) {
+            self.report(RuleId::Alter, snippet(s));
+        }
+        match s {
+            Statement::Truncate { .. } => self.report(RuleId::Truncate, snippet(s)),
+            Statement::Delete(d) => self.check_delete(d),
+            Statement::Update(u) => self.check_update(u),
+            Statement::Merge(m) => self.check_merge(m),
+            Statement::Grant { .. } | Statement::Revoke { .. } | Statement::Deny { .. } => {
+                self.report(RuleId::GrantRevoke, snippet(s))
+            }
+            Statement::Copy { target, .. } => self.check_copy(s, target),
+            Statement::CreateFunction { .. } | Statement::CreateProcedure { .. } => {
+                self.report(RuleId::CreateFunction, snippet(s))
+            }
+            Statement::Set(set) => self.check_set(s, set),
+            Statement::Call(f) => {
+                if let FunctionArguments::List(list) = &f.args {
+                    self.check_call(&f.name, &list.args);
+                } else {
+                    self.check_call(&f.name, &[]);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn check_delete(&mut self, d: &Delete) {
+        let tables = match &d.from {
+            FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
+        };
+        let target = tables
+            .iter()
+            .map(|t| t.relation.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        match &d.selection {
+            None => self.report(
+                RuleId::DeleteWithoutWhere,
+                format!("DELETE FROM {target} without WHERE"),
+            ),
+            Some(w) if fold::always_true(w) => self.report(
+                RuleId::DeleteWithoutWhere,
+                short(format!(
+                    "DELETE FROM {target} with an always-true WHERE {w}"
+                )),
+            ),
+            Some(_) => {}
+        }
+    }
+
+    fn check_update(&mut self, u: &Update) {
+        let target = &u.table.relation;
+        match &u.selection {
+            None => self.report(
+                RuleId::UpdateWithoutWhere,
+                format!("UPDATE {target} without WHERE"),
+            ),
+            Some(w) if fold::always_true(w) => self.report(
+                RuleId::UpdateWithoutWhere,
+                short(format!("UPDATE {target} with an always-true WHERE {w}")),
+            ),
+            Some(_) => {}
+        }
+    }
+
+    /// `MERGE ... ON true WHEN MATCHED THEN DELETE` deletes every row, like a bare DELETE.
+    fn check_merge(&mut self, m: &Merge) {
+        if !fold::always_true(&m.on) {
+            return;
+        }
+        for clause in &m.clauses {
+            if clause.clause_kind != MergeClauseKind::Matched
+                || clause
+                    .predicate
+                    .as_ref()
+                    .is_some_and(|p| !fold::always_true(p))
+            {
+                continue;
+            }
+            let target = &m.table;
+            match &clause.action {
+                MergeAction::Delete { .. } => self.report(
+                    RuleId::DeleteWithoutWhere,
+                    format!("MERGE INTO {target} ... ON {} THEN DELETE", m.on),
+                ),
+                MergeAction::Update(_) => self.report(
+                    RuleId::UpdateWithoutWhere,
+                    format!("MERGE INTO {target} ... ON {} THEN UPDATE", m.on),
+                ),
+                _ => {}
+            }
+        }
+    }
+
+    fn check_copy(&mut self, s: &Statement, target: &CopyTarget) {
+        match target {
+            CopyTarget::Program { .. } => self.report(RuleId::CopyProgram, snippet(s)),
+            CopyTarget::File { .. } => self.report(RuleId::CopyFile, snippet(s)),
+            CopyTarget::Stdin | CopyTarget::Stdout => {}
+        }
+    }
+
+    fn check_set(&mut self, s: &Statement, set: &Set) {
+        match set {
+            Set::SetRole { .. } | Set::SetSessionAuthorization(_) => {
+                self.report(RuleId::SetRole, snippet(s))
+            }
+            // `SET role = x` and `SET session_authorization = x` are the same as the keyword
+            // forms; GUC names are case-insensitive even when quoted.
+            Set::SingleAssignment { variable, .. } if names_identity(variable) => {
+                self.report(RuleId::SetRole, snippet(s))
+            }
+            Set::MultipleAssignments { assignments }
+                if assignments.iter().any(|a| names_identity(&a.name)) =>
+            {
+                self.report(RuleId::SetRole, snippet(s))
+            }
+            _ => {}
+        }
+    }
+
+    fn check_call(&mut self, name: &ObjectName, args: &[FunctionArg]) {
+        let Some(ident) = last_ident(name) else {
+            return;
+        };
+        let func = if ident.quote_style.is_some() {
+            // Quoted identifiers are case-sensitive in PostgreSQL. sqlparser reads
+            // `U&"pg_read_\0066ile"(...)` as `U & "pg_read_\0066ile"(...)` without decoding the
+            // escapes, so decode them here; a plain quoted name with a backslash only gets a
+            // false positive.
+            if ident.value.contains('\\') {
+                decode_unicode_escapes(&ident.value).unwrap_or_else(|| ident.value.clone())
+            } else {
+                ident.value.clone()
+            }
+        } else {
+            ident.value.to_ascii_lowercase()
+        };
+        if func == "set_config" {
+            return self.check_set_config(name, args);
+        }
+        if let Some(why) = dangerous_function(&func) {
+            self.report(RuleId::DangerousFunction, format!("calls {name} ({why})"));
+        }
+    }
+
+    fn check_set_config(&mut self, name: &ObjectName, args: &[FunctionArg]) {
+        let setting = args.iter().enumerate().find_map(|(i, a)| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) if i == 0 => Some(e),
+            FunctionArg::Named {
+                name,
+                arg: FunctionArgExpr::Expr(e),
+                ..
+            } if name.value.eq_ignore_ascii_case("setting_name") => Some(e),
+            _ => None,
+        });
+        match setting.and_then(fold::const_string) {
+            Some(guc) if is_identity_guc(&guc) => self.report(
+                RuleId::SetRole,
+                format!("calls {name}('{guc}', ...): changes the session's role"),
+            ),
+            Some(_) => {}
+            None => self.report(
+                RuleId::DangerousFunction,
+                format!("calls {name} with a setting name that is not a constant"),
+            ),
+        }
+    }
+}
+
+impl Visitor for Walker<'_> {
+    type Break = ();
+
+    fn pre_visit_statement(&mut self, s: &Statement) -> ControlFlow<()> {
+        self.check_statement(s);
+        if !explain_executes(s) {
+            self.suppressed += 1;
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_statement(&mut self, s: &Statement) -> ControlFlow<()> {
+        if !explain_executes(s) {
+            self.suppressed -= 1;
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        if let Expr::Function(f) = e {
+            match &f.args {
+                FunctionArguments::List(list) => self.check_call(&f.name, &list.args),
+                _ => self.check_call(&f.name, &[]),
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Set-returning functions in FROM (`SELECT * FROM dblink(...)`) are not expressions.
+    fn pre_visit_table_factor(&mut self, t: &TableFactor) -> ControlFlow<()> {
+        match t {
+            TableFactor::Table {
+                name,
+                args: Some(args),
+                ..
+            } => self.check_call(name, &args.args),
+            TableFactor::Function { name, args, .. } => self.check_call(name, args),
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn names_identity(variable: &ObjectName) -> bool {
+    last_ident(variable).is_some_and(|n| is_identity_guc(&n.value))
+}
+
+fn is_identity_guc(name: &str) -> bool {
+    let name = name.trim();
+    name.eq_ignore_ascii_case("role") || name.eq_ignore_ascii_case("session_authorization")
+}
+
+fn last_ident(name: &ObjectName) -> Option<&sqlparser::ast::Ident> {
+    match name.0.last()? {
+        ObjectNamePart::Identifier(i) => Some(i),
+        ObjectNamePart::Function(_) => None,
+    }
+}
+
+/// Functions that reach outside what a SQL role should do through a gateway: server files,
+/// other sessions, server administration, other connections, SQL hidden in a string.
+fn dangerous_function(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "pg_terminate_backend" => "terminates another session",
+        "pg_cancel_backend" => "cancels another session's query",
+        "pg_read_file" | "pg_read_binary_file" => "reads a file on the database server",
+        "pg_ls_dir"
+        | "pg_ls_logdir"
+        | "pg_ls_waldir"
+        | "pg_ls_tmpdir"
+        | "pg_ls_archive_statusdir"
+        | "pg_logdir_ls" => "lists a directory on the database server",
+        "pg_stat_file" => "inspects a file on the database server",
+        "lo_import" => "reads a server file into a large object",
+        "lo_export" => "writes a large object to a server file",
+        "pg_file_write" | "pg_file_rename" | "pg_file_unlink" | "pg_file_sync" => {
+            "writes files on the database server (adminpack)"
+        }
+        "dblink" | "dblink_exec" | "dblink_connect" | "dblink_connect_u" | "dblink_send_query"
+        | "dblink_open" => "runs SQL over another connection",
+        "pg_reload_conf" => "reloads the server configuration",
+        "pg_rotate_logfile" => "rotates the server log",
+        "pg_promote" => "promotes a standby",
+        "pg_switch_wal" => "forces a WAL switch",
+        "pg_create_restore_point" => "creates a restore point",
+        "query_to_xml" | "query_to_xml_and_xmlschema" | "query_to_xmlschema" | "ts_stat" => {
+            "runs SQL given as a string, which this analysis cannot see"
+        }
+        _ => return None,
+    })
+}
+
+/// PostgreSQL's `U&"..."` escapes with the default escape character: `\XXXX`, `\+XXXXXX`, `\\`.
+fn decode_unicode_escapes(s: &str) -> Option<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i + 1..];
+        let (digits, skip) = if let Some(r) = rest.strip_prefix('+') {
+            (r.get(..6)?, 7)
+        } else if rest.starts_with('\\') {
+            out.push('\\');
+            rest = &rest[1..];
+            continue;
+        } else {
+            (rest.get(..4)?, 4)
+        };
+        out.push(char::from_u32(u32::from_str_radix(digits, 16).ok()?)?);
+        rest = &rest[skip..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// The statement's canonical SQL, cut to a readable length.
+fn snippet(s: &Statement) -> String {
+    short(s.to_string())
+}
+
+fn short(mut s: String) -> String {
+    if s.len() > MAX_REASON_SQL {
+        let mut end = MAX_REASON_SQL;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str("...");
+    }
+    s
+}
