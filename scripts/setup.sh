@@ -13,7 +13,7 @@ fi
 # Debian packages: build deps, test peers (PostgreSQL, OpenSSH), network tooling for the
 # namespace-based tests.
 APT_PACKAGES=(
-  pkg-config iproute2 procps psmisc curl ca-certificates openssl
+  pkg-config iproute2 procps psmisc curl ca-certificates openssl bc
   libhyperscan-dev
   postgresql postgresql-contrib postgresql-client pgbouncer
   openssh-server openssh-client

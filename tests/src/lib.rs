@@ -535,6 +535,10 @@ INSERT INTO customers VALUES
   (2, 'Alan Turing', 'alan.turing@bletchley.org', '5500-0000-0000-0004', '219-09-9999', '(415) 555-0199', 'GB82WEST12345698765432', 'ORD-2024-000124', 'uuid 3f2b8c1e-9a4d-4e6b-8f7a-2c1d0e9b8a76'),
   (3, 'Grace Hopper', 'grace@navy.mil', '4111111111111112', '000-12-3456', '555-01', 'XX00NOTANIBAN', '1234567890123456', 'version 1.2.3.4 at 2024-05-01T12:00:00Z');
 GRANT ALL ON customers TO app, md5user, plainuser;
+CREATE TABLE profiles (id int PRIMARY KEY, date_of_birth date, api_token text, jwt text, shipped date);
+INSERT INTO profiles VALUES
+  (1, '1815-12-10', 'AKIAIOSFODNN7EXAMPLE', 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U', '2024-05-01');
+GRANT ALL ON profiles TO app, md5user, plainuser;
 CREATE TABLE accounts (id int PRIMARY KEY, balance int);
 INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 10) g;
 GRANT ALL ON accounts TO app, md5user, plainuser;

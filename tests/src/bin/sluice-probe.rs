@@ -213,6 +213,9 @@ fn raw(addr: SocketAddr, hex: &str) {
     let mut s = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap_or_else(|e| fail(&e));
     s.set_read_timeout(Some(TIMEOUT)).ok();
     s.write_all(&bytes).unwrap_or_else(|e| fail(&e));
+    // Half-close: the peer sees the end of our stream (as from a crashed client) instead of
+    // waiting for the rest of a truncated message.
+    let _ = s.shutdown(std::net::Shutdown::Write);
     let mut got = Vec::new();
     let closed = s.read_to_end(&mut got).is_ok();
     let hex: String = got.iter().map(|b| format!("{b:02x}")).collect();
