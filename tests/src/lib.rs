@@ -652,6 +652,19 @@ impl Drop for PgServer {
     }
 }
 
+/// A PostgreSQL v3 StartupMessage for `user` and `database`, as raw bytes.
+pub fn pg_startup_packet(user: &str, database: &str) -> Vec<u8> {
+    let mut body = 196_608i32.to_be_bytes().to_vec();
+    for p in ["user", user, "database", database] {
+        body.extend(p.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    packet.extend(body);
+    packet
+}
+
 /// Output of a real client run inside a cgroup.
 pub struct ClientRun {
     pub status: std::process::ExitStatus,

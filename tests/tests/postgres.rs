@@ -341,18 +341,7 @@ fn startup_options_that_change_the_role_are_refused() {
 #[test]
 fn malformed_and_oversized_messages_end_only_that_connection() {
     let s = setup(&inject(PG_SCRAM), "");
-    let startup = {
-        let mut body = Vec::new();
-        body.extend(196_608i32.to_be_bytes());
-        for p in ["user", "app", "database", "postgres"] {
-            body.extend(p.as_bytes());
-            body.push(0);
-        }
-        body.push(0);
-        let mut m = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-        m.extend(body);
-        m
-    };
+    let startup = sluice_tests::pg_startup_packet("app", "postgres");
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
     let cases: Vec<(&str, Vec<u8>)> = vec![
         (
@@ -801,17 +790,7 @@ fn fuzzed_message_streams_never_take_the_gateway_down() {
     let s = setup(&inject(PG_SCRAM), "");
     // A valid session, then deterministic mutations of it: flipped bytes, truncations, insertions.
     let mut valid = Vec::new();
-    let startup = {
-        let mut body = 196_608i32.to_be_bytes().to_vec();
-        for p in ["user", "app", "database", "postgres"] {
-            body.extend(p.as_bytes());
-            body.push(0);
-        }
-        body.push(0);
-        let mut m = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-        m.extend(body);
-        m
-    };
+    let startup = sluice_tests::pg_startup_packet("app", "postgres");
     valid.extend(&startup);
     for sql in [
         "select 1",

@@ -10,14 +10,44 @@ use sluice_tests::{
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// An echo server at `peer:7000` in its own namespace, listed as resource `echo`, a fresh
+/// cgroup, and a gateway intercepting it with `egress: deny`.
+struct Echo {
+    net: TestNet,
+    server: sluice_tests::PeerServer,
+    cg: TestCgroup,
+    gw: Gateway,
+    resource: String,
+}
+
+impl Echo {
+    fn start() -> Echo {
+        require_root();
+        let net = TestNet::new();
+        let resource = format!("{}:7000", net.peer_v4);
+        let server = net.serve(&resource, false);
+        let cg = TestCgroup::new();
+        let gw =
+            Gateway::start(&Policy::new(Some(&cg), "deny").resource("echo", &net.peer_v4, 7000));
+        Echo {
+            net,
+            server,
+            cg,
+            gw,
+            resource,
+        }
+    }
+}
+
 #[test]
 fn redirected_connect_reports_original_destination_and_process() {
-    require_root();
-    let net = TestNet::new();
-    let resource = format!("{}:7000", net.peer_v4);
-    let server = net.serve(&resource, false);
-    let cg = TestCgroup::new();
-    let gw = Gateway::start(&Policy::new(Some(&cg), "deny").resource("echo", &net.peer_v4, 7000));
+    let Echo {
+        net,
+        server,
+        cg,
+        gw,
+        resource,
+    } = Echo::start();
 
     let answer = probe(
         Some(&cg.dir),
@@ -162,12 +192,13 @@ fn explicitly_allowed_egress_passes_under_deny() {
 
 #[test]
 fn processes_outside_the_cgroup_are_untouched() {
-    require_root();
-    let net = TestNet::new();
-    let resource = format!("{}:7000", net.peer_v4);
-    let server = net.serve(&resource, false);
-    let cg = TestCgroup::new();
-    let gw = Gateway::start(&Policy::new(Some(&cg), "deny").resource("echo", &net.peer_v4, 7000));
+    let Echo {
+        net,
+        server,
+        cg: _cg,
+        gw,
+        resource,
+    } = Echo::start();
 
     let outside = probe(None, &["connect", &resource, "--send", "outside"]);
     assert_eq!(outside["ok"], true, "{outside}");
@@ -187,13 +218,13 @@ fn processes_outside_the_cgroup_are_untouched() {
 
 #[test]
 fn connects_fail_closed_when_the_proxy_is_down() {
-    require_root();
-    let net = TestNet::new();
-    let resource = format!("{}:7000", net.peer_v4);
-    let server = net.serve(&resource, false);
-    let cg = TestCgroup::new();
-    let mut gw =
-        Gateway::start(&Policy::new(Some(&cg), "deny").resource("echo", &net.peer_v4, 7000));
+    let Echo {
+        net,
+        server,
+        cg,
+        mut gw,
+        resource,
+    } = Echo::start();
     let pin_dir = format!("/sys/fs/bpf/sluice/{}", gw.target);
     assert!(std::path::Path::new(&pin_dir).exists(), "links are pinned");
 
@@ -227,13 +258,13 @@ fn connects_fail_closed_when_the_proxy_is_down() {
 
 #[test]
 fn graceful_stop_detaches_and_cleans_up() {
-    require_root();
-    let net = TestNet::new();
-    let resource = format!("{}:7000", net.peer_v4);
-    let server = net.serve(&resource, false);
-    let cg = TestCgroup::new();
-    let mut gw =
-        Gateway::start(&Policy::new(Some(&cg), "deny").resource("echo", &net.peer_v4, 7000));
+    let Echo {
+        net: _net,
+        server,
+        cg,
+        mut gw,
+        resource,
+    } = Echo::start();
     let pin_dir = format!("/sys/fs/bpf/sluice/{}", gw.target);
     let state = gw
         .state_dir
