@@ -690,6 +690,25 @@ pub fn client_in(cgroup: &Path, env: &[(&str, &str)], argv: &[&str]) -> ClientRu
     }
 }
 
+/// psql inside `cgroup`: unaligned, tuples only, verbose errors (SQLSTATE shown), one `-c` per
+/// statement, all in one session.
+pub fn psql_in(cgroup: &Path, conninfo: &str, sql: &[&str]) -> ClientRun {
+    let mut argv = vec![
+        "psql",
+        "-X",
+        "-A",
+        "-t",
+        "-v",
+        "VERBOSITY=verbose",
+        "-d",
+        conninfo,
+    ];
+    for s in sql {
+        argv.extend(["-c", s]);
+    }
+    client_in(cgroup, &[], &argv)
+}
+
 /// Policy text for a postgres resource at `pg` with injected credentials of `role`.
 pub fn pg_resource(name: &str, pg: &PgServer, credentials: &str) -> String {
     format!(

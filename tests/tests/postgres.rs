@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 use sluice_tests::{
     Gateway, PG_MD5, PG_PLAIN, PG_SCRAM, PgServer, Policy, TestCgroup, TestNet, client_in, inject,
-    is_event, pg_resource, probe, require_root,
+    is_event, pg_resource, probe, psql_in, require_root,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -39,22 +39,11 @@ impl Setup {
     /// psql inside the cgroup, as the agent would run it, with a WRONG password: sluice's own
     /// credential must be what logs in.
     fn psql(&self, sql: &[&str]) -> sluice_tests::ClientRun {
-        let conninfo = self.pg.conninfo(PG_SCRAM.0, "not-the-password");
-        let mut argv = vec![
-            "psql",
-            "-X",
-            "-A",
-            "-t",
-            "-v",
-            "VERBOSITY=verbose",
-            "-d",
-            &conninfo,
-        ];
-        for s in sql {
-            argv.push("-c");
-            argv.push(s);
-        }
-        client_in(&self.cg.dir, &[], &argv)
+        psql_in(
+            &self.cg.dir,
+            &self.pg.conninfo(PG_SCRAM.0, "not-the-password"),
+            sql,
+        )
     }
 
     fn pg(&self, mode: &str, sql: &[&str]) -> Value {
@@ -108,20 +97,7 @@ fn md5_and_cleartext_upstream_logins_work() {
         policy.raw_resources = pg_resource("db", &pg, &inject(role));
         let _gw = Gateway::start(&policy);
         let conninfo = pg.conninfo(role.0, "wrong");
-        let out = client_in(
-            &cg.dir,
-            &[],
-            &[
-                "psql",
-                "-X",
-                "-A",
-                "-t",
-                "-d",
-                &conninfo,
-                "-c",
-                "select current_user",
-            ],
-        );
+        let out = psql_in(&cg.dir, &conninfo, &["select current_user"]);
         assert!(out.status.success(), "{}: {}", role.0, out.stderr);
         assert_eq!(out.stdout.trim(), role.0);
     }
@@ -150,28 +126,11 @@ fn a_wrong_gateway_credential_is_reported_without_the_secret() {
 fn passthrough_relays_the_agents_own_authentication() {
     let s = setup("{ mode: passthrough }", "");
     let good = s.pg.conninfo(PG_SCRAM.0, PG_SCRAM.1);
-    let out = client_in(
-        &s.cg.dir,
-        &[],
-        &[
-            "psql",
-            "-X",
-            "-A",
-            "-t",
-            "-d",
-            &good,
-            "-c",
-            "select current_user",
-        ],
-    );
+    let out = psql_in(&s.cg.dir, &good, &["select current_user"]);
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(out.stdout.trim(), "app");
     let bad = s.pg.conninfo(PG_SCRAM.0, "wrong");
-    let out = client_in(
-        &s.cg.dir,
-        &[],
-        &["psql", "-X", "-A", "-t", "-d", &bad, "-c", "select 1"],
-    );
+    let out = psql_in(&s.cg.dir, &bad, &["select 1"]);
     assert!(!out.status.success());
     assert!(
         out.stderr.contains("password authentication failed"),
@@ -495,20 +454,7 @@ fn agent_tls_is_terminated_with_the_configured_certificate() {
         s.pg.conninfo(PG_SCRAM.0, "x"),
         certs.ca.display()
     );
-    let out = client_in(
-        &s.cg.dir,
-        &[],
-        &[
-            "psql",
-            "-X",
-            "-A",
-            "-t",
-            "-d",
-            &conninfo,
-            "-c",
-            "select count(*) from customers",
-        ],
-    );
+    let out = psql_in(&s.cg.dir, &conninfo, &["select count(*) from customers"]);
     assert_eq!(out.stdout.trim(), "3", "{}", out.stderr);
     // Guardrails still see the statements inside the agent's TLS.
     let out = client_in(

@@ -72,6 +72,17 @@ async fn send<W: AsyncWrite + Unpin>(w: &mut W, buf: &BytesMut) -> Result<(), Pr
         .map_err(|e| ProxyError::UpstreamProtocol(e.into()))
 }
 
+/// The SCRAM exchange a SASL continue/final message belongs to.
+fn in_progress(
+    scram: &mut Option<sasl::ScramSha256>,
+) -> Result<&mut sasl::ScramSha256, ProxyError> {
+    scram
+        .as_mut()
+        .ok_or(ProxyError::UpstreamProtocol(CodecError::Malformed(
+            "SASL message out of order",
+        )))
+}
+
 /// Sends the startup message and logs in with the resource's credential.
 pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     upstream: &mut S,
@@ -143,24 +154,14 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
                 scram = Some(s);
             }
             AUTH_SASL_CONTINUE => {
-                let s =
-                    scram
-                        .as_mut()
-                        .ok_or(ProxyError::UpstreamProtocol(CodecError::Malformed(
-                            "SASL order",
-                        )))?;
+                let s = in_progress(&mut scram)?;
                 s.update(&m.body()[4..])
                     .map_err(|e| ProxyError::UpstreamProtocol(e.into()))?;
                 frontend::sasl_response(s.message(), &mut buf)
                     .map_err(|e| ProxyError::UpstreamProtocol(e.into()))?;
             }
             AUTH_SASL_FINAL => {
-                let s =
-                    scram
-                        .as_mut()
-                        .ok_or(ProxyError::UpstreamProtocol(CodecError::Malformed(
-                            "SASL order",
-                        )))?;
+                let s = in_progress(&mut scram)?;
                 // Verifies the server's signature: an impostor upstream is refused here.
                 s.finish(&m.body()[4..])
                     .map_err(|e| ProxyError::UpstreamRefused {
