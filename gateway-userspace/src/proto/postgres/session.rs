@@ -737,8 +737,11 @@ fn mask_row(
         };
         let value = &body[range.clone()];
         // A row wider than its description (should not happen) is still content-checked.
-        let default_plan = (engine.plan_column(&ColumnContext { name: "" }), true);
-        let (plan, maskable) = cols.plans.get(i).copied().unwrap_or(default_plan);
+        let (plan, maskable) = cols
+            .plans
+            .get(i)
+            .copied()
+            .unwrap_or_else(|| (engine.plan_column(&ColumnContext { name: "" }), true));
         let masked = if maskable {
             engine.mask_cell_planned(&plan, value, &mut report)?
         } else {
