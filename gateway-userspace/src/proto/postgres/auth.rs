@@ -72,6 +72,19 @@ async fn send<W: AsyncWrite + Unpin>(w: &mut W, buf: &BytesMut) -> Result<(), Pr
         .map_err(|e| ProxyError::UpstreamProtocol(e.into()))
 }
 
+async fn send_startup<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    params: &[(String, String)],
+) -> Result<(), ProxyError> {
+    let mut buf = BytesMut::new();
+    frontend::startup_message(
+        params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        &mut buf,
+    )
+    .map_err(|e| ProxyError::UpstreamProtocol(e.into()))?;
+    send(w, &buf).await
+}
+
 /// The SCRAM exchange a SASL continue/final message belongs to.
 fn in_progress(
     scram: &mut Option<sasl::ScramSha256>,
@@ -90,13 +103,8 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     user: &str,
     password: Option<&Secret>,
 ) -> Result<SessionStart, ProxyError> {
+    send_startup(upstream, params).await?;
     let mut buf = BytesMut::new();
-    frontend::startup_message(
-        params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        &mut buf,
-    )
-    .map_err(|e| ProxyError::UpstreamProtocol(e.into()))?;
-    send(upstream, &buf).await?;
     let need_password = || {
         password.ok_or_else(|| ProxyError::UpstreamRefused {
             code: "28P01".into(),
@@ -223,13 +231,7 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut buf = BytesMut::new();
-    frontend::startup_message(
-        params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        &mut buf,
-    )
-    .map_err(|e| ProxyError::UpstreamProtocol(e.into()))?;
-    send(upstream, &buf).await?;
+    send_startup(upstream, params).await?;
     loop {
         let m = read_upstream(upstream).await?;
         if m.tag == b'E' {
