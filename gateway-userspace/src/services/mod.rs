@@ -1,6 +1,7 @@
 //! Services handed to every protocol session (no globals, so tests can inject their own).
 
 pub mod alerts;
+pub mod approvals;
 pub mod cancel;
 
 use std::sync::{Arc, RwLock};

@@ -1,0 +1,3 @@
+//! Approval holds: a held command waits in the gateway until reviewers decide.
+
+pub mod model;
