@@ -16,6 +16,11 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+pub use crate::services::approvals::settings::{
+    ApprovalPolicy, ApprovalSettings, IdentitySettings,
+};
+use crate::services::approvals::settings::{RawApprovals, RawIdentity, RawPolicy};
+
 /// Default IPv4 listener for redirected connections.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:15001";
 /// Default directory for runtime state (running targets, locks).
@@ -41,6 +46,10 @@ pub struct Config {
     pub alerts: Alerts,
     /// Response masking (on by default with the built-in detectors).
     pub masking: crate::inspect::masking::MaskingConfig,
+    /// The approval service; `None`: holds are refused (nobody could approve them).
+    pub approvals: Option<ApprovalSettings>,
+    /// How reviewers (and agents presenting tokens) are authenticated.
+    pub identity: IdentitySettings,
 }
 
 /// An intercepted cgroup and its egress default.
@@ -100,6 +109,20 @@ pub struct Resource {
     pub credentials: Credentials,
     pub limits: FrameLimits,
     pub tls: ResourceTls,
+    /// What the agent must present when it connects.
+    pub agent_auth: AgentAuth,
+}
+
+/// How an agent authenticates to sluice itself (separate from the upstream login).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentAuth {
+    /// Nothing: the workload identity from the kernel is the agent's identity.
+    #[default]
+    None,
+    /// An OIDC token as the password (PostgreSQL: cleartext password message), verified offline;
+    /// its subject becomes the requester of approvals.
+    Oidc,
 }
 
 /// TLS on each leg of a resource's connections.
@@ -133,7 +156,7 @@ pub enum Credentials {
 
 /// A credential value. `Debug` never shows it, so it cannot leak through logs.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(pub(crate) String);
 
 impl Secret {
     pub fn expose(&self) -> &str {
@@ -199,6 +222,8 @@ pub struct Rule {
     /// Statement kinds (`select`, `insert`, `update`, ...).
     pub statements: Vec<String>,
     pub action: Action,
+    /// Who approves what this rule holds (else `approvals.default`).
+    pub approval: Option<ApprovalPolicy>,
 }
 
 #[derive(Clone, Debug)]
@@ -363,6 +388,10 @@ struct RawConfig {
     alerts: Option<RawAlerts>,
     #[serde(default)]
     masking: Option<Spanned<crate::inspect::masking::MaskingConfig>>,
+    #[serde(default)]
+    approvals: Option<RawApprovals>,
+    #[serde(default)]
+    identity: Option<RawIdentity>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -378,6 +407,8 @@ struct RawRule {
     #[serde(default)]
     statements: Vec<Spanned<String>>,
     action: Spanned<Action>,
+    #[serde(default)]
+    approval: Option<RawPolicy>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -418,7 +449,7 @@ enum CredentialMode {
 /// Where a secret comes from: inline (tests, demos), an environment variable, or a file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "lowercase")]
-enum RawSecret {
+pub(crate) enum RawSecret {
     Value(String),
     Env(String),
     File(String),
@@ -457,6 +488,8 @@ struct RawResource {
     limits: Option<RawLimits>,
     #[serde(default)]
     tls: Option<RawTls>,
+    #[serde(default)]
+    agent_auth: Option<Spanned<AgentAuth>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -498,7 +531,7 @@ struct RawEgress {
     dns: bool,
 }
 
-fn resolve_secret(raw: &Spanned<RawSecret>, report: &mut Report) -> Option<Secret> {
+pub(crate) fn resolve_secret(raw: &Spanned<RawSecret>, report: &mut Report) -> Option<Secret> {
     match &raw.value {
         RawSecret::Value(v) => Some(Secret(v.clone())),
         RawSecret::Env(name) => match std::env::var(name) {
@@ -529,10 +562,10 @@ fn default_true() -> bool {
 
 /// Collects diagnostics while validating.
 #[derive(Default)]
-struct Report(Vec<Diagnostic>);
+pub(crate) struct Report(Vec<Diagnostic>);
 
 impl Report {
-    fn error<T>(&mut self, at: &Spanned<T>, message: impl Into<String>, hint: Option<&str>) {
+    pub(crate) fn error<T>(&mut self, at: &Spanned<T>, message: impl Into<String>, hint: Option<&str>) {
         self.0.push(Diagnostic {
             line: at.referenced.line(),
             column: at.referenced.column(),
@@ -774,6 +807,16 @@ impl RawConfig {
                     },
                 },
             };
+            if let Some(a) = &r.agent_auth
+                && a.value == AgentAuth::Oidc
+                && !matches!(credentials, Credentials::Inject { .. })
+            {
+                report.error(
+                    a,
+                    "`agent_auth: oidc` needs `credentials: { mode: inject }`",
+                    Some("with passthrough the agent's password goes to the database"),
+                );
+            }
             let mut limits = FrameLimits::default();
             if let Some(l) = &r.limits {
                 for (field, value) in [
@@ -837,6 +880,7 @@ impl RawConfig {
                 credentials,
                 limits,
                 tls,
+                agent_auth: r.agent_auth.as_ref().map(|a| a.value).unwrap_or_default(),
             });
         }
 
@@ -925,6 +969,16 @@ impl RawConfig {
                 guardrails: r.guardrails.iter().map(|x| x.value.clone()).collect(),
                 statements: r.statements.iter().map(|x| x.value.clone()).collect(),
                 action: r.action.value,
+                approval: r.approval.as_ref().map(|a| {
+                    if r.action.value != Action::Hold {
+                        report.error(
+                            &r.action,
+                            "`approval` only applies to rules with `action: hold`",
+                            None,
+                        );
+                    }
+                    a.validate(&mut report)
+                }),
             });
         }
         let mut guardrails = GuardrailSettings::default();
@@ -974,6 +1028,48 @@ impl RawConfig {
                 }),
         };
 
+        let approvals = self.approvals.as_ref().map(|a| a.validate(&mut report));
+        let identity = self
+            .identity
+            .as_ref()
+            .map(|i| i.validate(&mut report))
+            .unwrap_or_default();
+        if let Some(a) = &approvals {
+            if a.default.is_none() {
+                for (raw, rule) in self.rules.iter().flatten().zip(&rules) {
+                    if rule.action == Action::Hold && rule.approval.is_none() {
+                        report.error(
+                            &raw.name,
+                            format!("rule `{}` holds commands, but nobody may approve them", rule.name),
+                            Some("give the rule an `approval:` block or set `approvals.default`"),
+                        );
+                    }
+                }
+            }
+            if identity.oidc.is_none() && identity.static_tokens.is_empty() {
+                let at = self.approvals.as_ref().and_then(|a| a.listen_span());
+                let message = "approvals are enabled, but no reviewer can sign in";
+                let hint = Some("configure `identity.oidc` (or `identity.static_tokens` for a single-user setup)");
+                match at {
+                    Some(at) => report.error(at, message, hint),
+                    None => report.0.push(Diagnostic {
+                        line: 1,
+                        column: 1,
+                        message: message.into(),
+                        hint: hint.map(str::to_string),
+                    }),
+                }
+            }
+        }
+        for (raw, res) in self.resources.iter().flatten().zip(&resources) {
+            if let Some(a) = &raw.agent_auth
+                && a.value == AgentAuth::Oidc
+                && identity.oidc.is_none()
+            {
+                report.error(a, format!("resource `{}` asks agents for an OIDC token, but `identity.oidc` is not configured", res.name), None);
+            }
+        }
+
         if !report.0.is_empty() {
             return Err(ConfigError {
                 file: source.into(),
@@ -993,6 +1089,8 @@ impl RawConfig {
             guardrails,
             alerts,
             masking,
+            approvals,
+            identity,
         })
     }
 }

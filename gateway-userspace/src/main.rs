@@ -1,5 +1,7 @@
 //! The `sluice` command line.
 
+mod approvals_cli;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -69,6 +71,8 @@ enum Command {
         #[arg(long)]
         report: bool,
     },
+    /// Review held commands: list, show, approve, deny; grants.
+    Approvals(approvals_cli::ApprovalsArgs),
     /// Policy tools.
     Policy {
         #[command(subcommand)]
@@ -174,6 +178,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Mask { config, report } => mask_stdin(config, report),
+        Command::Approvals(args) => approvals_cli::run(args),
         Command::Policy {
             command:
                 PolicyCommand::Test {

@@ -28,12 +28,18 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use crate::{
-    config::{Config, Protocol, Resource, TargetCgroup},
+    config::{ApprovalSettings, Config, Protocol, Resource, TargetCgroup},
     conn::{ClientAddr, ConnCtx, OrigDstAddr, ProcessInfo, comm_to_string, record_destination},
     ebpf::{Interceptor, ListenAddrs, cgroup},
     inspect::masking::MaskingEngine,
     proto,
-    services::Services,
+    services::{
+        Services,
+        approvals::{
+            Broker,
+            api::{self, ApiState, Authenticator},
+        },
+    },
 };
 
 /// How long open connections may finish after shutdown begins.
@@ -48,6 +54,35 @@ pub struct Gateway {
     managed_cgroups: Vec<PathBuf>,
     resources: Vec<Arc<Resource>>,
     services: Arc<Services>,
+    approvals: Option<ApprovalService>,
+}
+
+/// The approval broker and its HTTP API (bound at start so a port conflict fails the start).
+struct ApprovalService {
+    state: Arc<ApiState>,
+    listener: tokio::net::TcpListener,
+}
+
+impl ApprovalService {
+    async fn start(settings: &ApprovalSettings, config: &Config) -> anyhow::Result<ApprovalService> {
+        let store = settings
+            .store
+            .clone()
+            .unwrap_or_else(|| config.state_dir.join("approvals.db"));
+        let broker = Broker::start(settings, &store)
+            .with_context(|| format!("opening the approval store {}", store.display()))?;
+        let auth = Authenticator::new(&config.identity).context("setting up reviewer authentication")?;
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("binding the approval API {}", settings.listen))?;
+        Ok(ApprovalService {
+            state: Arc::new(ApiState {
+                broker: Arc::new(broker),
+                auth: Arc::new(auth),
+            }),
+            listener,
+        })
+    }
 }
 
 impl Gateway {
@@ -77,6 +112,10 @@ impl Gateway {
             }
         }
 
+        let approvals = match &config.approvals {
+            Some(settings) => Some(ApprovalService::start(settings, &config).await?),
+            None => None,
+        };
         let mount = cgroup::cgroup2_mount()?;
         let own = cgroup::cgroup_of("self", &mount)?;
         let mut gateway = Gateway {
@@ -90,7 +129,10 @@ impl Gateway {
             services: Arc::new(Services::new(
                 config.clone(),
                 Arc::new(MaskingEngine::new(config.masking.clone())?),
+                approvals.as_ref().map(|a| a.state.broker.clone()),
+                approvals.as_ref().and_then(|a| a.state.auth.oidc()),
             )),
+            approvals,
         };
         for target in &config.targets {
             let dir = match &target.cgroup {
@@ -164,6 +206,15 @@ impl Gateway {
             self.config.source.clone(),
             self.services.clone(),
         ));
+        let api_stop = Arc::new(tokio::sync::Notify::new());
+        let api = self.approvals.take().map(|a| {
+            let stop = api_stop.clone();
+            tokio::spawn(async move {
+                if let Err(e) = api::serve(a.listener, a.state, async move { stop.notified().await }).await {
+                    error!(error = %e, "approval API stopped");
+                }
+            })
+        });
         for i in &mut self.interceptors {
             if let Some(events) = i.take_events() {
                 tokio::spawn(report_egress_denials(i.target.name.clone(), events));
@@ -220,6 +271,14 @@ impl Gateway {
         );
         reloader.abort();
         drop(listeners);
+        // Held commands end now with an error to their agents, not at the grace deadline.
+        if let Some(broker) = &self.services.approvals {
+            broker.shutdown();
+        }
+        api_stop.notify_one();
+        if let Some(api) = api {
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, api).await;
+        }
         let interceptors = std::mem::take(&mut self.interceptors);
         for i in interceptors {
             if let Err(e) = i.detach() {

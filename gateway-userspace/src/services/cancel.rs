@@ -6,11 +6,13 @@
 
 use std::{collections::HashMap, sync::Mutex};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct CancelTarget {
     pub upstream: String,
     pub pid: i32,
     pub secret: i32,
+    /// Woken on cancel: a statement held for approval is cancelled in the gateway.
+    pub held: std::sync::Arc<tokio::sync::Notify>,
 }
 
 #[derive(Default)]
@@ -65,17 +67,19 @@ mod tests {
             upstream: "10.0.0.5:5432".into(),
             pid: 42,
             secret: 7,
+            held: Default::default(),
         };
         let a = r.register(t.clone());
         let b = r.register(t.clone());
         assert_ne!(a, b);
         assert!(a.0 > 0);
-        assert_eq!(r.lookup(a), Some(t));
+        let found = r.lookup(a).expect("registered");
+        assert_eq!((found.upstream.as_str(), found.pid, found.secret), ("10.0.0.5:5432", 42, 7));
+        assert!(std::sync::Arc::ptr_eq(&found.held, &t.held));
         r.unregister(a);
-        assert_eq!(r.lookup(a), None);
-        assert_eq!(
-            r.lookup((a.0, a.1.wrapping_add(1))),
-            None,
+        assert!(r.lookup(a).is_none());
+        assert!(
+            r.lookup((a.0, a.1.wrapping_add(1))).is_none(),
             "a wrong secret finds nothing"
         );
     }

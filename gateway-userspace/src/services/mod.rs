@@ -3,6 +3,7 @@
 pub mod alerts;
 pub mod approvals;
 pub mod cancel;
+pub mod identity;
 
 use std::sync::{Arc, RwLock};
 
@@ -17,6 +18,10 @@ pub struct Services {
     pub cancel: cancel::CancelRegistry,
     masker: RwLock<Arc<MaskingEngine>>,
     pub alerts: alerts::AlertSink,
+    /// `None` when the policy has no `approvals:` section (holds are then refused).
+    pub approvals: Option<Arc<approvals::Broker>>,
+    /// Verifies agents' OIDC tokens (`agent_auth: oidc`).
+    pub agent_tokens: Option<Arc<identity::OidcVerifier>>,
 }
 
 /// Statement analyses cached per gateway (exact text → analysis).
@@ -24,8 +29,15 @@ const ANALYSIS_CACHE: usize = 10_000;
 
 impl Services {
     /// Needs a tokio runtime (the alert worker is spawned).
-    pub fn new(config: Arc<Config>, masker: Arc<MaskingEngine>) -> Services {
+    pub fn new(
+        config: Arc<Config>,
+        masker: Arc<MaskingEngine>,
+        approvals: Option<Arc<approvals::Broker>>,
+        agent_tokens: Option<Arc<identity::OidcVerifier>>,
+    ) -> Services {
         Services {
+            approvals,
+            agent_tokens,
             policy: RwLock::new(config),
             analyzer: SqlAnalyzer::new(ANALYSIS_CACHE),
             cancel: cancel::CancelRegistry::default(),

@@ -163,6 +163,98 @@ pub fn parse_message(body: &[u8]) -> Result<(&str, &str), CodecError> {
     Ok((name, query))
 }
 
+/// Parameter type OIDs declared by a `Parse` (after name and query).
+pub fn parse_param_types(body: &[u8]) -> Result<Vec<u32>, CodecError> {
+    let mut r = CStrReader::new(body);
+    r.cstr("Parse statement name")?;
+    r.cstr("Parse query")?;
+    let rest = r.rest();
+    let n = be_u16(rest, 0, "Parse parameter count")? as usize;
+    (0..n)
+        .map(|i| be_u32(rest, 2 + 4 * i, "Parse parameter type"))
+        .collect()
+}
+
+fn be_u16(b: &[u8], at: usize, what: &'static str) -> Result<u16, CodecError> {
+    b.get(at..at + 2)
+        .map(|x| u16::from_be_bytes([x[0], x[1]]))
+        .ok_or(CodecError::Malformed(what))
+}
+
+fn be_u32(b: &[u8], at: usize, what: &'static str) -> Result<u32, CodecError> {
+    b.get(at..at + 4)
+        .map(|x| u32::from_be_bytes([x[0], x[1], x[2], x[3]]))
+        .ok_or(CodecError::Malformed(what))
+}
+
+/// A decoded `Bind` ('B'): the parameter values stay ranges into the message body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind<'a> {
+    pub portal: &'a str,
+    pub statement: &'a str,
+    /// Format codes as sent: none (all text), one (for all) or one per parameter.
+    pub param_formats: Vec<u16>,
+    pub params: Vec<Option<&'a [u8]>>,
+}
+
+impl Bind<'_> {
+    /// Whether parameter `i` is in binary format.
+    pub fn is_binary(&self, i: usize) -> bool {
+        match self.param_formats.len() {
+            0 => false,
+            1 => self.param_formats[0] == 1,
+            _ => self.param_formats.get(i) == Some(&1),
+        }
+    }
+}
+
+pub fn bind_message(body: &[u8]) -> Result<Bind<'_>, CodecError> {
+    let mut r = CStrReader::new(body);
+    let portal = r.cstr("Bind portal")?;
+    let statement = r.cstr("Bind statement")?;
+    let rest = r.rest();
+    let nf = be_u16(rest, 0, "Bind format count")? as usize;
+    let mut at = 2;
+    let mut param_formats = Vec::with_capacity(nf);
+    for _ in 0..nf {
+        param_formats.push(be_u16(rest, at, "Bind format")?);
+        at += 2;
+    }
+    let np = be_u16(rest, at, "Bind parameter count")? as usize;
+    at += 2;
+    let mut params = Vec::with_capacity(np);
+    for _ in 0..np {
+        let len = be_u32(rest, at, "Bind parameter length")? as i32;
+        at += 4;
+        if len < 0 {
+            params.push(None);
+        } else {
+            let v = rest
+                .get(at..at + len as usize)
+                .ok_or(CodecError::Malformed("Bind parameter value"))?;
+            params.push(Some(v));
+            at += len as usize;
+        }
+    }
+    Ok(Bind {
+        portal,
+        statement,
+        param_formats,
+        params,
+    })
+}
+
+/// The portal an `Execute` ('E') runs.
+pub fn execute_portal(body: &[u8]) -> Result<&str, CodecError> {
+    CStrReader::new(body).cstr("Execute portal")
+}
+
+/// (`S` statement or `P` portal, name) of a `Close` ('C') or `Describe` ('D').
+pub fn close_target(body: &[u8]) -> Result<(u8, &str), CodecError> {
+    let kind = *body.first().ok_or(CodecError::Malformed("Close kind"))?;
+    Ok((kind, CStrReader::new(&body[1..]).cstr("Close name")?))
+}
+
 /// A column of a `RowDescription`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {

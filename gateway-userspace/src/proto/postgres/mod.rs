@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod codec;
+pub mod hold;
 pub mod session;
 
 pub use session::serve;

@@ -13,7 +13,7 @@
 //! at the matching ReadyForQuery.
 
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
     sync::{Arc, Mutex},
     time::Instant,
 };
@@ -28,9 +28,10 @@ use tracing::{info, warn};
 use super::{
     auth,
     codec::{self, CodecError, Message},
+    hold::{self, HeldBatch, HeldStatement, HoldSpec, PreviewInput, PreviewLogin, SessionIdentity},
 };
 use crate::{
-    config::Credentials,
+    config::{AgentAuth, Credentials},
     conn::ConnCtx,
     inspect::{
         Verdict,
@@ -89,7 +90,7 @@ struct Shared {
 /// A byte stream to either side: plain TCP or TLS over it.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-type BoxIo = Box<dyn Io>;
+pub(super) type BoxIo = Box<dyn Io>;
 
 pub async fn serve(
     mut tcp: TcpStream,
@@ -173,6 +174,11 @@ pub async fn serve(
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
 
+    let subject = match ctx.resource.agent_auth {
+        AgentAuth::None => None,
+        AgentAuth::Oidc => Some(agent_token(&mut client, ctx, services).await?),
+    };
+
     let (mut upstream, upstream_addr) = match connect(ctx).await {
         Ok(u) => u,
         Err(e) => {
@@ -182,6 +188,7 @@ pub async fn serve(
         }
     };
 
+    let mut preview_login = None;
     let login = match &resource.credentials {
         Credentials::Inject {
             user,
@@ -206,6 +213,11 @@ pub async fn serve(
                 })
                 .unwrap_or_else(|| user.clone());
             up_params.push(("database".into(), db));
+            preview_login = Some(PreviewLogin {
+                params: up_params.clone(),
+                user: user.clone(),
+                password: password.clone(),
+            });
             auth::login(&mut upstream, &up_params, &user, password.as_ref()).await
         }
         Credentials::Passthrough => {
@@ -238,11 +250,17 @@ pub async fn serve(
         }
     };
 
+    let identity = SessionIdentity {
+        subject,
+        login: preview_login,
+        cancel: Arc::new(tokio::sync::Notify::new()),
+    };
     // The agent gets a key minted by sluice; the upstream's stays here.
     let key = services.cancel.register(CancelTarget {
         upstream: upstream_addr,
         pid: start.backend_pid,
         secret: start.backend_secret,
+        held: identity.cancel.clone(),
     });
     let result = async {
         let mut hello = BytesMut::new();
@@ -258,12 +276,52 @@ pub async fn serve(
         info!(event = "session_start", conn_id = ctx.id, resource = %resource.name, agent_user = %agent_user,
               credentials = if matches!(resource.credentials, Credentials::Inject { .. }) { "inject" } else { "passthrough" },
               "postgres session established");
-        relay(client, upstream, ctx, services).await
+        relay(client, upstream, ctx, services, &identity).await
     }
     .await;
     services.cancel.unregister(key);
     result
 }
+
+/// Asks the agent for its OIDC token (as a cleartext password: the link is local) and verifies
+/// it offline; the token's subject is the requester of approvals.
+async fn agent_token(
+    client: &mut BoxIo,
+    ctx: &ConnCtx,
+    services: &Services,
+) -> Result<String, ProxyError> {
+    client
+        .write_all(&Message::new(b'R', &3i32.to_be_bytes()).raw)
+        .await?;
+    client.flush().await?;
+    let msg = codec::read_message(client, MAX_TOKEN_MESSAGE, "client")
+        .await
+        .map_err(ProxyError::ClientProtocol)?
+        .ok_or_else(|| ProxyError::ClientRefused("the agent left during authentication".into()))?;
+    let token = (msg.tag == b'p')
+        .then(|| codec::query_text(msg.body()).ok())
+        .flatten()
+        .unwrap_or_default();
+    let verified = match &services.agent_tokens {
+        Some(v) => v.verify(token).await.map_err(|e| e.to_string()),
+        None => Err("no OIDC issuer is configured".into()),
+    };
+    match verified {
+        Ok(id) => {
+            info!(event = "agent_authenticated", conn_id = ctx.id, subject = %id.subject, "agent token verified");
+            Ok(id.subject)
+        }
+        Err(e) => {
+            let msg = format!("sluice: the agent's token was refused: {e}");
+            warn!(event = "agent_auth_refused", conn_id = ctx.id, error = %e, "agent token refused");
+            refuse(client, "28P01", &msg).await;
+            Err(ProxyError::ClientRefused(msg))
+        }
+    }
+}
+
+/// A token is a few KiB at most.
+const MAX_TOKEN_MESSAGE: usize = 64 * 1024;
 
 async fn read_startup_or_refuse<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut S,
@@ -283,7 +341,7 @@ async fn read_startup_or_refuse<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Connects upstream, with verified TLS when the resource asks for it.
-async fn connect(ctx: &ConnCtx) -> Result<(BoxIo, String), ProxyError> {
+pub(super) async fn connect(ctx: &ConnCtx) -> Result<(BoxIo, String), ProxyError> {
     let mut tcp = super::super::tcp::connect_upstream(ctx).await?;
     let addr = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let Some(tls) = &ctx.resource.tls.upstream else {
@@ -360,6 +418,8 @@ async fn forward_cancel(body: &[u8], ctx: &ConnCtx, services: &Services) {
         );
         return;
     };
+    // A statement held for approval is cancelled here (the database is idle meanwhile).
+    target.held.notify_waiters();
     let mut buf = BytesMut::new();
     postgres_protocol::message::frontend::cancel_request(target.pid, target.secret, &mut buf);
     match TcpStream::connect(&target.upstream).await {
@@ -447,6 +507,7 @@ async fn relay(
     upstream: BoxIo,
     ctx: &ConnCtx,
     services: &Services,
+    identity: &SessionIdentity,
 ) -> Result<Transfer, ProxyError> {
     let (cr, cw) = tokio::io::split(client);
     let (ur, uw) = tokio::io::split(upstream);
@@ -460,6 +521,7 @@ async fn relay(
             BufWriter::new(uw),
             ctx,
             services,
+            identity,
             &shared,
             limits.client,
             &mut up_bytes,
@@ -500,11 +562,16 @@ fn push(shared: &Mutex<Shared>, e: Expect) {
         .push_back(e);
 }
 
+/// Bounds the prepared statements a session may have held at once.
+const MAX_HELD_STATEMENTS: usize = 10_000;
+
+#[allow(clippy::too_many_arguments)]
 async fn agent_to_upstream<R, W>(
     mut cr: BufReader<R>,
     mut uw: BufWriter<W>,
     ctx: &ConnCtx,
     services: &Services,
+    identity: &SessionIdentity,
     shared: &Mutex<Shared>,
     max: usize,
     sent: &mut u64,
@@ -515,6 +582,10 @@ where
 {
     // Set after a refused Parse: the refusal to deliver at the next Sync.
     let mut skipping: Option<Message> = None;
+    // Prepared statements (by name) and portals the policy holds; a batch using one is held.
+    let mut held_statements: HashMap<String, Arc<HeldStatement>> = HashMap::new();
+    let mut held_portals: HashMap<String, Arc<HeldStatement>> = HashMap::new();
+    let mut batch: Option<HeldBatch> = None;
     loop {
         let msg = match codec::read_message(&mut cr, max, "client").await {
             Ok(Some(m)) => m,
@@ -527,26 +598,147 @@ where
                 return Err(ProxyError::ClientProtocol(e));
             }
         };
+        if batch.is_some() && matches!(msg.tag, b'Q' | b'F') {
+            // Mixing protocols inside a held batch has no exact answer; nothing of it was sent.
+            let _ = uw.write_all(&Message::new(b'X', b"").raw).await;
+            let _ = uw.flush().await;
+            return Err(ProxyError::ClientProtocol(CodecError::Malformed(
+                "simple query inside an extended-protocol batch held for approval",
+            )));
+        }
         let forward: Option<Message> = match msg.tag {
             b'Q' => {
                 let sql = codec::query_text(msg.body()).map_err(ProxyError::ClientProtocol)?;
-                match refusal_message(&decide(sql, ctx, services, "simple")) {
-                    None => {
+                let verdict = decide(sql, ctx, services, "simple");
+                let verdict = match verdict {
+                    Verdict::Hold { rule, reason } => {
+                        // Earlier pipelined statements go out before this one waits.
+                        uw.flush().await?;
+                        let spec = HoldSpec {
+                            rule,
+                            reason,
+                            command: sql.to_string(),
+                            parameters: Vec::new(),
+                            payload: &msg.raw,
+                            preview: PreviewInput::Simple(sql),
+                        };
+                        match hold::hold(&mut cr, spec, ctx, services, identity).await {
+                            Ok(()) => Ok(()),
+                            Err(e) => Err(e),
+                        }
+                    }
+                    other => match refusal_message(&other) {
+                        None => Ok(()),
+                        Some(err) => Err(err),
+                    },
+                };
+                match verdict {
+                    Ok(()) => {
                         push(shared, Expect::Pass);
                         Some(msg)
                     }
-                    Some(err) => {
+                    Err(err) => {
                         push(shared, Expect::ReplaceEmpty(err));
                         Some(codec::empty_query())
                     }
                 }
             }
             b'P' if skipping.is_none() => {
-                let (_, sql) =
+                let (name, sql) =
                     codec::parse_message(msg.body()).map_err(ProxyError::ClientProtocol)?;
-                match refusal_message(&decide(sql, ctx, services, "extended")) {
-                    None => Some(msg),
-                    Some(err) => {
+                match decide(sql, ctx, services, "extended") {
+                    Verdict::Allow => {
+                        held_statements.remove(name);
+                        Some(msg)
+                    }
+                    // Preparing runs nothing: the statement is held when a batch executes it.
+                    Verdict::Hold { rule, reason } => {
+                        if held_statements.len() >= MAX_HELD_STATEMENTS {
+                            skipping = Some(codec::error_response(
+                                SQLSTATE_REFUSED,
+                                "sluice: too many prepared statements awaiting approval in this session",
+                                None,
+                                Some("Close prepared statements you no longer need."),
+                            ));
+                            batch = None;
+                            None
+                        } else {
+                            let param_types = codec::parse_param_types(msg.body())
+                                .map_err(ProxyError::ClientProtocol)?;
+                            let held = Arc::new(HeldStatement {
+                                sql: sql.to_string(),
+                                rule,
+                                reason,
+                                param_types,
+                            });
+                            if let Some(b) = &mut batch {
+                                b.add_statement(held.clone());
+                            }
+                            held_statements.insert(name.to_string(), held);
+                            Some(msg)
+                        }
+                    }
+                    deny => {
+                        skipping = refusal_message(&deny);
+                        // A held batch in progress is refused with it.
+                        batch = None;
+                        None
+                    }
+                }
+            }
+            b'B' if skipping.is_none() => {
+                let bind = codec::bind_message(msg.body()).map_err(ProxyError::ClientProtocol)?;
+                match held_statements.get(bind.statement) {
+                    Some(h) => {
+                        held_portals.insert(bind.portal.to_string(), h.clone());
+                        let b = batch.get_or_insert_with(|| HeldBatch::new(h.clone()));
+                        b.add_statement(h.clone());
+                        b.add_bind(&bind);
+                    }
+                    None => {
+                        held_portals.remove(bind.portal);
+                    }
+                }
+                Some(msg)
+            }
+            b'E' if skipping.is_none() && batch.is_none() => {
+                let portal =
+                    codec::execute_portal(msg.body()).map_err(ProxyError::ClientProtocol)?;
+                if let Some(h) = held_portals.get(portal) {
+                    batch = Some(HeldBatch::new(h.clone()));
+                }
+                Some(msg)
+            }
+            b'C' if skipping.is_none() => {
+                let (kind, name) =
+                    codec::close_target(msg.body()).map_err(ProxyError::ClientProtocol)?;
+                match kind {
+                    b'S' => held_statements.remove(name),
+                    _ => held_portals.remove(name),
+                };
+                Some(msg)
+            }
+            b'S' | b'H' if batch.is_some() => {
+                let mut b = batch.take().expect("checked");
+                b.bytes.extend_from_slice(&msg.raw);
+                uw.flush().await?;
+                let outcome = hold_batch(&mut cr, &b, ctx, services, identity).await;
+                let is_sync = msg.tag == b'S';
+                match outcome {
+                    Ok(()) => {
+                        if is_sync {
+                            push(shared, Expect::Pass);
+                        }
+                        *sent += b.bytes.len() as u64;
+                        uw.write_all(&b.bytes).await?;
+                        None
+                    }
+                    Err(err) if is_sync => {
+                        push(shared, Expect::InjectBeforeReady(err));
+                        Some(msg)
+                    }
+                    // Refused at a Flush: the rest up to Sync is dropped, the error comes there.
+                    Err(err) => {
                         skipping = Some(err);
                         None
                     }
@@ -581,8 +773,23 @@ where
             _ => Some(msg),
         };
         if let Some(m) = forward {
-            *sent += m.raw.len() as u64;
-            uw.write_all(&m.raw).await?;
+            match &mut batch {
+                // Held: kept (bounded) until the batch's Sync decides.
+                Some(b) => {
+                    if b.bytes.len() + m.raw.len() > max {
+                        return Err(ProxyError::ClientProtocol(CodecError::TooLarge {
+                            side: "client",
+                            len: b.bytes.len() + m.raw.len(),
+                            max,
+                        }));
+                    }
+                    b.bytes.extend_from_slice(&m.raw);
+                }
+                None => {
+                    *sent += m.raw.len() as u64;
+                    uw.write_all(&m.raw).await?;
+                }
+            }
         }
         // Flush when the agent has nothing more buffered: batches stay batched.
         if cr.buffer().is_empty() {
@@ -590,6 +797,44 @@ where
         }
     }
     Ok(())
+}
+
+/// Holds an extended-protocol batch: the command reviewers see is its held statements' text
+/// with the first execution's parameters; the payload is every byte of the batch.
+async fn hold_batch<R: AsyncRead + Unpin>(
+    cr: &mut BufReader<R>,
+    b: &HeldBatch,
+    ctx: &ConnCtx,
+    services: &Services,
+    identity: &SessionIdentity,
+) -> Result<(), Message> {
+    let first = &b.statements[0];
+    let command = b
+        .statements
+        .iter()
+        .map(|s| s.sql.as_str())
+        .collect::<Vec<_>>()
+        .join(";\n");
+    let mut reason = first.reason.clone();
+    if b.executions > 1 {
+        reason.push_str(&format!(
+            " ({} executions in one batch; parameters of the first shown)",
+            b.executions
+        ));
+    }
+    let spec = HoldSpec {
+        rule: first.rule.clone(),
+        reason,
+        command,
+        parameters: b.shown.clone(),
+        payload: &b.bytes,
+        preview: PreviewInput::Extended {
+            sql: &first.sql,
+            param_types: &first.param_types,
+            bind: b.first_bind.as_ref(),
+        },
+    };
+    hold::hold(cr, spec, ctx, services, identity).await
 }
 
 async fn upstream_to_agent<R, W>(

@@ -1,0 +1,518 @@
+//! Approval holds for PostgreSQL: the held statement waits here, with its exact bytes, while
+//! reviewers decide; nothing of it reaches the database before the approval.
+//!
+//! Simple protocol: the `Query` message is held. Extended protocol: preparing a statement
+//! executes nothing, so a held statement's `Parse` is forwarded and remembered; the batch that
+//! binds or executes it is held from that `Bind`/`Execute` up to its `Sync` (or `Flush`), with
+//! its parameters. A statement prepared once and executed again is held again: each approval
+//! releases one batch.
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::{BufMut, BytesMut};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader},
+    sync::Notify,
+};
+use tracing::{info, warn};
+
+use super::{auth, codec, codec::Message, session::SQLSTATE_REFUSED};
+use crate::{
+    config::Secret,
+    conn::ConnCtx,
+    inspect::guardrails::StatementKind,
+    services::{
+        Services,
+        approvals::{
+            HoldRequest, Opened, Outcome,
+            fingerprint::sql_fingerprint,
+            model::Preview,
+            settings::{ApprovalPolicy, PreviewSettings},
+            sha256_hex,
+        },
+    },
+};
+
+/// Shown per parameter to reviewers; longer values are cut (the hash covers all of it).
+const MAX_PARAM_SHOWN: usize = 1024;
+
+/// What a session knows about its agent and its upstream login.
+pub struct SessionIdentity {
+    /// The agent's OIDC subject (`agent_auth: oidc`).
+    pub subject: Option<String>,
+    /// The gateway's own login, for previews on a separate connection (`None`: passthrough).
+    pub login: Option<PreviewLogin>,
+    /// Woken by the agent's CancelRequest: a held statement is then cancelled.
+    pub cancel: Arc<Notify>,
+}
+
+#[derive(Clone)]
+pub struct PreviewLogin {
+    pub params: Vec<(String, String)>,
+    pub user: String,
+    pub password: Option<Secret>,
+}
+
+/// A prepared statement the policy holds.
+#[derive(Debug)]
+pub struct HeldStatement {
+    pub sql: String,
+    pub rule: String,
+    pub reason: String,
+    pub param_types: Vec<u32>,
+}
+
+/// An extended-protocol batch held from its first `Bind`/`Execute` of a held statement.
+pub struct HeldBatch {
+    pub bytes: BytesMut,
+    pub statements: Vec<Arc<HeldStatement>>,
+    /// Parameters of the first `Bind` (text as shown to reviewers; raw for the preview).
+    pub shown: Vec<Option<String>>,
+    pub first_bind: Option<(Vec<u16>, Vec<Option<Vec<u8>>>)>,
+    pub executions: usize,
+}
+
+impl HeldBatch {
+    pub fn new(statement: Arc<HeldStatement>) -> HeldBatch {
+        HeldBatch {
+            bytes: BytesMut::new(),
+            statements: vec![statement],
+            shown: Vec::new(),
+            first_bind: None,
+            executions: 0,
+        }
+    }
+
+    pub fn add_statement(&mut self, s: Arc<HeldStatement>) {
+        if !self.statements.iter().any(|x| Arc::ptr_eq(x, &s)) {
+            self.statements.push(s);
+        }
+    }
+
+    pub fn add_bind(&mut self, bind: &codec::Bind<'_>) {
+        self.executions += 1;
+        if self.first_bind.is_some() {
+            return;
+        }
+        self.shown = bind
+            .params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.map(|v| show_param(v, bind.is_binary(i))))
+            .collect();
+        self.first_bind = Some((
+            bind.param_formats.clone(),
+            bind.params.iter().map(|p| p.map(<[u8]>::to_vec)).collect(),
+        ));
+    }
+}
+
+fn show_param(v: &[u8], binary: bool) -> String {
+    let cut = &v[..v.len().min(MAX_PARAM_SHOWN)];
+    let mut s = if binary {
+        let mut h = String::from("\\x");
+        for b in cut {
+            h.push_str(&format!("{b:02x}"));
+        }
+        h
+    } else {
+        String::from_utf8_lossy(cut).into_owned()
+    };
+    if cut.len() < v.len() {
+        s.push_str(&format!("… ({} bytes)", v.len()));
+    }
+    s
+}
+
+/// The command to hold.
+pub struct HoldSpec<'a> {
+    pub rule: String,
+    pub reason: String,
+    pub command: String,
+    pub parameters: Vec<Option<String>>,
+    /// The exact bytes forwarded on approval.
+    pub payload: &'a [u8],
+    pub preview: PreviewInput<'a>,
+}
+
+pub enum PreviewInput<'a> {
+    Simple(&'a str),
+    Extended {
+        sql: &'a str,
+        param_types: &'a [u32],
+        bind: Option<&'a (Vec<u16>, Vec<Option<Vec<u8>>>)>,
+    },
+}
+
+impl PreviewInput<'_> {
+    fn sql(&self) -> &str {
+        match self {
+            PreviewInput::Simple(s) => s,
+            PreviewInput::Extended { sql, .. } => sql,
+        }
+    }
+}
+
+fn refused(message: String, detail: Option<&str>, code: &str) -> Message {
+    codec::error_response(
+        code,
+        &message,
+        detail,
+        Some("Nothing was sent to the database."),
+    )
+}
+
+/// The approval policy for a rule: its own, else the gateway's default.
+fn policy_for(services: &Services, rule: &str) -> Option<ApprovalPolicy> {
+    let config = services.policy();
+    config
+        .rules
+        .iter()
+        .find(|r| r.name == rule)
+        .and_then(|r| r.approval.clone())
+        .or_else(|| config.approvals.as_ref().and_then(|a| a.default.clone()))
+}
+
+/// Holds a command until it is approved (`Ok`: forward the payload) or refused (`Err`: the
+/// ErrorResponse for the agent).
+pub async fn hold<R: AsyncRead + Unpin>(
+    agent: &mut BufReader<R>,
+    spec: HoldSpec<'_>,
+    ctx: &ConnCtx,
+    services: &Services,
+    session: &SessionIdentity,
+) -> Result<(), Message> {
+    let (Some(broker), Some(policy)) = (&services.approvals, policy_for(services, &spec.rule))
+    else {
+        return Err(refused(
+            format!(
+                "sluice: statement requires approval (rule \"{}\"), and no approval service is enabled on this gateway",
+                spec.rule
+            ),
+            Some(&spec.reason),
+            SQLSTATE_REFUSED,
+        ));
+    };
+    let fingerprint = sql_fingerprint(&spec.command);
+    let identity = crate::services::approvals::identity_of(session.subject.as_deref(), ctx);
+    if let Some(grant) = broker.grant_for(&identity, &ctx.resource.name, &spec.rule, &fingerprint) {
+        info!(event = "grant_used", conn_id = ctx.id, grant = %grant, rule = %spec.rule, sql = %spec.command,
+              "held statement allowed by a just-in-time grant");
+        return Ok(());
+    }
+    let preview = match &session.login {
+        Some(login) if policy.preview.explain || policy.preview.dry_run => {
+            Some(preview(ctx, services, login, &spec.preview, policy.preview).await)
+        }
+        Some(_) => None,
+        None => Some(Preview {
+            note: Some("no preview: the resource relays the agent's own login (passthrough), so sluice has no credential of its own".into()),
+            ..Preview::default()
+        }),
+    };
+    let opened = broker.open(HoldRequest {
+        ctx,
+        subject: session.subject.clone(),
+        protocol: "postgres",
+        rule: spec.rule.clone(),
+        reason: spec.reason.clone(),
+        command: spec.command.clone(),
+        parameters: spec.parameters,
+        payload: spec.payload,
+        fingerprint,
+        policy,
+        preview,
+    });
+    let ticket = match opened {
+        Opened::Waiting(t) => t,
+        Opened::Refused { reason } => {
+            return Err(refused(
+                format!(
+                    "sluice: statement requires approval (rule \"{}\") and cannot be held: {reason}",
+                    spec.rule
+                ),
+                Some(&spec.reason),
+                SQLSTATE_REFUSED,
+            ));
+        }
+    };
+    let id = ticket.id.clone();
+    let expected = ticket.sha256.clone();
+    let cancelled = async {
+        tokio::select! {
+            _ = session.cancel.notified() => {}
+            _ = agent_gone(agent) => {}
+        }
+    };
+    let outcome = broker.wait(ticket, cancelled).await;
+    info!(event = "hold_outcome", conn_id = ctx.id, id = %id, outcome = ?outcome, "held statement resolved");
+    match outcome {
+        Outcome::Approved { reviewers } => {
+            // The bytes about to be forwarded must be the ones reviewers saw.
+            if sha256_hex(spec.payload) != expected {
+                warn!(event = "hold_hash_mismatch", conn_id = ctx.id, id = %id, "approved bytes changed; refusing");
+                return Err(refused(
+                    format!("sluice: approval {id} does not match the held statement"),
+                    None,
+                    "XX000",
+                ));
+            }
+            info!(event = "hold_released", conn_id = ctx.id, id = %id, reviewers = ?reviewers,
+                  "approved statement forwarded");
+            Ok(())
+        }
+        Outcome::Denied { reviewer, reason } => Err(refused(
+            format!("sluice: statement denied by {reviewer}: {reason}"),
+            Some(&format!(
+                "approval request {id} (rule \"{}\": {})",
+                spec.rule, spec.reason
+            )),
+            SQLSTATE_REFUSED,
+        )),
+        Outcome::Expired { after } => Err(refused(
+            format!(
+                "sluice: approval request {id} timed out after {} without a decision",
+                humantime::format_duration(after)
+            ),
+            Some(&format!("rule \"{}\": {}", spec.rule, spec.reason)),
+            SQLSTATE_REFUSED,
+        )),
+        Outcome::Cancelled => Err(refused(
+            "canceling statement due to user request (it was held for approval)".into(),
+            Some(&format!("approval request {id} cancelled")),
+            "57014",
+        )),
+        Outcome::Abandoned { reason } => Err(refused(
+            format!("sluice: approval request {id} abandoned: {reason}"),
+            None,
+            "57P01",
+        )),
+    }
+}
+
+/// Resolves when the agent closes its connection (buffered pipelined input keeps it pending).
+async fn agent_gone<R: AsyncRead + Unpin>(agent: &mut BufReader<R>) {
+    match agent.fill_buf().await {
+        Ok([]) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
+}
+
+/// What the statement would do: `EXPLAIN` (estimated rows) and, if the policy allows, a dry run
+/// inside `BEGIN ... ROLLBACK` (exact rows), on a separate connection with a statement timeout.
+async fn preview(
+    ctx: &ConnCtx,
+    services: &Services,
+    login: &PreviewLogin,
+    input: &PreviewInput<'_>,
+    settings: PreviewSettings,
+) -> Preview {
+    let analysis = services.analyzer.analyze(input.sql());
+    let previewable = analysis.statements.len() == 1
+        && matches!(
+            analysis.statements[0],
+            StatementKind::Select
+                | StatementKind::Insert
+                | StatementKind::Update
+                | StatementKind::Delete
+                | StatementKind::Merge
+        );
+    if !previewable {
+        return Preview {
+            note: Some(
+                "no preview: only a single SELECT, INSERT, UPDATE, DELETE or MERGE is previewed"
+                    .into(),
+            ),
+            ..Preview::default()
+        };
+    }
+    if let PreviewInput::Extended {
+        param_types, bind, ..
+    } = input
+        && bind.is_none()
+        && !param_types.is_empty()
+    {
+        return Preview {
+            note: Some("no preview: the parameters were bound in an earlier batch".into()),
+            ..Preview::default()
+        };
+    }
+    // Connecting and logging in count against the budget too.
+    let budget = settings.timeout + Duration::from_secs(3);
+    match tokio::time::timeout(budget, run_preview(ctx, login, input, settings)).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => Preview {
+            note: Some(format!("no preview: {e}")),
+            ..Preview::default()
+        },
+        Err(_) => Preview {
+            note: Some(format!(
+                "no preview: it took longer than {}",
+                humantime::format_duration(budget)
+            )),
+            ..Preview::default()
+        },
+    }
+}
+
+async fn run_preview(
+    ctx: &ConnCtx,
+    login: &PreviewLogin,
+    input: &PreviewInput<'_>,
+    settings: PreviewSettings,
+) -> Result<Preview, String> {
+    let (mut up, _) = super::session::connect(ctx)
+        .await
+        .map_err(|e| e.to_string())?;
+    auth::login(&mut up, &login.params, &login.user, login.password.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = Preview::default();
+    let timeout_ms = settings.timeout.as_millis().max(1);
+    let mut notes = Vec::new();
+    if settings.explain {
+        let r = run_wrapped(&mut up, "BEGIN READ ONLY", timeout_ms, input, true).await?;
+        match r {
+            Step::Rows(Some(plan_text)) => {
+                let plan: Option<serde_json::Value> = serde_json::from_str(&plan_text).ok();
+                out.estimated_rows = plan.as_ref().and_then(estimated_rows);
+                out.plan = plan;
+            }
+            Step::Rows(None) | Step::Tag(_) => notes.push("EXPLAIN returned no plan".to_string()),
+            Step::Error(e) => notes.push(format!("EXPLAIN failed: {e}")),
+        }
+    }
+    if settings.dry_run {
+        match run_wrapped(&mut up, "BEGIN", timeout_ms, input, false).await? {
+            Step::Tag(tag) => out.rows_affected = tag.rsplit(' ').next().and_then(|n| n.parse().ok()),
+            Step::Error(e) => notes.push(format!("dry run failed: {e}")),
+            Step::Rows(_) => {}
+        }
+    }
+    let _ = up.write_all(&Message::new(b'X', b"").raw).await;
+    if !notes.is_empty() {
+        out.note = Some(notes.join("; "));
+    }
+    Ok(out)
+}
+
+enum Step {
+    /// First column of the first row.
+    Rows(Option<String>),
+    /// CommandComplete tag.
+    Tag(String),
+    Error(String),
+}
+
+/// Runs the statement (or its EXPLAIN) between `begin` and ROLLBACK with a statement timeout.
+async fn run_wrapped(
+    up: &mut super::session::BoxIo,
+    begin: &str,
+    timeout_ms: u128,
+    input: &PreviewInput<'_>,
+    explain: bool,
+) -> Result<Step, String> {
+    let mut buf = BytesMut::new();
+    let q = |sql: &str, buf: &mut BytesMut| {
+        postgres_protocol::message::frontend::query(sql, buf).map_err(|e| e.to_string())
+    };
+    q(begin, &mut buf)?;
+    q(&format!("SET LOCAL statement_timeout = {timeout_ms}"), &mut buf)?;
+    let prefix = if explain { "EXPLAIN (FORMAT JSON) " } else { "" };
+    match input {
+        PreviewInput::Simple(sql) => q(&format!("{prefix}{sql}"), &mut buf)?,
+        PreviewInput::Extended {
+            sql,
+            param_types,
+            bind,
+        } => {
+            let mut body = BytesMut::new();
+            body.put_u8(0);
+            body.put_slice(format!("{prefix}{sql}").as_bytes());
+            body.put_u8(0);
+            body.put_u16(param_types.len() as u16);
+            for t in *param_types {
+                body.put_u32(*t);
+            }
+            buf.extend_from_slice(&Message::new(b'P', &body).raw);
+            body.clear();
+            body.put_slice(b"\0\0");
+            let (formats, values) = bind.map(|b| (b.0.as_slice(), b.1.as_slice())).unwrap_or_default();
+            body.put_u16(formats.len() as u16);
+            for f in formats {
+                body.put_u16(*f);
+            }
+            body.put_u16(values.len() as u16);
+            for v in values {
+                match v {
+                    None => body.put_i32(-1),
+                    Some(v) => {
+                        body.put_i32(v.len() as i32);
+                        body.put_slice(v);
+                    }
+                }
+            }
+            // Results in text: the plan is JSON text, and a dry run's rows are not kept.
+            body.put_u16(0);
+            buf.extend_from_slice(&Message::new(b'B', &body).raw);
+            buf.extend_from_slice(&Message::new(b'E', b"\0\0\0\0\0").raw);
+            buf.extend_from_slice(&codec::sync().raw);
+        }
+    }
+    q("ROLLBACK", &mut buf)?;
+    up.write_all(&buf).await.map_err(|e| e.to_string())?;
+    up.flush().await.map_err(|e| e.to_string())?;
+    let mut step = 0;
+    let mut result = Step::Rows(None);
+    loop {
+        let m = codec::read_message(up, 16 << 20, "upstream")
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the database closed the preview connection")?;
+        match m.tag {
+            b'Z' => {
+                step += 1;
+                if step == 4 {
+                    return Ok(result);
+                }
+            }
+            b'E' => {
+                let text = codec::notice_fields(m.body())
+                    .into_iter()
+                    .find(|(t, _)| *t == b'M')
+                    .map(|(_, v)| v)
+                    .unwrap_or_default();
+                if step == 2 {
+                    result = Step::Error(text);
+                } else if step < 2 {
+                    return Err(format!("preview setup failed: {text}"));
+                }
+            }
+            b'D' if step == 2 => {
+                if let Step::Rows(None) = result
+                    && let Ok(fields) = codec::data_row_fields(m.body())
+                    && let Some(Some(r)) = fields.first()
+                {
+                    result = Step::Rows(Some(
+                        String::from_utf8_lossy(&m.body()[r.clone()]).into_owned(),
+                    ));
+                }
+            }
+            b'C' if step == 2 && !explain => {
+                result = Step::Tag(codec::query_text(m.body()).unwrap_or_default().to_string());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Rows the planner expects the statement to touch: for a write, the rows its scan produces.
+fn estimated_rows(plan: &serde_json::Value) -> Option<f64> {
+    let top = plan.get(0)?.get("Plan")?;
+    let node = if top.get("Node Type")?.as_str()? == "ModifyTable" {
+        top.get("Plans")?.get(0)?
+    } else {
+        top
+    };
+    node.get("Plan Rows")?.as_f64()
+}
