@@ -1,3 +1,4 @@
 //! Approval holds: a held command waits in the gateway until reviewers decide.
 
 pub mod model;
+pub mod notify;
