@@ -17,6 +17,9 @@ APT_PACKAGES=(
   libhyperscan-dev
   postgresql postgresql-contrib postgresql-client pgbouncer
   openssh-server openssh-client
+  # The approvals web page's browser test: Debian's Chromium (playwright-core brings no browser
+  # and cannot download one here) and a font so screenshots are legible.
+  chromium fonts-dejavu-core
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -51,6 +54,23 @@ else
   RUSTFLAGS="-L native=$LIBDIR -l dylib=$LLVMLIB -C link-arg=-Wl,-rpath,$LIBDIR" \
     cargo +stable install bpf-linker --version 0.13.0 --locked --force \
       --no-default-features --features "llvm-$LLVM_MAJOR,no-llvm-linking"
+fi
+
+# Node packages of the browser test (tests/browser): reinstalled only when package-lock.json is
+# newer than what npm last installed. Node and npm are the machine's (playwright-core needs
+# Node >= 20, newer than Debian 12's); Debian's are a fallback when there are none.
+if ! command -v npm >/dev/null 2>&1; then
+  log "apt-get install nodejs npm"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+BROWSER_DIR="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+if [ ! -f "$BROWSER_DIR/node_modules/.package-lock.json" ] \
+  || [ "$BROWSER_DIR/package-lock.json" -nt "$BROWSER_DIR/node_modules/.package-lock.json" ]; then
+  log "npm ci in tests/browser"
+  npm ci --prefix "$BROWSER_DIR" --no-audit --no-fund
+else
+  log "tests/browser node_modules up to date"
 fi
 
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod fingerprint;
 pub mod model;
+pub mod notify;
 pub mod settings;
 pub mod store;
 
