@@ -127,7 +127,11 @@ impl Client {
         let auth = format!("Bearer {}", self.token);
         let result = match (method, body) {
             ("GET", _) => self.agent.get(&url).header("authorization", &auth).call(),
-            ("DELETE", _) => self.agent.delete(&url).header("authorization", &auth).call(),
+            ("DELETE", _) => self
+                .agent
+                .delete(&url)
+                .header("authorization", &auth)
+                .call(),
             (_, Some(b)) => self
                 .agent
                 .post(&url)
@@ -149,7 +153,11 @@ impl Client {
             let reason = serde_json::from_str::<ApiError>(&text)
                 .map(|e| e.error)
                 .unwrap_or(text);
-            bail!("{} {}: {reason}", status.as_u16(), status.canonical_reason().unwrap_or(""));
+            bail!(
+                "{} {}: {reason}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            );
         }
         serde_json::from_str(&text).with_context(|| format!("unexpected answer from {url}"))
     }
@@ -161,9 +169,11 @@ fn print_table(views: &[ApprovalView]) {
         "ID", "STATE", "CREATED", "RESOURCE", "RULE", "REQUESTER"
     );
     for v in views {
-        let requester = v.requester.subject.clone().unwrap_or_else(|| {
-            format!("{}/uid:{}", v.requester.target, v.requester.uid)
-        });
+        let requester = v
+            .requester
+            .subject
+            .clone()
+            .unwrap_or_else(|| format!("{}/uid:{}", v.requester.target, v.requester.uid));
         let command: String = v.command.split_whitespace().collect::<Vec<_>>().join(" ");
         let command = if command.chars().count() > 60 {
             format!("{}…", command.chars().take(59).collect::<String>())
@@ -255,7 +265,11 @@ pub fn run(args: ApprovalsArgs) -> anyhow::Result<i32> {
                         GrantScope::Fingerprint => "fingerprint",
                         GrantScope::Rule => "rule",
                     };
-                    let state = if g.revoked_by.is_some() { " (revoked)" } else { "" };
+                    let state = if g.revoked_by.is_some() {
+                        " (revoked)"
+                    } else {
+                        ""
+                    };
                     println!(
                         "{:<16}  {:<24}  {:<16}  {:<11}  {:<20}  {:<8}  {}{state}",
                         g.id, g.identity, g.resource, scope, g.expires_at, g.uses, g.pattern

@@ -565,7 +565,12 @@ fn default_true() -> bool {
 pub(crate) struct Report(Vec<Diagnostic>);
 
 impl Report {
-    pub(crate) fn error<T>(&mut self, at: &Spanned<T>, message: impl Into<String>, hint: Option<&str>) {
+    pub(crate) fn error<T>(
+        &mut self,
+        at: &Spanned<T>,
+        message: impl Into<String>,
+        hint: Option<&str>,
+    ) {
         self.0.push(Diagnostic {
             line: at.referenced.line(),
             column: at.referenced.column(),
@@ -1040,7 +1045,10 @@ impl RawConfig {
                     if rule.action == Action::Hold && rule.approval.is_none() {
                         report.error(
                             &raw.name,
-                            format!("rule `{}` holds commands, but nobody may approve them", rule.name),
+                            format!(
+                                "rule `{}` holds commands, but nobody may approve them",
+                                rule.name
+                            ),
                             Some("give the rule an `approval:` block or set `approvals.default`"),
                         );
                     }
@@ -1049,7 +1057,9 @@ impl RawConfig {
             if identity.oidc.is_none() && identity.static_tokens.is_empty() {
                 let at = self.approvals.as_ref().and_then(|a| a.listen_span());
                 let message = "approvals are enabled, but no reviewer can sign in";
-                let hint = Some("configure `identity.oidc` (or `identity.static_tokens` for a single-user setup)");
+                let hint = Some(
+                    "configure `identity.oidc` (or `identity.static_tokens` for a single-user setup)",
+                );
                 match at {
                     Some(at) => report.error(at, message, hint),
                     None => report.0.push(Diagnostic {

@@ -83,7 +83,17 @@ pub struct TestNet {
 impl TestNet {
     pub fn new() -> TestNet {
         require_root();
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed) % 250 + 1;
+        // Skip subnets a leftover namespace of a killed run still uses: its routes would
+        // capture this test's traffic.
+        let in_use = Command::new("ip")
+            .args(["-br", "addr"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let n = (0..250)
+            .map(|_| COUNTER.fetch_add(1, Ordering::Relaxed) % 250 + 1)
+            .find(|n| !in_use.contains(&format!(" 169.254.{n}.1/")))
+            .expect("a free 169.254.N.0/30 test subnet");
         let tag = format!("{}x{n}", std::process::id() % 10_000);
         let ns = format!("slt{tag}");
         let host_if = format!("slh{tag}");
@@ -442,19 +452,34 @@ pub fn temp_dir() -> PathBuf {
     dir
 }
 
+fn spawn_gateway(config_path: &Path) -> (Child, LineLog) {
+    let mut child = Command::new(bin_path("sluice"))
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(config_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sluice run");
+    let log = LineLog::from_reader(child.stderr.take().expect("stderr"), "sluice");
+    (child, log)
+}
+
 impl Gateway {
+    /// Starts a new gateway process on the same policy and state (after `crash` or `stop`).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or crash the gateway first");
+        let (child, log) = spawn_gateway(&self.config_path);
+        self.child = Some(child);
+        self.log = log;
+        self.log
+            .wait_for(Duration::from_secs(20), |v| is_event(v, "ready"));
+    }
+
     pub fn start(policy: &Policy) -> Gateway {
         require_root();
         let dir = temp_dir();
         let config_path = policy.write(&dir);
-        let mut child = Command::new(bin_path("sluice"))
-            .args(["--log-format", "json", "run", "--config"])
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sluice run");
-        let log = LineLog::from_reader(child.stderr.take().expect("stderr"), "sluice");
+        let (child, log) = spawn_gateway(&config_path);
         let gw = Gateway {
             child: Some(child),
             log,

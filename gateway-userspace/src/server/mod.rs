@@ -36,8 +36,9 @@ use crate::{
     services::{
         Services,
         approvals::{
-            Broker,
+            Broker, BrokerEvent,
             api::{self, ApiState, Authenticator},
+            notify::{Notification, Notifier, NotifyConfig, NotifyEvent, request_link},
         },
     },
 };
@@ -64,21 +65,57 @@ struct ApprovalService {
 }
 
 impl ApprovalService {
-    async fn start(settings: &ApprovalSettings, config: &Config) -> anyhow::Result<ApprovalService> {
+    async fn start(
+        settings: &ApprovalSettings,
+        config: &Config,
+    ) -> anyhow::Result<ApprovalService> {
         let store = settings
             .store
             .clone()
             .unwrap_or_else(|| config.state_dir.join("approvals.db"));
-        let broker = Broker::start(settings, &store)
-            .with_context(|| format!("opening the approval store {}", store.display()))?;
-        let auth = Authenticator::new(&config.identity).context("setting up reviewer authentication")?;
+        let notifier = Notifier::start(NotifyConfig {
+            webhook: settings
+                .notify
+                .webhook
+                .as_ref()
+                .map(|(url, secret)| (url.clone(), secret.expose().to_string())),
+            slack_webhook: settings
+                .notify
+                .slack
+                .as_ref()
+                .and_then(|s| s.webhook_url.as_ref())
+                .map(|u| u.expose().to_string()),
+        });
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding the approval API {}", settings.listen))?;
+        let base = match &settings.public_url {
+            Some(u) => u.clone(),
+            None => format!("http://{}", listener.local_addr()?),
+        };
+        let broker = Broker::start(settings, &store)
+            .with_context(|| format!("opening the approval store {}", store.display()))?
+            .with_events(move |event| {
+                let (event, view) = match event {
+                    BrokerEvent::Requested(v) => (NotifyEvent::Requested, v),
+                    BrokerEvent::Escalated { view, groups } => {
+                        (NotifyEvent::Escalated { groups }, view)
+                    }
+                    BrokerEvent::Decided(v) => (NotifyEvent::Decided, v),
+                };
+                notifier.send(Notification {
+                    event,
+                    link: request_link(&base, &view.id),
+                    view,
+                });
+            });
+        let auth =
+            Authenticator::new(&config.identity).context("setting up reviewer authentication")?;
         Ok(ApprovalService {
             state: Arc::new(ApiState {
                 broker: Arc::new(broker),
                 auth: Arc::new(auth),
+                slack: settings.notify.slack.clone(),
             }),
             listener,
         })
@@ -210,7 +247,9 @@ impl Gateway {
         let api = self.approvals.take().map(|a| {
             let stop = api_stop.clone();
             tokio::spawn(async move {
-                if let Err(e) = api::serve(a.listener, a.state, async move { stop.notified().await }).await {
+                if let Err(e) =
+                    api::serve(a.listener, a.state, async move { stop.notified().await }).await
+                {
                     error!(error = %e, "approval API stopped");
                 }
             })

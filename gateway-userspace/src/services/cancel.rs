@@ -74,7 +74,10 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.0 > 0);
         let found = r.lookup(a).expect("registered");
-        assert_eq!((found.upstream.as_str(), found.pid, found.secret), ("10.0.0.5:5432", 42, 7));
+        assert_eq!(
+            (found.upstream.as_str(), found.pid, found.secret),
+            ("10.0.0.5:5432", 42, 7)
+        );
         assert!(std::sync::Arc::ptr_eq(&found.held, &t.held));
         r.unregister(a);
         assert!(r.lookup(a).is_none());

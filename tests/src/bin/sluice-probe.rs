@@ -256,6 +256,17 @@ fn pg(args: &[String]) {
                     results.push(extended(&client, sql).await);
                 }
             }
+            // One statement with text parameters: `params SQL P1 P2 ...`.
+            "params" => {
+                let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = sqls[1..]
+                    .iter()
+                    .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect();
+                results.push(match client.query(&sqls[0], &params).await {
+                    Ok(rows) => json!({"ok": true, "rows": rows.iter().map(|r| (0..r.len()).map(|i| cell(r, i)).collect::<Vec<_>>()).collect::<Vec<_>>()}),
+                    Err(e) => pg_error(&e),
+                });
+            }
             // All statements in flight at once: tokio-postgres pipelines them on one connection.
             "pipeline" => {
                 let futs = sqls.iter().map(|sql| extended(&client, sql));

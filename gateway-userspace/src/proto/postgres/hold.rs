@@ -114,6 +114,14 @@ fn show_param(v: &[u8], binary: bool) -> String {
         for b in cut {
             h.push_str(&format!("{b:02x}"));
         }
+        // Text types travel as their UTF-8 bytes in binary format too: show them readably
+        // as well (the type is the server's to know, so the hex stays first).
+        if let Ok(text) = std::str::from_utf8(cut)
+            && !text.is_empty()
+            && !text.chars().any(char::is_control)
+        {
+            h.push_str(&format!(" ({text:?})"));
+        }
         h
     } else {
         String::from_utf8_lossy(cut).into_owned()
@@ -384,7 +392,9 @@ async fn run_preview(
     }
     if settings.dry_run {
         match run_wrapped(&mut up, "BEGIN", timeout_ms, input, false).await? {
-            Step::Tag(tag) => out.rows_affected = tag.rsplit(' ').next().and_then(|n| n.parse().ok()),
+            Step::Tag(tag) => {
+                out.rows_affected = tag.rsplit(' ').next().and_then(|n| n.parse().ok())
+            }
             Step::Error(e) => notes.push(format!("dry run failed: {e}")),
             Step::Rows(_) => {}
         }
@@ -417,8 +427,15 @@ async fn run_wrapped(
         postgres_protocol::message::frontend::query(sql, buf).map_err(|e| e.to_string())
     };
     q(begin, &mut buf)?;
-    q(&format!("SET LOCAL statement_timeout = {timeout_ms}"), &mut buf)?;
-    let prefix = if explain { "EXPLAIN (FORMAT JSON) " } else { "" };
+    q(
+        &format!("SET LOCAL statement_timeout = {timeout_ms}"),
+        &mut buf,
+    )?;
+    let prefix = if explain {
+        "EXPLAIN (FORMAT JSON) "
+    } else {
+        ""
+    };
     match input {
         PreviewInput::Simple(sql) => q(&format!("{prefix}{sql}"), &mut buf)?,
         PreviewInput::Extended {
@@ -437,7 +454,9 @@ async fn run_wrapped(
             buf.extend_from_slice(&Message::new(b'P', &body).raw);
             body.clear();
             body.put_slice(b"\0\0");
-            let (formats, values) = bind.map(|b| (b.0.as_slice(), b.1.as_slice())).unwrap_or_default();
+            let (formats, values) = bind
+                .map(|b| (b.0.as_slice(), b.1.as_slice()))
+                .unwrap_or_default();
             body.put_u16(formats.len() as u16);
             for f in formats {
                 body.put_u16(*f);

@@ -19,7 +19,8 @@ use tracing::{info, warn};
 use super::{
     Broker, DecideError,
     model::{ApiError, Decision, DecisionRequest, State as RequestState},
-    settings::{IdentitySettings, Reviewer},
+    notify::{parse_slack_interaction, verify_slack_request},
+    settings::{IdentitySettings, Reviewer, SlackSettings},
 };
 use crate::services::identity::{IdentityError, OidcSettings, OidcVerifier};
 
@@ -81,6 +82,8 @@ impl Authenticator {
 pub struct ApiState {
     pub broker: Arc<Broker>,
     pub auth: Arc<Authenticator>,
+    /// Slack interactivity (signing secret and user map), when configured.
+    pub slack: Option<SlackSettings>,
 }
 
 struct Failure(StatusCode, String);
@@ -136,6 +139,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/approvals/{id}/deny", post(deny))
         .route("/api/v1/grants", get(grants))
         .route("/api/v1/grants/{id}", axum::routing::delete(revoke))
+        .route("/slack/interactions", post(slack_interaction))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -146,8 +150,11 @@ pub async fn serve(
     state: Arc<ApiState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let addr: Option<SocketAddr> = listener.local_addr().ok();
-    info!(event = "approvals_api", listen = ?addr, "approval API and web page listening");
+    let addr = listener
+        .local_addr()
+        .map(|a: SocketAddr| a.to_string())
+        .unwrap_or_default();
+    info!(event = "approvals_api", listen = %addr, "approval API and web page listening");
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
@@ -276,4 +283,75 @@ async fn revoke(
 ) -> Result<Response, Failure> {
     let r = reviewer(&state, &headers).await?;
     Ok(Json(state.broker.revoke(&id, &r)?).into_response())
+}
+
+/// Slack's interactive buttons. Authenticated by Slack's request signature (not a bearer
+/// token); the Slack user must be mapped to a reviewer in the policy.
+async fn slack_interaction(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    let Some(slack) = &state.slack else {
+        return Err(Failure(
+            StatusCode::NOT_FOUND,
+            "Slack is not configured".into(),
+        ));
+    };
+    let Some(secret) = &slack.signing_secret else {
+        return Err(Failure(
+            StatusCode::NOT_FOUND,
+            "Slack interactivity is not configured (no signing_secret)".into(),
+        ));
+    };
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    verify_slack_request(
+        secret.expose().as_bytes(),
+        &header("x-slack-request-timestamp"),
+        &header("x-slack-signature"),
+        &body,
+        std::time::SystemTime::now(),
+    )
+    .map_err(|e| {
+        warn!(event = "slack_signature_refused", error = %e, "Slack request refused");
+        Failure(
+            StatusCode::UNAUTHORIZED,
+            format!("bad Slack signature: {e}"),
+        )
+    })?;
+    let action = parse_slack_interaction(&body)
+        .map_err(|e| Failure(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let Some(reviewer) = slack.users.get(&action.slack_user) else {
+        warn!(event = "slack_user_unknown", user = %action.slack_user, "Slack user is not a configured reviewer");
+        return Ok(slack_reply(format!(
+            "Your Slack user ({}) is not a sluice reviewer.",
+            action.slack_user
+        )));
+    };
+    let reason = match action.decision {
+        Decision::Approve => "approved in Slack".to_string(),
+        Decision::Deny => format!("denied in Slack by {}", reviewer.subject),
+    };
+    let text = match state.broker.decide(
+        &action.request_id,
+        reviewer,
+        action.decision,
+        Some(reason),
+        None,
+    ) {
+        Ok(v) => format!("Request {} is now {}.", v.id, v.state.as_str()),
+        Err(e) => format!("Could not record your decision: {e}"),
+    };
+    Ok(slack_reply(text))
+}
+
+/// An ephemeral answer to the clicking user (Slack shows the body of a 200 reply).
+fn slack_reply(text: String) -> Response {
+    Json(serde_json::json!({ "response_type": "ephemeral", "text": text })).into_response()
 }

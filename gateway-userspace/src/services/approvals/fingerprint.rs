@@ -59,9 +59,15 @@ mod tests {
     #[test]
     fn structure_matters() {
         let base = sql_fingerprint("UPDATE t SET a = 1 WHERE id = 1");
-        assert_ne!(base, sql_fingerprint("UPDATE t SET a = 1 WHERE id = 1 OR true"));
+        assert_ne!(
+            base,
+            sql_fingerprint("UPDATE t SET a = 1 WHERE id = 1 OR true")
+        );
         assert_ne!(base, sql_fingerprint("UPDATE u SET a = 1 WHERE id = 1"));
-        assert_ne!(base, sql_fingerprint("UPDATE t SET a = 1 WHERE id = 1; DROP TABLE t"));
+        assert_ne!(
+            base,
+            sql_fingerprint("UPDATE t SET a = 1 WHERE id = 1; DROP TABLE t")
+        );
         // Quoted identifiers keep their case: "T" and t are different tables.
         assert_ne!(
             sql_fingerprint(r#"UPDATE "T" SET a = 1"#),

@@ -105,7 +105,9 @@ pub fn identity_of(subject: Option<&str>, ctx: &ConnCtx) -> String {
 pub enum Opened {
     Waiting(Ticket),
     /// Refused at once (outside approval hours, too many pending, store failure).
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
 }
 
 /// A pending request, owned by the waiting session.
@@ -191,7 +193,9 @@ impl Broker {
         }
         for g in loaded.grants {
             let expires = humantime::parse_rfc3339(&g.expires_at).unwrap_or(SystemTime::now());
-            inner.grants.insert(g.id.clone(), Grant { view: g, expires });
+            inner
+                .grants
+                .insert(g.id.clone(), Grant { view: g, expires });
         }
         Ok(Broker {
             inner: Mutex::new(inner),
@@ -240,7 +244,13 @@ impl Broker {
     }
 
     /// A live grant covering this command, if any (its use is counted).
-    pub fn grant_for(&self, identity: &str, resource: &str, rule: &str, fingerprint: &str) -> Option<String> {
+    pub fn grant_for(
+        &self,
+        identity: &str,
+        resource: &str,
+        rule: &str,
+        fingerprint: &str,
+    ) -> Option<String> {
         let now = SystemTime::now();
         let mut inner = self.lock();
         let grant = inner.grants.values_mut().find(|g| {
@@ -288,7 +298,12 @@ impl Broker {
                 target: req.ctx.target.clone(),
                 pid: req.ctx.process.pid,
                 uid: req.ctx.process.uid,
-                exe: req.ctx.process.exe.as_ref().map(|p| p.display().to_string()),
+                exe: req
+                    .ctx
+                    .process
+                    .exe
+                    .as_ref()
+                    .map(|p| p.display().to_string()),
                 cgroup_id: req.ctx.process.cgroup_id,
                 subject: req.subject.clone(),
             },
@@ -350,6 +365,8 @@ impl Broker {
         tokio::pin!(cancelled);
         let deadline = tokio::time::Instant::from_std(ticket.opened + ticket.timeout);
         let mut stage = 0;
+        // After a timer or a cancel ends the request, only the channel is left to read.
+        let mut ended = false;
         loop {
             let next_escalation = ticket
                 .escalations
@@ -359,14 +376,16 @@ impl Broker {
                 outcome = &mut ticket.rx => {
                     return outcome.unwrap_or(Outcome::Abandoned { reason: "the approval service stopped".into() });
                 }
-                _ = tokio::time::sleep_until(next_escalation.unwrap_or(deadline)), if next_escalation.is_some() => {
+                _ = tokio::time::sleep_until(next_escalation.unwrap_or(deadline)), if !ended && next_escalation.is_some() => {
                     self.escalate(&ticket.id, stage);
                     stage += 1;
                 }
-                _ = tokio::time::sleep_until(deadline) => {
+                _ = tokio::time::sleep_until(deadline), if !ended => {
+                    ended = true;
                     self.finish(&ticket.id, State::Expired, None, Outcome::Expired { after: ticket.timeout });
                 }
-                _ = &mut cancelled => {
+                _ = &mut cancelled, if !ended => {
+                    ended = true;
                     self.finish(&ticket.id, State::Cancelled, Some("the agent cancelled the statement or disconnected".into()), Outcome::Cancelled);
                 }
             }
@@ -380,7 +399,10 @@ impl Broker {
         let Some(mut pending) = inner.pending.remove(id) else {
             return;
         };
-        let view = inner.views.get_mut(id).expect("pending requests have a view");
+        let view = inner
+            .views
+            .get_mut(id)
+            .expect("pending requests have a view");
         view.state = state;
         view.decided_at = Some(now_rfc3339());
         view.decision_reason = reason.or_else(|| match &outcome {
@@ -420,7 +442,10 @@ impl Broker {
         else {
             return;
         };
-        let view = inner.views.get_mut(id).expect("pending requests have a view");
+        let view = inner
+            .views
+            .get_mut(id)
+            .expect("pending requests have a view");
         for g in &groups {
             if !view.groups.contains(g) {
                 view.groups.push(g.clone());
@@ -666,7 +691,8 @@ impl Broker {
     pub fn shutdown(&self) {
         let ids: Vec<String> = self.lock().pending.keys().cloned().collect();
         for id in ids {
-            let reason = "the gateway is shutting down; nothing was sent to the database".to_string();
+            let reason =
+                "the gateway is shutting down; nothing was sent to the database".to_string();
             self.finish(
                 &id,
                 State::Abandoned,

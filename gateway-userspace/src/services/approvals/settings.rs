@@ -17,8 +17,8 @@ pub const DEFAULT_PREVIEW_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct ApprovalSettings {
     /// HTTP API and web page.
     pub listen: SocketAddr,
-    /// Base URL used in notification links (default `http://<listen>`).
-    pub public_url: String,
+    /// Base URL used in notification links (default `http://<bound listen address>`).
+    pub public_url: Option<String>,
     /// Requests and grants survive restarts here (a restarted gateway marks pending ones
     /// abandoned). `None`: `<state_dir>/approvals.db`.
     pub store: Option<PathBuf>,
@@ -322,9 +322,9 @@ impl RawHours {
                     Some(b'-') => (-1, &text[1..]),
                     _ => (0, text),
                 };
-                let parsed = rest.split_once(':').and_then(|(h, m)| {
-                    Some(h.parse::<i32>().ok()? * 60 + m.parse::<i32>().ok()?)
-                });
+                let parsed = rest
+                    .split_once(':')
+                    .and_then(|(h, m)| Some(h.parse::<i32>().ok()? * 60 + m.parse::<i32>().ok()?));
                 match parsed {
                     Some(m) if sign != 0 && m <= 14 * 60 => sign * m,
                     _ => {
@@ -444,9 +444,9 @@ impl RawApprovals {
                         Some("e.g. https://sluice.example.com"),
                     );
                 }
-                u.value.trim_end_matches('/').to_string()
+                Some(u.value.trim_end_matches('/').to_string())
             }
-            None => format!("http://{listen}"),
+            None => None,
         };
         let max_pending = match &self.max_pending {
             None => DEFAULT_MAX_PENDING,
