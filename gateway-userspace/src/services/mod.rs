@@ -3,6 +3,7 @@
 pub mod alerts;
 pub mod approvals;
 pub mod cancel;
+pub mod identity;
 
 use std::sync::{Arc, RwLock};
 
