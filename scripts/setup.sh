@@ -53,6 +53,24 @@ else
       --no-default-features --features "llvm-$LLVM_MAJOR,no-llvm-linking"
 fi
 
+# Node.js runs the real OpenID Connect provider of the identity tests (tests/oidc).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  log "apt-get install nodejs npm"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+OIDC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/oidc"
+# `npm ci` only when the install is missing or older than the lock file (it wipes node_modules).
+if [ ! -d "$OIDC_DIR/node_modules" ] || [ "$OIDC_DIR/package-lock.json" -nt "$OIDC_DIR/node_modules" ]; then
+  log "npm ci in tests/oidc"
+  npm ci --prefix "$OIDC_DIR" --no-audit --no-fund --loglevel=error
+  # npm ci may leave the directory's mtime older than the lock file; mark it current.
+  touch "$OIDC_DIR/node_modules"
+else
+  log "tests/oidc node_modules present"
+fi
+
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 log "bpffs mounted"
 
