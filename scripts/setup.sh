@@ -14,7 +14,7 @@ fi
 # namespace-based tests.
 APT_PACKAGES=(
   pkg-config iproute2 procps psmisc curl ca-certificates openssl bc
-  libhyperscan-dev
+  libhyperscan-dev libsqlite3-dev
   postgresql postgresql-contrib postgresql-client pgbouncer
   openssh-server openssh-client
   # The approvals web page's browser test: Debian's Chromium (playwright-core brings no browser
@@ -56,21 +56,25 @@ else
       --no-default-features --features "llvm-$LLVM_MAJOR,no-llvm-linking"
 fi
 
-# Node packages of the browser test (tests/browser): reinstalled only when package-lock.json is
-# newer than what npm last installed. Node and npm are the machine's (playwright-core needs
-# Node >= 20, newer than Debian 12's); Debian's are a fallback when there are none.
-if ! command -v npm >/dev/null 2>&1; then
+# Node.js runs the real OpenID Connect provider (tests/oidc) and drives Chromium in the browser
+# test (tests/browser). The machine's node and npm are used (playwright-core needs Node >= 20);
+# Debian's are a fallback when there are none.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   log "apt-get install nodejs npm"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
 fi
-BROWSER_DIR="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
-if [ ! -f "$BROWSER_DIR/node_modules/.package-lock.json" ] \
-  || [ "$BROWSER_DIR/package-lock.json" -nt "$BROWSER_DIR/node_modules/.package-lock.json" ]; then
-  log "npm ci in tests/browser"
-  npm ci --prefix "$BROWSER_DIR" --no-audit --no-fund
-else
-  log "tests/browser node_modules up to date"
+ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+for project in oidc browser; do
+  dir="$ROOT_DIR/tests/$project"
+  # `npm ci` wipes node_modules: only when it is missing or older than the lock file.
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] \
+    || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    log "npm ci in tests/$project"
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+  else
+    log "tests/$project node_modules up to date"
+  fi
 fi
 
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf

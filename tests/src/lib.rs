@@ -19,6 +19,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod oidc;
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A name unique within this test process and across concurrent test processes.
