@@ -75,7 +75,7 @@ for project in oidc browser; do
   else
     log "tests/$project node_modules up to date"
   fi
-fi
+done
 
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 log "bpffs mounted"
