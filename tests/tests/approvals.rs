@@ -2,15 +2,19 @@
 //! real PostgreSQL, reviewers using the `sluice approvals` CLI, the HTTP API and the web page.
 
 use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpListener,
     process::{Command, Output},
+    sync::{Arc, Mutex},
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use serde_json::Value;
+use sluice::services::approvals::notify::verify;
 use sluice_tests::{
     ClientRun, Gateway, PG_SCRAM, PgServer, Policy, TestCgroup, TestNet, bin_path, inject,
-    is_event, pg_resource, probe, psql_in, require_root,
+    is_event, oidc::OidcProvider, pg_resource, probe, psql_in, require_root,
 };
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -118,7 +122,11 @@ impl Setup {
     }
 
     fn show(&self, id: &str) -> Value {
-        let out = self.cli(ALICE, &["show", id]);
+        self.show_as(ALICE, id)
+    }
+
+    fn show_as(&self, token: &str, id: &str) -> Value {
+        let out = self.cli(token, &["show", id]);
         assert!(
             out.status.success(),
             "{}",
@@ -481,4 +489,412 @@ fn api_requires_a_valid_token() {
         serde_json::from_slice::<Value>(&who.stdout).unwrap()["subject"],
         "bob"
     );
+}
+
+/// Reviewers (and the agent) with tokens from a real OpenID Connect provider.
+fn oidc_setup(provider: &OidcProvider, approval: &str, extra: &str) -> Setup {
+    let identity = format!(
+        "identity:\n  oidc: {{ issuer: \"{}\", audience: sluice, leeway: 0s }}\n",
+        provider.issuer
+    );
+    setup_agent_auth(approval, extra, &identity)
+}
+
+/// Like `setup_with`, with the agent presenting an OIDC token as its password.
+fn setup_agent_auth(approval: &str, extra: &str, identity: &str) -> Setup {
+    require_root();
+    let net = TestNet::new();
+    let pg = PgServer::start(&net);
+    let cg = TestCgroup::new();
+    let mut policy = Policy::new(Some(&cg), "deny");
+    policy.raw_resources = format!(
+        "{}    agent_auth: oidc\n",
+        pg_resource("orders-db", &pg, &inject(PG_SCRAM))
+    );
+    policy.extra = format!(
+        "{}approvals:\n  listen: 127.0.0.1:0\n{extra}{identity}",
+        rules(approval)
+    );
+    let gw = Gateway::start(&policy);
+    let api = api_of(&gw);
+    Setup {
+        _net: net,
+        pg,
+        cg,
+        gw,
+        api,
+    }
+}
+
+impl Setup {
+    /// psql as an agent presenting `token`.
+    fn agent_with_token(&self, token: &str, sql: &[&str]) -> JoinHandle<ClientRun> {
+        let cg = self.cg.dir.clone();
+        let conninfo = self.pg.conninfo(PG_SCRAM.0, token);
+        let sql: Vec<String> = sql.iter().map(|s| s.to_string()).collect();
+        std::thread::spawn(move || {
+            let refs: Vec<&str> = sql.iter().map(String::as_str).collect();
+            psql_in(&cg, &conninfo, &refs)
+        })
+    }
+}
+
+fn provider() -> OidcProvider {
+    OidcProvider::start(&[("alice", &["dba"]), ("bob", &["sre"]), ("carol", &["dba"])])
+        .expect("starting the OIDC provider (run `cargo xtask setup`)")
+}
+
+#[test]
+fn oidc_reviewers_cannot_approve_their_own_request_and_bad_tokens_are_refused() {
+    let idp = provider();
+    let s = oidc_setup(&idp, ONE_DBA, "");
+    let alice = idp.token("alice").unwrap();
+    // alice runs the agent herself.
+    let agent = s.agent_with_token(&alice, &[UPDATE]);
+    let id = s.request(0);
+    let view = s.show_as(&alice, &id);
+    assert_eq!(view["requester"]["subject"], "alice");
+
+    let own = s.cli(&alice, &["approve", &id]);
+    assert!(stderr(&own).contains("403"), "{}", stderr(&own));
+    assert!(
+        stderr(&own).contains("your own request"),
+        "{}",
+        stderr(&own)
+    );
+
+    let bob = idp.token("bob").unwrap();
+    assert!(stderr(&s.cli(&bob, &["approve", &id])).contains("403"));
+
+    let wrong_audience = idp.token_with("carol", "another-service", 600).unwrap();
+    let out = s.cli(&wrong_audience, &["approve", &id]);
+    assert!(stderr(&out).contains("401"), "{}", stderr(&out));
+    let mut forged = idp.token("carol").unwrap();
+    // Change one character of the signature.
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    let out = s.cli(&forged, &["approve", &id]);
+    assert!(stderr(&out).contains("401"), "{}", stderr(&out));
+    let expired = idp.token_with("carol", "sluice", 1).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let out = s.cli(&expired, &["approve", &id]);
+    assert!(stderr(&out).contains("401"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("expired"), "{}", stderr(&out));
+    assert_eq!(s.show_as(&alice, &id)["state"], "pending");
+
+    let carol = idp.token("carol").unwrap();
+    let out = s.cli(&carol, &["approve", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(agent.join().unwrap().status.success());
+    assert_eq!(s.balance(), "101");
+}
+
+#[test]
+fn agent_with_a_bad_token_is_refused_at_login() {
+    let idp = provider();
+    let s = oidc_setup(&idp, ONE_DBA, "");
+    let expired = idp.token_with("alice", "sluice", 1).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    for token in [expired.as_str(), "not-a-jwt"] {
+        let run = s.agent_with_token(token, &["SELECT 1"]).join().unwrap();
+        assert!(!run.status.success());
+        assert!(run.stderr.contains("token was refused"), "{}", run.stderr);
+    }
+    let ok = s
+        .agent_with_token(&idp.token("alice").unwrap(), &["SELECT 1"])
+        .join()
+        .unwrap();
+    assert!(ok.status.success(), "{}", ok.stderr);
+}
+
+/// Lower-cased header names and values, and the body, of one POST.
+type Post = (Vec<(String, String)>, Vec<u8>);
+
+/// Collects HTTP POSTs (headers and body) sent to it.
+struct Receiver {
+    url: String,
+    seen: Arc<Mutex<Vec<Post>>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let store = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream);
+                let mut headers = Vec::new();
+                let mut line = String::new();
+                reader.read_line(&mut line).ok();
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = line.trim().split_once(':') {
+                        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                    }
+                }
+                let len = headers
+                    .iter()
+                    .find(|(k, _)| k == "content-length")
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0u8; len];
+                reader.read_exact(&mut body).ok();
+                let mut stream = reader.into_inner();
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+                store.lock().unwrap().push((headers, body));
+            }
+        });
+        Receiver { url, seen }
+    }
+
+    /// Bodies (as JSON) received so far whose `type` is `kind`, waiting for at least one.
+    fn wait_json(&self, pred: impl Fn(&Value) -> bool) -> (Vec<(String, String)>, Vec<u8>, Value) {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            for (h, b) in self.seen.lock().unwrap().iter() {
+                if let Ok(v) = serde_json::from_slice::<Value>(b)
+                    && pred(&v)
+                {
+                    return (h.clone(), b.clone(), v);
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no matching POST arrived"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default()
+}
+
+#[test]
+fn escalation_lets_the_next_group_decide_and_signed_webhooks_report_it() {
+    let hook = Receiver::start();
+    let slack = Receiver::start();
+    let s = setup_with(
+        "{ groups: [dba], timeout: 60s, escalation: [ { after: 2s, groups: [sre] } ] }",
+        &format!(
+            "  notify:\n    webhook: {{ url: \"{}\", secret: {{ value: hook-secret }} }}\n    slack: {{ webhook_url: {{ value: \"{}\" }} }}\n",
+            hook.url, slack.url
+        ),
+        &static_identity(),
+    );
+    // A statement whose text tries to forge Slack markup.
+    let sneaky = "UPDATE accounts SET balance = balance + 1 WHERE id = 3 /* <!channel> *approved* <https://evil.example|click> */";
+    let agent = s.agent(&[sneaky]);
+    let id = s.request(0);
+    let (headers, body, requested) = hook.wait_json(|v| v["type"] == "sluice.approval.requested");
+    assert_eq!(requested["approval"]["id"], id.as_str());
+    assert!(
+        requested["link"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/approvals/{id}"))
+    );
+    verify(
+        b"hook-secret",
+        header(&headers, "x-sluice-timestamp"),
+        header(&headers, "x-sluice-signature"),
+        &body,
+        SystemTime::now(),
+        Duration::from_secs(300),
+    )
+    .expect("the webhook is signed with the shared secret");
+    assert!(
+        verify(
+            b"other",
+            header(&headers, "x-sluice-timestamp"),
+            header(&headers, "x-sluice-signature"),
+            &body,
+            SystemTime::now(),
+            Duration::from_secs(300)
+        )
+        .is_err()
+    );
+    // Slack: the statement is plain text, never markup.
+    let (_, _, message) = slack.wait_json(|v| v.get("blocks").is_some());
+    assert!(
+        !message["text"].as_str().unwrap().contains("<!channel>"),
+        "{message}"
+    );
+    let mut carriers = Vec::new();
+    markup_carriers(&message, &mut carriers);
+    assert!(
+        !carriers.is_empty(),
+        "the statement is in the message: {message}"
+    );
+    for kind in carriers {
+        assert!(
+            kind == "plain_text" || kind == "text",
+            "user text inside a `{kind}` object could be read as markup: {message}"
+        );
+    }
+
+    // Before the escalation the SRE may not decide.
+    let early = s.cli(BOB, &["approve", &id]);
+    assert!(stderr(&early).contains("403"), "{}", stderr(&early));
+    let (_, _, escalated) = hook.wait_json(|v| v["type"] == "sluice.approval.escalated");
+    assert_eq!(escalated["groups"], serde_json::json!(["sre"]));
+    let out = s.cli(BOB, &["approve", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(agent.join().unwrap().status.success());
+    assert_eq!(s.balance(), "101");
+    let (_, _, decided) = hook.wait_json(|v| v["type"] == "sluice.approval.decided");
+    assert_eq!(decided["approval"]["state"], "approved");
+}
+
+/// Types of the JSON objects whose string fields carry the forged markup.
+fn markup_carriers(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            let kind = map.get("type").and_then(Value::as_str).unwrap_or("");
+            for (k, child) in map {
+                match child {
+                    Value::String(text) if k != "type" && text.contains("<!channel>") => {
+                        out.push(kind.to_string())
+                    }
+                    _ => markup_carriers(child, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| markup_carriers(i, out)),
+        _ => {}
+    }
+}
+
+/// Slack's request signature: `v0=` hex HMAC-SHA256 over `v0:{timestamp}:{body}`.
+fn slack_sign(secret: &[u8], ts: u64, body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(format!("v0:{ts}:{body}").as_bytes());
+    let bytes = mac.finalize().into_bytes();
+    format!(
+        "v0={}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+#[test]
+fn slack_buttons_decide_only_with_a_valid_signature_and_a_mapped_user() {
+    let s = setup_with(
+        ONE_DBA,
+        "  notify:\n    slack:\n      signing_secret: { value: slack-signing-secret }\n      users: { U0CAROL: { subject: carol, groups: [dba] } }\n",
+        &static_identity(),
+    );
+    let agent = s.agent(&[UPDATE]);
+    let id = s.request(0);
+    let post = |user: &str, secret: &[u8]| -> (u16, String) {
+        let payload = serde_json::json!({
+            "type": "block_actions",
+            "user": { "id": user },
+            "actions": [ { "action_id": "sluice_approve", "value": id } ],
+            "response_url": "https://hooks.slack.com/actions/x"
+        });
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("payload", &payload.to_string())
+            .finish();
+        let ts = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", "POST"])
+            .arg(format!("{}/slack/interactions", s.api))
+            .args(["-H", &format!("x-slack-request-timestamp: {ts}")])
+            .args([
+                "-H",
+                &format!("x-slack-signature: {}", slack_sign(secret, ts, &body)),
+            ])
+            .args(["-H", "content-type: application/x-www-form-urlencoded"])
+            .args(["--data-binary", &body])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (resp, code) = text.rsplit_once('\n').unwrap();
+        (code.parse().unwrap(), resp.to_string())
+    };
+    let (code, _) = post("U0CAROL", b"wrong-secret");
+    assert_eq!(code, 401);
+    let (code, resp) = post("U0MALLORY", b"slack-signing-secret");
+    assert_eq!(code, 200);
+    assert!(resp.contains("not a sluice reviewer"), "{resp}");
+    assert_eq!(s.show(&id)["state"], "pending");
+    let (code, resp) = post("U0CAROL", b"slack-signing-secret");
+    assert_eq!(code, 200);
+    assert!(resp.contains("approved"), "{resp}");
+    assert!(agent.join().unwrap().status.success());
+    assert_eq!(s.show(&id)["votes"][0]["reviewer"], "carol");
+    assert_eq!(s.balance(), "101");
+}
+
+#[test]
+fn web_page_approves_in_headless_chromium() {
+    let s = setup(ONE_DBA);
+    let agent = s.agent(&[UPDATE]);
+    let id = s.request(0);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/browser/approve.mjs");
+    let out = Command::new("node")
+        .args([
+            script,
+            &s.api,
+            ALICE,
+            &id,
+            "approve",
+            "approved in the browser",
+        ])
+        .output()
+        .expect("node (run `cargo xtask setup`)");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["state"], "approved", "{result}");
+    assert_eq!(result["command"], UPDATE);
+    assert!(agent.join().unwrap().status.success());
+    assert_eq!(s.balance(), "101");
+    assert_eq!(s.show(&id)["votes"][0]["reason"], "approved in the browser");
+}
+
+#[test]
+fn web_page_shows_a_refusal() {
+    let idp = provider();
+    let s = oidc_setup(&idp, ONE_DBA, "");
+    let alice = idp.token("alice").unwrap();
+    let agent = s.agent_with_token(&alice, &[UPDATE]);
+    let id = s.request(0);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/browser/approve.mjs");
+    let out = Command::new("node")
+        .args([script, &s.api, &alice, &id, "approve"])
+        .output()
+        .expect("node");
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert!(
+        result["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("your own request"),
+        "{result} {}",
+        stderr(&out)
+    );
+    assert_eq!(result["state"], "pending");
+    let carol = idp.token("carol").unwrap();
+    assert!(
+        s.cli(&carol, &["deny", &id, "--reason", "no"])
+            .status
+            .success()
+    );
+    assert!(!agent.join().unwrap().status.success());
 }

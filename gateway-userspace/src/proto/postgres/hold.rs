@@ -62,13 +62,16 @@ pub struct HeldStatement {
     pub param_types: Vec<u32>,
 }
 
+/// A `Bind`'s parameter format codes and values, kept to replay it for the preview.
+pub type BoundParams = (Vec<u16>, Vec<Option<Vec<u8>>>);
+
 /// An extended-protocol batch held from its first `Bind`/`Execute` of a held statement.
 pub struct HeldBatch {
     pub bytes: BytesMut,
     pub statements: Vec<Arc<HeldStatement>>,
     /// Parameters of the first `Bind` (text as shown to reviewers; raw for the preview).
     pub shown: Vec<Option<String>>,
-    pub first_bind: Option<(Vec<u16>, Vec<Option<Vec<u8>>>)>,
+    pub first_bind: Option<BoundParams>,
     pub executions: usize,
 }
 
@@ -148,7 +151,7 @@ pub enum PreviewInput<'a> {
     Extended {
         sql: &'a str,
         param_types: &'a [u32],
-        bind: Option<&'a (Vec<u16>, Vec<Option<Vec<u8>>>)>,
+        bind: Option<&'a BoundParams>,
     },
 }
 

@@ -476,7 +476,7 @@ fn decide(sql: &str, ctx: &ConnCtx, services: &Services, protocol: &'static str)
     if decision.alerts() {
         warn!(event = "alert", conn_id = ctx.id, resource = %ctx.resource.name, pid = ctx.process.pid,
               action = %decision.action, rule = %decision.rule, reason = %decision.reason, sql = %sql,
-              "statement {}", if verdict.is_allow() { "allowed with an alert" } else { "refused" });
+              "statement {}", match verdict { Verdict::Allow => "allowed with an alert", Verdict::Hold { .. } => "held for approval", Verdict::Deny { .. } => "refused" });
         if let Some(url) = &policy.alerts.webhook {
             services.alerts.send(
                 url,
@@ -622,10 +622,7 @@ where
                             payload: &msg.raw,
                             preview: PreviewInput::Simple(sql),
                         };
-                        match hold::hold(&mut cr, spec, ctx, services, identity).await {
-                            Ok(()) => Ok(()),
-                            Err(e) => Err(e),
-                        }
+                        hold::hold(&mut cr, spec, ctx, services, identity).await
                     }
                     other => match refusal_message(&other) {
                         None => Ok(()),

@@ -42,6 +42,7 @@ impl Authenticator {
             Some(o) => {
                 let mut s = OidcSettings::new(o.issuer.clone(), o.audience.clone());
                 s.groups_claim = o.groups_claim.clone();
+                s.leeway = o.leeway;
                 Some(Arc::new(OidcVerifier::new(s)?))
             }
         };

@@ -131,6 +131,8 @@ pub struct OidcConfig {
     pub issuer: String,
     pub audience: String,
     pub groups_claim: String,
+    /// Clock skew tolerated on `exp`/`nbf`/`iat`.
+    pub leeway: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -245,6 +247,8 @@ struct RawOidc {
     audience: Spanned<String>,
     #[serde(default)]
     groups_claim: Option<String>,
+    #[serde(default)]
+    leeway: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -515,6 +519,20 @@ impl RawIdentity {
                 issuer,
                 audience: o.audience.value.clone(),
                 groups_claim: o.groups_claim.clone().unwrap_or_else(|| "groups".into()),
+                leeway: match &o.leeway {
+                    None => Duration::from_secs(30),
+                    Some(l) => match humantime::parse_duration(l.value.trim()) {
+                        Ok(d) if d <= Duration::from_secs(300) => d,
+                        _ => {
+                            report.error(
+                                l,
+                                "`leeway` must be a duration of at most 5m",
+                                Some("e.g. 30s, or 0s"),
+                            );
+                            Duration::from_secs(30)
+                        }
+                    },
+                },
             }
         });
         let mut static_tokens = Vec::new();
