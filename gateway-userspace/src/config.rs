@@ -1215,6 +1215,53 @@ mod tests {
     }
 
     #[test]
+    fn approval_settings_are_checked() {
+        let base = "targets:\n  - name: a\n    egress: allow\n\
+                    resources:\n  - name: db\n    protocol: postgres\n    match: [ { address: 10.0.0.1, port: 5432 } ]\n";
+        let messages = |text: &str| -> Vec<String> {
+            parse(&format!("{base}{text}"))
+                .unwrap_err()
+                .diagnostics
+                .into_iter()
+                .map(|d| d.message)
+                .collect()
+        };
+        // A hold nobody may approve, and approvals nobody can sign in to.
+        let m = messages(
+            "rules:\n  - { name: w, statements: [update], action: hold }\napprovals: {}\n",
+        );
+        assert!(m.iter().any(|x| x.contains("nobody may approve")), "{m:?}");
+        assert!(
+            m.iter().any(|x| x.contains("no reviewer can sign in")),
+            "{m:?}"
+        );
+        // `approval` on a rule that does not hold; an escalation after the timeout; bad hours.
+        let m = messages(
+            "rules:\n  - { name: r, statements: [select], action: allow, approval: { groups: [dba] } }\n\
+             \x20 - { name: w, statements: [update], action: hold, approval: { groups: [dba], timeout: 1m, escalation: [ { after: 2m, groups: [sre] } ], hours: { days: [moon], from: \"18:00\", to: \"09:00\" } } }\n\
+             approvals: {}\nidentity: { static_tokens: [ { subject: me, token: { value: short } } ] }\n",
+        );
+        for expected in [
+            "only applies to rules with `action: hold`",
+            "before the timeout",
+            "`moon` is not a day",
+            "later than `from`",
+            "at least 16 characters",
+        ] {
+            assert!(m.iter().any(|x| x.contains(expected)), "{expected}: {m:?}");
+        }
+        let ok = parse(&format!(
+            "{base}rules:\n  - {{ name: w, statements: [update], action: hold, approval: {{ groups: [dba], required: 2, timeout: 10m, escalation: [ {{ after: 5m, groups: [sre] }} ] }} }}\n\
+             approvals: {{ listen: 127.0.0.1:0 }}\nidentity: {{ oidc: {{ issuer: https://idp.example.com, audience: sluice }} }}\n"
+        ))
+        .unwrap();
+        let policy = ok.rules[0].approval.as_ref().unwrap();
+        assert_eq!(policy.required, 2);
+        assert_eq!(policy.escalation[0].groups, ["sre"]);
+        assert_eq!(ok.identity.oidc.as_ref().unwrap().groups_claim, "groups");
+    }
+
+    #[test]
     fn reports_every_error_with_its_position() {
         let err = parse(
             "listen: 0.0.0.0:1\n\
