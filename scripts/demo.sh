@@ -5,6 +5,8 @@
 #    and which process made it;
 #  - query results come back with emails, cards and other PII masked;
 #  - `DROP TABLE` is refused (on the parsed statement) and never reaches the database;
+#  - an `UPDATE` is held in the gateway until a reviewer approves it with `sluice approvals`
+#    (after seeing a preview of the rows it changes); then it runs, once;
 #  - a destination the policy does not list is refused in the kernel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +19,7 @@ NS=sldemo
 DB=169.254.200.2
 cleanup() {
   [ -n "${OTHER_PID:-}" ] && kill "$OTHER_PID" 2>/dev/null || true
+  [ -n "${REVIEWER_PID:-}" ] && kill "$REVIEWER_PID" 2>/dev/null || true
   pg_down "$WORK/pg"
   netns_down "$NS"
   rm -rf "$WORK"
@@ -41,6 +44,10 @@ echo "What the database really holds (read by the operator over its local socket
 runuser -u postgres -- psql -X -h "$WORK/pg" -U postgres -d shop -c "select * from customers"
 
 printf 'app-secret-held-by-sluice\n' > "$WORK/orders-db.password"
+# The reviewer's token. A real deployment signs reviewers in with OIDC (identity.oidc); a
+# static token keeps the demo free of external services.
+openssl rand -hex 24 > "$WORK/reviewer.token"
+API=http://127.0.0.1:17070
 cat > "$WORK/policy.yaml" <<YAML
 listen: 127.0.0.1:15001
 state_dir: $WORK/state
@@ -58,7 +65,15 @@ resources:
       password: { file: $WORK/orders-db.password }
 rules:
   - { name: reads, statements: [select], action: allow }
-  - { name: writes-need-approval, statements: [insert, update, delete], action: hold }
+  - name: writes-need-approval
+    statements: [insert, update, delete]
+    action: hold          # the statement waits in sluice until a DBA approves it
+    approval: { groups: [dba], timeout: 2m, preview: { explain: true, dry_run: true } }
+approvals:
+  listen: 127.0.0.1:17070 # API, CLI and web page for reviewers
+identity:
+  static_tokens:          # single-user demo; use identity.oidc in production
+    - { subject: dana, groups: [dba], token: { file: $WORK/reviewer.token } }
 YAML
 step "The policy"
 cat "$WORK/policy.yaml"
@@ -68,15 +83,39 @@ echo "--- psql: SELECT * FROM customers"
 psql -X "host=169.254.200.2 user=app password=anything dbname=shop" -c "SELECT * FROM customers"
 echo "--- psql: DROP TABLE customers"
 psql -X "host=169.254.200.2 user=app password=anything dbname=shop" -c "DROP TABLE customers" || true
+echo "--- psql: UPDATE customers SET name = '"'"'Ada King'"'"' WHERE id = 1   (held: waits for a reviewer)"
+psql -X "host=169.254.200.2 user=app password=anything dbname=shop" -c "UPDATE customers SET name = '"'"'Ada King'"'"' WHERE id = 1"
 echo "--- curl http://169.254.200.2:9999/  (not a listed resource)"
 curl -sS -m 3 http://169.254.200.2:9999/ || echo "(refused by sluice in the kernel: EPERM)"
 '
+# A reviewer at another terminal: waits for the held statement, looks at it, approves it.
+reviewer() {
+  local approvals=("$BIN/sluice" approvals --url "$API" --token-file "$WORK/reviewer.token")
+  for _ in $(seq 1 300); do
+    id=$("${approvals[@]}" list 2>/dev/null | awk 'NR == 2 { print $1 }' || true)
+    if [ -n "$id" ]; then
+      echo "[reviewer] \$ sluice approvals list"
+      "${approvals[@]}" list | sed 's/^/[reviewer] /'
+      echo "[reviewer] preview: $("${approvals[@]}" show "$id" | grep -E '"(rows_affected|estimated_rows)"' | tr -s ' \n' ' ')"
+      echo "[reviewer] \$ sluice approvals approve $id --reason 'customer asked, ticket CS-42'"
+      "${approvals[@]}" approve "$id" --reason "customer asked, ticket CS-42" | sed 's/^/[reviewer] /'
+      return
+    fi
+    sleep 0.2
+  done
+}
+reviewer &
+REVIEWER_PID=$!
+
 step "The agent, unchanged, wrapped: sluice exec --config policy.yaml -- sh -c '...'"
 "$BIN/sluice" --log-file "$WORK/sluice.log" exec --config "$WORK/policy.yaml" -- sh -c "$AGENT"
+wait "$REVIEWER_PID" || true
 
 step "What sluice logged"
-grep -E 'event="(connection|session_start|command|egress_denied)"' "$WORK/sluice.log" \
+grep -E 'event="(connection|session_start|command|approval_requested|approval_decided|hold_released|egress_denied)"' "$WORK/sluice.log" \
   | sed -E 's/^[^ ]+ +//' | cut -c1-260
 
 step "Ground truth: the table is still there"
 runuser -u postgres -- psql -X -A -t -h "$WORK/pg" -U postgres -d shop -c "select count(*) || ' customers' from customers"
+echo "and the approved UPDATE ran once:"
+runuser -u postgres -- psql -X -A -t -h "$WORK/pg" -U postgres -d shop -c "select id, name from customers where id = 1"
