@@ -7,7 +7,7 @@ pg_up() {
   rm -rf "$dir"; mkdir -p "$dir"; chown postgres:postgres "$dir"
   runuser -u postgres -- "$PG_BIN/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 >/dev/null
   printf 'local all all trust\nhost all all all scram-sha-256\n' > "$dir/pg_hba.conf"
-  local start=("$PG_BIN/pg_ctl" -D "$dir" -o "-c listen_addresses=$addr -p 5432 -k $dir" -w -l "$dir/log" start)
+  local start=("$PG_BIN/pg_ctl" -D "$dir" -o "-c listen_addresses=$addr -p 5432 -k $dir ${PG_OPTS:-}" -w -l "$dir/log" start)
   if [ -n "$ns" ]; then
     ip netns exec "$ns" runuser -u postgres -- "${start[@]}" >/dev/null
   else

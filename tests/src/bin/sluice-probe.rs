@@ -233,6 +233,15 @@ fn pg(args: &[String]) {
     let conninfo = args.first().expect("conninfo").clone();
     let mode = args.get(1).expect("mode").clone();
     let sqls: Vec<String> = args[2..].to_vec();
+    // `pg CONNINFO hold-many N SQL`: N sessions; prints `connected` once all are open, waits
+    // for a line on stdin, then sends SQL on every one at once and waits for all answers.
+    if mode == "hold-many" {
+        let n: usize = sqls[0].parse().expect("N");
+        let sql = sqls[1].clone();
+        let out = rt.block_on(hold_many(conninfo, n, sql));
+        print(out);
+        return;
+    }
     let out = rt.block_on(async move {
         let (client, conn) = match tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await {
             Ok(c) => c,
@@ -289,6 +298,28 @@ fn pg(args: &[String]) {
         json!({"ok": true, "results": results})
     });
     print(out);
+}
+
+async fn hold_many(conninfo: String, n: usize, sql: String) -> serde_json::Value {
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        match tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await {
+            Ok((client, conn)) => {
+                tokio::spawn(conn);
+                clients.push(client);
+            }
+            Err(e) => return pg_error(&e),
+        }
+    }
+    println!("connected");
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    let started = std::time::Instant::now();
+    let results =
+        futures_util::future::join_all(clients.iter().map(|c| c.simple_query(&sql))).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let first_error = results.iter().find_map(|r| r.as_ref().err().map(pg_error));
+    json!({"ok": true, "sessions": n, "succeeded": ok, "first_error": first_error, "elapsed_ms": started.elapsed().as_millis() as u64})
 }
 
 async fn extended(client: &tokio_postgres::Client, sql: &str) -> serde_json::Value {
