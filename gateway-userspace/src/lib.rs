@@ -5,8 +5,10 @@
 //! - [`ebpf`]: loads the kernel programs into intercepted cgroups, reads their records.
 //! - [`server`]: listeners, accept loop, target leases, graceful shutdown.
 //! - [`conn`]: what is known about one connection ([`conn::ConnCtx`]).
-//! - [`proto`]: protocol sessions (today: opaque TCP).
+//! - [`proto`]: protocol sessions (opaque TCP, PostgreSQL with approval holds).
 //! - [`inspect`]: guardrails (SQL AST rules) and masking (Hyperscan prefilter + exact validators).
+//! - [`services`]: what sessions share: the approval broker and its API, OIDC identity, cancel
+//!   keys, alerts.
 //! - [`exec`]: `sluice exec`, running a command inside an intercepted cgroup.
 // Denied everywhere; the one exception (`ebpf::watch_readable`) explains itself.
 #![deny(unsafe_code)]
