@@ -22,7 +22,13 @@ pub struct Services {
     pub approvals: Option<Arc<approvals::Broker>>,
     /// Verifies agents' OIDC tokens (`agent_auth: oidc`).
     pub agent_tokens: Option<Arc<identity::OidcVerifier>>,
+    /// Approval previews running at once: each is an extra database connection, and a burst of
+    /// holds must not exhaust the database's connection slots.
+    pub previews: tokio::sync::Semaphore,
 }
+
+/// See [`Services::previews`].
+pub const MAX_CONCURRENT_PREVIEWS: usize = 8;
 
 /// Statement analyses cached per gateway (exact text → analysis).
 const ANALYSIS_CACHE: usize = 10_000;
@@ -38,6 +44,7 @@ impl Services {
         Services {
             approvals,
             agent_tokens,
+            previews: tokio::sync::Semaphore::new(MAX_CONCURRENT_PREVIEWS),
             policy: RwLock::new(config),
             analyzer: SqlAnalyzer::new(ANALYSIS_CACHE),
             cancel: cancel::CancelRegistry::default(),

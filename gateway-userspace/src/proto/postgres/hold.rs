@@ -348,9 +348,13 @@ async fn preview(
             ..Preview::default()
         };
     }
-    // Connecting and logging in count against the budget too.
+    // Waiting for a slot, connecting and logging in count against the budget too.
     let budget = settings.timeout + Duration::from_secs(3);
-    match tokio::time::timeout(budget, run_preview(ctx, login, input, settings)).await {
+    let previewed = tokio::time::timeout(budget, async {
+        let _slot = services.previews.acquire().await;
+        run_preview(ctx, login, input, settings).await
+    });
+    match previewed.await {
         Ok(Ok(p)) => p,
         Ok(Err(e)) => Preview {
             note: Some(format!("no preview: {e}")),
