@@ -270,9 +270,18 @@ impl LineLog {
         let deadline = Instant::now() + timeout;
         let (lock, cv) = &*self.inner;
         let mut lines = lock.lock().unwrap();
+        let mut checked = 0;
         loop {
-            if let Some(v) = lines.iter().find(|v| pred(v)) {
-                return v.clone();
+            // `pred` runs without the lock held: it may read the log itself.
+            let fresh: Vec<Value> = lines[checked..].to_vec();
+            checked = lines.len();
+            drop(lines);
+            if let Some(v) = fresh.into_iter().find(|v| pred(v)) {
+                return v;
+            }
+            lines = lock.lock().unwrap();
+            if lines.len() > checked {
+                continue;
             }
             let now = Instant::now();
             assert!(
