@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod approvals;
+pub mod audit;
 pub mod cancel;
 pub mod identity;
 
