@@ -23,9 +23,3 @@ pub enum Verdict {
         reason: String,
     },
 }
-
-impl Verdict {
-    pub fn is_allow(&self) -> bool {
-        matches!(self, Verdict::Allow)
-    }
-}

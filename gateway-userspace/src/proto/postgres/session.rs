@@ -433,30 +433,17 @@ async fn forward_cancel(body: &[u8], ctx: &ConnCtx, services: &Services) {
     }
 }
 
-/// The refusal answered to the agent for a statement the policy does not allow.
-fn refusal_message(verdict: &Verdict) -> Option<Message> {
-    let (message, detail, hint) = match verdict {
-        Verdict::Allow => return None,
-        Verdict::Deny { rule, reason } => (
-            format!("sluice: statement blocked by rule \"{rule}\""),
-            reason.clone(),
+/// The refusal answered to the agent for a statement the policy denies (held statements are
+/// answered by [`hold::hold`]).
+fn denial(rule: &str, reason: &str) -> Message {
+    codec::error_response(
+        SQLSTATE_REFUSED,
+        &format!("sluice: statement blocked by rule \"{rule}\""),
+        Some(reason),
+        Some(
             "The gateway's policy does not allow this statement; nothing was sent to the database.",
         ),
-        // Approval holds need the approval broker; without one a hold cannot be granted.
-        Verdict::Hold { rule, reason } => (
-            format!(
-                "sluice: statement requires approval (rule \"{rule}\"), and no approval service is enabled on this gateway"
-            ),
-            reason.clone(),
-            "Nothing was sent to the database.",
-        ),
-    };
-    Some(codec::error_response(
-        SQLSTATE_REFUSED,
-        &message,
-        Some(&detail),
-        Some(hint),
-    ))
+    )
 }
 
 fn decide(sql: &str, ctx: &ConnCtx, services: &Services, protocol: &'static str) -> Verdict {
@@ -624,10 +611,8 @@ where
                         };
                         hold::hold(&mut cr, spec, ctx, services, identity).await
                     }
-                    other => match refusal_message(&other) {
-                        None => Ok(()),
-                        Some(err) => Err(err),
-                    },
+                    Verdict::Allow => Ok(()),
+                    Verdict::Deny { rule, reason } => Err(denial(&rule, &reason)),
                 };
                 match verdict {
                     Ok(()) => {
@@ -675,8 +660,8 @@ where
                             Some(msg)
                         }
                     }
-                    deny => {
-                        skipping = refusal_message(&deny);
+                    Verdict::Deny { rule, reason } => {
+                        skipping = Some(denial(&rule, &reason));
                         // A held batch in progress is refused with it.
                         batch = None;
                         None
