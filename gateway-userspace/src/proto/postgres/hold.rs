@@ -26,6 +26,7 @@ use crate::{
         approvals::{
             HoldRequest, Opened, Outcome,
             fingerprint::sql_fingerprint,
+            hex,
             model::Preview,
             settings::{ApprovalPolicy, PreviewSettings},
             sha256_hex,
@@ -113,10 +114,7 @@ impl HeldBatch {
 fn show_param(v: &[u8], binary: bool) -> String {
     let cut = &v[..v.len().min(MAX_PARAM_SHOWN)];
     let mut s = if binary {
-        let mut h = String::from("\\x");
-        for b in cut {
-            h.push_str(&format!("{b:02x}"));
-        }
+        let mut h = format!("\\x{}", hex(cut));
         // Text types travel as their UTF-8 bytes in binary format too: show them readably
         // as well (the type is the server's to know, so the hex stays first).
         if let Ok(text) = std::str::from_utf8(cut)

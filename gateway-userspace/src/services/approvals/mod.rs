@@ -46,17 +46,24 @@ fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// Lowercase hex of `bytes` (ids, hashes, signatures, binary parameters).
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
 fn new_id() -> String {
     let mut b = [0u8; 8];
     getrandom::fill(&mut b).expect("OS randomness");
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex(&b)
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
+    hex(&Sha256::digest(bytes))
 }
 
 /// How a held command ended.

@@ -131,14 +131,6 @@ fn mac(secret: &[u8]) -> Hmac<Sha256> {
     <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length")
 }
 
-fn to_hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
 fn from_hex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) || !s.is_ascii() {
         return None;
@@ -156,7 +148,7 @@ pub fn sign(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
     let mut m = mac(secret);
     m.update(format!("{timestamp}.").as_bytes());
     m.update(body);
-    format!("v1={}", to_hex(&m.finalize().into_bytes()))
+    format!("v1={}", super::hex(&m.finalize().into_bytes()))
 }
 
 /// Checks a generic webhook as a receiver would: the timestamp within `tolerance` of `now`
