@@ -241,12 +241,7 @@ async fn approve(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, Failure> {
-    let r = reviewer(&state, &headers).await?;
-    let req = decision_body(&body)?;
-    let view = state
-        .broker
-        .decide(&id, &r, Decision::Approve, req.reason, req.grant)?;
-    Ok(Json(view).into_response())
+    vote(&state, &headers, &id, &body, Decision::Approve).await
 }
 
 async fn deny(
@@ -255,17 +250,23 @@ async fn deny(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, Failure> {
-    let r = reviewer(&state, &headers).await?;
-    let req = decision_body(&body)?;
-    if req.grant.is_some() {
-        return Err(Failure(
-            StatusCode::BAD_REQUEST,
-            "only an approval can grant".into(),
-        ));
-    }
+    vote(&state, &headers, &id, &body, Decision::Deny).await
+}
+
+/// A reviewer's vote; the broker checks the body against the decision (a denial needs a
+/// reason, only an approval can grant).
+async fn vote(
+    state: &ApiState,
+    headers: &HeaderMap,
+    id: &str,
+    body: &Bytes,
+    decision: Decision,
+) -> Result<Response, Failure> {
+    let r = reviewer(state, headers).await?;
+    let req = decision_body(body)?;
     let view = state
         .broker
-        .decide(&id, &r, Decision::Deny, req.reason, None)?;
+        .decide(id, &r, decision, req.reason, req.grant)?;
     Ok(Json(view).into_response())
 }
 

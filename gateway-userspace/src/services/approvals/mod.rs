@@ -477,11 +477,6 @@ impl Broker {
         let reason = reason
             .map(|r| r.trim().chars().take(MAX_REASON).collect::<String>())
             .filter(|r| !r.is_empty());
-        if decision == Decision::Deny && reason.is_none() {
-            return Err(DecideError::BadRequest(
-                "a denial needs a reason (the agent is told it)".into(),
-            ));
-        }
         if let Some(g) = &grant {
             if decision == Decision::Deny {
                 return Err(DecideError::BadRequest("only an approval can grant".into()));
@@ -495,6 +490,11 @@ impl Broker {
                     humantime::format_duration(MAX_GRANT)
                 )));
             }
+        }
+        if decision == Decision::Deny && reason.is_none() {
+            return Err(DecideError::BadRequest(
+                "a denial needs a reason (the agent is told it)".into(),
+            ));
         }
         let mut inner = self.lock();
         let Some(view) = inner.views.get(id) else {
