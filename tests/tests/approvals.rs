@@ -47,12 +47,21 @@ fn rules(approval: &str) -> String {
 }
 
 fn setup_with(approval: &str, extra: &str, identity: &str) -> Setup {
+    setup_resource(approval, extra, identity, "")
+}
+
+/// A gateway for `orders-db` (with `resource_extra` appended to the resource) whose writes are
+/// held under `approval`.
+fn setup_resource(approval: &str, extra: &str, identity: &str, resource_extra: &str) -> Setup {
     require_root();
     let net = TestNet::new();
     let pg = PgServer::start(&net);
     let cg = TestCgroup::new();
     let mut policy = Policy::new(Some(&cg), "deny");
-    policy.raw_resources = pg_resource("orders-db", &pg, &inject(PG_SCRAM));
+    policy.raw_resources = format!(
+        "{}{resource_extra}",
+        pg_resource("orders-db", &pg, &inject(PG_SCRAM))
+    );
     policy.extra = format!(
         "{}approvals:\n  listen: 127.0.0.1:0\n{extra}{identity}",
         rules(approval)
@@ -82,13 +91,28 @@ const ONE_DBA: &str = "{ groups: [dba], timeout: 60s, preview: { explain: true, 
 impl Setup {
     /// psql as the agent, in the background (it blocks while its statement is held).
     fn agent(&self, sql: &[&str]) -> JoinHandle<ClientRun> {
+        self.agent_with_token("not-the-password", sql)
+    }
+
+    /// psql as an agent presenting `token` as its password (ignored unless `agent_auth: oidc`).
+    fn agent_with_token(&self, token: &str, sql: &[&str]) -> JoinHandle<ClientRun> {
         let cg = self.cg.dir.clone();
-        let conninfo = self.pg.conninfo(PG_SCRAM.0, "not-the-password");
+        let conninfo = self.pg.conninfo(PG_SCRAM.0, token);
         let sql: Vec<String> = sql.iter().map(|s| s.to_string()).collect();
         std::thread::spawn(move || {
             let refs: Vec<&str> = sql.iter().map(String::as_str).collect();
             psql_in(&cg, &conninfo, &refs)
         })
+    }
+
+    /// Headless Chromium on the web page (`tests/browser/approve.mjs`) acting on request `id`.
+    fn browser(&self, token: &str, id: &str, args: &[&str]) -> Output {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/browser/approve.mjs");
+        Command::new("node")
+            .args([script, &self.api, token, id])
+            .args(args)
+            .output()
+            .expect("node (run `cargo xtask setup`)")
     }
 
     /// The id of the `n`th request opened (0-based), waiting for it.
@@ -497,46 +521,8 @@ fn oidc_setup(provider: &OidcProvider, approval: &str, extra: &str) -> Setup {
         "identity:\n  oidc: {{ issuer: \"{}\", audience: sluice, leeway: 0s }}\n",
         provider.issuer
     );
-    setup_agent_auth(approval, extra, &identity)
-}
-
-/// Like `setup_with`, with the agent presenting an OIDC token as its password.
-fn setup_agent_auth(approval: &str, extra: &str, identity: &str) -> Setup {
-    require_root();
-    let net = TestNet::new();
-    let pg = PgServer::start(&net);
-    let cg = TestCgroup::new();
-    let mut policy = Policy::new(Some(&cg), "deny");
-    policy.raw_resources = format!(
-        "{}    agent_auth: oidc\n",
-        pg_resource("orders-db", &pg, &inject(PG_SCRAM))
-    );
-    policy.extra = format!(
-        "{}approvals:\n  listen: 127.0.0.1:0\n{extra}{identity}",
-        rules(approval)
-    );
-    let gw = Gateway::start(&policy);
-    let api = api_of(&gw);
-    Setup {
-        _net: net,
-        pg,
-        cg,
-        gw,
-        api,
-    }
-}
-
-impl Setup {
-    /// psql as an agent presenting `token`.
-    fn agent_with_token(&self, token: &str, sql: &[&str]) -> JoinHandle<ClientRun> {
-        let cg = self.cg.dir.clone();
-        let conninfo = self.pg.conninfo(PG_SCRAM.0, token);
-        let sql: Vec<String> = sql.iter().map(|s| s.to_string()).collect();
-        std::thread::spawn(move || {
-            let refs: Vec<&str> = sql.iter().map(String::as_str).collect();
-            psql_in(&cg, &conninfo, &refs)
-        })
-    }
+    // The agent presents an OIDC token as its password.
+    setup_resource(approval, extra, &identity, "    agent_auth: oidc\n")
 }
 
 fn provider() -> OidcProvider {
@@ -847,18 +833,7 @@ fn web_page_approves_in_headless_chromium() {
     let s = setup(ONE_DBA);
     let agent = s.agent(&[UPDATE]);
     let id = s.request(0);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/browser/approve.mjs");
-    let out = Command::new("node")
-        .args([
-            script,
-            &s.api,
-            ALICE,
-            &id,
-            "approve",
-            "approved in the browser",
-        ])
-        .output()
-        .expect("node (run `cargo xtask setup`)");
+    let out = s.browser(ALICE, &id, &["approve", "approved in the browser"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let result: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["state"], "approved", "{result}");
@@ -875,11 +850,7 @@ fn web_page_shows_a_refusal() {
     let alice = idp.token("alice").unwrap();
     let agent = s.agent_with_token(&alice, &[UPDATE]);
     let id = s.request(0);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/browser/approve.mjs");
-    let out = Command::new("node")
-        .args([script, &s.api, &alice, &id, "approve"])
-        .output()
-        .expect("node");
+    let out = s.browser(&alice, &id, &["approve"]);
     let result: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     assert!(
         result["error"]
