@@ -33,6 +33,20 @@ pub struct Record {
     pub body: String,
 }
 
+impl Record {
+    /// From a row whose first columns are `seq, node, time, kind, session, body`.
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+        Ok(Record {
+            seq: row.get(0)?,
+            node: row.get(1)?,
+            time: row.get(2)?,
+            kind: row.get(3)?,
+            session: row.get(4)?,
+            body: row.get(5)?,
+        })
+    }
+}
+
 /// The chain hash of `r` after `prev`.
 pub fn record_hash(prev: &[u8; 32], r: &Record) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -262,14 +276,7 @@ pub fn verify(path: &Path, node: &str, key: &VerifyingKey) -> Result<Verified, V
     let mut expected = 1u64;
     let mut hashes = std::collections::HashMap::new();
     while let Some(row) = rows.next()? {
-        let r = Record {
-            seq: row.get(0)?,
-            node: row.get(1)?,
-            time: row.get(2)?,
-            kind: row.get(3)?,
-            session: row.get(4)?,
-            body: row.get(5)?,
-        };
+        let r = Record::from_row(row)?;
         let stored_prev: Vec<u8> = row.get(6)?;
         let stored_hash: Vec<u8> = row.get(7)?;
         if r.seq != expected {
@@ -440,16 +447,7 @@ mod tests {
                 .query_row(
                     "SELECT seq, node, time, kind, session, body FROM audit WHERE seq = ?1",
                     [seq],
-                    |row| {
-                        Ok(Record {
-                            seq: row.get(0)?,
-                            node: row.get(1)?,
-                            time: row.get(2)?,
-                            kind: row.get(3)?,
-                            session: row.get(4)?,
-                            body: row.get(5)?,
-                        })
-                    },
+                    Record::from_row,
                 )
                 .unwrap();
             let h = record_hash(&prev, &r);
