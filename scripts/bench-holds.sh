@@ -13,7 +13,7 @@ N=${N:-1000}
 WORK=$(mktemp -d /tmp/sluice-bench-holds.XXXXXX); chmod 755 "$WORK"
 NS=slbenchhold
 DB=169.254.203.2
-CG_ROOT=$(awk '$3=="cgroup2"{print $2}' /proc/self/mounts | grep -E '^/sys/fs/cgroup(/unified)?$' | head -1)
+CG_ROOT=$(cgroup2_root)
 CG="$CG_ROOT/sluice-benchhold-$$"
 TOKEN=$(openssl rand -hex 24)
 cleanup() {

@@ -13,7 +13,7 @@ MODES=${MODES:-"simple prepared"}
 WORK=$(mktemp -d /tmp/sluice-bench-pg.XXXXXX); chmod 755 "$WORK"
 NS=slbenchpg
 DB=169.254.202.2
-CG_ROOT=$(awk '$3=="cgroup2"{print $2}' /proc/self/mounts | grep -E '^/sys/fs/cgroup(/unified)?$' | head -1)
+CG_ROOT=$(cgroup2_root)
 CG="$CG_ROOT/sluice-benchpg-$$"
 cleanup() {
   [ -n "${GW_PID:-}" ] && kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null || true

@@ -9,7 +9,7 @@ BIN=${BIN:-target/release}
 COUNT=${COUNT:-5000}
 WORK=$(mktemp -d /tmp/sluice-bench.XXXXXX)
 NS=slbench
-CG_ROOT=$(awk '$3=="cgroup2"{print $2}' /proc/self/mounts | grep -E '^/sys/fs/cgroup(/unified)?$' | head -1)
+CG_ROOT=$(cgroup2_root)
 CG="$CG_ROOT/sluice-bench-$$"
 cleanup() {
   [ -n "${GW_PID:-}" ] && kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null || true

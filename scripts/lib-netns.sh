@@ -17,3 +17,8 @@ netns_down() {
   ip link del "${1}h" 2>/dev/null || true
   ip netns del "$1" 2>/dev/null || true
 }
+
+# The cgroup v2 mount: pure v2 at /sys/fs/cgroup, or hybrid at /sys/fs/cgroup/unified.
+cgroup2_root() {
+  awk '$3=="cgroup2"{print $2}' /proc/self/mounts | grep -E '^/sys/fs/cgroup(/unified)?$' | head -1
+}
