@@ -6,3 +6,4 @@
 //! JSON body text, each length-prefixed, after the previous record's hash.
 
 pub mod chain;
+pub mod record;
