@@ -35,6 +35,7 @@ mkdir "$CG"
 cat > "$WORK/policy.yaml" <<YAML
 listen: 127.0.0.1:0
 state_dir: $WORK/state
+data_dir: $WORK/data
 max_connections: $((N + 100))
 targets:
   - { name: benchhold-$$, cgroup: ${CG#$CG_ROOT/}, egress: allow }

@@ -30,6 +30,7 @@ mkdir "$CG"
 cat > "$WORK/policy.yaml" <<YAML
 listen: 127.0.0.1:0
 state_dir: $WORK/state
+data_dir: $WORK/data
 targets:
   - { name: bench-$$, cgroup: ${CG#$CG_ROOT/}, egress: allow }
 resources:

@@ -51,6 +51,7 @@ API=http://127.0.0.1:17070
 cat > "$WORK/policy.yaml" <<YAML
 listen: 127.0.0.1:15001
 state_dir: $WORK/state
+data_dir: $WORK/data
 targets:
   - name: demo-agent      # a cgroup sluice manages; \`sluice exec\` puts the agent in it
     egress: deny          # anything not listed below is refused

@@ -16,10 +16,14 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-pub use crate::services::approvals::settings::{
-    ApprovalPolicy, ApprovalSettings, IdentitySettings,
+pub use crate::services::{
+    approvals::settings::{ApprovalPolicy, ApprovalSettings, IdentitySettings},
+    audit::settings::{AuditSettings, CaptureLimits, StoreSettings},
 };
-use crate::services::approvals::settings::{RawApprovals, RawIdentity, RawPolicy};
+use crate::services::{
+    approvals::settings::{RawApprovals, RawIdentity, RawPolicy},
+    audit::settings::{DEFAULT_DATA_DIR, RawAudit},
+};
 
 /// Default IPv4 listener for redirected connections.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:15001";
@@ -37,6 +41,8 @@ pub struct Config {
     /// `None` when IPv6 interception is disabled (`listen_v6: none`).
     pub listen_v6: Option<SocketAddr>,
     pub state_dir: PathBuf,
+    /// Persistent data (the audit log and its key).
+    pub data_dir: PathBuf,
     pub max_connections: usize,
     pub targets: Vec<Target>,
     pub resources: Vec<Resource>,
@@ -50,6 +56,7 @@ pub struct Config {
     pub approvals: Option<ApprovalSettings>,
     /// How reviewers (and agents presenting tokens) are authenticated.
     pub identity: IdentitySettings,
+    pub audit: AuditSettings,
 }
 
 /// An intercepted cgroup and its egress default.
@@ -372,6 +379,8 @@ struct RawConfig {
     #[serde(default)]
     state_dir: Option<String>,
     #[serde(default)]
+    data_dir: Option<String>,
+    #[serde(default)]
     max_connections: Option<Spanned<usize>>,
     // `Option` so that a key left empty (`resources:`) reads as an empty list.
     #[serde(default)]
@@ -392,6 +401,8 @@ struct RawConfig {
     approvals: Option<RawApprovals>,
     #[serde(default)]
     identity: Option<RawIdentity>,
+    #[serde(default)]
+    audit: Option<RawAudit>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1080,6 +1091,16 @@ impl RawConfig {
             }
         }
 
+        let data_dir = PathBuf::from(
+            self.data_dir
+                .clone()
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+        );
+        let audit = match &self.audit {
+            Some(a) => a.validate(&data_dir, &mut report),
+            None => AuditSettings::defaults(&data_dir),
+        };
+
         if !report.0.is_empty() {
             return Err(ConfigError {
                 file: source.into(),
@@ -1091,6 +1112,8 @@ impl RawConfig {
             listen,
             listen_v6,
             state_dir: PathBuf::from(self.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into())),
+            data_dir,
+            audit,
             max_connections,
             targets,
             resources,

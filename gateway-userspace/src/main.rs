@@ -1,6 +1,7 @@
 //! The `sluice` command line.
 
 mod approvals_cli;
+mod audit_cli;
 
 use std::path::PathBuf;
 
@@ -73,6 +74,8 @@ enum Command {
     },
     /// Review held commands: list, show, approve, deny; grants.
     Approvals(approvals_cli::ApprovalsArgs),
+    /// The audit log: verify, sessions, replay, export.
+    Audit(audit_cli::AuditArgs),
     /// Policy tools.
     Policy {
         #[command(subcommand)]
@@ -179,6 +182,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
         }
         Command::Mask { config, report } => mask_stdin(config, report),
         Command::Approvals(args) => approvals_cli::run(args),
+        Command::Audit(args) => audit_cli::run(args),
         Command::Policy {
             command:
                 PolicyCommand::Test {

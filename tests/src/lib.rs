@@ -400,6 +400,8 @@ pub struct Gateway {
     pub log: LineLog,
     pub config_path: PathBuf,
     pub state_dir: PathBuf,
+    /// Persistent data: the audit log (`audit.db`), its key and witness.
+    pub data_dir: PathBuf,
     pub target: String,
     dir: PathBuf,
 }
@@ -432,11 +434,12 @@ impl Policy {
         self
     }
 
-    /// Writes the policy (with a private state dir and an ephemeral listener port).
+    /// Writes the policy (with private state and data dirs and an ephemeral listener port).
     pub fn write(&self, dir: &Path) -> PathBuf {
         let mut y = format!(
-            "listen: 127.0.0.1:0\nstate_dir: {}\ntargets:\n  - name: {}\n    egress: {}\n",
+            "listen: 127.0.0.1:0\nstate_dir: {}\ndata_dir: {}\ntargets:\n  - name: {}\n    egress: {}\n",
             dir.join("state").display(),
+            dir.join("data").display(),
             self.target,
             self.egress
         );
@@ -496,6 +499,7 @@ impl Gateway {
             log,
             config_path,
             state_dir: dir.join("state"),
+            data_dir: dir.join("data"),
             target: policy.target.clone(),
             dir,
         };

@@ -38,7 +38,12 @@ use crate::{
         approvals::{
             Broker, BrokerEvent,
             api::{self, ApiState, Authenticator},
+            model::Decision,
             notify::{Notification, Notifier, NotifyConfig, NotifyEvent, request_link},
+        },
+        audit::{
+            AuditLog,
+            record::{self, ApprovalDecision, ApprovalRecord},
         },
     },
 };
@@ -68,6 +73,7 @@ impl ApprovalService {
     async fn start(
         settings: &ApprovalSettings,
         config: &Config,
+        audit: Arc<AuditLog>,
     ) -> anyhow::Result<ApprovalService> {
         let store = settings
             .store
@@ -96,6 +102,7 @@ impl ApprovalService {
         let broker = Broker::start(settings, &store)
             .with_context(|| format!("opening the approval store {}", store.display()))?
             .with_events(move |event| {
+                audit_approval(&audit, &event);
                 let (event, view) = match event {
                     BrokerEvent::Requested(v) => (NotifyEvent::Requested, v),
                     BrokerEvent::Escalated { view, groups } => {
@@ -149,8 +156,14 @@ impl Gateway {
             }
         }
 
+        let audit = Arc::new(AuditLog::open(&config.audit, None).with_context(|| {
+            format!(
+                "opening the audit log ({}); a gateway that cannot audit does not start",
+                config.audit.store.describe()
+            )
+        })?);
         let approvals = match &config.approvals {
-            Some(settings) => Some(ApprovalService::start(settings, &config).await?),
+            Some(settings) => Some(ApprovalService::start(settings, &config, audit.clone()).await?),
             None => None,
         };
         let mount = cgroup::cgroup2_mount()?;
@@ -168,6 +181,7 @@ impl Gateway {
                 Arc::new(MaskingEngine::new(config.masking.clone())?),
                 approvals.as_ref().map(|a| a.state.broker.clone()),
                 approvals.as_ref().and_then(|a| a.state.auth.oidc()),
+                audit,
             )),
             approvals,
         };
@@ -335,6 +349,8 @@ impl Gateway {
             );
             conns.shutdown().await;
         }
+        // Everything the sessions recorded is committed and a final checkpoint signed.
+        self.services.audit.close().await;
         self.leases.clear();
         for dir in &self.managed_cgroups {
             match cgroup::remove_if_empty(dir) {
@@ -526,4 +542,37 @@ mod tests {
         assert_eq!(bytes.len(), std::mem::size_of::<DenyEvent>());
         assert_eq!(decode_deny_event(&bytes), ev);
     }
+}
+
+/// Records an approval request's life in the audit log, in the session it came from.
+fn audit_approval(audit: &AuditLog, event: &BrokerEvent) {
+    let (name, view, groups) = match event {
+        BrokerEvent::Requested(v) => ("requested", v, v.groups.clone()),
+        BrokerEvent::Escalated { view, groups } => ("escalated", view, groups.clone()),
+        BrokerEvent::Decided(v) => ("decided", v, Vec::new()),
+    };
+    let body = ApprovalRecord {
+        event: name.into(),
+        id: view.id.clone(),
+        state: view.state.as_str().into(),
+        resource: view.resource.clone(),
+        rule: view.rule.clone(),
+        sha256: view.sha256.clone(),
+        decisions: view
+            .votes
+            .iter()
+            .map(|v| ApprovalDecision {
+                reviewer: v.reviewer.clone(),
+                approve: v.decision == Decision::Approve,
+                reason: v.reason.clone(),
+            })
+            .collect(),
+        groups,
+        reason: view.decision_reason.clone(),
+    };
+    audit.record(
+        record::kind::APPROVAL,
+        view.requester.session.as_deref(),
+        &body,
+    );
 }

@@ -26,6 +26,7 @@ pub struct Services {
     /// Approval previews running at once: each is an extra database connection, and a burst of
     /// holds must not exhaust the database's connection slots.
     pub previews: tokio::sync::Semaphore,
+    pub audit: Arc<audit::AuditLog>,
 }
 
 /// See [`Services::previews`].
@@ -41,8 +42,10 @@ impl Services {
         masker: Arc<MaskingEngine>,
         approvals: Option<Arc<approvals::Broker>>,
         agent_tokens: Option<Arc<identity::OidcVerifier>>,
+        audit: Arc<audit::AuditLog>,
     ) -> Services {
         Services {
+            audit,
             approvals,
             agent_tokens,
             previews: tokio::sync::Semaphore::new(MAX_CONCURRENT_PREVIEWS),

@@ -45,6 +45,8 @@ pub struct SessionIdentity {
     pub login: Option<PreviewLogin>,
     /// Woken by the agent's CancelRequest: a held statement is then cancelled.
     pub cancel: Arc<Notify>,
+    /// The session's id in the audit log.
+    pub audit_session: String,
 }
 
 #[derive(Clone)]
@@ -222,6 +224,7 @@ pub async fn hold<R: AsyncRead + Unpin>(
     let opened = broker.open(HoldRequest {
         ctx,
         subject: session.subject.clone(),
+        session: Some(session.audit_session.clone()),
         protocol: "postgres",
         rule: spec.rule.clone(),
         reason: spec.reason.clone(),

@@ -4,8 +4,10 @@
 //! - [`auth`]: upstream login (held credential or relayed).
 //! - [`session`]: startup, the query pipeline (parse → decide → forward or refuse), response
 //!   masking, cancel forwarding.
+//! - [`capture`]: what the agent saw, folded into result sets for the audit log.
 
 pub mod auth;
+pub mod capture;
 pub mod codec;
 pub mod hold;
 pub mod session;

@@ -27,6 +27,7 @@ use tracing::{info, warn};
 
 use super::{
     auth,
+    capture::Capture,
     codec::{self, CodecError, Message},
     hold::{self, HeldBatch, HeldStatement, HoldSpec, PreviewInput, PreviewLogin, SessionIdentity},
 };
@@ -42,6 +43,10 @@ use crate::{
     services::{
         Services,
         alerts::{Alert, now_rfc3339},
+        audit::{
+            record::{IdentityRecord, ResultRecord},
+            session::{Decided, SessionAudit},
+        },
         cancel::CancelTarget,
     },
 };
@@ -82,9 +87,17 @@ enum Expect {
     InjectBeforeReady(Message),
 }
 
+/// A forwarded `Query` or `Sync` awaiting its ReadyForQuery.
+struct Pending {
+    expect: Expect,
+    /// The audited commands it answers.
+    commands: Vec<u64>,
+    sent: Instant,
+}
+
 #[derive(Default)]
 struct Shared {
-    expect: VecDeque<Expect>,
+    expect: VecDeque<Pending>,
 }
 
 /// A byte stream to either side: plain TCP or TLS over it.
@@ -175,10 +188,47 @@ pub async fn serve(
         .unwrap_or_default();
 
     let subject = match ctx.resource.agent_auth {
-        AgentAuth::None => None,
-        AgentAuth::Oidc => Some(agent_token(&mut client, ctx, services).await?),
+        AgentAuth::None => Ok(None),
+        AgentAuth::Oidc => agent_token(&mut client, ctx, services).await.map(Some),
     };
+    let audit = SessionAudit::start(
+        services.audit.clone(),
+        ctx,
+        "postgres",
+        IdentityRecord {
+            user: agent_user.clone(),
+            subject: subject.as_ref().ok().cloned().flatten(),
+        },
+        match resource.credentials {
+            Credentials::Inject { .. } => "inject",
+            Credentials::Passthrough => "passthrough",
+        },
+    );
+    let result = match subject {
+        Ok(subject) => {
+            established(client, ctx, services, &params, &agent_user, subject, &audit).await
+        }
+        Err(e) => Err(e),
+    };
+    let (up, down) = result
+        .as_ref()
+        .map(|t| (t.to_upstream, t.to_client))
+        .unwrap_or_default();
+    audit.end(up, down, result.as_ref().err().map(|e| e.to_string()));
+    result
+}
 
+/// The session after the agent's startup: upstream login, then the relay.
+async fn established(
+    mut client: BoxIo,
+    ctx: &ConnCtx,
+    services: &Services,
+    params: &[(String, String)],
+    agent_user: &str,
+    subject: Option<String>,
+    audit: &SessionAudit,
+) -> Result<Transfer, ProxyError> {
+    let resource = ctx.resource.clone();
     let (mut upstream, upstream_addr) = match connect(ctx).await {
         Ok(u) => u,
         Err(e) => {
@@ -195,7 +245,7 @@ pub async fn serve(
             password,
             database,
         } => {
-            let user = user.clone().unwrap_or_else(|| agent_user.clone());
+            let user = user.clone().unwrap_or_else(|| agent_user.to_string());
             let mut up_params: Vec<(String, String)> = params
                 .iter()
                 .filter(|(k, _)| k != "user" && k != "database")
@@ -221,7 +271,7 @@ pub async fn serve(
             auth::login(&mut upstream, &up_params, &user, password.as_ref()).await
         }
         Credentials::Passthrough => {
-            let mut up_params = params.clone();
+            let mut up_params = params.to_vec();
             up_params.extend(pinned_settings());
             auth::relay_login(
                 &mut client,
@@ -254,6 +304,7 @@ pub async fn serve(
         subject,
         login: preview_login,
         cancel: Arc::new(tokio::sync::Notify::new()),
+        audit_session: audit.id.clone(),
     };
     // The agent gets a key minted by sluice; the upstream's stays here.
     let key = services.cancel.register(CancelTarget {
@@ -276,7 +327,7 @@ pub async fn serve(
         info!(event = "session_start", conn_id = ctx.id, resource = %resource.name, agent_user = %agent_user,
               credentials = if matches!(resource.credentials, Credentials::Inject { .. }) { "inject" } else { "passthrough" },
               "postgres session established");
-        relay(client, upstream, ctx, services, &identity).await
+        relay(client, upstream, ctx, services, &identity, audit).await
     }
     .await;
     services.cancel.unregister(key);
@@ -446,7 +497,58 @@ fn denial(rule: &str, reason: &str) -> Message {
     )
 }
 
-fn decide(sql: &str, ctx: &ConnCtx, services: &Services, protocol: &'static str) -> Verdict {
+/// Decides on a statement and records it; the statement may be forwarded only once this
+/// returned (its record is durable). If it cannot be recorded it is refused. Returns the
+/// verdict and the statement's number in the audit session (0 with auditing disabled).
+async fn decide_recorded(
+    sql: &str,
+    ctx: &ConnCtx,
+    services: &Services,
+    audit: &SessionAudit,
+    protocol: &'static str,
+) -> (Verdict, u64) {
+    let decision = decide(sql, ctx, services, protocol);
+    let masked = match services.masker().mask(sql.as_bytes()) {
+        Ok(None) => sql.to_string(),
+        Ok(Some(m)) => String::from_utf8_lossy(&m).into_owned(),
+        // Fail closed: an unchecked text must not reach the log.
+        Err(e) => format!("<withheld: masking failed: {e}>"),
+    };
+    let action = decision.action.to_string();
+    let recorded = audit
+        .command(
+            protocol,
+            sql,
+            masked,
+            Decided {
+                action: &action,
+                rule: &decision.rule,
+                reason: &decision.reason,
+            },
+        )
+        .await;
+    match recorded {
+        Ok(n) => (decision.verdict(), n),
+        Err(e) => {
+            tracing::error!(event = "audit_refused", conn_id = ctx.id, error = %e,
+                            "statement refused: it could not be recorded");
+            (
+                Verdict::Deny {
+                    rule: "audit".into(),
+                    reason: e.to_string(),
+                },
+                0,
+            )
+        }
+    }
+}
+
+fn decide(
+    sql: &str,
+    ctx: &ConnCtx,
+    services: &Services,
+    protocol: &'static str,
+) -> crate::inspect::policy::Decision {
     let started = Instant::now();
     let analysis = services.analyzer.analyze(sql);
     let policy = services.policy();
@@ -460,10 +562,15 @@ fn decide(sql: &str, ctx: &ConnCtx, services: &Services, protocol: &'static str)
     );
     let verdict = decision.verdict();
     let decide_us = started.elapsed().as_micros() as u64;
+    let verdict_word = match verdict {
+        Verdict::Allow => "allowed with an alert",
+        Verdict::Hold { .. } => "held for approval",
+        Verdict::Deny { .. } => "refused",
+    };
     if decision.alerts() {
         warn!(event = "alert", conn_id = ctx.id, resource = %ctx.resource.name, pid = ctx.process.pid,
               action = %decision.action, rule = %decision.rule, reason = %decision.reason, sql = %sql,
-              "statement {}", match verdict { Verdict::Allow => "allowed with an alert", Verdict::Hold { .. } => "held for approval", Verdict::Deny { .. } => "refused" });
+              "statement {verdict_word}");
         if let Some(url) = &policy.alerts.webhook {
             services.alerts.send(
                 url,
@@ -486,7 +593,7 @@ fn decide(sql: &str, ctx: &ConnCtx, services: &Services, protocol: &'static str)
     }
     info!(event = "command", conn_id = ctx.id, protocol, resource = %ctx.resource.name, action = %decision.action,
           rule = %decision.rule, reason = %decision.reason, decide_us, sql = %sql, "statement");
-    verdict
+    decision
 }
 
 async fn relay(
@@ -495,6 +602,7 @@ async fn relay(
     ctx: &ConnCtx,
     services: &Services,
     identity: &SessionIdentity,
+    audit: &SessionAudit,
 ) -> Result<Transfer, ProxyError> {
     let (cr, cw) = tokio::io::split(client);
     let (ur, uw) = tokio::io::split(upstream);
@@ -509,6 +617,7 @@ async fn relay(
             ctx,
             services,
             identity,
+            audit,
             &shared,
             limits.client,
             &mut up_bytes,
@@ -518,6 +627,7 @@ async fn relay(
             &mut cw,
             ctx,
             services,
+            audit,
             &shared,
             limits.upstream,
             &mut down_bytes,
@@ -541,12 +651,16 @@ async fn relay(
     })
 }
 
-fn push(shared: &Mutex<Shared>, e: Expect) {
+fn push(shared: &Mutex<Shared>, expect: Expect, commands: Vec<u64>) {
     shared
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .expect
-        .push_back(e);
+        .push_back(Pending {
+            expect,
+            commands,
+            sent: Instant::now(),
+        });
 }
 
 /// Bounds the prepared statements a session may have held at once.
@@ -559,6 +673,7 @@ async fn agent_to_upstream<R, W>(
     ctx: &ConnCtx,
     services: &Services,
     identity: &SessionIdentity,
+    audit: &SessionAudit,
     shared: &Mutex<Shared>,
     max: usize,
     sent: &mut u64,
@@ -567,6 +682,9 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    // Audited statements since the last Sync: the result recorded at its ReadyForQuery
+    // answers them.
+    let mut batch_commands: Vec<u64> = Vec::new();
     // Set after a refused Parse: the refusal to deliver at the next Sync.
     let mut skipping: Option<Message> = None;
     // Prepared statements (by name) and portals the policy holds; a batch using one is held.
@@ -596,7 +714,8 @@ where
         let forward: Option<Message> = match msg.tag {
             b'Q' => {
                 let sql = codec::query_text(msg.body()).map_err(ProxyError::ClientProtocol)?;
-                let verdict = decide(sql, ctx, services, "simple");
+                let (verdict, n) = decide_recorded(sql, ctx, services, audit, "simple").await;
+                let commands = if n > 0 { vec![n] } else { Vec::new() };
                 let verdict = match verdict {
                     Verdict::Hold { rule, reason } => {
                         // Earlier pipelined statements go out before this one waits.
@@ -616,11 +735,11 @@ where
                 };
                 match verdict {
                     Ok(()) => {
-                        push(shared, Expect::Pass);
+                        push(shared, Expect::Pass, commands);
                         Some(msg)
                     }
                     Err(err) => {
-                        push(shared, Expect::ReplaceEmpty(err));
+                        push(shared, Expect::ReplaceEmpty(err), commands);
                         Some(codec::empty_query())
                     }
                 }
@@ -628,7 +747,11 @@ where
             b'P' if skipping.is_none() => {
                 let (name, sql) =
                     codec::parse_message(msg.body()).map_err(ProxyError::ClientProtocol)?;
-                match decide(sql, ctx, services, "extended") {
+                let (verdict, n) = decide_recorded(sql, ctx, services, audit, "extended").await;
+                if n > 0 {
+                    batch_commands.push(n);
+                }
+                match verdict {
                     Verdict::Allow => {
                         held_statements.remove(name);
                         Some(msg)
@@ -709,14 +832,18 @@ where
                 match outcome {
                     Ok(()) => {
                         if is_sync {
-                            push(shared, Expect::Pass);
+                            push(shared, Expect::Pass, std::mem::take(&mut batch_commands));
                         }
                         *sent += b.bytes.len() as u64;
                         uw.write_all(&b.bytes).await?;
                         None
                     }
                     Err(err) if is_sync => {
-                        push(shared, Expect::InjectBeforeReady(err));
+                        push(
+                            shared,
+                            Expect::InjectBeforeReady(err),
+                            std::mem::take(&mut batch_commands),
+                        );
                         Some(msg)
                     }
                     // Refused at a Flush: the rest up to Sync is dropped, the error comes there.
@@ -727,9 +854,10 @@ where
                 }
             }
             b'S' => {
+                let commands = std::mem::take(&mut batch_commands);
                 match skipping.take() {
-                    Some(err) => push(shared, Expect::InjectBeforeReady(err)),
-                    None => push(shared, Expect::Pass),
+                    Some(err) => push(shared, Expect::InjectBeforeReady(err), commands),
+                    None => push(shared, Expect::Pass, commands),
                 }
                 Some(msg)
             }
@@ -742,7 +870,7 @@ where
                     None,
                     Some("Call the function from a SQL statement instead."),
                 );
-                push(shared, Expect::ReplaceEmpty(err));
+                push(shared, Expect::ReplaceEmpty(err), Vec::new());
                 Some(codec::empty_query())
             }
             b'X' => {
@@ -824,6 +952,7 @@ async fn upstream_to_agent<R, W>(
     cw: &mut BufWriter<W>,
     ctx: &ConnCtx,
     services: &Services,
+    audit: &SessionAudit,
     shared: &Mutex<Shared>,
     max: usize,
     sent: &mut u64,
@@ -832,6 +961,10 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let mut capture = services
+        .audit
+        .enabled()
+        .then(|| Capture::new(audit.capture()));
     let mut engine = services.masker();
     let mut columns = ResultColumns::new(&[], &engine);
     let mut copy_out = false;
@@ -873,29 +1006,57 @@ where
             b'I' => {
                 let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
                 match s.expect.front_mut() {
-                    Some(Expect::ReplaceEmpty(err)) => {
-                        let err = err.clone();
+                    Some(Pending {
+                        expect: expect @ Expect::ReplaceEmpty(_),
+                        ..
+                    }) => {
                         // Keep the entry for its ReadyForQuery, now as a plain pass.
-                        *s.expect.front_mut().expect("front") = Expect::Pass;
-                        err
+                        match std::mem::replace(expect, Expect::Pass) {
+                            Expect::ReplaceEmpty(err) => err,
+                            _ => unreachable!("matched above"),
+                        }
                     }
                     _ => msg,
                 }
             }
             b'Z' => {
-                let e = shared
+                let pending = shared
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .expect
                     .pop_front();
-                if let Some(Expect::InjectBeforeReady(err)) = e {
+                if let Some(Pending {
+                    expect: Expect::InjectBeforeReady(err),
+                    ..
+                }) = &pending
+                {
                     *sent += err.raw.len() as u64;
                     cw.write_all(&err.raw).await?;
+                    if let Some(c) = &mut capture {
+                        c.observe(err);
+                    }
+                }
+                if let Some(c) = &mut capture {
+                    let sets = c.take();
+                    if let Some(p) = pending
+                        && (!p.commands.is_empty() || !sets.is_empty())
+                    {
+                        audit.result(&ResultRecord {
+                            commands: p.commands,
+                            elapsed_us: p.sent.elapsed().as_micros() as u64,
+                            sets,
+                        });
+                    }
                 }
                 msg
             }
             _ => msg,
         };
+        if let Some(c) = &mut capture
+            && out.tag != b'Z'
+        {
+            c.observe(&out);
+        }
         *sent += out.raw.len() as u64;
         cw.write_all(&out.raw).await?;
         if ur.buffer().is_empty() {

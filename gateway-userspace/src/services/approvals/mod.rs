@@ -81,6 +81,8 @@ pub struct HoldRequest<'a> {
     pub ctx: &'a ConnCtx,
     /// The agent's OIDC subject, when it presented a token.
     pub subject: Option<String>,
+    /// The audit session the request comes from.
+    pub session: Option<String>,
     pub protocol: &'static str,
     pub rule: String,
     pub reason: String,
@@ -313,6 +315,7 @@ impl Broker {
                     .map(|p| p.display().to_string()),
                 cgroup_id: req.ctx.process.cgroup_id,
                 subject: req.subject.clone(),
+                session: req.session.clone(),
             },
             resource: req.ctx.resource.name.clone(),
             protocol: req.protocol.into(),

@@ -43,6 +43,9 @@ pub struct Requester {
     pub cgroup_id: u64,
     /// The OIDC subject of the agent's token, if it presented one.
     pub subject: Option<String>,
+    /// The audit log's session id (`sluice audit replay SESSION`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 /// What the statement would do, computed before anyone decides.

@@ -660,6 +660,7 @@ mod tests {
                 exe: Some("/usr/bin/<!here>".into()),
                 cgroup_id: 7,
                 subject: Some("agent@example.com".into()),
+                session: None,
             },
             resource: "prod-db".into(),
             protocol: "postgres".into(),

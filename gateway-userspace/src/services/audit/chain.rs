@@ -1,23 +1,29 @@
-//! The hash chain on SQLite and its verification.
+//! The hash chain: sealing records, signing checkpoints, and verifying a node's chain in any
+//! [`Store`].
 
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 /// Chain hash of the record before the first.
 pub const GENESIS: [u8; 32] = [0; 32];
 const CHECKPOINT_DOMAIN: &[u8] = b"sluice-audit-checkpoint-v1";
+/// Records read per round trip while verifying or exporting (bounds memory, not length).
+pub const PAGE: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("audit store: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("audit store: {0}")]
+    Postgres(#[from] postgres::Error),
+    #[error("audit store: {0}")]
     Io(#[from] std::io::Error),
     #[error("audit key {path}: {reason}")]
     Key { path: PathBuf, reason: String },
+    #[error("audit store: {0}")]
+    Refused(String),
 }
 
 /// One record as stored.
@@ -33,22 +39,80 @@ pub struct Record {
     pub body: String,
 }
 
-impl Record {
-    /// From a row whose first columns are `seq, node, time, kind, session, body`.
-    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
-        Ok(Record {
-            seq: row.get(0)?,
-            node: row.get(1)?,
-            time: row.get(2)?,
-            kind: row.get(3)?,
-            session: row.get(4)?,
-            body: row.get(5)?,
-        })
+/// A record with the chain fields as the store holds them (raw, so that a verifier sees
+/// malformed values too).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    pub record: Record,
+    pub prev: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+/// A signed statement that `node`'s chain reached `seq` with head `hash`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    pub node: String,
+    pub seq: u64,
+    #[serde(with = "hex_bytes")]
+    pub hash: Vec<u8>,
+    pub time: String,
+    #[serde(with = "hex_bytes")]
+    pub signature: Vec<u8>,
+}
+
+mod hex_bytes {
+    pub fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::services::approvals::hex(v))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text: String = serde::Deserialize::deserialize(d)?;
+        super::unhex(&text).ok_or_else(|| serde::de::Error::custom("expected hex"))
     }
 }
 
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Where records live: SQLite on the host, or a PostgreSQL database shared by a fleet. Every
+/// node has its own chain; the stores refuse UPDATE and DELETE.
+pub trait Store: Send {
+    /// Takes the exclusive right to append to `node`'s chain (for as long as the store is
+    /// open) and registers `key` as the node's checkpoint key. Refuses when another live
+    /// gateway writes that chain, or when the node is registered with another key.
+    fn claim(&mut self, node: &str, key: &VerifyingKey) -> Result<(), AuditError>;
+    /// The last record of `node`'s chain.
+    fn head(&mut self, node: &str) -> Result<Option<Stored>, AuditError>;
+    /// Appends in one transaction, durable when this returns.
+    fn append(&mut self, records: &[Stored]) -> Result<(), AuditError>;
+    fn add_checkpoint(&mut self, c: &Checkpoint) -> Result<(), AuditError>;
+    /// Nodes with a chain or a registered key.
+    fn nodes(&mut self) -> Result<Vec<String>, AuditError>;
+    /// The key `node` registered at its first claim (trust on first use; pin keys in the
+    /// policy to rule out a replaced registration).
+    fn node_key(&mut self, node: &str) -> Result<Option<Vec<u8>>, AuditError>;
+    /// `node`'s records after sequence number `after`, in order, at most `limit`.
+    fn records(&mut self, node: &str, after: u64, limit: usize) -> Result<Vec<Stored>, AuditError>;
+    fn checkpoints(&mut self, node: &str) -> Result<Vec<Checkpoint>, AuditError>;
+    /// Every record of one session, in order.
+    fn session(&mut self, session: &str) -> Result<Vec<Stored>, AuditError>;
+    /// Records of one kind at or after `since` (RFC 3339), oldest first, at most `limit`.
+    fn of_kind(
+        &mut self,
+        kind: &str,
+        since: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Stored>, AuditError>;
+}
+
 /// The chain hash of `r` after `prev`.
-pub fn record_hash(prev: &[u8; 32], r: &Record) -> [u8; 32] {
+pub fn record_hash(prev: &[u8], r: &Record) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(prev);
     h.update(r.seq.to_be_bytes());
@@ -67,7 +131,7 @@ pub fn record_hash(prev: &[u8; 32], r: &Record) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn checkpoint_message(node: &str, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+fn checkpoint_message(node: &str, seq: u64, hash: &[u8]) -> Vec<u8> {
     let mut m = CHECKPOINT_DOMAIN.to_vec();
     m.extend((node.len() as u64).to_be_bytes());
     m.extend(node.as_bytes());
@@ -76,33 +140,16 @@ fn checkpoint_message(node: &str, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
     m
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY,
-    node TEXT NOT NULL,
-    time TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    session TEXT,
-    body TEXT NOT NULL,
-    prev BLOB NOT NULL,
-    hash BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    seq INTEGER PRIMARY KEY,
-    node TEXT NOT NULL,
-    hash BLOB NOT NULL,
-    time TEXT NOT NULL,
-    signature BLOB NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
-    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints
-    BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
-    BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
-";
+impl Checkpoint {
+    pub fn verify(&self, key: &VerifyingKey) -> bool {
+        Signature::from_slice(&self.signature)
+            .map(|sig| {
+                key.verify(&checkpoint_message(&self.node, self.seq, &self.hash), &sig)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    }
+}
 
 /// Loads the gateway's Ed25519 signing key, creating it (mode 0600) on first use.
 pub fn load_or_create_key(path: &Path) -> Result<SigningKey, AuditError> {
@@ -138,47 +185,118 @@ pub fn load_or_create_key(path: &Path) -> Result<SigningKey, AuditError> {
     }
 }
 
+/// The newest checkpoint, kept outside the store (and, through the syslog sink, off the
+/// host): deleting the tail of the log together with its checkpoint rows is still detected.
+pub fn write_witness(path: &Path, c: &Checkpoint) -> Result<(), AuditError> {
+    let tmp = path.with_extension("witness.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    std::io::Write::write_all(
+        &mut f,
+        serde_json::to_string(c).unwrap_or_default().as_bytes(),
+    )?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+pub fn read_witness(path: &Path) -> Result<Option<Checkpoint>, AuditError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| AuditError::Key {
+                path: path.into(),
+                reason: format!("not a checkpoint: {e}"),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Appends to one node's chain.
 pub struct Chain {
-    db: Connection,
+    store: Box<dyn Store>,
     node: String,
     key: SigningKey,
     last_seq: u64,
     last_hash: [u8; 32],
+    last_checkpoint: u64,
+}
+
+/// One record to append; the chain gives it its sequence number.
+pub struct Entry<'a> {
+    pub time: &'a str,
+    pub kind: &'a str,
+    pub session: Option<&'a str>,
+    pub body: &'a str,
 }
 
 impl Chain {
-    /// Opens (or creates) the store. Every commit is durable on return (WAL, `synchronous=FULL`).
-    pub fn open(path: &Path, node: &str, key: SigningKey) -> Result<Chain, AuditError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let db = Connection::open(path)?;
-        db.pragma_update(None, "journal_mode", "WAL")?;
-        db.pragma_update(None, "synchronous", "FULL")?;
-        db.execute_batch(SCHEMA)?;
-        let last: Option<(u64, Vec<u8>)> = db
-            .query_row(
-                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let (last_seq, last_hash) = match last {
+    /// Claims `node`'s chain in `store` and continues from its head.
+    pub fn open(
+        mut store: Box<dyn Store>,
+        node: &str,
+        key: SigningKey,
+    ) -> Result<Chain, AuditError> {
+        store.claim(node, &key.verifying_key())?;
+        let (last_seq, last_hash) = match store.head(node)? {
             None => (0, GENESIS),
-            Some((seq, hash)) => (seq, hash.try_into().unwrap_or(GENESIS)),
+            Some(s) => (
+                s.record.seq,
+                s.hash.try_into().map_err(|_| {
+                    AuditError::Refused(format!("the head of node `{node}`'s chain is malformed"))
+                })?,
+            ),
         };
+        let last_checkpoint = store.checkpoints(node)?.last().map(|c| c.seq).unwrap_or(0);
         Ok(Chain {
-            db,
+            store,
             node: node.to_string(),
             key,
             last_seq,
             last_hash,
+            last_checkpoint,
         })
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     pub fn verifying_key(&self) -> VerifyingKey {
         self.key.verifying_key()
+    }
+
+    /// Records appended since the last checkpoint.
+    pub fn unsigned(&self) -> u64 {
+        self.last_seq - self.last_checkpoint
+    }
+
+    /// Appends the entries in one transaction; returns each one's sealed record and hash once
+    /// all are durable. On error nothing was appended and the chain is unchanged.
+    pub fn append_all(&mut self, entries: &[Entry<'_>]) -> Result<Vec<Stored>, AuditError> {
+        let mut prev = self.last_hash;
+        let mut sealed = Vec::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            let record = Record {
+                seq: self.last_seq + 1 + i as u64,
+                node: self.node.clone(),
+                time: e.time.into(),
+                kind: e.kind.into(),
+                session: e.session.map(str::to_string),
+                body: e.body.into(),
+            };
+            let hash = record_hash(&prev, &record);
+            sealed.push(Stored {
+                record,
+                prev: prev.to_vec(),
+                hash: hash.to_vec(),
+            });
+            prev = hash;
+        }
+        self.store.append(&sealed)?;
+        self.last_seq += entries.len() as u64;
+        self.last_hash = prev;
+        Ok(sealed)
     }
 
     /// Appends one record; returns its sequence number and chain hash once it is durable.
@@ -189,54 +307,36 @@ impl Chain {
         session: Option<&str>,
         body: &str,
     ) -> Result<(u64, [u8; 32]), AuditError> {
-        let record = Record {
-            seq: self.last_seq + 1,
-            node: self.node.clone(),
-            time: time.into(),
-            kind: kind.into(),
-            session: session.map(str::to_string),
-            body: body.into(),
-        };
-        let hash = record_hash(&self.last_hash, &record);
-        self.db.execute(
-            "INSERT INTO audit (seq, node, time, kind, session, body, prev, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                record.seq,
-                record.node,
-                record.time,
-                record.kind,
-                record.session,
-                record.body,
-                &self.last_hash[..],
-                &hash[..]
-            ],
-        )?;
-        self.last_seq = record.seq;
-        self.last_hash = hash;
-        Ok((record.seq, hash))
+        self.append_all(&[Entry {
+            time,
+            kind,
+            session,
+            body,
+        }])?;
+        Ok((self.last_seq, self.last_hash))
     }
 
-    /// Signs the current head. A verifier holding the public key can then tell that the log
-    /// reached at least this record, so cutting off the tail up to here is detected.
-    pub fn checkpoint(&mut self, time: &str) -> Result<u64, AuditError> {
+    /// Signs the current head (when it moved). A verifier holding the public key can then
+    /// tell that the log reached at least this record, so cutting off the tail is detected.
+    pub fn checkpoint(&mut self, time: &str) -> Result<Option<Checkpoint>, AuditError> {
+        if self.last_seq == self.last_checkpoint {
+            return Ok(None);
+        }
         let sig = self.key.sign(&checkpoint_message(
             &self.node,
             self.last_seq,
             &self.last_hash,
         ));
-        self.db.execute(
-            "INSERT OR IGNORE INTO checkpoints (seq, node, hash, time, signature)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                self.last_seq,
-                self.node,
-                &self.last_hash[..],
-                time,
-                &sig.to_bytes()[..]
-            ],
-        )?;
-        Ok(self.last_seq)
+        let c = Checkpoint {
+            node: self.node.clone(),
+            seq: self.last_seq,
+            hash: self.last_hash.to_vec(),
+            time: time.to_string(),
+            signature: sig.to_bytes().to_vec(),
+        };
+        self.store.add_checkpoint(&c)?;
+        self.last_checkpoint = self.last_seq;
+        Ok(Some(c))
     }
 }
 
@@ -257,6 +357,12 @@ pub enum Broken {
     Link { seq: u64 },
     #[error("record {seq}: contents do not match its hash (edited)")]
     Content { seq: u64 },
+    #[error("record {seq}: stored for node `{found}` inside node `{node}`'s chain")]
+    Node {
+        seq: u64,
+        node: String,
+        found: String,
+    },
     #[error("checkpoint at record {seq}: bad signature")]
     Signature { seq: u64 },
     #[error("checkpoint at record {seq}: the chain has a different hash there")]
@@ -265,234 +371,157 @@ pub enum Broken {
     Truncated { seq: u64, end: u64 },
 }
 
-/// Checks every link of `node`'s chain and every checkpoint against `key`.
-pub fn verify(path: &Path, node: &str, key: &VerifyingKey) -> Result<Verified, VerifyFailure> {
-    let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let mut stmt = db.prepare(
-        "SELECT seq, node, time, kind, session, body, prev, hash FROM audit WHERE node = ?1 ORDER BY seq",
-    )?;
-    let mut rows = stmt.query([node])?;
-    let mut prev = GENESIS;
-    let mut expected = 1u64;
-    let mut hashes = std::collections::HashMap::new();
-    while let Some(row) = rows.next()? {
-        let r = Record::from_row(row)?;
-        let stored_prev: Vec<u8> = row.get(6)?;
-        let stored_hash: Vec<u8> = row.get(7)?;
-        if r.seq != expected {
-            return Err(Broken::Gap {
-                seq: r.seq,
-                expected,
-            }
-            .into());
-        }
-        if stored_prev != prev {
-            return Err(Broken::Link { seq: r.seq }.into());
-        }
-        let hash = record_hash(&prev, &r);
-        if stored_hash != hash {
-            return Err(Broken::Content { seq: r.seq }.into());
-        }
-        hashes.insert(r.seq, hash);
-        prev = hash;
-        expected += 1;
-    }
-    let end = expected - 1;
-    let mut stmt =
-        db.prepare("SELECT seq, hash, signature FROM checkpoints WHERE node = ?1 ORDER BY seq")?;
-    let mut rows = stmt.query([node])?;
-    let mut checkpoints = 0;
-    while let Some(row) = rows.next()? {
-        let seq: u64 = row.get(0)?;
-        let hash: Vec<u8> = row.get(1)?;
-        let sig: Vec<u8> = row.get(2)?;
-        let hash: [u8; 32] = hash.try_into().map_err(|_| Broken::Signature { seq })?;
-        let sig = Signature::from_slice(&sig).map_err(|_| Broken::Signature { seq })?;
-        key.verify(&checkpoint_message(node, seq, &hash), &sig)
-            .map_err(|_| Broken::Signature { seq })?;
-        if seq > end {
-            return Err(Broken::Truncated { seq, end }.into());
-        }
-        if seq > 0 && hashes.get(&seq) != Some(&hash) {
-            return Err(Broken::CheckpointMismatch { seq }.into());
-        }
-        checkpoints += 1;
-    }
-    Ok(Verified {
-        records: end,
-        checkpoints,
-        head: prev,
-    })
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyFailure {
     #[error("{0}")]
     Broken(#[from] Broken),
     #[error("cannot read the audit store: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Store(#[from] AuditError),
+}
+
+/// Checks every link of `node`'s chain, every checkpoint in the store and the `witness`
+/// (a checkpoint kept elsewhere) against `key`.
+pub fn verify(
+    store: &mut dyn Store,
+    node: &str,
+    key: &VerifyingKey,
+    witness: Option<&Checkpoint>,
+) -> Result<Verified, VerifyFailure> {
+    let mut checkpoints = store.checkpoints(node)?;
+    checkpoints.extend(witness.filter(|w| w.node == node).cloned());
+    for c in &checkpoints {
+        if !c.verify(key) {
+            return Err(Broken::Signature { seq: c.seq }.into());
+        }
+    }
+    // Only the hashes checkpoints refer to are kept while scanning.
+    let mut wanted: std::collections::HashMap<u64, [u8; 32]> =
+        checkpoints.iter().map(|c| (c.seq, GENESIS)).collect();
+    let mut prev = GENESIS;
+    let mut end = 0u64;
+    loop {
+        let page = store.records(node, end, PAGE)?;
+        if page.is_empty() {
+            break;
+        }
+        for s in page {
+            let seq = s.record.seq;
+            if seq != end + 1 {
+                return Err(Broken::Gap {
+                    seq,
+                    expected: end + 1,
+                }
+                .into());
+            }
+            if s.record.node != node {
+                return Err(Broken::Node {
+                    seq,
+                    node: node.into(),
+                    found: s.record.node,
+                }
+                .into());
+            }
+            if s.prev != prev {
+                return Err(Broken::Link { seq }.into());
+            }
+            let hash = record_hash(&prev, &s.record);
+            if s.hash != hash {
+                return Err(Broken::Content { seq }.into());
+            }
+            if let Some(h) = wanted.get_mut(&seq) {
+                *h = hash;
+            }
+            prev = hash;
+            end = seq;
+        }
+    }
+    for c in &checkpoints {
+        if c.seq > end {
+            return Err(Broken::Truncated { seq: c.seq, end }.into());
+        }
+        if c.seq > 0 && wanted.get(&c.seq).map(|h| &h[..]) != Some(&c.hash[..]) {
+            return Err(Broken::CheckpointMismatch { seq: c.seq }.into());
+        }
+    }
+    Ok(Verified {
+        records: end,
+        checkpoints: checkpoints.len() as u64,
+        head: prev,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn temp(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("sluice-audit-test-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+    fn record(session: Option<&str>) -> Record {
+        Record {
+            seq: 1,
+            node: "n".into(),
+            time: "t".into(),
+            kind: "k".into(),
+            session: session.map(str::to_string),
+            body: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn a_missing_session_and_an_empty_one_hash_differently() {
+        assert_ne!(
+            record_hash(&GENESIS, &record(None)),
+            record_hash(&GENESIS, &record(Some("")))
+        );
+    }
+
+    #[test]
+    fn fields_cannot_be_shifted_into_each_other() {
+        // Length prefixes: "ab" + "c" and "a" + "bc" are different records.
+        let mut a = record(None);
+        a.kind = "ab".into();
+        a.body = "c".into();
+        let mut b = record(None);
+        b.kind = "a".into();
+        b.body = "bc".into();
+        assert_ne!(record_hash(&GENESIS, &a), record_hash(&GENESIS, &b));
+    }
+
+    #[test]
+    fn a_witness_round_trips_and_its_signature_binds_every_field() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let hash = [9u8; 32];
+        let c = Checkpoint {
+            node: "n".into(),
+            seq: 12,
+            hash: hash.to_vec(),
+            time: "t".into(),
+            signature: key
+                .sign(&checkpoint_message("n", 12, &hash))
+                .to_bytes()
+                .to_vec(),
+        };
+        let dir = std::env::temp_dir().join(format!("sluice-witness-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    fn filled(name: &str, n: u64) -> (PathBuf, VerifyingKey) {
-        let dir = temp(name);
-        let key = load_or_create_key(&dir.join("audit.key")).unwrap();
-        let mut chain = Chain::open(&dir.join("audit.db"), "node-a", key).unwrap();
-        for i in 1..=n {
-            chain
-                .append(
-                    "2026-11-23T10:00:00Z",
-                    "command",
-                    Some("s1"),
-                    &format!("{{\"sql\":\"SELECT {i}\"}}"),
-                )
-                .unwrap();
-            if i % 5 == 0 {
-                chain.checkpoint("2026-11-23T10:00:00Z").unwrap();
-            }
+        let path = dir.join("audit.witness");
+        write_witness(&path, &c).unwrap();
+        let back = read_witness(&path).unwrap().unwrap();
+        assert_eq!(back, c);
+        assert!(back.verify(&key.verifying_key()));
+        for forged in [
+            Checkpoint {
+                seq: 13,
+                ..c.clone()
+            },
+            Checkpoint {
+                node: "m".into(),
+                ..c.clone()
+            },
+            Checkpoint {
+                hash: vec![8; 32],
+                ..c.clone()
+            },
+        ] {
+            assert!(!forged.verify(&key.verifying_key()));
         }
-        (dir.join("audit.db"), chain.verifying_key())
-    }
-
-    /// Runs SQL as an attacker with write access would: triggers dropped first.
-    fn tamper(db: &Path, sql: &str) {
-        let c = Connection::open(db).unwrap();
-        c.execute_batch(&format!(
-            "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;
-             DROP TRIGGER checkpoints_no_update; DROP TRIGGER checkpoints_no_delete; {sql}"
-        ))
-        .unwrap();
-    }
-
-    #[test]
-    fn an_untouched_chain_verifies_and_survives_reopening() {
-        let (db, key) = filled("ok", 12);
-        let v = verify(&db, "node-a", &key).unwrap();
-        assert_eq!((v.records, v.checkpoints), (12, 2));
-        // Reopened, the chain continues from its head.
-        let dir = db.parent().unwrap();
-        let signing = load_or_create_key(&dir.join("audit.key")).unwrap();
-        let mut chain = Chain::open(&db, "node-a", signing).unwrap();
-        let (seq, _) = chain.append("t", "session_end", None, "{}").unwrap();
-        assert_eq!(seq, 13);
-        assert_eq!(verify(&db, "node-a", &key).unwrap().records, 13);
-    }
-
-    #[test]
-    fn updates_and_deletes_are_refused_by_the_store() {
-        let (db, _) = filled("triggers", 3);
-        let c = Connection::open(&db).unwrap();
-        let err = c
-            .execute("UPDATE audit SET body = '{}' WHERE seq = 2", [])
-            .unwrap_err();
-        assert!(err.to_string().contains("append-only"), "{err}");
-        assert!(c.execute("DELETE FROM audit WHERE seq = 3", []).is_err());
-    }
-
-    #[test]
-    fn an_edited_byte_is_found_at_its_record() {
-        let (db, key) = filled("edit", 12);
-        tamper(
-            &db,
-            "UPDATE audit SET body = replace(body, 'SELECT 7', 'SELECT 8') WHERE seq = 7",
-        );
-        let err = verify(&db, "node-a", &key).unwrap_err();
-        assert!(
-            matches!(err, VerifyFailure::Broken(Broken::Content { seq: 7 })),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn a_deleted_record_is_found() {
-        let (db, key) = filled("delete", 12);
-        tamper(&db, "DELETE FROM audit WHERE seq = 4");
-        let err = verify(&db, "node-a", &key).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                VerifyFailure::Broken(Broken::Gap {
-                    seq: 5,
-                    expected: 4
-                })
-            ),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn a_rewritten_chain_fails_its_signed_checkpoints() {
-        // The attacker edits record 3 and recomputes every hash after it: the chain is
-        // consistent again, but the checkpoint they cannot re-sign no longer matches.
-        let (db, key) = filled("rechain", 12);
-        tamper(
-            &db,
-            "UPDATE audit SET body = '{\"sql\":\"SELECT 0\"}' WHERE seq = 3",
-        );
-        let c = Connection::open(&db).unwrap();
-        let mut prev = GENESIS;
-        for seq in 1..=12u64 {
-            let r: Record = c
-                .query_row(
-                    "SELECT seq, node, time, kind, session, body FROM audit WHERE seq = ?1",
-                    [seq],
-                    Record::from_row,
-                )
-                .unwrap();
-            let h = record_hash(&prev, &r);
-            c.execute(
-                "UPDATE audit SET prev = ?1, hash = ?2 WHERE seq = ?3",
-                params![&prev[..], &h[..], seq],
-            )
-            .unwrap();
-            prev = h;
-        }
-        let err = verify(&db, "node-a", &key).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                VerifyFailure::Broken(Broken::CheckpointMismatch { seq: 5 })
-            ),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn a_truncated_tail_is_found_by_the_checkpoint() {
-        let (db, key) = filled("truncate", 12);
-        tamper(&db, "DELETE FROM audit WHERE seq > 8");
-        let err = verify(&db, "node-a", &key).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                VerifyFailure::Broken(Broken::Truncated { seq: 10, end: 8 })
-            ),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn a_forged_checkpoint_is_refused() {
-        let (db, key) = filled("forged", 6);
-        tamper(
-            &db,
-            "UPDATE checkpoints SET signature = zeroblob(64) WHERE seq = 5",
-        );
-        let err = verify(&db, "node-a", &key).unwrap_err();
-        assert!(
-            matches!(err, VerifyFailure::Broken(Broken::Signature { seq: 5 })),
-            "{err}"
-        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -133,6 +133,8 @@ pub struct ApprovalRecord {
     pub decisions: Vec<ApprovalDecision>,
     /// Groups notified (escalation).
     pub groups: Vec<String>,
+    /// The final reason: a denial's words, the timeout, the cancellation.
+    pub reason: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
