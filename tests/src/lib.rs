@@ -627,6 +627,8 @@ pub struct PgServer {
     dir: PathBuf,
     pub addr: String,
     pub host: String,
+    /// The `pg_ctl start` command, run in the namespace (again by [`PgServer::resume`]).
+    start_cmd: (String, String),
 }
 
 impl PgServer {
@@ -644,14 +646,30 @@ impl PgServer {
             d = dir.display(),
             a = net.peer_v4
         );
-        run(Command::new("ip").args([
-            "netns", "exec", &net.ns, "runuser", "-u", "postgres", "--", "sh", "-c", &cmd,
-        ]));
-        PgServer {
+        let pg = PgServer {
             dir,
             addr: format!("{}:5432", net.peer_v4),
             host: net.peer_v4.clone(),
-        }
+            start_cmd: (net.ns.clone(), cmd),
+        };
+        pg.resume();
+        pg
+    }
+
+    /// Stops the server (fast shutdown: connections are closed); [`PgServer::resume`] starts
+    /// it again on the same data.
+    pub fn pause(&self) {
+        run(Command::new("runuser")
+            .args(["-u", "postgres", "--", &format!("{PG_BIN}/pg_ctl"), "-D"])
+            .arg(&self.dir)
+            .args(["-m", "fast", "-w", "stop"]));
+    }
+
+    pub fn resume(&self) {
+        let (ns, cmd) = &self.start_cmd;
+        run(Command::new("ip").args([
+            "netns", "exec", ns, "runuser", "-u", "postgres", "--", "sh", "-c", cmd,
+        ]));
     }
 
     /// A libpq connection string for `user`/`password` to this server.
