@@ -31,7 +31,11 @@ pg_sql "$WORK/pg" "ALTER DATABASE postgres OWNER TO bench"
 runuser -u postgres -- pgbench -i -q -s 10 -h "$WORK/pg" postgres >/dev/null 2>&1
 pg_sql "$WORK/pg" "GRANT ALL ON ALL TABLES IN SCHEMA public TO bench"
 mkdir "$CG"
-cat > "$WORK/policy.yaml" <<YAML
+# One gateway at a time: with the audit log (the default: every statement durably recorded
+# before it is forwarded) and without it, so the cost of auditing is measured in the same run.
+start_gw() {
+  rm -rf "$WORK/state"
+  cat > "$WORK/policy.yaml" <<YAML
 listen: 127.0.0.1:0
 state_dir: $WORK/state
 data_dir: $WORK/data
@@ -42,20 +46,43 @@ resources:
     protocol: postgres
     match: [{ address: $DB, port: 5432 }]
     credentials: { mode: inject, user: bench, password: { value: bench-secret } }
+audit: { enabled: $1 }
 YAML
-RUST_LOG=warn "$BIN/sluice" run --config "$WORK/policy.yaml" 2> "$WORK/gw.log" &
-GW_PID=$!
-for _ in $(seq 100); do [ -f "$WORK/state/targets/benchpg-$$.json" ] && break; sleep 0.1; done
+  RUST_LOG=warn "$BIN/sluice" run --config "$WORK/policy.yaml" 2>> "$WORK/gw.log" &
+  GW_PID=$!
+  for _ in $(seq 100); do [ -f "$WORK/state/targets/benchpg-$$.json" ] && break; sleep 0.1; done
+}
+stop_gw() { kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true; GW_PID=; }
 
 CONN="host=$DB port=5432 user=bench password=bench-secret dbname=postgres"
 tps() { grep -oE 'tps = [0-9.]+' | head -1 | cut -d' ' -f3; }
 lat() { grep -oE 'latency average = [0-9.]+' | cut -d' ' -f4; }
-printf '%-10s %-8s %12s %12s %8s %10s %10s\n' mode clients "direct tps" "sluice tps" ratio "direct ms" "sluice ms"
-for mode in $MODES; do
-  for c in $CLIENTS; do
-    d=$(pgbench -n -S -M "$mode" -c "$c" -j "$((c < 2 ? c : 2))" -T "$DURATION" "$CONN" 2>&1)
-    s=$("$BIN/sluice-probe" --cgroup "$CG" run -- pgbench -n -S -M "$mode" -c "$c" -j "$((c < 2 ? c : 2))" -T "$DURATION" "$CONN" 2>&1)
-    dt=$(tps <<<"$d"); st=$(tps <<<"$s")
-    printf '%-10s %-8s %12.0f %12.0f %8.2f %10s %10s\n' "$mode" "$c" "$dt" "$st" "$(echo "$st / $dt" | bc -l)" "$(lat <<<"$d")" "$(lat <<<"$s")"
-  done
+bench() { # where mode clients
+  local j=$(( $3 < 2 ? $3 : 2 ))
+  if [ "$1" = direct ]; then
+    pgbench -n -S -M "$2" -c "$3" -j "$j" -T "$DURATION" "$CONN" 2>&1
+  else
+    "$BIN/sluice-probe" --cgroup "$CG" run -- pgbench -n -S -M "$2" -c "$3" -j "$j" -T "$DURATION" "$CONN" 2>&1
+  fi
+}
+declare -A TPS LAT
+for mode in $MODES; do for c in $CLIENTS; do
+  out=$(bench direct "$mode" "$c"); TPS[direct,$mode,$c]=$(tps <<<"$out"); LAT[direct,$mode,$c]=$(lat <<<"$out")
+done; done
+for audit in false true; do
+  start_gw "$audit"
+  for mode in $MODES; do for c in $CLIENTS; do
+    out=$(bench sluice "$mode" "$c"); TPS[$audit,$mode,$c]=$(tps <<<"$out"); LAT[$audit,$mode,$c]=$(lat <<<"$out")
+  done; done
+  stop_gw
 done
+printf '%-9s %-7s %10s %10s %10s %8s %8s %9s %9s %9s %11s\n' mode clients "direct" "no-audit" "audited" "ratio" "ratio" "direct" "no-audit" "audited" "audit adds"
+printf '%-9s %-7s %10s %10s %10s %8s %8s %9s %9s %9s %11s\n' "" "" "tps" "tps" "tps" "no-aud" "audited" "ms" "ms" "ms" "ms/stmt"
+for mode in $MODES; do for c in $CLIENTS; do
+  d=${TPS[direct,$mode,$c]}; n=${TPS[false,$mode,$c]}; a=${TPS[true,$mode,$c]}
+  printf '%-9s %-7s %10.0f %10.0f %10.0f %8.2f %8.2f %9s %9s %9s %11.3f\n' "$mode" "$c" "$d" "$n" "$a" \
+    "$(echo "$n / $d" | bc -l)" "$(echo "$a / $d" | bc -l)" \
+    "${LAT[direct,$mode,$c]}" "${LAT[false,$mode,$c]}" "${LAT[true,$mode,$c]}" \
+    "$(echo "${LAT[true,$mode,$c]} - ${LAT[false,$mode,$c]}" | bc -l)"
+done; done
+echo "audit records written: $("$BIN/sluice" audit --config "$WORK/policy.yaml" verify | head -1)"
