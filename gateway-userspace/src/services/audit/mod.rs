@@ -6,4 +6,5 @@
 //! JSON body text, each length-prefixed, after the previous record's hash.
 
 pub mod chain;
+pub mod psql;
 pub mod record;
