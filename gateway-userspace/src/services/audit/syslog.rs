@@ -19,7 +19,7 @@
 //!
 //! Transports: UDP (RFC 5426, one datagram per message), TCP (RFC 6587 octet counting) and a
 //! local Unix datagram socket (`/dev/log`). Datagrams are capped at [`DATAGRAM_MAX`] octets
-//! (the size receivers commonly accept): a longer body is cut at a character boundary and a
+//! (rsyslog's default limit): a longer body is cut at a character boundary and a
 //! `truncated` parameter gives its full length in octets. TCP messages are sent whole; the
 //! receiver may still cut them at its own limit (rsyslog's `maxMessageSize`).
 //!
@@ -51,9 +51,10 @@ use super::chain::Record;
 /// for documentation and examples (RFC 5612); sluice has no PEN of its own.
 pub const SD_ID: &str = "sluice@32473";
 
-/// Largest UDP or Unix datagram sent, in octets: what syslog receivers commonly accept
-/// (rsyslog's default `maxMessageSize` is 8 KiB).
-pub const DATAGRAM_MAX: usize = 8192;
+/// Largest UDP or Unix datagram sent, in octets: rsyslog's default `maxMessageSize` (measured:
+/// it cuts longer messages at 8096 octets, blindly, possibly inside a UTF-8 character). Cutting
+/// here instead keeps the text valid and marks it. syslog-ng accepts 64 KiB by default.
+pub const DATAGRAM_MAX: usize = 8096;
 
 /// Records waiting for the worker before new ones are dropped.
 pub const QUEUE_CAPACITY: usize = 4096;
