@@ -46,8 +46,7 @@ fn rsyslogd_path() -> PathBuf {
     panic!("rsyslogd not found: install rsyslog (`cargo xtask setup` / scripts/setup.sh)");
 }
 
-fn free_port() -> u16 {
-    // Both protocols free on the same port is not needed: each input gets its own.
+fn free_udp_port() -> u16 {
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.local_addr().unwrap().port()
 }
@@ -67,7 +66,7 @@ impl Rsyslogd {
         let dir = std::env::temp_dir().join(format!("sluice-rsyslog-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let (udp_port, tcp_port) = (free_port(), free_tcp_port());
+        let (udp_port, tcp_port) = (free_udp_port(), free_tcp_port());
         // A config given with -f loads only the modules it names: no imuxsock (/dev/log), no
         // imklog. workDirectory keeps its state files out of /var/lib/rsyslog.
         let conf = format!(
