@@ -10,13 +10,15 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-# Debian packages: build deps, test peers (PostgreSQL, OpenSSH), network tooling for the
-# namespace-based tests.
+# Debian packages: build deps, test peers (PostgreSQL, OpenSSH, rsyslog), network tooling for
+# the namespace-based tests.
 APT_PACKAGES=(
   pkg-config iproute2 procps psmisc curl ca-certificates openssl bc
   libhyperscan-dev libsqlite3-dev
   postgresql postgresql-contrib postgresql-client pgbouncer
   openssh-server openssh-client
+  # The audit syslog sink's live test runs its own rsyslogd (tests/tests/audit_syslog.rs).
+  rsyslog
   # The approvals web page's browser test: Debian's Chromium (playwright-core brings no browser
   # and cannot download one here) and a font so screenshots are legible.
   chromium fonts-dejavu-core

@@ -22,6 +22,7 @@ pub mod replay;
 pub mod session;
 pub mod settings;
 pub mod sqlite;
+pub mod syslog;
 
 use std::sync::{Arc, Mutex};
 
