@@ -20,10 +20,8 @@ use sluice::services::audit::{
 const BODY: &str = r#"{"n":17,"protocol":"simple","text":"UPDATE accounts SET balance = balance + 1 WHERE id = 3","sha256":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08","action":"allow","rule":"writes","reason":""}"#;
 
 fn fresh_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "sluice-audit-bench-{}-{name}",
-        std::process::id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("sluice-audit-bench-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -86,28 +84,34 @@ fn gateway_writer(c: &mut Criterion) {
         .unwrap();
     let mut settings = AuditSettings::defaults(&dir);
     settings.store = StoreSettings::Sqlite(dir.join("audit.db"));
-    let log = std::sync::Arc::new(rt.block_on(async { AuditLog::open(&settings, None) }).unwrap());
+    let log = std::sync::Arc::new(
+        rt.block_on(async { AuditLog::open(&settings, None) })
+            .unwrap(),
+    );
     let body: serde_json::Value = serde_json::from_str(BODY).unwrap();
     let mut group = c.benchmark_group("audit");
     group.throughput(Throughput::Elements(SESSIONS));
-    group.bench_function("gateway writer, 64 sessions each awaiting a durable record", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let waits: Vec<_> = (0..SESSIONS)
-                    .map(|_| {
-                        let log = log.clone();
-                        let body = body.clone();
-                        tokio::spawn(async move {
-                            log.durable("command", Some("s"), &body).await.unwrap()
+    group.bench_function(
+        "gateway writer, 64 sessions each awaiting a durable record",
+        |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let waits: Vec<_> = (0..SESSIONS)
+                        .map(|_| {
+                            let log = log.clone();
+                            let body = body.clone();
+                            tokio::spawn(async move {
+                                log.durable("command", Some("s"), &body).await.unwrap()
+                            })
                         })
-                    })
-                    .collect();
-                for w in waits {
-                    w.await.unwrap();
-                }
+                        .collect();
+                    for w in waits {
+                        w.await.unwrap();
+                    }
+                })
             })
-        })
-    });
+        },
+    );
     group.finish();
     rt.block_on(log.close());
     let _ = std::fs::remove_dir_all(&dir);

@@ -1,6 +1,7 @@
 //! The audit syslog sink against a real rsyslogd (its own instance: own config, own ports on
 //! 127.0.0.1, own files in a temporary directory; no /dev/log, no system configuration).
-//! Needs no root, only `cargo xtask setup` (the rsyslog package); fails if rsyslogd is missing.
+//! The sink tests need no root, only `cargo xtask setup` (the rsyslog package); the gateway test
+//! needs root like every gateway test. All fail if rsyslogd is missing.
 
 use std::{
     net::{TcpListener, TcpStream, UdpSocket},
@@ -376,4 +377,81 @@ fn oversized_udp_records_arrive_truncated_and_marked() {
         keep -= 1;
     }
     assert_eq!(l.msg, &body[..keep]);
+}
+
+#[test]
+fn a_gateway_streams_its_audit_records_and_checkpoints_to_rsyslog() {
+    use sluice_tests::{
+        Gateway, PG_SCRAM, PgServer, Policy, TestCgroup, TestNet, bin_path, inject, pg_resource,
+        psql_in, require_root,
+    };
+    require_root();
+    let d = Rsyslogd::start("gateway");
+    let net = TestNet::new();
+    let pg = PgServer::start(&net);
+    let cg = TestCgroup::new();
+    let mut policy = Policy::new(Some(&cg), "deny");
+    policy.raw_resources = pg_resource("orders-db", &pg, &inject(PG_SCRAM));
+    policy.extra = format!(
+        "audit:\n  node: gw-node\n  syslog: {{ target: \"tcp://127.0.0.1:{}\" }}\n",
+        d.tcp_port
+    );
+    let mut gw = Gateway::start(&policy);
+    let out = psql_in(
+        &cg.dir,
+        &pg.conninfo(PG_SCRAM.0, "wrong"),
+        &["SELECT 1", "DROP TABLE customers"],
+    );
+    assert!(out.stderr.contains("blocked"), "{}", out.stderr);
+    // A clean stop commits everything and signs a final checkpoint.
+    gw.stop();
+
+    let export = Command::new(bin_path("sluice"))
+        .args(["audit", "export", "--config"])
+        .arg(&gw.config_path)
+        .output()
+        .unwrap();
+    assert!(export.status.success());
+    let records: Vec<serde_json::Value> = String::from_utf8(export.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(records.len() >= 5, "{records:?}");
+    // Every record, then the checkpoint over the last one.
+    let lines = wait_for(&d, "gw-node", records.len() + 1);
+    for r in &records {
+        let seq = r["seq"].to_string();
+        let line = lines
+            .iter()
+            .map(|l| parse_line(l))
+            .find(|l| l.msgid != "checkpoint" && sd_param(l.sd, "seq").as_deref() == Some(&seq))
+            .unwrap_or_else(|| panic!("record {seq} missing from rsyslog"));
+        assert_eq!(sd_param(line.sd, "hash").as_deref(), r["hash"].as_str());
+        assert_eq!(line.msgid, r["kind"].as_str().unwrap());
+        let body: serde_json::Value = serde_json::from_str(line.msg).unwrap();
+        assert_eq!(body, r["body"]);
+        if r["kind"] == "command" && r["body"]["action"] == "deny" {
+            assert_eq!(line.pri, 16 * 8 + 4, "refusals are warnings");
+        }
+    }
+    let last = records.last().unwrap();
+    let checkpoint = lines
+        .iter()
+        .map(|l| parse_line(l))
+        .find(|l| l.msgid == "checkpoint")
+        .expect("the signed checkpoint reached rsyslog");
+    assert_eq!(
+        sd_param(checkpoint.sd, "seq"),
+        Some(last["seq"].to_string())
+    );
+    assert_eq!(
+        sd_param(checkpoint.sd, "hash").as_deref(),
+        last["hash"].as_str()
+    );
+    assert!(
+        checkpoint.msg.contains("\"signature\":\""),
+        "{}",
+        checkpoint.msg
+    );
 }

@@ -42,8 +42,9 @@ use crate::{
             notify::{Notification, Notifier, NotifyConfig, NotifyEvent, request_link},
         },
         audit::{
-            AuditLog,
+            self, AuditLog, SyslogForward,
             record::{self, ApprovalDecision, ApprovalRecord},
+            syslog::SyslogSink,
         },
     },
 };
@@ -156,7 +157,12 @@ impl Gateway {
             }
         }
 
-        let audit = Arc::new(AuditLog::open(&config.audit, None).with_context(|| {
+        let forward = config
+            .audit
+            .syslog
+            .clone()
+            .map(|s| Box::new(SyslogForward(SyslogSink::start(s))) as Box<dyn audit::Forward>);
+        let audit = Arc::new(AuditLog::open(&config.audit, forward).with_context(|| {
             format!(
                 "opening the audit log ({}); a gateway that cannot audit does not start",
                 config.audit.store.describe()

@@ -86,6 +86,34 @@ pub trait Forward: Send {
     fn checkpoint(&mut self, checkpoint: &Checkpoint);
 }
 
+/// Sends what the writer committed to a syslog receiver. A checkpoint goes as a record of
+/// kind `checkpoint` (its seq and hash are the signed head's), so the receiver holds signed
+/// heads off the host.
+pub struct SyslogForward(pub syslog::SyslogSink);
+
+impl Forward for SyslogForward {
+    fn record(&mut self, stored: &Stored) {
+        if let Ok(hash) = <[u8; 32]>::try_from(stored.hash.as_slice()) {
+            self.0.send(&stored.record, &hash);
+        }
+    }
+
+    fn checkpoint(&mut self, c: &Checkpoint) {
+        let Ok(hash) = <[u8; 32]>::try_from(c.hash.as_slice()) else {
+            return;
+        };
+        let record = chain::Record {
+            seq: c.seq,
+            node: c.node.clone(),
+            time: c.time.clone(),
+            kind: "checkpoint".into(),
+            session: None,
+            body: to_json(c),
+        };
+        self.0.send(&record, &hash);
+    }
+}
+
 /// The gateway's handle on the audit log.
 pub struct AuditLog {
     /// Unbounded on purpose: commands wait for their commit, so the queue holds at most a

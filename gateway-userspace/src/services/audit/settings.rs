@@ -29,6 +29,8 @@ pub struct AuditSettings {
     pub capture: CaptureLimits,
     pub checkpoint_every: u64,
     pub checkpoint_interval: Duration,
+    /// Every durable record (and signed checkpoint) also goes to a syslog receiver.
+    pub syslog: Option<super::syslog::SyslogSettings>,
 }
 
 #[derive(Clone, Debug)]
@@ -73,6 +75,7 @@ impl AuditSettings {
             },
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            syslog: None,
         }
     }
 }
@@ -105,6 +108,8 @@ pub(crate) struct RawAudit {
     capture: Option<RawCapture>,
     #[serde(default)]
     checkpoint: Option<RawCheckpoint>,
+    #[serde(default)]
+    syslog: Option<super::syslog::SyslogSettings>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,6 +149,7 @@ impl RawAudit {
     ) -> AuditSettings {
         let mut s = AuditSettings::defaults(data_dir);
         s.enabled = self.enabled.unwrap_or(true);
+        s.syslog = self.syslog.clone();
         if let Some(p) = &self.store {
             s.store = StoreSettings::Sqlite(PathBuf::from(p));
         }
