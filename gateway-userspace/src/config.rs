@@ -1238,6 +1238,52 @@ mod tests {
     }
 
     #[test]
+    fn audit_settings_default_to_the_data_dir_and_are_checked() {
+        let base = "targets:\n  - name: a\n    egress: allow\ndata_dir: /srv/sluice\n";
+        let ok = parse(base).unwrap();
+        let a = &ok.audit;
+        assert!(a.enabled);
+        assert!(
+            matches!(&a.store, StoreSettings::Sqlite(p) if p == Path::new("/srv/sluice/audit.db"))
+        );
+        assert_eq!(a.key, Path::new("/srv/sluice/audit.key"));
+        assert!(!a.node.is_empty());
+        let pg = parse(&format!(
+            "{base}audit:\n  node: gw-1\n  postgres: {{ connection: \"host=db user=s dbname=audit\", password: {{ value: pw }} }}\n  capture: {{ rows: 5 }}\n  syslog: {{ target: \"udp://127.0.0.1:514\" }}\n"
+        ))
+        .unwrap();
+        assert!(matches!(pg.audit.store, StoreSettings::Postgres { .. }));
+        assert_eq!((pg.audit.node.as_str(), pg.audit.capture.rows), ("gw-1", 5));
+        assert!(pg.audit.syslog.is_some());
+
+        let messages = |text: &str| -> Vec<String> {
+            parse(&format!("{base}{text}"))
+                .unwrap_err()
+                .diagnostics
+                .into_iter()
+                .map(|d| d.message)
+                .collect()
+        };
+        let m = messages(
+            "audit:\n  store: /x.db\n  postgres: { connection: \"host=db\" }\n  node: \"two words\"\n  checkpoint: { every: 0, interval: 1ms }\n  capture: { bytes: 999999999 }\n",
+        );
+        for expected in [
+            "are exclusive",
+            "printable characters",
+            "at least 1",
+            "at least 100ms",
+            "`capture.bytes` is at most",
+        ] {
+            assert!(m.iter().any(|x| x.contains(expected)), "{expected}: {m:?}");
+        }
+        let m = messages("audit:\n  syslog: { target: \"ftp://x:1\" }\n");
+        assert!(
+            m.iter().any(|x| x.contains("invalid syslog target")),
+            "{m:?}"
+        );
+    }
+
+    #[test]
     fn approval_settings_are_checked() {
         let base = "targets:\n  - name: a\n    egress: allow\n\
                     resources:\n  - name: db\n    protocol: postgres\n    match: [ { address: 10.0.0.1, port: 5432 } ]\n";

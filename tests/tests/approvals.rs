@@ -212,6 +212,48 @@ fn held_update_is_approved_from_the_cli_and_runs_once() {
     let again = s.cli(CAROL, &["approve", &id]);
     assert!(!again.status.success());
     assert!(stderr(&again).contains("409"), "{}", stderr(&again));
+
+    // The audit trail of the agent's session: the held command, the request and its decision
+    // (bound to the same bytes), then what the agent got.
+    let session = view["requester"]["session"].as_str().unwrap().to_string();
+    let export = Command::new(sluice_tests::bin_path("sluice"))
+        .args(["audit", "replay", &session, "--format", "jsonl", "--config"])
+        .arg(&s.gw.config_path)
+        .output()
+        .unwrap();
+    assert!(export.status.success(), "{}", stderr(&export));
+    let records: Vec<Value> = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<String> = records
+        .iter()
+        .map(|r| match r["kind"].as_str().unwrap() {
+            "command" => format!("command:{}", r["body"]["action"].as_str().unwrap()),
+            "approval" => format!("approval:{}", r["body"]["event"].as_str().unwrap()),
+            k => k.to_string(),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "session_start",
+            "command:hold",
+            "approval:requested",
+            "approval:decided",
+            "result",
+            "command:allow",
+            "result",
+            "session_end"
+        ],
+        "{records:#?}"
+    );
+    let decided = &records[3]["body"];
+    assert_eq!(decided["state"], "approved");
+    assert_eq!(decided["decisions"][0]["reviewer"], "alice");
+    assert_eq!(decided["decisions"][0]["reason"], "ticket OPS-1");
+    assert_eq!(decided["sha256"], view["sha256"]);
+    assert_eq!(records[4]["body"]["sets"][0]["tag"], "UPDATE 1");
 }
 
 #[test]
