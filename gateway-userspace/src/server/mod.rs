@@ -511,6 +511,39 @@ fn decode_deny_event(bytes: &[u8]) -> gateway_common::DenyEvent {
     }
 }
 
+/// Records an approval request's life in the audit log, in the session it came from.
+fn audit_approval(audit: &AuditLog, event: &BrokerEvent) {
+    let (name, view, groups) = match event {
+        BrokerEvent::Requested(v) => ("requested", v, v.groups.clone()),
+        BrokerEvent::Escalated { view, groups } => ("escalated", view, groups.clone()),
+        BrokerEvent::Decided(v) => ("decided", v, Vec::new()),
+    };
+    let body = ApprovalRecord {
+        event: name.into(),
+        id: view.id.clone(),
+        state: view.state.as_str().into(),
+        resource: view.resource.clone(),
+        rule: view.rule.clone(),
+        sha256: view.sha256.clone(),
+        decisions: view
+            .votes
+            .iter()
+            .map(|v| ApprovalDecision {
+                reviewer: v.reviewer.clone(),
+                approve: v.decision == Decision::Approve,
+                reason: v.reason.clone(),
+            })
+            .collect(),
+        groups,
+        reason: view.decision_reason.clone(),
+    };
+    audit.record(
+        record::kind::APPROVAL,
+        view.requester.session.as_deref(),
+        &body,
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use gateway_common::{AF_INET, DenyEvent, EVENT_EGRESS_DENIED};
@@ -548,37 +581,4 @@ mod tests {
         assert_eq!(bytes.len(), std::mem::size_of::<DenyEvent>());
         assert_eq!(decode_deny_event(&bytes), ev);
     }
-}
-
-/// Records an approval request's life in the audit log, in the session it came from.
-fn audit_approval(audit: &AuditLog, event: &BrokerEvent) {
-    let (name, view, groups) = match event {
-        BrokerEvent::Requested(v) => ("requested", v, v.groups.clone()),
-        BrokerEvent::Escalated { view, groups } => ("escalated", view, groups.clone()),
-        BrokerEvent::Decided(v) => ("decided", v, Vec::new()),
-    };
-    let body = ApprovalRecord {
-        event: name.into(),
-        id: view.id.clone(),
-        state: view.state.as_str().into(),
-        resource: view.resource.clone(),
-        rule: view.rule.clone(),
-        sha256: view.sha256.clone(),
-        decisions: view
-            .votes
-            .iter()
-            .map(|v| ApprovalDecision {
-                reviewer: v.reviewer.clone(),
-                approve: v.decision == Decision::Approve,
-                reason: v.reason.clone(),
-            })
-            .collect(),
-        groups,
-        reason: view.decision_reason.clone(),
-    };
-    audit.record(
-        record::kind::APPROVAL,
-        view.requester.session.as_deref(),
-        &body,
-    );
 }

@@ -947,6 +947,7 @@ async fn hold_batch<R: AsyncRead + Unpin>(
     hold::hold(cr, spec, ctx, services, identity).await
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn upstream_to_agent<R, W>(
     mut ur: BufReader<R>,
     cw: &mut BufWriter<W>,

@@ -184,8 +184,7 @@ pub fn verify_export(store: &mut MemoryStore) -> Result<Vec<(String, u64)>, Stri
             continue;
         };
         let mut prev = first.prev.clone();
-        let mut expected = first.record.seq;
-        for s in &records {
+        for (expected, s) in (first.record.seq..).zip(&records) {
             let seq = s.record.seq;
             if seq != expected {
                 return Err(format!(
@@ -205,7 +204,6 @@ pub fn verify_export(store: &mut MemoryStore) -> Result<Vec<(String, u64)>, Stri
                 ));
             }
             prev = hash.to_vec();
-            expected += 1;
         }
         out.push((node, records.len() as u64));
     }
