@@ -157,6 +157,16 @@ impl Gateway {
             }
         }
 
+        // Say so before the audit store's lock does: the target is the clearer reason.
+        for target in &config.targets {
+            if let Some(running) = state::running_target(&config.state_dir, &target.name)? {
+                bail!(
+                    "target `{}` is already served by another sluice gateway (pid {})",
+                    target.name,
+                    running.pid
+                );
+            }
+        }
         let forward = config
             .audit
             .syslog

@@ -16,7 +16,7 @@ pub const PAGE: usize = 10_000;
 pub enum AuditError {
     #[error("audit store: {0}")]
     Sql(#[from] rusqlite::Error),
-    #[error("audit store: {0}")]
+    #[error("audit store: {}", postgres_error(.0))]
     Postgres(#[from] postgres::Error),
     #[error("audit store: {0}")]
     Io(#[from] std::io::Error),
@@ -24,6 +24,17 @@ pub enum AuditError {
     Key { path: PathBuf, reason: String },
     #[error("audit store: {0}")]
     Refused(String),
+}
+
+/// The server's own words ("db error" alone says nothing), or the client's error and its cause.
+fn postgres_error(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
 }
 
 /// One record as stored.
@@ -293,10 +304,29 @@ impl Chain {
             });
             prev = hash;
         }
-        self.store.append(&sealed)?;
+        if let Err(e) = self.store.append(&sealed) {
+            // A commit whose answer was lost (the connection dropped during COMMIT) may have
+            // happened anyway. This gateway holds the chain, so the store's head is the truth.
+            self.resync();
+            let committed = sealed
+                .last()
+                .is_some_and(|l| l.record.seq == self.last_seq && l.hash == self.last_hash);
+            return if committed { Ok(sealed) } else { Err(e) };
+        }
         self.last_seq += entries.len() as u64;
         self.last_hash = prev;
         Ok(sealed)
+    }
+
+    /// Takes the head from the store (when it can be read and is well formed).
+    fn resync(&mut self) {
+        if let Ok(Some(head)) = self.store.head(&self.node)
+            && let Ok(hash) = <[u8; 32]>::try_from(head.hash.as_slice())
+            && head.record.seq >= self.last_seq
+        {
+            self.last_seq = head.record.seq;
+            self.last_hash = hash;
+        }
     }
 
     /// Appends one record; returns its sequence number and chain hash once it is durable.
@@ -523,5 +553,91 @@ mod tests {
             assert!(!forged.verify(&key.verifying_key()));
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Commits, but reports the first commit as failed (an answer lost with the connection).
+    #[derive(Default)]
+    struct LostAnswer {
+        rows: Vec<Stored>,
+        lose_next: bool,
+    }
+
+    impl Store for LostAnswer {
+        fn claim(&mut self, _: &str, _: &VerifyingKey) -> Result<(), AuditError> {
+            Ok(())
+        }
+        fn head(&mut self, _: &str) -> Result<Option<Stored>, AuditError> {
+            Ok(self.rows.last().cloned())
+        }
+        fn append(&mut self, records: &[Stored]) -> Result<(), AuditError> {
+            if let Some(first) = records.first()
+                && self.rows.iter().any(|r| r.record.seq == first.record.seq)
+            {
+                return Err(AuditError::Refused("duplicate key".into()));
+            }
+            self.rows.extend_from_slice(records);
+            if std::mem::take(&mut self.lose_next) {
+                return Err(AuditError::Refused("connection closed".into()));
+            }
+            Ok(())
+        }
+        fn add_checkpoint(&mut self, _: &Checkpoint) -> Result<(), AuditError> {
+            Ok(())
+        }
+        fn nodes(&mut self) -> Result<Vec<String>, AuditError> {
+            Ok(vec!["n".into()])
+        }
+        fn node_key(&mut self, _: &str) -> Result<Option<Vec<u8>>, AuditError> {
+            Ok(None)
+        }
+        fn records(
+            &mut self,
+            _: &str,
+            after: u64,
+            limit: usize,
+        ) -> Result<Vec<Stored>, AuditError> {
+            Ok(self
+                .rows
+                .iter()
+                .filter(|r| r.record.seq > after)
+                .take(limit)
+                .cloned()
+                .collect())
+        }
+        fn checkpoints(&mut self, _: &str) -> Result<Vec<Checkpoint>, AuditError> {
+            Ok(Vec::new())
+        }
+        fn session(&mut self, _: &str) -> Result<Vec<Stored>, AuditError> {
+            Ok(Vec::new())
+        }
+        fn of_kind(
+            &mut self,
+            _: &str,
+            _: Option<&str>,
+            _: usize,
+        ) -> Result<Vec<Stored>, AuditError> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn a_commit_whose_answer_was_lost_is_recognised_and_the_chain_goes_on() {
+        let store = LostAnswer {
+            lose_next: true,
+            ..Default::default()
+        };
+        let mut chain =
+            Chain::open(Box::new(store), "n", SigningKey::from_bytes(&[3; 32])).unwrap();
+        let sealed = chain
+            .append_all(&[Entry {
+                time: "t",
+                kind: "k",
+                session: None,
+                body: "{}",
+            }])
+            .expect("the commit did happen");
+        assert_eq!(sealed[0].record.seq, 1);
+        let (seq, _) = chain.append("t", "k", None, "{}").unwrap();
+        assert_eq!(seq, 2, "no duplicate sequence number after the lost answer");
     }
 }
