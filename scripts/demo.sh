@@ -120,3 +120,12 @@ step "Ground truth: the table is still there"
 runuser -u postgres -- psql -X -A -t -h "$WORK/pg" -U postgres -d shop -c "select count(*) || ' customers' from customers"
 echo "and the approved UPDATE ran once:"
 runuser -u postgres -- psql -X -A -t -h "$WORK/pg" -U postgres -d shop -c "select id, name from customers where id = 1"
+
+step "The audit log: sluice audit verify | sessions | replay"
+"$BIN/sluice" audit --config "$WORK/policy.yaml" verify
+"$BIN/sluice" audit --config "$WORK/policy.yaml" sessions
+# The session that held the UPDATE: its transcript shows the hold, the approval and the result.
+SESSION=$("$BIN/sluice" audit --config "$WORK/policy.yaml" export \
+  | grep -F '"kind":"approval"' | head -1 | sed -E 's/.*"session":"([0-9a-f]+)".*/\1/')
+echo "\$ sluice audit replay $SESSION"
+"$BIN/sluice" audit --config "$WORK/policy.yaml" replay "$SESSION"

@@ -340,7 +340,25 @@ fn tampering_with_any_row_is_found_at_that_row() {
 fn every_statement_that_reached_the_database_was_recorded_before_a_kill_9() {
     for backend in BACKENDS {
         let mut s = setup(backend, "");
-        s.pg.admin_sql("CREATE TABLE kill_test (v int); GRANT ALL ON kill_test TO app");
+        s.pg.admin_sql(
+            "CREATE TABLE kill_test (v int); GRANT ALL ON kill_test TO app;
+             CREATE TABLE kill_prepared (v int); GRANT ALL ON kill_prepared TO app",
+        );
+        // Also prepared executions (Bind/Execute of a statement parsed once), next to it.
+        let prepared_script = s.gw.data_dir.with_file_name("prepared.pgbench");
+        std::fs::write(&prepared_script, "INSERT INTO kill_prepared VALUES (1);\n").unwrap();
+        let mut prepared = Command::new(bin_path("sluice-probe"))
+            .arg("--cgroup")
+            .arg(&s.cg.dir)
+            .args([
+                "run", "--", "pgbench", "-n", "-c", "2", "-M", "prepared", "-T", "20", "-f",
+            ])
+            .arg(&prepared_script)
+            .arg(s.conninfo())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let script = s.gw.data_dir.with_file_name("insert.pgbench");
         std::fs::write(
             &script,
@@ -376,8 +394,10 @@ fn every_statement_that_reached_the_database_was_recorded_before_a_kill_9() {
             std::thread::sleep(Duration::from_millis(100));
         }
         s.gw.crash();
-        let _ = bench.kill();
-        let _ = bench.wait();
+        for child in [&mut bench, &mut prepared] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
 
         let mut reached: Vec<u64> =
             s.pg.admin_sql("SELECT v FROM kill_test ORDER BY v")
@@ -415,6 +435,25 @@ fn every_statement_that_reached_the_database_was_recorded_before_a_kill_9() {
         assert!(
             missing.is_empty(),
             "{backend:?}: reached the database without a record: {missing:?}"
+        );
+        let executed: u64 =
+            s.pg.admin_sql("SELECT count(*) FROM kill_prepared")
+                .parse()
+                .unwrap();
+        let recorded_executions = s
+            .export()
+            .iter()
+            .filter(|r| {
+                r["kind"] == "command"
+                    && r["body"]["text"]
+                        .as_str()
+                        .is_some_and(|t| t.starts_with("INSERT INTO kill_prepared"))
+            })
+            .count() as u64;
+        assert!(executed > 0, "{backend:?}: the prepared clients ran");
+        assert!(
+            executed <= recorded_executions,
+            "{backend:?}: {executed} prepared executions reached the database, {recorded_executions} recorded"
         );
         let (ok, text) = s.verify();
         assert!(ok, "{backend:?}: after kill -9: {text}");
@@ -518,4 +557,62 @@ fn a_statement_that_cannot_be_recorded_is_refused_and_others_continue_after_reco
     assert!(!texts.iter().any(|t| t.contains("while the store is down")));
     let (ok, text) = s.verify();
     assert!(ok, "{text}");
+}
+
+#[test]
+fn every_execution_of_a_prepared_statement_is_recorded() {
+    let s = setup(Backend::Sqlite, "");
+    let init =
+        s.pg.admin_cmd("pgbench", &["-i", "-q", "-s", "1", "postgres"]);
+    assert!(init.status.success());
+    s.pg.admin_sql("GRANT ALL ON ALL TABLES IN SCHEMA public TO app");
+    let run = client_in(
+        &s.cg.dir,
+        &[],
+        &[
+            "pgbench",
+            "-n",
+            "-S",
+            "-M",
+            "prepared",
+            "-t",
+            "5",
+            "-c",
+            "1",
+            &s.conninfo(),
+        ],
+    );
+    assert!(run.status.success(), "{}{}", run.stdout, run.stderr);
+    let records = s.export();
+    // pgbench's own catalog query aside: prepared once (covering its first execution), then
+    // each further execution recorded on its own.
+    let ours: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["kind"] == "command")
+        .filter(|r| {
+            r["body"]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("SELECT abalance FROM pgbench_accounts")
+        })
+        .collect();
+    let protocols: Vec<&str> = ours
+        .iter()
+        .map(|r| r["body"]["protocol"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        protocols,
+        ["extended", "execute", "execute", "execute", "execute"],
+        "{ours:?}"
+    );
+    // Each execution's answer names its command.
+    for c in &ours {
+        let n = &c["body"]["n"];
+        let answered = records.iter().any(|r| {
+            r["kind"] == "result"
+                && r["body"]["commands"].as_array().unwrap().contains(n)
+                && r["body"]["sets"][0]["tag"] == "SELECT 1"
+        });
+        assert!(answered, "no result for command {n}");
+    }
 }

@@ -508,12 +508,7 @@ async fn decide_recorded(
     protocol: &'static str,
 ) -> (Verdict, u64) {
     let decision = decide(sql, ctx, services, protocol);
-    let masked = match services.masker().mask(sql.as_bytes()) {
-        Ok(None) => sql.to_string(),
-        Ok(Some(m)) => String::from_utf8_lossy(&m).into_owned(),
-        // Fail closed: an unchecked text must not reach the log.
-        Err(e) => format!("<withheld: masking failed: {e}>"),
-    };
+    let masked = masked_text(services, sql);
     let action = decision.action.to_string();
     let recorded = audit
         .command(
@@ -685,6 +680,9 @@ where
     // Audited statements since the last Sync: the result recorded at its ReadyForQuery
     // answers them.
     let mut batch_commands: Vec<u64> = Vec::new();
+    // Prepared statements' texts: executing one again is a command of its own, recorded with
+    // its text (its first execution is covered by the record of its Parse).
+    let mut prepared: HashMap<String, Prepared> = HashMap::new();
     // Set after a refused Parse: the refusal to deliver at the next Sync.
     let mut skipping: Option<Message> = None;
     // Prepared statements (by name) and portals the policy holds; a batch using one is held.
@@ -751,6 +749,18 @@ where
                 if n > 0 {
                     batch_commands.push(n);
                 }
+                if matches!(verdict, Verdict::Deny { .. }) {
+                    prepared.remove(name);
+                } else if prepared.len() < MAX_HELD_STATEMENTS || prepared.contains_key(name) {
+                    prepared.insert(
+                        name.to_string(),
+                        Prepared {
+                            sql: sql.into(),
+                            parsed_as: n,
+                            executed: false,
+                        },
+                    );
+                }
                 match verdict {
                     Verdict::Allow => {
                         held_statements.remove(name);
@@ -793,6 +803,21 @@ where
             }
             b'B' if skipping.is_none() => {
                 let bind = codec::bind_message(msg.body()).map_err(ProxyError::ClientProtocol)?;
+                if let Some(refusal) = record_execution(
+                    &mut prepared,
+                    bind.statement,
+                    held_statements.contains_key(bind.statement),
+                    ctx,
+                    services,
+                    audit,
+                    &mut batch_commands,
+                )
+                .await
+                {
+                    skipping = Some(refusal);
+                    batch = None;
+                    continue;
+                }
                 match held_statements.get(bind.statement) {
                     Some(h) => {
                         held_portals.insert(bind.portal.to_string(), h.clone());
@@ -818,7 +843,10 @@ where
                 let (kind, name) =
                     codec::close_target(msg.body()).map_err(ProxyError::ClientProtocol)?;
                 match kind {
-                    b'S' => held_statements.remove(name),
+                    b'S' => {
+                        prepared.remove(name);
+                        held_statements.remove(name)
+                    }
                     _ => held_portals.remove(name),
                 };
                 Some(msg)
@@ -907,6 +935,72 @@ where
         }
     }
     Ok(())
+}
+
+/// A statement the agent prepared, as the audit log knows it.
+struct Prepared {
+    sql: Arc<str>,
+    /// The audit number of its Parse (0: not recorded).
+    parsed_as: u64,
+    executed: bool,
+}
+
+/// Records a prepared statement executed again (`Bind` of a statement whose first execution
+/// was already covered by its Parse's record), durably, before the Bind is forwarded. Returns
+/// the refusal when it cannot be recorded.
+async fn record_execution(
+    prepared: &mut HashMap<String, Prepared>,
+    statement: &str,
+    held: bool,
+    ctx: &ConnCtx,
+    services: &Services,
+    audit: &SessionAudit,
+    batch_commands: &mut Vec<u64>,
+) -> Option<Message> {
+    let p = prepared.get_mut(statement)?;
+    if !std::mem::replace(&mut p.executed, true) {
+        // The first execution answers the Parse's record (also when it comes in a later batch).
+        if p.parsed_as > 0 && !batch_commands.contains(&p.parsed_as) {
+            batch_commands.push(p.parsed_as);
+        }
+        return None;
+    }
+    let sql = p.sql.clone();
+    let recorded = audit
+        .command(
+            "execute",
+            &sql,
+            masked_text(services, &sql),
+            Decided {
+                action: if held { "hold" } else { "allow" },
+                rule: "",
+                reason: "prepared statement executed again",
+            },
+        )
+        .await;
+    match recorded {
+        Ok(n) => {
+            if n > 0 {
+                batch_commands.push(n);
+            }
+            None
+        }
+        Err(e) => {
+            tracing::error!(event = "audit_refused", conn_id = ctx.id, error = %e,
+                            "execution refused: it could not be recorded");
+            Some(denial("audit", &e.to_string()))
+        }
+    }
+}
+
+/// The statement text as the audit log may keep it.
+fn masked_text(services: &Services, sql: &str) -> String {
+    match services.masker().mask(sql.as_bytes()) {
+        Ok(None) => sql.to_string(),
+        Ok(Some(m)) => String::from_utf8_lossy(&m).into_owned(),
+        // Fail closed: an unchecked text must not reach the log.
+        Err(e) => format!("<withheld: masking failed: {e}>"),
+    }
 }
 
 /// Holds an extended-protocol batch: the command reviewers see is its held statements' text

@@ -38,6 +38,9 @@ use crate::services::alerts::now_rfc3339;
 
 /// Records per transaction at most (a burst larger than this takes several commits).
 const MAX_GROUP: usize = 4096;
+/// Records nobody waits for (results, session ends) wait this long for a record somebody
+/// waits for, so that both share one commit: a statement costs one fsync, not two.
+const LAZY_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
 /// A failed commit is retried this many times before the waiting commands are refused.
 const COMMIT_ATTEMPTS: u32 = 3;
 
@@ -78,6 +81,13 @@ enum Job {
     },
     Checkpoint,
     Close(oneshot::Sender<()>),
+}
+
+impl Job {
+    /// Somebody waits for it: commit now.
+    fn is_urgent(&self) -> bool {
+        !matches!(self, Job::Append { done: None, .. })
+    }
 }
 
 /// Called with each record once it is durable, and with each checkpoint (the syslog sink).
@@ -278,15 +288,39 @@ fn write_loop(
     settings: &AuditSettings,
     mut forward: Option<Box<dyn Forward>>,
 ) {
+    // Only for timed waits on the queue; the store is called outside it.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(event = "audit_writer_failed", error = %e, "cannot start the audit writer");
+            return;
+        }
+    };
     let mut jobs = Vec::new();
     loop {
-        let Some(first) = rx.blocking_recv() else {
+        let Some(first) = rt.block_on(rx.recv()) else {
             break;
         };
         jobs.push(first);
-        while jobs.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
+        let mut closed = false;
+        let deadline = std::time::Instant::now() + LAZY_WINDOW;
+        loop {
+            while jobs.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
+            if closed || jobs.len() >= MAX_GROUP || jobs.iter().any(Job::is_urgent) {
+                break;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rt.block_on(async { tokio::time::timeout(left, rx.recv()).await }) {
+                Ok(Some(j)) => jobs.push(j),
+                Ok(None) => closed = true,
                 Err(_) => break,
             }
         }
