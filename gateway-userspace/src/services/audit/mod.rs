@@ -421,3 +421,31 @@ fn write_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{chain::Store, *};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_record_nobody_waits_for_rides_with_the_next_durable_one() {
+        let dir = std::env::temp_dir().join(format!("sluice-audit-lazy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let settings = AuditSettings::defaults(&dir);
+        let log = AuditLog::open(&settings, None).unwrap();
+        for i in 0..3 {
+            log.record("result", Some("s"), &i);
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            log.durable("command", Some("s"), &i).await.unwrap();
+        }
+        log.close().await;
+        let mut store = sqlite::SqliteStore::open_read_only(&dir.join("audit.db")).unwrap();
+        let records = store.records(&settings.node, 0, 100).unwrap();
+        let times: Vec<&str> = records.iter().map(|r| r.record.time.as_str()).collect();
+        assert_eq!(records.len(), 6);
+        // One commit (one batch time) per pair.
+        for pair in times.chunks(2) {
+            assert_eq!(pair[0], pair[1], "{times:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
