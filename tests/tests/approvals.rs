@@ -216,16 +216,26 @@ fn held_update_is_approved_from_the_cli_and_runs_once() {
     // The audit trail of the agent's session: the held command, the request and its decision
     // (bound to the same bytes), then what the agent got.
     let session = view["requester"]["session"].as_str().unwrap().to_string();
-    let export = Command::new(sluice_tests::bin_path("sluice"))
-        .args(["audit", "replay", &session, "--format", "jsonl", "--config"])
-        .arg(&s.gw.config_path)
-        .output()
-        .unwrap();
-    assert!(export.status.success(), "{}", stderr(&export));
-    let records: Vec<Value> = String::from_utf8_lossy(&export.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    // The session's last records are committed a few ms after it ends: read until it is there.
+    let deadline = std::time::Instant::now() + WAIT;
+    let records: Vec<Value> = loop {
+        let export = Command::new(sluice_tests::bin_path("sluice"))
+            .args(["audit", "replay", &session, "--format", "jsonl", "--config"])
+            .arg(&s.gw.config_path)
+            .output()
+            .unwrap();
+        assert!(export.status.success(), "{}", stderr(&export));
+        let records: Vec<Value> = String::from_utf8_lossy(&export.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if records.iter().any(|r| r["kind"] == "session_end")
+            || std::time::Instant::now() > deadline
+        {
+            break records;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let kinds: Vec<String> = records
         .iter()
         .map(|r| match r["kind"].as_str().unwrap() {

@@ -561,7 +561,7 @@ fn a_statement_that_cannot_be_recorded_is_refused_and_others_continue_after_reco
 
 #[test]
 fn every_execution_of_a_prepared_statement_is_recorded() {
-    let s = setup(Backend::Sqlite, "");
+    let mut s = setup(Backend::Sqlite, "");
     let init =
         s.pg.admin_cmd("pgbench", &["-i", "-q", "-s", "1", "postgres"]);
     assert!(init.status.success());
@@ -583,6 +583,8 @@ fn every_execution_of_a_prepared_statement_is_recorded() {
         ],
     );
     assert!(run.status.success(), "{}{}", run.stdout, run.stderr);
+    // Results are committed with the next durable record or within a few ms; a stop commits all.
+    s.gw.stop();
     let records = s.export();
     // pgbench's own catalog query aside: prepared once (covering its first execution), then
     // each further execution recorded on its own.
