@@ -376,7 +376,7 @@ pub fn replay_sql(records: &[Stored], format: ReplayFormat) -> Result<String, St
                             if d.approve { "approved" } else { "denied" },
                             d.reason
                                 .as_ref()
-                                .map(|r| format!(" ({r})"))
+                                .map(|r| format!(": {r}"))
                                 .unwrap_or_default()
                         )
                     })
@@ -392,7 +392,7 @@ pub fn replay_sql(records: &[Stored], format: ReplayFormat) -> Result<String, St
                     if who.is_empty() {
                         String::new()
                     } else {
-                        format!(" by {who}")
+                        format!("; {who}")
                     }
                 );
             }
@@ -400,7 +400,7 @@ pub fn replay_sql(records: &[Stored], format: ReplayFormat) -> Result<String, St
                 let e: SessionEnd = parse(r)?;
                 let _ = writeln!(
                     out,
-                    "\n-- [{}] session ended after {} ms: {} commands, {} bytes to the database, {} to the agent{}",
+                    "\n-- [{}] session ended after {} ms: {} command(s), {} bytes to the database, {} to the agent{}",
                     offset(&r.time),
                     e.elapsed_ms,
                     e.commands,
