@@ -56,7 +56,19 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
-fn new_id() -> String {
+/// The bytes of lowercase or uppercase hex; `None` for anything else.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
+
+/// A random id (requests, grants, audit sessions).
+pub fn new_id() -> String {
     let mut b = [0u8; 8];
     getrandom::fill(&mut b).expect("OS randomness");
     hex(&b)

@@ -131,16 +131,6 @@ fn mac(secret: &[u8]) -> Hmac<Sha256> {
     <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length")
 }
 
-fn from_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.is_ascii() {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-        .collect()
-}
-
 /// `X-Sluice-Signature` of `body` sent at `timestamp` (Unix seconds):
 /// `v1=` + hex HMAC-SHA256(secret, "<timestamp>.<body>"). Signing the timestamp with the body
 /// lets receivers refuse replays of an old, validly signed request.
@@ -213,7 +203,7 @@ fn check_signatures(
 ) -> Result<(), SignatureError> {
     let mut seen = false;
     for candidate in header.split(',').map(str::trim) {
-        let Some(sig) = candidate.strip_prefix(prefix).and_then(from_hex) else {
+        let Some(sig) = candidate.strip_prefix(prefix).and_then(super::unhex) else {
             continue;
         };
         seen = true;

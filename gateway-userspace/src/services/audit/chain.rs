@@ -77,18 +77,9 @@ mod hex_bytes {
     }
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let text: String = serde::Deserialize::deserialize(d)?;
-        super::unhex(&text).ok_or_else(|| serde::de::Error::custom("expected hex"))
+        crate::services::approvals::unhex(&text)
+            .ok_or_else(|| serde::de::Error::custom("expected hex"))
     }
-}
-
-pub fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Where records live: SQLite on the host, or a PostgreSQL database shared by a fleet. Every

@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{
-    chain::{AuditError, Checkpoint, Record, Store, Stored, unhex},
+    chain::{AuditError, Checkpoint, Record, Store, Stored},
     psql,
     record::{CommandRecord, ResultRecord, ResultSet, SessionEnd, SessionStart, kind},
 };
-use crate::services::approvals::hex;
+use crate::services::approvals::{hex, unhex};
 
 /// One exported record: self-describing, with its chain fields, the body embedded as the exact
 /// JSON text that was hashed (so the chain can be recomputed from the export alone).

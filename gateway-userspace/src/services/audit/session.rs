@@ -40,12 +40,7 @@ impl SessionAudit {
         identity: IdentityRecord,
         credentials: &str,
     ) -> SessionAudit {
-        let mut raw = [0u8; 8];
-        let id = match getrandom::fill(&mut raw) {
-            Ok(()) => crate::services::approvals::hex(&raw),
-            // No entropy: still unique within this node's chain.
-            Err(_) => format!("{}-{}", std::process::id(), ctx.id),
-        };
+        let id = crate::services::approvals::new_id();
         let p = &ctx.process;
         log.record(
             kind::SESSION_START,

@@ -81,11 +81,9 @@ impl AuditSettings {
 }
 
 fn default_node() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "sluice".into())
+    super::syslog::machine_hostname()
+        .unwrap_or("sluice")
+        .to_string()
 }
 
 #[derive(Debug, Deserialize)]

@@ -293,10 +293,10 @@ struct Header {
 
 impl Header {
     fn new(settings: &SyslogSettings) -> Header {
-        let hostname = settings
-            .hostname
-            .as_deref()
-            .unwrap_or_else(|| machine_hostname());
+        let hostname = match &settings.hostname {
+            Some(h) => h.as_str(),
+            None => machine_hostname().unwrap_or("-"),
+        };
         Header {
             facility: settings.facility,
             hostname: header_field(hostname, HOSTNAME_MAX),
@@ -420,18 +420,19 @@ fn is_rfc5424_timestamp(t: &str) -> bool {
 }
 
 /// The kernel's hostname, read once (no unsafe `gethostname` needed).
-fn machine_hostname() -> &'static str {
-    static HOSTNAME: OnceLock<String> = OnceLock::new();
-    HOSTNAME.get_or_init(|| {
-        ["/proc/sys/kernel/hostname", "/etc/hostname"]
-            .iter()
-            .find_map(|p| {
-                let h = std::fs::read_to_string(p).ok()?;
-                let h = h.trim();
-                (!h.is_empty()).then(|| h.to_string())
-            })
-            .unwrap_or_else(|| "-".into())
-    })
+pub fn machine_hostname() -> Option<&'static str> {
+    static HOSTNAME: OnceLock<Option<String>> = OnceLock::new();
+    HOSTNAME
+        .get_or_init(|| {
+            ["/proc/sys/kernel/hostname", "/etc/hostname"]
+                .iter()
+                .find_map(|p| {
+                    let h = std::fs::read_to_string(p).ok()?;
+                    let h = h.trim();
+                    (!h.is_empty()).then(|| h.to_string())
+                })
+        })
+        .as_deref()
 }
 
 /// Counters since the sink started.
