@@ -224,13 +224,9 @@ fn node_key(
     node: &str,
 ) -> anyhow::Result<(VerifyingKey, &'static str)> {
     if node == settings.node
-        && let Ok(bytes) = std::fs::read(&settings.key)
-        && let Ok(seed) = <[u8; 32]>::try_from(bytes.as_slice())
+        && let Ok(Some(key)) = chain::read_key(&settings.key)
     {
-        return Ok((
-            ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key(),
-            "key file",
-        ));
+        return Ok((key.verifying_key(), "key file"));
     }
     let Some(raw) = store.node_key(node)? else {
         bail!("node `{node}` has no registered checkpoint key");

@@ -113,6 +113,23 @@ pub trait Store: Send {
     ) -> Result<Vec<Stored>, AuditError>;
 }
 
+/// Whether `node` still has to be registered with `key` (`true`), already is (`false`), or is
+/// registered with another key (refused: its chain would be signed by two keys).
+pub(super) fn needs_registration(
+    node: &str,
+    registered: Option<&[u8]>,
+    key: &VerifyingKey,
+) -> Result<bool, AuditError> {
+    match registered {
+        None => Ok(true),
+        Some(k) if k == key.as_bytes() => Ok(false),
+        Some(_) => Err(AuditError::Refused(format!(
+            "node `{node}` is registered in the audit store with another checkpoint key; \
+             give this gateway its own `audit.node` name, or restore its key file"
+        ))),
+    }
+}
+
 /// The chain hash of `r` after `prev`.
 pub fn record_hash(prev: &[u8], r: &Record) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -153,38 +170,43 @@ impl Checkpoint {
     }
 }
 
-/// Loads the gateway's Ed25519 signing key, creating it (mode 0600) on first use.
-pub fn load_or_create_key(path: &Path) -> Result<SigningKey, AuditError> {
-    let bad = |reason: String| AuditError::Key {
-        path: path.into(),
-        reason,
-    };
+/// Reads the gateway's Ed25519 signing key; `None` when the file does not exist.
+pub fn read_key(path: &Path) -> Result<Option<SigningKey>, AuditError> {
     match std::fs::read(path) {
         Ok(bytes) => {
-            let seed: [u8; 32] = bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| bad(format!("expected 32 bytes, found {}", bytes.len())))?;
-            Ok(SigningKey::from_bytes(&seed))
+            let seed: [u8; 32] = bytes.as_slice().try_into().map_err(|_| AuditError::Key {
+                path: path.into(),
+                reason: format!("expected 32 bytes, found {}", bytes.len()),
+            })?;
+            Ok(Some(SigningKey::from_bytes(&seed)))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut seed = [0u8; 32];
-            getrandom::fill(&mut seed).map_err(|e| bad(e.to_string()))?;
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)?;
-            std::io::Write::write_all(&mut f, &seed)?;
-            f.sync_all()?;
-            Ok(SigningKey::from_bytes(&seed))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Loads the gateway's Ed25519 signing key, creating it (mode 0600) on first use.
+pub fn load_or_create_key(path: &Path) -> Result<SigningKey, AuditError> {
+    if let Some(key) = read_key(path)? {
+        return Ok(key);
+    }
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| AuditError::Key {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    std::io::Write::write_all(&mut f, &seed)?;
+    f.sync_all()?;
+    Ok(SigningKey::from_bytes(&seed))
 }
 
 /// The newest checkpoint, kept outside the store (and, through the syslog sink, off the
@@ -400,6 +422,35 @@ pub enum VerifyFailure {
     Store(#[from] AuditError),
 }
 
+/// Checks one record of `node`'s chain where record `expected` must follow the hash `prev`;
+/// returns its hash.
+pub fn check_record(
+    node: &str,
+    expected: u64,
+    prev: &[u8],
+    s: &Stored,
+) -> Result<[u8; 32], Broken> {
+    let seq = s.record.seq;
+    if seq != expected {
+        return Err(Broken::Gap { seq, expected });
+    }
+    if s.record.node != node {
+        return Err(Broken::Node {
+            seq,
+            node: node.into(),
+            found: s.record.node.clone(),
+        });
+    }
+    if s.prev != prev {
+        return Err(Broken::Link { seq });
+    }
+    let hash = record_hash(prev, &s.record);
+    if s.hash != hash {
+        return Err(Broken::Content { seq });
+    }
+    Ok(hash)
+}
+
 /// Checks every link of `node`'s chain, every checkpoint in the store and the `witness`
 /// (a checkpoint kept elsewhere) against `key`.
 pub fn verify(
@@ -426,34 +477,12 @@ pub fn verify(
             break;
         }
         for s in page {
-            let seq = s.record.seq;
-            if seq != end + 1 {
-                return Err(Broken::Gap {
-                    seq,
-                    expected: end + 1,
-                }
-                .into());
-            }
-            if s.record.node != node {
-                return Err(Broken::Node {
-                    seq,
-                    node: node.into(),
-                    found: s.record.node,
-                }
-                .into());
-            }
-            if s.prev != prev {
-                return Err(Broken::Link { seq }.into());
-            }
-            let hash = record_hash(&prev, &s.record);
-            if s.hash != hash {
-                return Err(Broken::Content { seq }.into());
-            }
-            if let Some(h) = wanted.get_mut(&seq) {
+            let hash = check_record(node, end + 1, &prev, &s)?;
+            if let Some(h) = wanted.get_mut(&s.record.seq) {
                 *h = hash;
             }
             prev = hash;
-            end = seq;
+            end = s.record.seq;
         }
     }
     for c in &checkpoints {

@@ -8,7 +8,7 @@
 use ed25519_dalek::VerifyingKey;
 use postgres::{Client, NoTls, Row};
 
-use super::chain::{AuditError, Checkpoint, Record, Store, Stored};
+use super::chain::{AuditError, Checkpoint, Record, Store, Stored, needs_registration};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit (
@@ -131,24 +131,16 @@ impl Store for PgStore {
                  give each gateway its own `audit.node` name"
             )));
         }
-        match self.node_key(node)? {
-            Some(k) if k == key.as_bytes() => {}
-            Some(_) => {
-                return Err(AuditError::Refused(format!(
-                    "node `{node}` is registered in the audit store with another checkpoint key; \
-                     give this gateway its own `audit.node` name, or restore its key file"
-                )));
-            }
-            None => {
-                self.client()?.execute(
-                    "INSERT INTO audit_nodes (node, public_key, registered) VALUES ($1, $2, $3)",
-                    &[
-                        &node,
-                        &&key.as_bytes()[..],
-                        &crate::services::alerts::now_rfc3339(),
-                    ],
-                )?;
-            }
+        let registered = self.node_key(node)?;
+        if needs_registration(node, registered.as_deref(), key)? {
+            self.client()?.execute(
+                "INSERT INTO audit_nodes (node, public_key, registered) VALUES ($1, $2, $3)",
+                &[
+                    &node,
+                    &&key.as_bytes()[..],
+                    &crate::services::alerts::now_rfc3339(),
+                ],
+            )?;
         }
         self.claimed = Some((node.to_string(), *key));
         Ok(())

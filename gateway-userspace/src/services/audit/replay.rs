@@ -183,26 +183,11 @@ pub fn verify_export(store: &mut MemoryStore) -> Result<Vec<(String, u64)>, Stri
         let Some(first) = records.first() else {
             continue;
         };
+        // An export may start in the middle of a chain (`--after-seq`): from its first `prev`.
         let mut prev = first.prev.clone();
         for (expected, s) in (first.record.seq..).zip(&records) {
-            let seq = s.record.seq;
-            if seq != expected {
-                return Err(format!(
-                    "node `{node}`: record {seq}: expected sequence number {expected} (a record is missing)"
-                ));
-            }
-            if s.prev != prev {
-                return Err(format!(
-                    "node `{node}`: record {seq}: its `prev` does not match the hash of record {}",
-                    seq - 1
-                ));
-            }
-            let hash = super::chain::record_hash(&prev, &s.record);
-            if s.hash != hash {
-                return Err(format!(
-                    "node `{node}`: record {seq}: contents do not match its hash (edited)"
-                ));
-            }
+            let hash = super::chain::check_record(&node, expected, &prev, s)
+                .map_err(|broken| format!("node `{node}`: {broken}"))?;
             prev = hash.to_vec();
         }
         out.push((node, records.len() as u64));

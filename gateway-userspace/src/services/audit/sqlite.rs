@@ -9,7 +9,7 @@ use std::{
 use ed25519_dalek::VerifyingKey;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::chain::{AuditError, Checkpoint, Record, Store, Stored};
+use super::chain::{AuditError, Checkpoint, Record, Store, Stored, needs_registration};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit (
@@ -244,22 +244,16 @@ impl Store for SqliteStore {
 
 /// Registers `node`'s key, or checks it against the registered one.
 fn register(store: &mut SqliteStore, node: &str, key: &VerifyingKey) -> Result<(), AuditError> {
-    match store.node_key(node)? {
-        Some(k) if k == key.as_bytes() => Ok(()),
-        Some(_) => Err(AuditError::Refused(format!(
-            "node `{node}` is registered in the audit store with another checkpoint key; \
-             give this gateway its own `audit.node` name, or restore its key file"
-        ))),
-        None => {
-            store.db.execute(
-                "INSERT INTO audit_nodes (node, public_key, registered) VALUES (?1, ?2, ?3)",
-                params![
-                    node,
-                    &key.as_bytes()[..],
-                    crate::services::alerts::now_rfc3339()
-                ],
-            )?;
-            Ok(())
-        }
+    let registered = store.node_key(node)?;
+    if needs_registration(node, registered.as_deref(), key)? {
+        store.db.execute(
+            "INSERT INTO audit_nodes (node, public_key, registered) VALUES (?1, ?2, ?3)",
+            params![
+                node,
+                &key.as_bytes()[..],
+                crate::services::alerts::now_rfc3339()
+            ],
+        )?;
     }
+    Ok(())
 }
