@@ -157,16 +157,48 @@ impl Gateway {
             }
         }
 
-        // Say so before the audit store's lock does: the target is the clearer reason.
+        let mount = cgroup::cgroup2_mount()?;
+        let own = cgroup::cgroup_of("self", &mount)?;
+        // Every target is claimed before the audit store and the approval API are opened: a
+        // target already served is the clearer reason to refuse the start. On an error below,
+        // the leases taken so far are released as they drop.
+        let mut leases = Vec::new();
+        let mut managed_cgroups = Vec::new();
+        let mut dirs = Vec::new();
         for target in &config.targets {
-            if let Some(running) = state::running_target(&config.state_dir, &target.name)? {
+            let dir = match &target.cgroup {
+                TargetCgroup::Path(p) => cgroup::resolve(&mount, p)?,
+                TargetCgroup::Managed => {
+                    let dir = cgroup::managed_dir(&mount, &target.name);
+                    std::fs::create_dir_all(&dir)
+                        .with_context(|| format!("creating cgroup {}", dir.display()))?;
+                    managed_cgroups.push(dir.clone());
+                    cgroup::resolve(
+                        &mount,
+                        dir.strip_prefix(&mount)?.to_str().unwrap_or_default(),
+                    )?
+                }
+            };
+            // The gateway's own upstream connects must never be redirected to itself.
+            if own.starts_with(&dir) {
                 bail!(
-                    "target `{}` is already served by another sluice gateway (pid {})",
+                    "sluice runs inside target `{}` ({}); run the gateway outside the cgroups it intercepts",
                     target.name,
-                    running.pid
+                    dir.display()
                 );
             }
+            leases.push(TargetLease::acquire(
+                &config.state_dir,
+                &TargetState {
+                    target: target.name.clone(),
+                    pid: std::process::id(),
+                    cgroup_dir: dir.clone(),
+                    listen: listen.v4.to_string(),
+                },
+            )?);
+            dirs.push(dir);
         }
+
         let forward = config
             .audit
             .syslog
@@ -182,15 +214,13 @@ impl Gateway {
             Some(settings) => Some(ApprovalService::start(settings, &config, audit.clone()).await?),
             None => None,
         };
-        let mount = cgroup::cgroup2_mount()?;
-        let own = cgroup::cgroup_of("self", &mount)?;
         let mut gateway = Gateway {
             config: config.clone(),
             listeners,
             listen,
             interceptors: Vec::new(),
-            leases: Vec::new(),
-            managed_cgroups: Vec::new(),
+            leases,
+            managed_cgroups,
             resources: config.resources.iter().cloned().map(Arc::new).collect(),
             services: Arc::new(Services::new(
                 config.clone(),
@@ -201,47 +231,8 @@ impl Gateway {
             )),
             approvals,
         };
-        for target in &config.targets {
-            let dir = match &target.cgroup {
-                TargetCgroup::Path(p) => cgroup::resolve(&mount, p)?,
-                TargetCgroup::Managed => {
-                    let dir = cgroup::managed_dir(&mount, &target.name);
-                    std::fs::create_dir_all(&dir)
-                        .with_context(|| format!("creating cgroup {}", dir.display()))?;
-                    gateway.managed_cgroups.push(dir.clone());
-                    cgroup::resolve(
-                        &mount,
-                        dir.strip_prefix(&mount)?.to_str().unwrap_or_default(),
-                    )?
-                }
-            };
-            // The gateway's own upstream connects must never be redirected to itself.
-            if own.starts_with(&dir) {
-                gateway.abort();
-                bail!(
-                    "sluice runs inside target `{}` ({}); run the gateway outside the cgroups it intercepts",
-                    target.name,
-                    dir.display()
-                );
-            }
-            let lease = TargetLease::acquire(
-                &config.state_dir,
-                &TargetState {
-                    target: target.name.clone(),
-                    pid: std::process::id(),
-                    cgroup_dir: dir.clone(),
-                    listen: listen.v4.to_string(),
-                },
-            );
-            let lease = match lease {
-                Ok(l) => l,
-                Err(e) => {
-                    gateway.abort();
-                    return Err(e);
-                }
-            };
-            gateway.leases.push(lease);
-            match Interceptor::attach(target, &dir, listen, &config) {
+        for (target, dir) in config.targets.iter().zip(&dirs) {
+            match Interceptor::attach(target, dir, listen, &config) {
                 Ok(i) => gateway.interceptors.push(i),
                 Err(e) => {
                     gateway.abort();
