@@ -1,7 +1,7 @@
 //! `sluice audit replay --format psql` must print what psql printed. Real psql 15 runs a list of
 //! statements against a real PostgreSQL 15; the same statements go through a minimal protocol
-//! client in another session, whose answers (the wire data the gateway records) are turned into
-//! [`ResultSet`]s and rendered. Both outputs are compared statement by statement, byte for byte.
+//! client in another session, whose answers are folded into [`ResultSet`]s by the gateway's own
+//! capture and rendered. Both outputs are compared statement by statement, byte for byte.
 
 use std::{
     io::{Read, Write},
@@ -10,10 +10,11 @@ use std::{
 };
 
 use sluice::{
-    proto::postgres::codec,
+    config::CaptureLimits,
+    proto::postgres::{capture::Capture, codec},
     services::audit::{
         psql::{render_stderr, render_stdout},
-        record::{PgMessage, ResultColumn, ResultSet},
+        record::ResultSet,
     },
 };
 use sluice_tests::{PgServer, TestNet, pg_startup_packet, require_root};
@@ -166,69 +167,23 @@ impl RawClient {
         (header[0], body)
     }
 
-    /// Runs one simple Query; one set per statement result, as the audit groups them.
+    /// Runs one simple Query; its answer folded into result sets by the gateway's capture.
     fn query(&mut self, sql: &str) -> Vec<ResultSet> {
         let mut body = sql.as_bytes().to_vec();
         body.push(0);
         self.sock
             .write_all(&codec::Message::new(b'Q', &body).raw)
             .unwrap();
-        let mut sets = Vec::new();
-        let mut set = ResultSet::default();
+        let mut capture = Capture::new(CaptureLimits {
+            rows: usize::MAX,
+            bytes: usize::MAX,
+        });
         loop {
             let (tag, body) = self.read();
-            match tag {
-                b'T' => {
-                    set.columns = codec::row_description(&body)
-                        .unwrap()
-                        .into_iter()
-                        .map(|c| ResultColumn {
-                            name: c.name,
-                            type_oid: c.type_oid,
-                        })
-                        .collect();
-                }
-                b'D' => {
-                    let row = codec::data_row_fields(&body)
-                        .unwrap()
-                        .into_iter()
-                        .map(|f| f.map(|r| String::from_utf8(body[r].to_vec()).unwrap()))
-                        .collect();
-                    set.rows.push(row);
-                    set.row_count += 1;
-                }
-                b'C' => {
-                    let tag = codec::CStrReader::new(&body).cstr("tag").unwrap();
-                    set.tag = Some(tag.to_string());
-                    sets.push(std::mem::take(&mut set));
-                }
-                b'N' => set.notices.push(message(&body)),
-                b'E' => {
-                    set.error = Some(message(&body));
-                    sets.push(std::mem::take(&mut set));
-                }
-                // An empty query string: nothing to record.
-                b'I' => {}
-                b'Z' => return sets,
-                _ => {}
+            if tag == b'Z' {
+                return capture.take();
             }
+            capture.observe(&codec::Message::new(tag, &body));
         }
-    }
-}
-
-fn message(body: &[u8]) -> PgMessage {
-    let fields = codec::notice_fields(body);
-    let field = |code: u8| {
-        fields
-            .iter()
-            .find(|(f, _)| *f == code)
-            .map(|(_, v)| v.clone())
-    };
-    PgMessage {
-        severity: field(b'V').or_else(|| field(b'S')).unwrap_or_default(),
-        code: field(b'C').unwrap_or_default(),
-        message: field(b'M').unwrap_or_default(),
-        detail: field(b'D'),
-        hint: field(b'H'),
     }
 }
