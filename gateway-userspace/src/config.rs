@@ -91,6 +91,8 @@ pub enum Protocol {
     Tcp,
     /// PostgreSQL v3 wire protocol: guardrails, masking, held credentials.
     Postgres,
+    /// SSH: sluice is the agent's SSH server and logs in upstream with its own credential.
+    Ssh,
 }
 
 impl fmt::Display for Protocol {
@@ -98,6 +100,7 @@ impl fmt::Display for Protocol {
         f.write_str(match self {
             Protocol::Tcp => "tcp",
             Protocol::Postgres => "postgres",
+            Protocol::Ssh => "ssh",
         })
     }
 }
@@ -118,6 +121,8 @@ pub struct Resource {
     pub tls: ResourceTls,
     /// What the agent must present when it connects.
     pub agent_auth: AgentAuth,
+    /// SSH resources only.
+    pub ssh: Option<crate::proto::ssh::settings::SshSettings>,
 }
 
 /// How an agent authenticates to sluice itself (separate from the upstream login).
@@ -158,6 +163,8 @@ pub enum Credentials {
         user: Option<String>,
         password: Option<Secret>,
         database: Option<String>,
+        /// An OpenSSH private key (SSH resources), checked when the policy is loaded.
+        key: Option<Secret>,
     },
 }
 
@@ -448,6 +455,8 @@ struct RawCredentials {
     database: Option<String>,
     #[serde(default)]
     password: Option<Spanned<RawSecret>>,
+    #[serde(default)]
+    key: Option<Spanned<RawSecret>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -501,6 +510,8 @@ struct RawResource {
     tls: Option<RawTls>,
     #[serde(default)]
     agent_auth: Option<Spanned<AgentAuth>>,
+    #[serde(default)]
+    ssh: Option<crate::proto::ssh::settings::RawSsh>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -820,8 +831,50 @@ impl RawConfig {
                             .password
                             .as_ref()
                             .and_then(|p| resolve_secret(p, &mut report)),
+                        key: c.key.as_ref().and_then(|k| {
+                            let secret = resolve_secret(k, &mut report)?;
+                            match crate::proto::ssh::settings::parse_private_key(secret.expose()) {
+                                Ok(_) => Some(secret),
+                                Err(e) => {
+                                    report.error(k, e, None);
+                                    None
+                                }
+                            }
+                        }),
                     },
                 },
+            };
+            if let Some(c) = &r.credentials
+                && c.key.is_some()
+                && r.protocol.value != Protocol::Ssh
+            {
+                report.error(&c.mode, "`credentials.key` is for ssh resources", None);
+            }
+            let ssh = if r.protocol.value == Protocol::Ssh {
+                let inject = |c: &RawCredentials| {
+                    c.mode.value == CredentialMode::Inject
+                        && (c.key.is_some() || c.password.is_some())
+                };
+                if !r.credentials.as_ref().is_some_and(inject) {
+                    report.error(
+                        &r.name,
+                        format!("ssh resource `{}` needs `credentials: {{ mode: inject, user: ..., key: ... }}`", r.name.value),
+                        Some("the agent's own SSH signature cannot be replayed upstream: sluice logs in with a key or password it holds"),
+                    );
+                }
+                if r.tls.is_some() {
+                    report.error(&r.name, "`tls` does not apply to ssh resources", None);
+                }
+                Some(crate::proto::ssh::settings::RawSsh::validate(
+                    r.ssh.as_ref(),
+                    &r.name,
+                    &mut report,
+                ))
+            } else {
+                if r.ssh.is_some() {
+                    report.error(&r.name, "`ssh:` settings need `protocol: ssh`", None);
+                }
+                None
             };
             if let Some(a) = &r.agent_auth
                 && a.value == AgentAuth::Oidc
@@ -897,6 +950,7 @@ impl RawConfig {
                 limits,
                 tls,
                 agent_auth: r.agent_auth.as_ref().map(|a| a.value).unwrap_or_default(),
+                ssh,
             });
         }
 

@@ -81,6 +81,21 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// SSH tools.
+    Ssh {
+        #[command(subcommand)]
+        command: SshCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SshCommand {
+    /// Print known_hosts lines that make agents trust the gateway's host key for every
+    /// address an SSH resource matches (creates the key on first use).
+    KnownHosts {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -96,8 +111,12 @@ enum PolicyCommand {
         /// Target the statement comes from (default: the policy's first target).
         #[arg(long)]
         target: Option<String>,
+        /// A SQL statement (postgres resources).
+        #[arg(long, required_unless_present = "shell", conflicts_with = "shell")]
+        sql: Option<String>,
+        /// A shell command line (ssh resources).
         #[arg(long)]
-        sql: String,
+        shell: Option<String>,
     },
 }
 
@@ -182,6 +201,20 @@ fn run(command: Command) -> anyhow::Result<i32> {
         }
         Command::Mask { config, report } => mask_stdin(config, report),
         Command::Approvals(args) => approvals_cli::run(args),
+        Command::Ssh {
+            command: SshCommand::KnownHosts { config },
+        } => {
+            let config = Config::load(&config)?;
+            let key = sluice::proto::ssh::settings::load_or_create_host_key(&config.data_dir)?;
+            let lines = sluice::proto::ssh::settings::known_hosts_lines(&config, key.public_key());
+            if lines.is_empty() {
+                anyhow::bail!("the policy has no ssh resource");
+            }
+            for l in lines {
+                println!("{l}");
+            }
+            Ok(0)
+        }
         Command::Audit(args) => audit_cli::run(args),
         Command::Policy {
             command:
@@ -190,6 +223,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
                     resource,
                     target,
                     sql,
+                    shell,
                 },
         } => {
             let config = Config::load(&config)?;
@@ -199,12 +233,25 @@ fn run(command: Command) -> anyhow::Result<i32> {
             let target = target
                 .or_else(|| config.targets.first().map(|t| t.name.clone()))
                 .unwrap_or_default();
-            let analysis = sluice::inspect::guardrails::analyze(&sql);
             let subject = sluice::inspect::policy::Subject {
                 target: &target,
                 resource: &resource,
             };
-            let decision = sluice::inspect::policy::decide_sql(&config, &subject, &analysis);
+            let decision = match (sql, shell) {
+                (Some(sql), _) => sluice::inspect::policy::decide_sql(
+                    &config,
+                    &subject,
+                    &sluice::inspect::guardrails::analyze(&sql),
+                ),
+                (None, Some(shell)) => {
+                    let analysis = sluice::inspect::guardrails::shell::analyze_shell(&shell);
+                    if analysis.incomplete {
+                        anyhow::bail!("the command is incomplete (an open quote, heredoc or block)");
+                    }
+                    sluice::inspect::guardrails::shell::decide_shell(&config, &subject, &analysis)
+                }
+                (None, None) => unreachable!("clap requires --sql or --shell"),
+            };
             println!("{}", serde_json::to_string(&decision)?);
             Ok(0)
         }

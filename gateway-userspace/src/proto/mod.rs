@@ -1,6 +1,8 @@
 //! Protocol sessions. Each `serve(io, &ConnCtx, ...)` runs one redirected connection to its end.
 
+pub mod command;
 pub mod postgres;
+pub mod ssh;
 pub mod tcp;
 
 use self::postgres::codec::CodecError;
@@ -25,6 +27,10 @@ pub enum ProxyError {
     ClientRefused(String),
     #[error("relaying: {0}")]
     Io(#[from] std::io::Error),
+    #[error("client SSH session: {0}")]
+    ClientSsh(String),
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 impl ProxyError {
@@ -34,8 +40,11 @@ impl ProxyError {
             | ProxyError::UpstreamTimeout { .. }
             | ProxyError::UpstreamRefused { .. }
             | ProxyError::UpstreamProtocol(_) => "upstream",
-            ProxyError::ClientProtocol(_) | ProxyError::ClientRefused(_) => "client",
+            ProxyError::ClientProtocol(_)
+            | ProxyError::ClientRefused(_)
+            | ProxyError::ClientSsh(_) => "client",
             ProxyError::Io(_) => "transport",
+            ProxyError::Internal(_) => "internal",
         }
     }
 }

@@ -231,6 +231,12 @@ impl Gateway {
             )),
             approvals,
         };
+        if config.resources.iter().any(|r| r.protocol == Protocol::Ssh) {
+            gateway
+                .services
+                .ssh_server_config()
+                .context("loading the gateway's SSH host key")?;
+        }
         for (target, dir) in config.targets.iter().zip(&dirs) {
             match Interceptor::attach(target, dir, listen, &config) {
                 Ok(i) => gateway.interceptors.push(i),
@@ -445,6 +451,7 @@ async fn handle(stream: TcpStream, ctx: ConnCtx, services: Arc<Services>) {
     let result = match ctx.resource.protocol {
         Protocol::Tcp => proto::tcp::serve(stream, &ctx).await,
         Protocol::Postgres => proto::postgres::serve(stream, &ctx, &services).await,
+        Protocol::Ssh => proto::ssh::serve(stream, &ctx, &services).await,
     };
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match result {

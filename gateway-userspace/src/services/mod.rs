@@ -27,6 +27,8 @@ pub struct Services {
     /// holds must not exhaust the database's connection slots.
     pub previews: tokio::sync::Semaphore,
     pub audit: Arc<audit::AuditLog>,
+    /// The SSH server side (the gateway's host key), made on first use.
+    ssh: std::sync::Mutex<Option<Arc<russh::server::Config>>>,
 }
 
 /// See [`Services::previews`].
@@ -54,7 +56,21 @@ impl Services {
             cancel: cancel::CancelRegistry::default(),
             masker: RwLock::new(masker),
             alerts: alerts::AlertSink::start(),
+            ssh: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The SSH server configuration with the gateway's host key (`<data_dir>/ssh_host_ed25519_key`,
+    /// created on first use).
+    pub fn ssh_server_config(&self) -> anyhow::Result<Arc<russh::server::Config>> {
+        let mut slot = self.ssh.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = &*slot {
+            return Ok(c.clone());
+        }
+        let key = crate::proto::ssh::settings::load_or_create_host_key(&self.policy().data_dir)?;
+        let config = crate::proto::ssh::server_config(key);
+        *slot = Some(config.clone());
+        Ok(config)
     }
 
     /// The policy in force now (hot reload swaps it; a session reads it per command).

@@ -24,6 +24,7 @@
 //!   differently, so the gateway should pin it on for upstream sessions.
 
 mod fallback;
+pub mod shell;
 mod fold;
 mod rules;
 #[cfg(test)]

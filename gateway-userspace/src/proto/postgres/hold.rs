@@ -174,7 +174,7 @@ fn refused(message: String, detail: Option<&str>, code: &str) -> Message {
 }
 
 /// The approval policy for a rule: its own, else the gateway's default.
-fn policy_for(services: &Services, rule: &str) -> Option<ApprovalPolicy> {
+pub(crate) fn policy_for(services: &Services, rule: &str) -> Option<ApprovalPolicy> {
     let config = services.policy();
     config
         .rules

@@ -39,10 +39,9 @@ use crate::{
         masking::{ColumnContext, ColumnPlan, MaskingEngine, Report},
         policy::{Subject, decide_sql},
     },
-    proto::{ProxyError, tcp::Transfer},
+    proto::{ProxyError, command, tcp::Transfer},
     services::{
         Services,
-        alerts::{Alert, now_rfc3339},
         audit::{
             record::{IdentityRecord, ResultRecord},
             session::{Decided, SessionAudit},
@@ -244,6 +243,7 @@ async fn established(
             user,
             password,
             database,
+            ..
         } => {
             let user = user.clone().unwrap_or_else(|| agent_user.to_string());
             let mut up_params: Vec<(String, String)> = params
@@ -507,88 +507,25 @@ async fn decide_recorded(
     audit: &SessionAudit,
     protocol: &'static str,
 ) -> (Verdict, u64) {
-    let decision = decide(sql, ctx, services, protocol);
-    let masked = masked_text(services, sql);
-    let action = decision.action.to_string();
-    let recorded = audit
-        .command(
-            protocol,
-            sql,
-            masked,
-            Decided {
-                action: &action,
-                rule: &decision.rule,
-                reason: &decision.reason,
-            },
-        )
-        .await;
-    match recorded {
-        Ok(n) => (decision.verdict(), n),
-        Err(e) => {
-            tracing::error!(event = "audit_refused", conn_id = ctx.id, error = %e,
-                            "statement refused: it could not be recorded");
-            (
-                Verdict::Deny {
-                    rule: "audit".into(),
-                    reason: e.to_string(),
-                },
-                0,
-            )
-        }
-    }
-}
-
-fn decide(
-    sql: &str,
-    ctx: &ConnCtx,
-    services: &Services,
-    protocol: &'static str,
-) -> crate::inspect::policy::Decision {
     let started = Instant::now();
     let analysis = services.analyzer.analyze(sql);
-    let policy = services.policy();
     let decision = decide_sql(
-        &policy,
+        &services.policy(),
         &Subject {
             target: &ctx.target,
             resource: &ctx.resource.name,
         },
         &analysis,
     );
-    let verdict = decision.verdict();
-    let decide_us = started.elapsed().as_micros() as u64;
-    let verdict_word = match verdict {
-        Verdict::Allow => "allowed with an alert",
-        Verdict::Hold { .. } => "held for approval",
-        Verdict::Deny { .. } => "refused",
-    };
-    if decision.alerts() {
-        warn!(event = "alert", conn_id = ctx.id, resource = %ctx.resource.name, pid = ctx.process.pid,
-              action = %decision.action, rule = %decision.rule, reason = %decision.reason, sql = %sql,
-              "statement {verdict_word}");
-        if let Some(url) = &policy.alerts.webhook {
-            services.alerts.send(
-                url,
-                Alert {
-                    kind: "sluice.alert",
-                    time: now_rfc3339(),
-                    action: decision.action.to_string(),
-                    rule: decision.rule.clone(),
-                    reason: decision.reason.clone(),
-                    resource: ctx.resource.name.clone(),
-                    target: ctx.target.clone(),
-                    conn_id: ctx.id,
-                    pid: ctx.process.pid,
-                    uid: ctx.process.uid,
-                    exe: ctx.process.exe.as_ref().map(|p| p.display().to_string()),
-                    command: sql.to_string(),
-                },
-            );
-        }
-    }
-    info!(event = "command", conn_id = ctx.id, protocol, resource = %ctx.resource.name, action = %decision.action,
-          rule = %decision.rule, reason = %decision.reason, decide_us, sql = %sql, "statement");
-    decision
+    command::report(
+        ctx,
+        services,
+        protocol,
+        sql,
+        &decision,
+        started.elapsed().as_micros() as u64,
+    );
+    command::record(ctx, services, audit, protocol, sql, &decision).await
 }
 
 async fn relay(
@@ -970,7 +907,7 @@ async fn record_execution(
         .command(
             "execute",
             &sql,
-            masked_text(services, &sql),
+            command::masked_text(services, &sql),
             Decided {
                 action: if held { "hold" } else { "allow" },
                 rule: "",
@@ -994,15 +931,6 @@ async fn record_execution(
 }
 
 /// The statement text as the audit log may keep it.
-fn masked_text(services: &Services, sql: &str) -> String {
-    match services.masker().mask(sql.as_bytes()) {
-        Ok(None) => sql.to_string(),
-        Ok(Some(m)) => String::from_utf8_lossy(&m).into_owned(),
-        // Fail closed: an unchecked text must not reach the log.
-        Err(e) => format!("<withheld: masking failed: {e}>"),
-    }
-}
-
 /// Holds an extended-protocol batch: the command reviewers see is its held statements' text
 /// with the first execution's parameters; the payload is every byte of the batch.
 async fn hold_batch<R: AsyncRead + Unpin>(

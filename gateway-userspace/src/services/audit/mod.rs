@@ -21,6 +21,7 @@ pub mod record;
 pub mod replay;
 pub mod session;
 pub mod settings;
+pub mod stream;
 pub mod sqlite;
 pub mod syslog;
 

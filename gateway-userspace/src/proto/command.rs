@@ -1,0 +1,107 @@
+//! What every protocol does with a command once the policy has decided on it: log it, raise
+//! the alert it calls for, and record it durably in the audit log before anything is forwarded.
+
+use tracing::{error, info, warn};
+
+use crate::{
+    conn::ConnCtx,
+    inspect::{Verdict, policy::Decision},
+    services::{
+        Services,
+        alerts::{Alert, now_rfc3339},
+        audit::session::{Decided, SessionAudit},
+    },
+};
+
+/// The text as it may be stored: sensitive values masked. If masking fails the text is
+/// withheld, never stored raw.
+pub fn masked_text(services: &Services, text: &str) -> String {
+    match services.masker().mask(text.as_bytes()) {
+        Ok(None) => text.to_string(),
+        Ok(Some(m)) => String::from_utf8_lossy(&m).into_owned(),
+        Err(e) => format!("<withheld: masking failed: {e}>"),
+    }
+}
+
+/// Logs and alerts on a decision (`decide_us`: how long deciding took).
+pub fn report(
+    ctx: &ConnCtx,
+    services: &Services,
+    protocol: &str,
+    command: &str,
+    decision: &Decision,
+    decide_us: u64,
+) {
+    let policy = services.policy();
+    if decision.alerts() {
+        let verdict_word = match decision.verdict() {
+            Verdict::Allow => "allowed with an alert",
+            Verdict::Hold { .. } => "held for approval",
+            Verdict::Deny { .. } => "refused",
+        };
+        warn!(event = "alert", conn_id = ctx.id, resource = %ctx.resource.name, pid = ctx.process.pid,
+              action = %decision.action, rule = %decision.rule, reason = %decision.reason, command = %command,
+              "command {verdict_word}");
+        if let Some(url) = &policy.alerts.webhook {
+            services.alerts.send(
+                url,
+                Alert {
+                    kind: "sluice.alert",
+                    time: now_rfc3339(),
+                    action: decision.action.to_string(),
+                    rule: decision.rule.clone(),
+                    reason: decision.reason.clone(),
+                    resource: ctx.resource.name.clone(),
+                    target: ctx.target.clone(),
+                    conn_id: ctx.id,
+                    pid: ctx.process.pid,
+                    uid: ctx.process.uid,
+                    exe: ctx.process.exe.as_ref().map(|p| p.display().to_string()),
+                    command: command.to_string(),
+                },
+            );
+        }
+    }
+    info!(event = "command", conn_id = ctx.id, protocol, resource = %ctx.resource.name, action = %decision.action,
+          rule = %decision.rule, reason = %decision.reason, decide_us, command = %command, "command");
+}
+
+/// Records a decided command durably; the command may be forwarded only once this returned.
+/// A command that cannot be recorded is refused (rule `audit`). Returns the verdict to enforce
+/// and the command's number in the audit session.
+pub async fn record(
+    ctx: &ConnCtx,
+    services: &Services,
+    audit: &SessionAudit,
+    protocol: &str,
+    command: &str,
+    decision: &Decision,
+) -> (Verdict, u64) {
+    let action = decision.action.to_string();
+    let recorded = audit
+        .command(
+            protocol,
+            command,
+            masked_text(services, command),
+            Decided {
+                action: &action,
+                rule: &decision.rule,
+                reason: &decision.reason,
+            },
+        )
+        .await;
+    match recorded {
+        Ok(n) => (decision.verdict(), n),
+        Err(e) => {
+            error!(event = "audit_refused", conn_id = ctx.id, error = %e,
+                   "command refused: it could not be recorded");
+            (
+                Verdict::Deny {
+                    rule: "audit".into(),
+                    reason: e.to_string(),
+                },
+                0,
+            )
+        }
+    }
+}
