@@ -377,6 +377,10 @@ struct Relay {
     exit_signal: Option<String>,
     /// Input that arrived while a shell line was held.
     parked: Parked,
+    /// Input is a script piped to a shell (no terminal).
+    script: bool,
+    /// A script line was refused: the rest of the agent's input is dropped.
+    input_closed: bool,
 }
 
 impl Relay {
@@ -411,6 +415,8 @@ impl Relay {
             exit_status: None,
             exit_signal: None,
             parked: Parked::default(),
+            script: input == Input::Lines(inspect::Mode::Lines),
+            input_closed: false,
         }
     }
 
@@ -548,6 +554,9 @@ impl Relay {
 
     /// Agent input; `false` ends the channel.
     async fn from_agent(&mut self, data: &[u8]) -> bool {
+        if self.input_closed {
+            return true;
+        }
         let Some(tracker) = &mut self.tracker else {
             return self.to_upstream(data.to_vec()).await;
         };
@@ -576,6 +585,9 @@ impl Relay {
     }
 
     async fn agent_eof(&mut self) {
+        if self.input_closed {
+            return;
+        }
         if let Some(tracker) = &mut self.tracker {
             let actions = tracker.finish();
             self.act(actions).await;
@@ -618,6 +630,13 @@ impl Relay {
                         LineOutcome::Refused => {
                             let discard = self.tracker.as_mut().map(|t| t.refused()).unwrap_or_default();
                             let _ = self.to_upstream(discard).await;
+                            if self.script {
+                                // Later lines of a script may depend on the refused one: the
+                                // shell gets end of input instead.
+                                self.agent.notice("the rest of the input is not run").await;
+                                self.input_closed = true;
+                                let _ = self.up_tx.eof().await;
+                            }
                             return true;
                         }
                     }
