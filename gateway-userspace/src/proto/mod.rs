@@ -1,6 +1,7 @@
 //! Protocol sessions. Each `serve(io, &ConnCtx, ...)` runs one redirected connection to its end.
 
 pub mod postgres;
+pub mod ssh;
 pub mod tcp;
 
 use self::postgres::codec::CodecError;
