@@ -17,7 +17,6 @@ use sluice::{
     services::audit::{
         self,
         chain::{self, Store},
-        record::kind,
         replay::{self, ReplayFormat, SessionFilter},
         settings::DEFAULT_DATA_DIR,
     },
@@ -51,7 +50,7 @@ enum AuditCommand {
         /// RFC 3339 time, or a duration back from now (`2h`).
         #[arg(long)]
         since: Option<String>,
-        /// Token subject, database user, executable, comm or `uid:N`.
+        /// Token subject, user (database or SSH), executable, comm or `uid:N`.
         #[arg(long)]
         identity: Option<String>,
         #[arg(long)]
@@ -61,11 +60,15 @@ enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Print a session: statements, decisions and what the agent saw.
+    /// Print a session: commands, decisions and what the agent saw.
     Replay {
         session: String,
         #[arg(long, value_enum, default_value_t = Format::Transcript)]
         format: Format,
+        /// With `--format asciicast`: the channel to replay (default: the first with a pty,
+        /// else the first).
+        #[arg(long)]
+        channel: Option<u32>,
     },
     /// Write records as JSON lines (self-describing, with their chain hashes).
     Export {
@@ -82,12 +85,14 @@ enum AuditCommand {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
-    /// Time, verdict and rule per statement, then its result.
+    /// Time, verdict and rule per command, then its result or output.
     Transcript,
-    /// Exactly what psql printed on standard output.
+    /// Exactly what psql printed on standard output (PostgreSQL sessions).
     Psql,
+    /// One terminal channel (SSH) as an asciicast v2 recording, for `asciinema play`.
+    Asciicast,
     /// The session's records as JSON lines.
     Jsonl,
 }
@@ -134,15 +139,16 @@ pub fn run(args: AuditArgs) -> anyhow::Result<i32> {
             } else {
                 writeln!(
                     out,
-                    "{:<16}  {:<24}  {:<16}  {:>8}  {:<8}  WHO",
-                    "SESSION", "STARTED", "RESOURCE", "COMMANDS", "ENDED"
+                    "{:<16}  {:<24}  {:<8}  {:<16}  {:>8}  {:<8}  WHO",
+                    "SESSION", "STARTED", "PROTOCOL", "RESOURCE", "COMMANDS", "ENDED"
                 )?;
                 for s in &list {
                     writeln!(
                         out,
-                        "{:<16}  {:<24}  {:<16}  {:>8}  {:<8}  {}",
+                        "{:<16}  {:<24}  {:<8}  {:<16}  {:>8}  {:<8}  {}",
                         s.session,
                         s.started,
+                        s.start.protocol,
                         s.start.resource,
                         s.end
                             .as_ref()
@@ -155,7 +161,14 @@ pub fn run(args: AuditArgs) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        AuditCommand::Replay { session, format } => {
+        AuditCommand::Replay {
+            session,
+            format,
+            channel,
+        } => {
+            if channel.is_some() && format != Format::Asciicast {
+                bail!("--channel is for --format asciicast");
+            }
             let mut store = open(&settings)?;
             let records = store.session(&session)?;
             if records.is_empty() {
@@ -165,31 +178,19 @@ pub fn run(args: AuditArgs) -> anyhow::Result<i32> {
                 );
             }
             let mut out = std::io::stdout().lock();
-            let protocol = records
-                .iter()
-                .find(|r| r.record.kind == kind::SESSION_START)
-                .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.record.body).ok())
-                .and_then(|v| v["protocol"].as_str().map(str::to_string))
-                .unwrap_or_default();
-            match format {
+            let format = match format {
                 Format::Jsonl => {
                     for r in &records {
                         writeln!(out, "{}", replay::export_line(r))?;
                     }
+                    return Ok(0);
                 }
-                Format::Transcript | Format::Psql if protocol == "postgres" => {
-                    let f = match format {
-                        Format::Psql => ReplayFormat::Psql,
-                        _ => ReplayFormat::Transcript,
-                    };
-                    out.write_all(
-                        replay::replay_sql(&records, f)
-                            .map_err(anyhow::Error::msg)?
-                            .as_bytes(),
-                    )?;
-                }
-                _ => bail!("session `{session}` is a `{protocol}` session; use --format jsonl"),
-            }
+                Format::Transcript => ReplayFormat::Transcript,
+                Format::Psql => ReplayFormat::Psql,
+                Format::Asciicast => ReplayFormat::Asciicast { channel },
+            };
+            let text = replay::replay(&records, format).map_err(anyhow::Error::msg)?;
+            out.write_all(text.as_bytes())?;
             Ok(0)
         }
         AuditCommand::Export {

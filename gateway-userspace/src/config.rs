@@ -1303,11 +1303,15 @@ mod tests {
         assert_eq!(a.key, Path::new("/srv/sluice/audit.key"));
         assert!(!a.node.is_empty());
         let pg = parse(&format!(
-            "{base}audit:\n  node: gw-1\n  postgres: {{ connection: \"host=db user=s dbname=audit\", password: {{ value: pw }} }}\n  capture: {{ rows: 5 }}\n  syslog: {{ target: \"udp://127.0.0.1:514\" }}\n"
+            "{base}audit:\n  node: gw-1\n  postgres: {{ connection: \"host=db user=s dbname=audit\", password: {{ value: pw }} }}\n  capture: {{ rows: 5, terminal_bytes: 1024 }}\n  syslog: {{ target: \"udp://127.0.0.1:514\" }}\n"
         ))
         .unwrap();
         assert!(matches!(pg.audit.store, StoreSettings::Postgres { .. }));
         assert_eq!((pg.audit.node.as_str(), pg.audit.capture.rows), ("gw-1", 5));
+        assert_eq!(
+            (pg.audit.capture.bytes, pg.audit.capture.terminal_bytes),
+            (262_144, 1024)
+        );
         assert!(pg.audit.syslog.is_some());
 
         let messages = |text: &str| -> Vec<String> {
@@ -1319,7 +1323,7 @@ mod tests {
                 .collect()
         };
         let m = messages(
-            "audit:\n  store: /x.db\n  postgres: { connection: \"host=db\" }\n  node: \"two words\"\n  checkpoint: { every: 0, interval: 1ms }\n  capture: { bytes: 999999999 }\n",
+            "audit:\n  store: /x.db\n  postgres: { connection: \"host=db\" }\n  node: \"two words\"\n  checkpoint: { every: 0, interval: 1ms }\n  capture: { bytes: 999999999, terminal_bytes: 9999999999 }\n",
         );
         for expected in [
             "are exclusive",
@@ -1327,6 +1331,7 @@ mod tests {
             "at least 1",
             "at least 100ms",
             "`capture.bytes` is at most",
+            "`capture.terminal_bytes` is at most",
         ] {
             assert!(m.iter().any(|x| x.contains(expected)), "{expected}: {m:?}");
         }

@@ -177,6 +177,7 @@ impl RawClient {
         let mut capture = Capture::new(CaptureLimits {
             rows: usize::MAX,
             bytes: usize::MAX,
+            terminal_bytes: 0,
         });
         loop {
             let (tag, body) = self.read();

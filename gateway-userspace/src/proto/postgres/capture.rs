@@ -128,7 +128,11 @@ mod tests {
     use super::*;
 
     fn limits(rows: usize, bytes: usize) -> CaptureLimits {
-        CaptureLimits { rows, bytes }
+        CaptureLimits {
+            rows,
+            bytes,
+            terminal_bytes: 0,
+        }
     }
 
     fn row(cells: &[Option<&str>]) -> Message {

@@ -2,7 +2,7 @@
 //! held or refused; then input and output are relayed between the agent and the upstream
 //! channel, input lines decided at Enter, output masked as a stream and recorded.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use russh::{
@@ -20,7 +20,10 @@ use crate::{
     config::Action,
     inspect::{Verdict, masking::StreamMasker, policy::Decision},
     proto::command,
-    services::audit::stream::{OutputCode, PtyInfo, StreamRecorder},
+    services::audit::{
+        record::PtyInfo,
+        stream::{OutputCode, StreamRecorder},
+    },
 };
 
 /// Input buffered while a command is held (stdin of an exec waiting for approval); beyond it
@@ -121,7 +124,7 @@ pub(super) async fn run(agent: Channel<Msg>, number: u32, conn: Arc<Conn>, handl
             rows: p.rows,
         }),
         if pty.is_some() {
-            conn.audit.capture().bytes /* TODO-MERGE terminal_bytes */
+            conn.audit.capture().terminal_bytes
         } else {
             conn.audit.capture().bytes
         },
@@ -135,7 +138,11 @@ pub(super) async fn run(agent: Channel<Msg>, number: u32, conn: Arc<Conn>, handl
             return;
         }
     };
-    let relay = Relay::new(ch, up, rx, recorder, input);
+    // With a UTF-8 locale passed on, the remote editor reads non-ASCII as text, not Meta keys.
+    let utf8 = env
+        .iter()
+        .any(|(_, v)| v.to_ascii_lowercase().replace('-', "").contains("utf8"));
+    let relay = Relay::new(ch, up, rx, recorder, input, utf8);
     relay.run(parked).await;
 }
 
@@ -390,6 +397,7 @@ impl Relay {
         agent_rx: ChannelReadHalf,
         recorder: StreamRecorder,
         input: Input,
+        utf8: bool,
     ) -> Relay {
         let masker = agent.conn.services.masker();
         let (up_rx, up_tx) = up.split();
@@ -401,7 +409,9 @@ impl Relay {
         Relay {
             tracker: match input {
                 Input::Raw => None,
-                Input::Lines(mode) => Some(inspect::LineTracker::new(mode, MAX_LINE)),
+                Input::Lines(mode) => {
+                    Some(inspect::LineTracker::new(mode, MAX_LINE).utf8_input(utf8))
+                }
             },
             agent,
             agent_rx,
@@ -494,6 +504,10 @@ impl Relay {
 
     /// Masks, records and relays a piece of output.
     async fn output(&mut self, code: OutputCode, data: &[u8]) {
+        if let Some(t) = &mut self.tracker {
+            // The tracker learns from the terminal whether bracketed paste is on.
+            t.observe_output(data);
+        }
         let masker = match code {
             OutputCode::Stdout => &mut self.stdout,
             _ => &mut self.stderr,
@@ -595,50 +609,46 @@ impl Relay {
         let _ = self.up_tx.eof().await;
     }
 
-    /// Carries out the tracker's actions in order; a refused line discards what followed it
-    /// in the same input (pasted lines after a denied one must not run).
+    /// Carries out the tracker's actions in order. A `Submit` is decided before anything after
+    /// it; the tracker keeps the rest of the input until then (and drops it after a refusal).
     async fn act(&mut self, actions: Vec<inspect::LineAction>) -> bool {
-        for action in actions {
+        let mut queue: VecDeque<inspect::LineAction> = actions.into();
+        while let Some(action) = queue.pop_front() {
             match action {
                 inspect::LineAction::Forward(bytes) => {
                     if !self.to_upstream(bytes).await {
                         return false;
                     }
                 }
-                inspect::LineAction::Dropped { what } => {
-                    self.agent
-                        .notice(&format!("{what} is not forwarded: sluice could not see what it would run"))
-                        .await;
+                inspect::LineAction::Dropped { what, bytes } => {
+                    info!(event = "ssh_input_dropped", conn_id = self.agent.conn.ctx.id, what, bytes, "input not forwarded");
+                    self.agent.notice(&format!("{what} was not forwarded")).await;
                 }
                 inspect::LineAction::Submit {
-                    line,
-                    release,
-                    uncertain,
+                    line, uncertain, ..
                 } => {
-                    match self.decide_line(&line, uncertain).await {
-                        LineOutcome::Run => {
-                            if !self.to_upstream(release).await {
-                                return false;
+                    let outcome = self.decide_line(&line, uncertain).await;
+                    let Some(tracker) = self.tracker.as_mut() else {
+                        return true;
+                    };
+                    let next = match outcome {
+                        LineOutcome::Run => tracker.allow(),
+                        LineOutcome::Continue => tracker.continue_line(),
+                        LineOutcome::Refused => tracker.refuse(),
+                    };
+                    queue.extend(next);
+                    if outcome == LineOutcome::Refused && self.script {
+                        // Later lines of a script may depend on the refused one: the shell gets
+                        // end of input instead.
+                        for action in std::mem::take(&mut queue) {
+                            if let inspect::LineAction::Forward(bytes) = action {
+                                let _ = self.to_upstream(bytes).await;
                             }
                         }
-                        LineOutcome::Continue => {
-                            let bytes = self.tracker.as_mut().map(|t| t.continue_line()).unwrap_or_default();
-                            if !self.to_upstream(bytes).await {
-                                return false;
-                            }
-                        }
-                        LineOutcome::Refused => {
-                            let discard = self.tracker.as_mut().map(|t| t.refused()).unwrap_or_default();
-                            let _ = self.to_upstream(discard).await;
-                            if self.script {
-                                // Later lines of a script may depend on the refused one: the
-                                // shell gets end of input instead.
-                                self.agent.notice("the rest of the input is not run").await;
-                                self.input_closed = true;
-                                let _ = self.up_tx.eof().await;
-                            }
-                            return true;
-                        }
+                        self.agent.notice("the rest of the input is not run").await;
+                        self.input_closed = true;
+                        let _ = self.up_tx.eof().await;
+                        return true;
                     }
                 }
             }
@@ -699,6 +709,7 @@ impl Relay {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum LineOutcome {
     Run,
     /// The command goes on over more lines.

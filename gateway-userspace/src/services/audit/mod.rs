@@ -9,7 +9,8 @@
 //!   record queued while the previous commit ran goes into the next transaction, so concurrent
 //!   sessions share one fsync, and a session forwards a command only once the commit holding
 //!   its record returned ([`AuditLog::durable`]).
-//! - [`record`]: what is recorded; [`psql`]/[`replay`]: reading it back.
+//! - [`record`]: what is recorded; [`session`] and [`stream`] (a channel's output) write it;
+//!   [`psql`]/[`replay`]/[`terminal`]: reading it back.
 //!
 //! What is hashed is exactly what is stored: sequence number, node, time, kind, session and the
 //! JSON body text, each length-prefixed, after the previous record's hash.
@@ -21,9 +22,10 @@ pub mod record;
 pub mod replay;
 pub mod session;
 pub mod settings;
-pub mod stream;
 pub mod sqlite;
+pub mod stream;
 pub mod syslog;
+pub mod terminal;
 
 use std::sync::{Arc, Mutex};
 
@@ -275,6 +277,46 @@ impl Drop for AuditLog {
         if let Some(t) = &self.ticker {
             t.abort();
         }
+    }
+}
+
+/// Records queued to an [`AuditLog::in_memory`] log.
+#[cfg(test)]
+pub(crate) struct Queued(mpsc::UnboundedReceiver<Job>);
+
+#[cfg(test)]
+impl AuditLog {
+    /// A log without a store: its records wait in the returned queue.
+    pub(crate) fn in_memory(capture: settings::CaptureLimits) -> (AuditLog, Queued) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let log = AuditLog {
+            tx: Some(tx),
+            writer: Mutex::new(None),
+            ticker: None,
+            capture,
+            node: "test".into(),
+        };
+        (log, Queued(rx))
+    }
+}
+
+#[cfg(test)]
+impl Queued {
+    /// The records queued so far: (kind, session, body).
+    pub(crate) fn drain(&mut self) -> Vec<(String, Option<String>, String)> {
+        let mut out = Vec::new();
+        while let Ok(job) = self.0.try_recv() {
+            if let Job::Append {
+                kind,
+                session,
+                body,
+                ..
+            } = job
+            {
+                out.push((kind.to_string(), session, body));
+            }
+        }
+        out
     }
 }
 

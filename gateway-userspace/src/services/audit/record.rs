@@ -13,6 +13,9 @@ pub mod kind {
     pub const RESULT: &str = "result";
     pub const APPROVAL: &str = "approval";
     pub const SESSION_END: &str = "session_end";
+    pub const TERMINAL: &str = "terminal";
+    pub const OUTPUT: &str = "output";
+    pub const EXIT: &str = "exit";
 }
 
 /// The process that opened the connection (from the kernel's record and /proc).
@@ -152,4 +155,76 @@ pub struct SessionEnd {
     pub elapsed_ms: u64,
     /// Why the session ended when it was not the agent's clean goodbye.
     pub error: Option<String>,
+}
+
+/// A shell or exec channel opened (SSH, or any protocol whose responses are byte streams).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalRecord {
+    /// The channel's number in the session (numbers may be reused once a channel ended).
+    pub channel: u32,
+    /// The `n` of the command record an exec channel runs; `None` for a shell.
+    pub command: Option<u64>,
+    pub pty: Option<PtyInfo>,
+    /// RFC 3339; the times of the channel's output events count from here.
+    pub started: String,
+}
+
+/// The terminal the agent asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PtyInfo {
+    /// `TERM`, e.g. `xterm-256color`.
+    pub term: String,
+    pub cols: u32,
+    pub rows: u32,
+}
+
+/// A batch of one channel's output events, as the agent received them (masked).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutputRecord {
+    pub channel: u32,
+    pub events: Vec<OutputEvent>,
+}
+
+/// One output event, stored as the JSON array `[t, code, data]` (as in asciicast v2).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputEvent {
+    /// Seconds since the channel started (microsecond precision).
+    pub t: f64,
+    /// `o` stdout, `e` stderr, `r` resize (`data` is `COLSxROWS`).
+    pub code: String,
+    /// The text, masked; bytes that were not UTF-8 are U+FFFD.
+    pub data: String,
+}
+
+impl Serialize for OutputEvent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (self.t, &self.code, &self.data).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for OutputEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (t, code, data) = <(f64, String, String)>::deserialize(d)?;
+        Ok(OutputEvent { t, code, data })
+    }
+}
+
+/// A channel ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    pub channel: u32,
+    /// As in the channel's terminal record.
+    pub command: Option<u64>,
+    /// Exit status, when the remote sent one.
+    pub status: Option<u32>,
+    /// The signal that ended it (`KILL`, `TERM`, ...), when the remote sent one.
+    pub signal: Option<String>,
+    /// What the agent received on stdout and stderr, recorded or not.
+    pub bytes_out: u64,
+    pub bytes_err: u64,
+    /// Of those, what the output records hold.
+    pub recorded_bytes: u64,
+    /// Output beyond the capture limit was counted but not recorded.
+    pub truncated: bool,
+    pub elapsed_ms: u64,
 }

@@ -1,5 +1,5 @@
 //! Reading the log back: JSONL export (and checking an export on its own), session listings,
-//! and SQL session transcripts.
+//! and replays: SQL session transcripts here, byte-stream sessions (SSH) in [`terminal`].
 
 use std::{collections::BTreeMap, fmt::Write};
 
@@ -10,7 +10,10 @@ use serde_json::value::RawValue;
 use super::{
     chain::{AuditError, Checkpoint, Record, Store, Stored},
     psql,
-    record::{CommandRecord, ResultRecord, ResultSet, SessionEnd, SessionStart, kind},
+    record::{
+        ApprovalRecord, CommandRecord, ResultRecord, ResultSet, SessionEnd, SessionStart, kind,
+    },
+    terminal,
 };
 use crate::services::approvals::{hex, unhex};
 
@@ -207,7 +210,8 @@ pub struct SessionSummary {
 }
 
 impl SessionSummary {
-    /// Who the session was: the token subject, else the database user, with the process.
+    /// Who the session was: the token subject, else the user it logged in as (database or SSH
+    /// user), with the process.
     pub fn who(&self) -> String {
         let id = &self.start.identity;
         let p = &self.start.process;
@@ -220,7 +224,7 @@ impl SessionSummary {
 #[derive(Default)]
 pub struct SessionFilter {
     pub since: Option<String>,
-    /// Matches the token subject, the database user, the executable or `uid:N`.
+    /// Matches the token subject, the user (database or SSH), the executable or `uid:N`.
     pub identity: Option<String>,
     pub resource: Option<String>,
     pub limit: usize,
@@ -274,125 +278,68 @@ pub fn sessions(
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReplayFormat {
-    /// Statements with their time, verdict and rule, and what the agent saw.
+    /// Commands with their time, verdict and rule, and what the agent saw.
     Transcript,
-    /// Exactly what `psql` printed on its standard output.
+    /// Exactly what `psql` printed on its standard output (PostgreSQL sessions).
     Psql,
+    /// One terminal channel as an asciicast v2 recording; `None`: the first channel with a pty,
+    /// else the first channel.
+    Asciicast { channel: Option<u32> },
+}
+
+/// A session's records rendered in `format`, for any protocol.
+pub fn replay(records: &[Stored], format: ReplayFormat) -> Result<String, String> {
+    let start = records
+        .iter()
+        .find(|s| s.record.kind == kind::SESSION_START)
+        .map(|s| parse::<SessionStart>(&s.record))
+        .transpose()?;
+    let protocol = start.as_ref().map_or("", |s| s.protocol.as_str());
+    match format {
+        ReplayFormat::Asciicast { channel } => terminal::asciicast(records, channel),
+        ReplayFormat::Transcript | ReplayFormat::Psql if protocol == "postgres" => {
+            replay_sql(records, format)
+        }
+        ReplayFormat::Transcript => terminal::transcript(records),
+        ReplayFormat::Psql => Err(format!(
+            "session `{}` is a `{protocol}` session: --format psql replays PostgreSQL sessions; \
+             use --format transcript, asciicast or jsonl",
+            session_id(records)
+        )),
+    }
 }
 
 /// A SQL session's records rendered as text.
 pub fn replay_sql(records: &[Stored], format: ReplayFormat) -> Result<String, String> {
     let mut out = String::new();
-    let start_time = records
-        .first()
-        .map(|r| r.record.time.clone())
-        .unwrap_or_default();
-    let t0 = humantime::parse_rfc3339(&start_time).ok();
-    let offset = |time: &str| -> String {
-        match (t0, humantime::parse_rfc3339(time).ok()) {
-            (Some(a), Some(b)) => {
-                let d = b.duration_since(a).unwrap_or_default();
-                format!("+{}.{:03}s", d.as_secs(), d.subsec_millis())
-            }
-            _ => time.to_string(),
-        }
-    };
+    let clock = Clock::new(records);
+    let transcript = format == ReplayFormat::Transcript;
     for s in records {
         let r = &s.record;
-        match (r.kind.as_str(), format) {
-            (kind::SESSION_START, ReplayFormat::Transcript) => {
-                let st: SessionStart = parse(r)?;
-                let p = &st.process;
-                let _ = writeln!(
-                    out,
-                    "-- session {} on node {} at {}\n-- {} resource `{}` ({}), from {} (pid {}, uid {}, {}), user {}{}",
-                    r.session.as_deref().unwrap_or("?"),
-                    r.node,
-                    r.time,
-                    st.protocol,
-                    st.resource,
-                    st.destination,
-                    st.target,
-                    p.pid,
-                    p.uid,
-                    p.exe.as_deref().unwrap_or(&p.comm),
-                    st.identity.user,
-                    st.identity
-                        .subject
-                        .as_ref()
-                        .map(|s| format!(", token subject {s}"))
-                        .unwrap_or_default(),
-                );
+        match r.kind.as_str() {
+            kind::SESSION_START if transcript => {
+                out.push_str(&start_lines("--", r, &parse(r)?));
             }
-            (kind::COMMAND, ReplayFormat::Transcript) => {
+            kind::COMMAND if transcript => {
                 let c: CommandRecord = parse(r)?;
-                let rule = if c.rule.is_empty() {
-                    String::new()
-                } else {
-                    format!(" by rule \"{}\": {}", c.rule, c.reason)
-                };
-                let _ = writeln!(
-                    out,
-                    "\n-- [{}] #{} {}{rule}",
-                    offset(&r.time),
-                    c.n,
-                    c.action
-                );
+                let _ = writeln!(out, "\n{}", decision_line("--", &clock, r, &c));
                 let _ = writeln!(out, "{}", c.text.trim_end());
             }
-            (kind::RESULT, _) => {
+            kind::RESULT => {
                 let res: ResultRecord = parse(r)?;
                 for set in &res.sets {
                     out.push_str(&render_set(set, format));
                 }
-                if format == ReplayFormat::Transcript {
+                if transcript {
                     let _ = writeln!(out, "-- {} µs", res.elapsed_us);
                 }
             }
-            (kind::APPROVAL, ReplayFormat::Transcript) => {
-                let a: super::record::ApprovalRecord = parse(r)?;
-                let who = a
-                    .decisions
-                    .iter()
-                    .map(|d| {
-                        format!(
-                            "{} {}{}",
-                            d.reviewer,
-                            if d.approve { "approved" } else { "denied" },
-                            d.reason
-                                .as_ref()
-                                .map(|r| format!(": {r}"))
-                                .unwrap_or_default()
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let _ = writeln!(
-                    out,
-                    "-- [{}] approval {} {}: {}{}",
-                    offset(&r.time),
-                    a.id,
-                    a.event,
-                    a.state,
-                    if who.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; {who}")
-                    }
-                );
+            kind::APPROVAL if transcript => {
+                let _ = writeln!(out, "{}", approval_line("--", &clock, r, &parse(r)?));
             }
-            (kind::SESSION_END, ReplayFormat::Transcript) => {
-                let e: SessionEnd = parse(r)?;
-                let _ = writeln!(
-                    out,
-                    "\n-- [{}] session ended after {} ms: {} command(s), {} bytes to the database, {} to the agent{}",
-                    offset(&r.time),
-                    e.elapsed_ms,
-                    e.commands,
-                    e.bytes_to_upstream,
-                    e.bytes_to_client,
-                    e.error.map(|e| format!("; {e}")).unwrap_or_default()
-                );
+            kind::SESSION_END if transcript => {
+                let e = parse(r)?;
+                let _ = writeln!(out, "\n{}", end_line("--", &clock, r, &e, "the database"));
             }
             _ => {}
         }
@@ -401,17 +348,138 @@ pub fn replay_sql(records: &[Stored], format: ReplayFormat) -> Result<String, St
 }
 
 fn render_set(set: &ResultSet, format: ReplayFormat) -> String {
-    match format {
-        ReplayFormat::Psql => psql::render_stdout(set),
-        ReplayFormat::Transcript => {
-            let mut s = psql::render_stdout(set);
-            s.push_str(&psql::render_stderr(set));
-            s
+    let mut s = psql::render_stdout(set);
+    if format != ReplayFormat::Psql {
+        s.push_str(&psql::render_stderr(set));
+    }
+    s
+}
+
+/// The session id the records belong to.
+pub(super) fn session_id(records: &[Stored]) -> &str {
+    records
+        .iter()
+        .find_map(|s| s.record.session.as_deref())
+        .unwrap_or("?")
+}
+
+/// Record times as offsets from the session's first record.
+pub(super) struct Clock(Option<std::time::SystemTime>);
+
+impl Clock {
+    pub(super) fn new(records: &[Stored]) -> Clock {
+        Clock(
+            records
+                .first()
+                .and_then(|r| humantime::parse_rfc3339(&r.record.time).ok()),
+        )
+    }
+
+    /// `+1.234s`, or the time itself when either is unreadable.
+    pub(super) fn offset(&self, time: &str) -> String {
+        match (self.0, humantime::parse_rfc3339(time).ok()) {
+            (Some(a), Some(b)) => {
+                let d = b.duration_since(a).unwrap_or_default();
+                format!("+{}.{:03}s", d.as_secs(), d.subsec_millis())
+            }
+            _ => time.to_string(),
         }
     }
 }
 
-fn parse<'a, T: Deserialize<'a>>(r: &'a Record) -> Result<T, String> {
+/// Who, where and from what process, as two comment lines.
+pub(super) fn start_lines(prefix: &str, r: &Record, st: &SessionStart) -> String {
+    let p = &st.process;
+    format!(
+        "{prefix} session {} on node {} at {}\n{prefix} {} resource `{}` ({}), from {} (pid {}, uid {}, {}), user {}{}\n",
+        r.session.as_deref().unwrap_or("?"),
+        r.node,
+        r.time,
+        st.protocol,
+        st.resource,
+        st.destination,
+        st.target,
+        p.pid,
+        p.uid,
+        p.exe.as_deref().unwrap_or(&p.comm),
+        st.identity.user,
+        st.identity
+            .subject
+            .as_ref()
+            .map(|s| format!(", token subject {s}"))
+            .unwrap_or_default(),
+    )
+}
+
+/// `[+t] #n action by rule "..": reason`, as a comment.
+pub(super) fn decision_line(prefix: &str, clock: &Clock, r: &Record, c: &CommandRecord) -> String {
+    let rule = if c.rule.is_empty() {
+        String::new()
+    } else {
+        format!(" by rule \"{}\": {}", c.rule, c.reason)
+    };
+    format!(
+        "{prefix} [{}] #{} {}{rule}",
+        clock.offset(&r.time),
+        c.n,
+        c.action
+    )
+}
+
+pub(super) fn approval_line(prefix: &str, clock: &Clock, r: &Record, a: &ApprovalRecord) -> String {
+    let who = a
+        .decisions
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {}{}",
+                d.reviewer,
+                if d.approve { "approved" } else { "denied" },
+                d.reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{prefix} [{}] approval {} {}: {}{}",
+        clock.offset(&r.time),
+        a.id,
+        a.event,
+        a.state,
+        if who.is_empty() {
+            String::new()
+        } else {
+            format!("; {who}")
+        }
+    )
+}
+
+/// `peer` is what the bytes went to (`the database`, `the server`).
+pub(super) fn end_line(
+    prefix: &str,
+    clock: &Clock,
+    r: &Record,
+    e: &SessionEnd,
+    peer: &str,
+) -> String {
+    format!(
+        "{prefix} [{}] session ended after {} ms: {} command(s), {} bytes to {peer}, {} to the agent{}",
+        clock.offset(&r.time),
+        e.elapsed_ms,
+        e.commands,
+        e.bytes_to_upstream,
+        e.bytes_to_client,
+        e.error
+            .as_ref()
+            .map(|e| format!("; {e}"))
+            .unwrap_or_default()
+    )
+}
+
+pub(super) fn parse<'a, T: Deserialize<'a>>(r: &'a Record) -> Result<T, String> {
     serde_json::from_str(&r.body).map_err(|e| {
         format!(
             "record {} of node {}: unreadable {} body: {e}",

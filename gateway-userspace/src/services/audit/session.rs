@@ -8,6 +8,8 @@ use std::{
     time::Instant,
 };
 
+use serde::Serialize;
+
 use super::{
     AuditLog, Unavailable,
     record::{
@@ -16,6 +18,7 @@ use super::{
 };
 use crate::conn::ConnCtx;
 
+/// Shared by the session's tasks (`Arc<SessionAudit>`: one per SSH channel, for instance).
 pub struct SessionAudit {
     log: Arc<AuditLog>,
     /// Random, so ids from different nodes and restarts never collide.
@@ -121,5 +124,21 @@ impl SessionAudit {
 
     pub fn capture(&self) -> super::settings::CaptureLimits {
         self.log.capture
+    }
+
+    /// Queues a record of this session (best effort, like results).
+    pub(super) fn record<T: Serialize>(&self, kind: &'static str, body: &T) {
+        self.log.record(kind, Some(&self.id), body);
+    }
+
+    /// A session without a connection, writing to `log`.
+    #[cfg(test)]
+    pub(crate) fn for_tests(log: Arc<AuditLog>, id: &str) -> SessionAudit {
+        SessionAudit {
+            log,
+            id: id.into(),
+            commands: AtomicU64::new(0),
+            started: Instant::now(),
+        }
     }
 }

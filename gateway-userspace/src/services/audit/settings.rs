@@ -12,6 +12,7 @@ use crate::config::{RawSecret, Report, Secret, resolve_secret};
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/sluice";
 pub const DEFAULT_CAPTURE_ROWS: usize = 1_000;
 pub const DEFAULT_CAPTURE_BYTES: usize = 256 * 1024;
+pub const DEFAULT_CAPTURE_TERMINAL_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1_000;
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -56,8 +57,10 @@ impl StoreSettings {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CaptureLimits {
     pub rows: usize,
-    /// Bytes of cell text per command.
+    /// Bytes of cell text per command, and of output per exec channel.
     pub bytes: usize,
+    /// Bytes of output per interactive shell channel (a terminal session runs many commands).
+    pub terminal_bytes: usize,
 }
 
 impl AuditSettings {
@@ -72,6 +75,7 @@ impl AuditSettings {
             capture: CaptureLimits {
                 rows: DEFAULT_CAPTURE_ROWS,
                 bytes: DEFAULT_CAPTURE_BYTES,
+                terminal_bytes: DEFAULT_CAPTURE_TERMINAL_BYTES,
             },
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
@@ -125,6 +129,8 @@ struct RawCapture {
     rows: Option<usize>,
     #[serde(default)]
     bytes: Option<Spanned<usize>>,
+    #[serde(default)]
+    terminal_bytes: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +144,8 @@ struct RawCheckpoint {
 
 /// Capture above this per command would let one result set balloon the log.
 const MAX_CAPTURE_BYTES: usize = 16 * 1024 * 1024;
+/// The same for one shell channel, which runs many commands.
+const MAX_TERMINAL_BYTES: usize = 1024 * 1024 * 1024;
 
 impl RawAudit {
     pub(crate) fn validate(
@@ -203,6 +211,16 @@ impl RawAudit {
                     );
                 }
                 s.capture.bytes = bytes.value;
+            }
+            if let Some(bytes) = &c.terminal_bytes {
+                if bytes.value > MAX_TERMINAL_BYTES {
+                    report.error(
+                        bytes,
+                        format!("`capture.terminal_bytes` is at most {MAX_TERMINAL_BYTES}"),
+                        None,
+                    );
+                }
+                s.capture.terminal_bytes = bytes.value;
             }
         }
         if let Some(c) = &self.checkpoint {
