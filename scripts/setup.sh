@@ -16,7 +16,9 @@ APT_PACKAGES=(
   pkg-config iproute2 procps psmisc curl ca-certificates openssl bc
   libhyperscan-dev libsqlite3-dev
   postgresql postgresql-contrib postgresql-client pgbouncer
-  openssh-server openssh-client
+  # SSH tests and bench-ssh.sh run their own sshd in a namespace; asciinema plays the
+  # gateway's session recordings back; sshpass drives password logins non-interactively.
+  openssh-server openssh-client asciinema sshpass
   # The audit syslog sink's live test runs its own rsyslogd (tests/tests/audit_syslog.rs).
   rsyslog
   # The approvals web page's browser test: Debian's Chromium (playwright-core brings no browser
@@ -31,13 +33,32 @@ if [ ${#missing[@]} -gt 0 ]; then
   log "apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # Debian's postgresql/openssh postinst scripts try to start services; there is no init here,
-  # and we start our own instances anyway.
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  # Debian's postgresql/openssh postinst scripts start their services through invoke-rc.d (or
+  # deb-systemd-invoke): without systemd that would run the init script and leave a host sshd
+  # on :22, with systemd it would start ssh.service. Tests start their own instances, so deny
+  # every start for the duration of the install (exit 101 = "action forbidden"). A policy-rc.d
+  # that was already there (container images ship one) is kept as it is.
+  own_policy_rc=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    own_policy_rc=1
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  # A freshly installed sshd must not start at the next boot either: Debian's unit and init
+  # script skip it while this file exists (an sshd the machine already had stays untouched).
+  if [[ " ${missing[*]} " == *" openssh-server "* ]]; then
+    mkdir -p /etc/ssh && touch /etc/ssh/sshd_not_to_be_run
+    log "the host's ssh service stays off (/etc/ssh/sshd_not_to_be_run; delete it to enable)"
+  fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  rm -f /usr/sbin/policy-rc.d
+  if [ -n "$own_policy_rc" ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
 else
   log "apt packages present"
+fi
+# The SSH tests' sshd runs in a namespace and never needs the host's :22; say so if something
+# else holds it (someone's real sshd: not ours to stop).
+if ss -Hltn 'sport = :22' 2>/dev/null | grep -q .; then
+  log "note: something listens on the host's port 22; the SSH tests do not use it"
 fi
 
 # Rust: the eBPF crate builds with nightly + rust-src; bpf-linker must be linked against

@@ -20,6 +20,9 @@ use std::{
 use serde_json::Value;
 
 pub mod oidc;
+pub mod ssh;
+
+pub use ssh::{PtyClient, SSH_PASSWORD, SSH_USER, SshClient, SshServer};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -77,6 +80,8 @@ fn ip(args: &[&str]) {
 pub struct TestNet {
     pub ns: String,
     host_if: String,
+    /// The subnet's lock, held while the namespace exists (see [`claim_subnet`]).
+    _subnet_lock: std::fs::File,
     pub host_v4: String,
     pub peer_v4: String,
     pub peer_v6: String,
@@ -92,9 +97,10 @@ impl TestNet {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
-        let n = (0..250)
+        let (n, subnet_lock) = (0..250)
             .map(|_| COUNTER.fetch_add(1, Ordering::Relaxed) % 250 + 1)
-            .find(|n| !in_use.contains(&format!(" 169.254.{n}.1/")))
+            .filter(|n| !in_use.contains(&format!(" 169.254.{n}.1/")))
+            .find_map(|n| claim_subnet(n).map(|lock| (n, lock)))
             .expect("a free 169.254.N.0/30 test subnet");
         let tag = format!("{}x{n}", std::process::id() % 10_000);
         let ns = format!("slt{tag}");
@@ -154,6 +160,7 @@ impl TestNet {
         TestNet {
             ns,
             host_if,
+            _subnet_lock: subnet_lock,
             host_v4,
             peer_v4,
             peer_v6,
@@ -178,6 +185,25 @@ impl TestNet {
         log.wait_for(Duration::from_secs(5), |v| v.get("listening").is_some());
         PeerServer { child, log }
     }
+}
+
+/// Test processes run side by side (several `cargo test`s on one machine) and each counts
+/// subnets from 1: between one's look at `ip addr` and its `ip addr add`, another can take the
+/// same subnet, and the two namespaces' routes then capture each other's traffic. An exclusive,
+/// non-blocking `flock` per subnet, held for the namespace's life (the kernel drops it when the
+/// process dies), makes the choice exclusive.
+fn claim_subnet(n: u32) -> Option<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = std::env::temp_dir().join(format!("sluice-tests-subnet-{n}.lock"));
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+    // SAFETY: flock on a descriptor we own.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    (rc == 0).then_some(file)
 }
 
 impl Default for TestNet {
@@ -739,8 +765,12 @@ pub struct ClientRun {
     pub stderr: String,
 }
 
-/// Runs a real client (psql, pgbench, ...) inside `cgroup` with `env`.
-pub fn client_in(cgroup: &Path, env: &[(&str, &str)], argv: &[&str]) -> ClientRun {
+/// Runs a real client (psql, pgbench, ssh, ...) inside `cgroup` with `env`.
+pub fn client_in(
+    cgroup: &Path,
+    env: &[(&str, &str)],
+    argv: &[impl AsRef<std::ffi::OsStr>],
+) -> ClientRun {
     let out = Command::new(bin_path("sluice-probe"))
         .arg("--cgroup")
         .arg(cgroup)
