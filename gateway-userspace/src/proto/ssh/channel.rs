@@ -474,6 +474,9 @@ impl Relay {
                         Some(ChannelMsg::ExtendedData { data, ext: 1 }) => self.output(OutputCode::Stderr, &data).await,
                         Some(ChannelMsg::ExitStatus { exit_status }) => {
                             self.flush().await;
+                            // A script cut short by a refused line did not succeed, whatever
+                            // the shell says about the part that ran.
+                            let exit_status = if self.input_closed { REFUSED_EXIT_STATUS } else { exit_status };
                             self.exit_status = Some(exit_status);
                             let _ = self.agent.tx.exit_status(exit_status).await;
                         }
