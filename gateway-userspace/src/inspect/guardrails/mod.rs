@@ -26,6 +26,7 @@
 mod fallback;
 mod fold;
 mod rules;
+pub mod shell;
 #[cfg(test)]
 mod tests;
 
