@@ -203,6 +203,17 @@ pub const STATEMENT_KINDS: &[&str] = &[
     "other",
 ];
 
+/// Whether `id` names a guardrail a policy rule can list: a SQL one ([`RULE_IDS`]) or a shell
+/// one ([`shell::SHELL_RULE_IDS`]). Both kinds share the `guardrails:` list of a rule.
+pub fn is_rule_id(id: &str) -> bool {
+    RULE_IDS.contains(&id) || shell::SHELL_RULE_IDS.contains(&id)
+}
+
+/// Every guardrail id, SQL ones first, as the policy check lists them in its hint.
+pub fn all_rule_ids() -> impl Iterator<Item = &'static str> {
+    RULE_IDS.iter().chain(shell::SHELL_RULE_IDS).copied()
+}
+
 impl fmt::Display for StatementKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

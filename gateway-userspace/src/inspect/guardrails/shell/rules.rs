@@ -947,11 +947,7 @@ const STOP_TARGETS: &[&str] = &[
 fn shutdown(w: &mut Walker, program: &str, args: &[Arg]) {
     let text = || {
         let words: Vec<&str> = args.iter().map(|a| a.text.as_str()).collect();
-        shown(
-            &format!("{program} {}", words.join(" "))
-                .trim_end()
-                .to_owned(),
-        )
+        shown(format!("{program} {}", words.join(" ")).trim_end())
     };
     match program {
         "shutdown" | "reboot" | "halt" | "poweroff" => {
@@ -1226,10 +1222,10 @@ fn psql(w: &mut Walker, args: &[Arg], stdin: &Input) {
                 }
                 "list" | "version" | "help" => reads_stdin = false,
                 "dbname" | "host" | "port" | "username" | "set" | "variable" | "output"
-                | "log-file" | "pset" | "field-separator" | "record-separator" | "table-attr" => {
-                    if attached.is_empty() {
-                        i += 1;
-                    }
+                | "log-file" | "pset" | "field-separator" | "record-separator" | "table-attr"
+                    if attached.is_empty() =>
+                {
+                    i += 1;
                 }
                 _ => {}
             }
