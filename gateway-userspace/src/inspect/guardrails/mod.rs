@@ -1,4 +1,6 @@
-//! SQL guardrails: a pure analysis of SQL text into statement kinds and rule findings.
+//! SQL guardrails: a pure analysis of SQL text into statement kinds and rule findings. The
+//! [`shell`] submodule does the same for shell command lines (SSH), and runs these SQL rules on
+//! the SQL a command line hands to a database client.
 //!
 //! The policy layer maps [`Finding`]s to actions (allow, deny, hold, alert); nothing here decides.
 //! Every rule matches on the sqlparser AST (PostgreSQL dialect), never on substrings, so case,

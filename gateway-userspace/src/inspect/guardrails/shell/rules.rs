@@ -1349,32 +1349,42 @@ fn write_targets(program: &str, args: &[Arg]) -> Vec<Arg> {
     match program {
         "tee" => operands("", &["output-error"]),
         "cp" | "install" | "ln" | "rsync" => {
-            let s = scan_options(
-                args,
-                "tSmogbe",
-                &[
-                    "target-directory",
-                    "suffix",
-                    "mode",
-                    "owner",
-                    "group",
-                    "rsh",
-                ],
-            );
+            let (short, long): (&str, &[&str]) = if program == "rsync" {
+                (
+                    "efTBM",
+                    &[
+                        "rsh",
+                        "filter",
+                        "exclude",
+                        "include",
+                        "exclude-from",
+                        "include-from",
+                        "files-from",
+                        "backup-dir",
+                        "suffix",
+                        "chmod",
+                        "chown",
+                        "temp-dir",
+                        "partial-dir",
+                        "compare-dest",
+                        "copy-dest",
+                        "link-dest",
+                        "log-file",
+                        "password-file",
+                        "port",
+                    ],
+                )
+            } else {
+                (
+                    "tSmog",
+                    &["target-directory", "suffix", "mode", "owner", "group"],
+                )
+            };
+            let s = scan_options(args, short, long);
             if let Some(t) = s.value("t", "target-directory") {
                 return vec![t.clone()];
             }
-            let ops = operands(
-                "tSmogbe",
-                &[
-                    "target-directory",
-                    "suffix",
-                    "mode",
-                    "owner",
-                    "group",
-                    "rsh",
-                ],
-            );
+            let ops = operands(short, long);
             if program == "install" && s.has('d', "directory") {
                 return ops;
             }
@@ -1393,11 +1403,12 @@ fn write_targets(program: &str, args: &[Arg]) -> Vec<Arg> {
             }
         }
         "mv" => operands("tS", &["target-directory", "suffix"]),
-        "rm" | "rmdir" | "unlink" | "touch" | "mkdir" | "mknod" | "mkfifo" | "chmod" | "chown"
-        | "chgrp" | "chattr" | "setfacl" | "shred" => operands(
-            "rdtmnsMx",
-            &["reference", "date", "mode", "iterations", "size"],
-        ),
+        "rm" | "rmdir" | "unlink" | "chattr" | "setfacl" | "chmod" | "chown" | "chgrp" => {
+            operands("", &["reference"])
+        }
+        "touch" => operands("rdt", &["reference", "date", "time"]),
+        "mkdir" | "mknod" | "mkfifo" => operands("m", &["mode", "context"]),
+        "shred" => operands("ns", &["iterations", "size", "random-source"]),
         "truncate" => operands("sr", &["size", "reference"]),
         "dd" => args
             .iter()
@@ -1408,8 +1419,8 @@ fn write_targets(program: &str, args: &[Arg]) -> Vec<Arg> {
                 ..a.clone()
             })
             .collect(),
-        "sed" => in_place(args, "efl", 'i', "in-place"),
-        "perl" => in_place(args, "eEIMmlx0C", 'i', ""),
+        "sed" => in_place(args, "efl", "", 'i', "in-place"),
+        "perl" => in_place(args, "eE", "IMmlx0C", 'i', ""),
         "sudoedit" | "vi" | "vim" | "nvim" | "nano" | "pico" | "emacs" | "ed" | "joe" | "micro"
         | "mcedit" => {
             if args.iter().any(|a| a.exact() == Some("-R")) {
@@ -1452,7 +1463,7 @@ fn write_targets(program: &str, args: &[Arg]) -> Vec<Arg> {
 
 /// The files `sed -i` / `perl -i` edit in place: operands after the script (which is the first
 /// operand unless `-e`/`-f` gave it).
-fn in_place(args: &[Arg], with_value: &str, flag: char, long: &str) -> Vec<Arg> {
+fn in_place(args: &[Arg], next: &str, attached: &str, flag: char, long: &str) -> Vec<Arg> {
     let mut editing = false;
     let mut script_given = false;
     let mut operands = Vec::new();
@@ -1472,11 +1483,9 @@ fn in_place(args: &[Arg], with_value: &str, flag: char, long: &str) -> Vec<Arg> 
                         editing = true;
                         break; // the rest of the cluster is the backup suffix
                     }
-                    if with_value.contains(c) {
-                        if matches!(c, 'e' | 'E' | 'f') {
-                            script_given = true;
-                        }
-                        if a.text[1 + pos + c.len_utf8()..].is_empty() && "ef".contains(c) {
+                    if next.contains(c) || attached.contains(c) {
+                        script_given |= matches!(c, 'e' | 'E' | 'f');
+                        if a.text[1 + pos + c.len_utf8()..].is_empty() && next.contains(c) {
                             i += 1;
                         }
                         break;

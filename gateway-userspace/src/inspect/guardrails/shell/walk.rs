@@ -341,7 +341,8 @@ impl Walker {
                 // `export X=...`, `declare X=...`: the word is an argument of the builtin.
                 if !prefix {
                     argv.extend(self.words(w));
-                } else if let Some(special) = value {
+                }
+                if let Some(special) = value {
                     self.special_variable(&special);
                 }
             }
