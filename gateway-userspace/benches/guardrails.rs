@@ -1,10 +1,11 @@
 //! Cost of the SQL guardrails per statement: a cold parse (what every new statement text pays)
-//! and a cache hit (what a repeated text pays through `SqlAnalyzer`).
+//! and a cache hit (what a repeated text pays through `SqlAnalyzer`). Also the shell guardrails
+//! per command line (always a cold parse: no cache).
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sluice::inspect::guardrails::{SqlAnalyzer, analyze};
+use sluice::inspect::guardrails::{SqlAnalyzer, analyze, shell::analyze_shell};
 
 /// About 150 bytes, the size the dependency notes measured.
 const SELECT: &str = "SELECT c.id, c.name, c.email, o.total FROM customers c \
@@ -44,6 +45,35 @@ fn bench(c: &mut Criterion) {
     );
     g.throughput(Throughput::Bytes(big.len() as u64));
     g.bench_function("cold/or_chain_16k", |b| b.iter(|| analyze(black_box(&big))));
+    g.finish();
+
+    let mut g = c.benchmark_group("shell_guardrails");
+    for (name, line) in [
+        ("simple", "ls -la /var/log | grep -i error | tail -n 50"),
+        (
+            "wrapped",
+            "sudo -u app env FOO=1 timeout 30 nice -n 5 rm -rf /tmp/build",
+        ),
+        (
+            "nested",
+            "bash -c \"find . -name '*.o' -exec rm {} + && echo $(date) >> /tmp/log\"",
+        ),
+        (
+            "psql",
+            "psql -h db -U app orders -c \"UPDATE orders SET status = 'x' WHERE id = 1\"",
+        ),
+    ] {
+        g.throughput(Throughput::Bytes(line.len() as u64));
+        g.bench_function(format!("cold/{name}"), |b| {
+            b.iter(|| analyze_shell(black_box(line)))
+        });
+    }
+    // Over 256 bytes the analysis runs on its own big-stack thread: thread start-up included.
+    let long = format!("{} && echo done", "ls -la /tmp/x | wc -l; ".repeat(20));
+    g.throughput(Throughput::Bytes(long.len() as u64));
+    g.bench_function("cold/long_line", |b| {
+        b.iter(|| analyze_shell(black_box(&long)))
+    });
     g.finish();
 }
 

@@ -235,6 +235,8 @@ pub struct Rule {
     pub guardrails: Vec<String>,
     /// Statement kinds (`select`, `insert`, `update`, ...).
     pub statements: Vec<String>,
+    /// Programs of a shell command line (`ls`, `cat`, `psql`; basenames, wrappers included).
+    pub commands: Vec<String>,
     pub action: Action,
     /// Who approves what this rule holds (else `approvals.default`).
     pub approval: Option<ApprovalPolicy>,
@@ -424,6 +426,8 @@ struct RawRule {
     guardrails: Vec<Spanned<String>>,
     #[serde(default)]
     statements: Vec<Spanned<String>>,
+    #[serde(default)]
+    commands: Vec<Spanned<String>>,
     action: Spanned<Action>,
     #[serde(default)]
     approval: Option<RawPolicy>,
@@ -1004,12 +1008,27 @@ impl RawConfig {
                 }
             }
             for g in &r.guardrails {
-                if !crate::inspect::guardrails::RULE_IDS.contains(&g.value.as_str()) {
+                if !crate::inspect::guardrails::is_rule_id(&g.value) {
                     let hint = format!(
                         "one of: {}",
-                        crate::inspect::guardrails::RULE_IDS.join(", ")
+                        crate::inspect::guardrails::all_rule_ids()
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     );
                     report.error(g, format!("unknown guardrail `{}`", g.value), Some(&hint));
+                }
+            }
+            for c in &r.commands {
+                // Matched against basenames, so a path or a blank could never match.
+                if c.value.is_empty()
+                    || c.value.contains('/')
+                    || c.value.contains(char::is_whitespace)
+                {
+                    report.error(
+                        c,
+                        format!("`{}` is not a program name", c.value),
+                        Some("give the program's name alone, e.g. `ls` (not `/bin/ls`)"),
+                    );
                 }
             }
             for k in &r.statements {
@@ -1025,11 +1044,13 @@ impl RawConfig {
                     );
                 }
             }
-            if r.guardrails.is_empty() && r.statements.is_empty() {
+            if r.guardrails.is_empty() && r.statements.is_empty() && r.commands.is_empty() {
                 report.error(
                     &r.name,
                     format!("rule `{}` matches no command", r.name.value),
-                    Some("give `guardrails:` (findings) and/or `statements:` (kinds)"),
+                    Some(
+                        "give `guardrails:` (findings), `statements:` (SQL kinds) and/or `commands:` (shell programs)",
+                    ),
                 );
             }
             rules.push(Rule {
@@ -1038,6 +1059,7 @@ impl RawConfig {
                 targets: r.targets.iter().map(|x| x.value.clone()).collect(),
                 guardrails: r.guardrails.iter().map(|x| x.value.clone()).collect(),
                 statements: r.statements.iter().map(|x| x.value.clone()).collect(),
+                commands: r.commands.iter().map(|x| x.value.clone()).collect(),
                 action: r.action.value,
                 approval: r.approval.as_ref().map(|a| {
                     if r.action.value != Action::Hold {
@@ -1284,7 +1306,10 @@ mod tests {
                 .map(|v| v.as_str().unwrap().to_string())
                 .collect()
         };
-        assert_eq!(enum_of("guardrails"), crate::inspect::guardrails::RULE_IDS);
+        assert_eq!(
+            enum_of("guardrails"),
+            crate::inspect::guardrails::all_rule_ids().collect::<Vec<_>>()
+        );
         assert_eq!(
             enum_of("statements"),
             crate::inspect::guardrails::STATEMENT_KINDS

@@ -6,7 +6,8 @@
 //! - [`server`]: listeners, accept loop, target leases, graceful shutdown.
 //! - [`conn`]: what is known about one connection ([`conn::ConnCtx`]).
 //! - [`proto`]: protocol sessions (opaque TCP, PostgreSQL with approval holds).
-//! - [`inspect`]: guardrails (SQL AST rules) and masking (Hyperscan prefilter + exact validators).
+//! - [`inspect`]: guardrails (SQL and shell AST rules) and masking (Hyperscan prefilter + exact
+//!   validators).
 //! - [`services`]: what sessions share: the approval broker and its API, OIDC identity, cancel
 //!   keys, alerts.
 //! - [`exec`]: `sluice exec`, running a command inside an intercepted cgroup.

@@ -248,7 +248,7 @@ fn run(command: Command) -> anyhow::Result<i32> {
                     if analysis.incomplete {
                         anyhow::bail!("the command is incomplete (an open quote, heredoc or block)");
                     }
-                    sluice::inspect::guardrails::shell::decide_shell(&config, &subject, &analysis)
+                    sluice::inspect::policy::decide_shell(&config, &subject, &analysis)
                 }
                 (None, None) => unreachable!("clap requires --sql or --shell"),
             };

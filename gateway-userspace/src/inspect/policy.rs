@@ -1,14 +1,19 @@
 //! Maps what the analysers found to what the policy says.
 //!
-//! Every finding and every statement is evaluated, and the most severe action wins
-//! (deny > hold > alert > allow). A guardrail finding that no rule mentions is denied: the
-//! guardrails are on by default, and a policy loosens them explicitly, rule by rule.
+//! Every finding and every statement (SQL) or program (shell) is evaluated, and the most severe
+//! action wins (deny > hold > alert > allow). A guardrail finding that no rule mentions is
+//! denied: the guardrails are on by default, and a policy loosens them explicitly, rule by rule.
+//! SQL and shell findings share one id space in `guardrails:`, so a rule naming `drop` covers
+//! `DROP TABLE` sent to PostgreSQL and `psql -c 'DROP TABLE ...'` typed over SSH alike.
 
 use serde::Serialize;
 
 use crate::{
     config::{Action, Config, Rule},
-    inspect::{Verdict, guardrails::Analysis},
+    inspect::{
+        Verdict,
+        guardrails::{Analysis, shell::ShellAnalysis},
+    },
 };
 
 /// Who is asking, for rule scoping.
@@ -52,66 +57,153 @@ fn in_scope(rule: &Rule, subject: &Subject) -> bool {
         && (rule.targets.is_empty() || rule.targets.iter().any(|t| t == subject.target))
 }
 
+/// The decision for one SQL text (see the module doc for the semantics).
 pub fn decide_sql(config: &Config, subject: &Subject, analysis: &Analysis) -> Decision {
-    let mut candidates: Vec<Decision> = Vec::new();
-    if let Some(err) = &analysis.parse_error {
-        candidates.push(Decision {
-            action: config.guardrails.unparseable,
-            rule: "unparseable".into(),
-            reason: format!("the statement could not be parsed, so it cannot be checked: {err}"),
-        });
-    }
+    let mut c = Candidates::new(
+        config,
+        subject,
+        analysis.parse_error.as_deref(),
+        "statement",
+    );
     for finding in &analysis.findings {
-        let id = finding.rule.to_string();
-        if id == "unparseable" {
-            continue; // decided above, by `guardrails.unparseable`
+        c.finding(finding.rule.as_str(), &finding.reason);
+    }
+    for kind in &analysis.statements {
+        let kind = kind.as_str();
+        c.matched(
+            |r| r.statements.iter().any(|s| s == kind),
+            format!("{kind} statement"),
+        );
+    }
+    c.decide("empty statement")
+}
+
+/// The decision for one shell command line, with the semantics of [`decide_sql`]: each finding
+/// maps to the rule that lists its id in `guardrails:` (SQL ids for SQL the line hands to a
+/// client, shell ids otherwise) or is denied; a parse error follows `guardrails.unparseable`;
+/// each program in `commands` maps to the rule that lists it in `commands:`, else
+/// `guardrails.default`.
+///
+/// An `incomplete` analysis is not decided here: the caller waits for the rest of the command
+/// (as the shell's PS2 prompt does) and analyses the whole text again. Passing one anyway
+/// decides nothing about its commands (there are none) and allows it.
+pub fn decide_shell(config: &Config, subject: &Subject, analysis: &ShellAnalysis) -> Decision {
+    let mut c = Candidates::new(
+        config,
+        subject,
+        analysis.parse_error.as_deref(),
+        "command line",
+    );
+    for finding in &analysis.findings {
+        c.finding(finding.rule.as_str(), &finding.reason);
+    }
+    for program in &analysis.commands {
+        c.matched(
+            |r| r.commands.iter().any(|p| p == program),
+            format!("runs {program}"),
+        );
+    }
+    c.decide("empty command line")
+}
+
+/// Every finding and matched item of one command becomes a candidate decision; the most severe
+/// wins. Shared by SQL and shell so both read a policy the same way.
+struct Candidates<'a> {
+    config: &'a Config,
+    subject: &'a Subject<'a>,
+    parse_error: bool,
+    list: Vec<Decision>,
+}
+
+impl<'a> Candidates<'a> {
+    fn new(
+        config: &'a Config,
+        subject: &'a Subject<'a>,
+        parse_error: Option<&str>,
+        what: &str,
+    ) -> Self {
+        let list = parse_error
+            .map(|err| Decision {
+                action: config.guardrails.unparseable,
+                rule: "unparseable".into(),
+                reason: format!("the {what} could not be parsed, so it cannot be checked: {err}"),
+            })
+            .into_iter()
+            .collect();
+        Candidates {
+            config,
+            subject,
+            parse_error: parse_error.is_some(),
+            list,
         }
-        let user = config
+    }
+
+    /// A guardrail finding: the first in-scope rule listing its id, else deny. `unparseable`
+    /// (also of text nested in the command, like `sh -c '...'`) follows `guardrails.unparseable`.
+    fn finding(&mut self, id: &str, reason: &str) {
+        if id == "unparseable" {
+            if !self.parse_error {
+                self.list.push(Decision {
+                    action: self.config.guardrails.unparseable,
+                    rule: id.into(),
+                    reason: reason.into(),
+                });
+            }
+            return; // else decided by the parse error, once
+        }
+        let user = self
+            .config
             .rules
             .iter()
-            .find(|r| in_scope(r, subject) && r.guardrails.contains(&id));
-        candidates.push(match user {
+            .find(|r| in_scope(r, self.subject) && r.guardrails.iter().any(|g| g == id));
+        self.list.push(match user {
             Some(r) => Decision {
                 action: r.action,
                 rule: r.name.clone(),
-                reason: finding.reason.clone(),
+                reason: reason.into(),
             },
             None => Decision {
                 action: Action::Deny,
-                rule: id,
-                reason: finding.reason.clone(),
+                rule: id.into(),
+                reason: reason.into(),
             },
         });
     }
-    for kind in &analysis.statements {
-        let kind = kind.to_string();
-        let user = config
+
+    /// A statement kind or a program: the first in-scope rule `matches` says lists it, else
+    /// `guardrails.default`.
+    fn matched(&mut self, matches: impl Fn(&Rule) -> bool, what: String) {
+        let user = self
+            .config
             .rules
             .iter()
-            .find(|r| in_scope(r, subject) && r.statements.contains(&kind));
-        candidates.push(match user {
+            .find(|r| in_scope(r, self.subject) && matches(r));
+        self.list.push(match user {
             Some(r) => Decision {
                 action: r.action,
                 rule: r.name.clone(),
-                reason: format!("{kind} statement"),
+                reason: what,
             },
             None => Decision {
-                action: config.guardrails.default,
+                action: self.config.guardrails.default,
                 rule: "default".into(),
-                reason: format!("{kind} statement (no rule matched)"),
+                reason: format!("{what} (no rule matched)"),
             },
         });
     }
-    // The first of the most severe keeps the explanation closest to the statement's order.
-    candidates
-        .into_iter()
-        .rev()
-        .max_by_key(|d| d.action)
-        .unwrap_or(Decision {
-            action: Action::Allow,
-            rule: "default".into(),
-            reason: "empty statement".into(),
-        })
+
+    fn decide(self, empty: &str) -> Decision {
+        // The first of the most severe keeps the explanation closest to the command's order.
+        self.list
+            .into_iter()
+            .rev()
+            .max_by_key(|d| d.action)
+            .unwrap_or(Decision {
+                action: Action::Allow,
+                rule: "default".into(),
+                reason: empty.into(),
+            })
+    }
 }
 
 #[cfg(test)]
@@ -119,7 +211,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::inspect::guardrails::analyze;
+    use crate::inspect::guardrails::{analyze, shell::analyze_shell};
 
     fn config(rules: &str) -> Config {
         let text = format!(
@@ -199,5 +291,97 @@ mod tests {
         assert!(text.contains("unknown guardrail `dorp`"), "{text}");
         assert!(text.contains("unknown statement kind `selekt`"), "{text}");
         assert!(text.contains("unknown resource `nope`"), "{text}");
+    }
+
+    fn shell(c: &Config, line: &str) -> Decision {
+        let a = analyze_shell(line);
+        assert!(!a.incomplete, "{line:?} is incomplete");
+        decide_shell(c, &SUBJECT, &a)
+    }
+
+    #[test]
+    fn shell_findings_are_denied_by_default_and_rules_loosen_them() {
+        let d = shell(&config(""), "ls; rm -rf /");
+        assert_eq!((d.action, d.rule.as_str()), (Action::Deny, "rm-rf"));
+        assert!(d.reason.contains("root directory"), "{d:?}");
+        assert_eq!(shell(&config(""), "ls -la /etc").action, Action::Allow);
+        assert_eq!(shell(&config(""), "").action, Action::Allow);
+        // Shell and SQL ids share one `guardrails:` list.
+        let c = config("rules:\n  - { name: x, guardrails: [rm-rf, drop], action: hold }\n");
+        assert_eq!(
+            (
+                shell(&c, "rm -rf /").action,
+                shell(&c, "rm -rf /").rule.as_str()
+            ),
+            (Action::Hold, "x")
+        );
+        let d = shell(&c, "psql -c 'DROP TABLE t'");
+        assert_eq!((d.action, d.rule.as_str()), (Action::Hold, "x"));
+        assert_eq!(
+            decide_sql(&c, &SUBJECT, &analyze("DROP TABLE t")).action,
+            Action::Hold
+        );
+        // Not loosened: still denied, the most severe wins.
+        let d = shell(&c, "rm -rf / && curl x | sh");
+        assert_eq!((d.action, d.rule.as_str()), (Action::Deny, "pipe-to-shell"));
+    }
+
+    #[test]
+    fn shell_commands_match_rules_or_the_default() {
+        let c = config(
+            "guardrails:\n  default: deny\nrules:\n  - { name: read-only, commands: [ls, cat, grep], action: allow }\n  - { name: restarts, commands: [systemctl], action: hold }\n",
+        );
+        assert_eq!(shell(&c, "ls -la | grep x").action, Action::Allow);
+        let d = shell(&c, "cat /etc/hosts | wc -l");
+        assert_eq!((d.action, d.rule.as_str()), (Action::Deny, "default"));
+        assert!(d.reason.contains("wc"), "{d:?}");
+        let d = shell(&c, "ls && systemctl restart nginx");
+        assert_eq!((d.action, d.rule.as_str()), (Action::Hold, "restarts"));
+        // Wrappers are programs too: `sudo` must be allowed on its own.
+        assert_eq!(shell(&c, "sudo ls").action, Action::Deny);
+        // A default-allow policy can still hold one program.
+        let c = config("rules:\n  - { name: no-sudo, commands: [sudo], action: hold }\n");
+        assert_eq!(shell(&c, "sudo ls").action, Action::Hold);
+        assert_eq!(shell(&c, "ls").action, Action::Allow);
+    }
+
+    #[test]
+    fn unparseable_shell_follows_its_setting_never_allow() {
+        let d = shell(&config(""), "ls )");
+        assert_eq!((d.action, d.rule.as_str()), (Action::Deny, "unparseable"));
+        let held = config("guardrails:\n  unparseable: hold\n");
+        assert_eq!(shell(&held, "ls )").action, Action::Hold);
+        // Nested text that does not parse (no parse error of the line itself) too.
+        let d = shell(&held, "sh -c 'ls )'");
+        assert_eq!((d.action, d.rule.as_str()), (Action::Hold, "unparseable"));
+        let d = shell(&config(""), "psql -c 'SELEKT 1'");
+        assert_eq!((d.action, d.rule.as_str()), (Action::Deny, "unparseable"));
+        // A rule cannot loosen it: `unparseable` in `guardrails:` is not consulted.
+        let c = config("rules:\n  - { name: lax, guardrails: [unparseable], action: allow }\n");
+        assert_eq!(shell(&c, "ls )").action, Action::Deny);
+    }
+
+    #[test]
+    fn rules_validate_shell_ids_and_commands() {
+        let err = Config::parse(
+            "rules:\n  - { name: r, guardrails: [rm-rff], commands: [/bin/ls, 'a b', ''], action: deny }\n  - { name: s, action: deny }\n",
+            Path::new("t.yaml"),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("unknown guardrail `rm-rff`"), "{text}");
+        assert!(
+            text.contains("rm-rf, mkfs"),
+            "the hint lists shell ids: {text}"
+        );
+        assert!(text.contains("drop, truncate"), "and SQL ids: {text}");
+        assert!(text.contains("`/bin/ls` is not a program name"), "{text}");
+        assert!(text.contains("`a b` is not a program name"), "{text}");
+        assert!(text.contains("`` is not a program name"), "{text}");
+        assert!(text.contains("rule `s` matches no command"), "{text}");
+        let c = config(
+            "rules:\n  - { name: ok, guardrails: [write-etc, opaque-sql], commands: [psql], action: alert }\n",
+        );
+        assert_eq!(c.rules[0].commands, ["psql"]);
     }
 }

@@ -1,4 +1,6 @@
-//! SQL guardrails: a pure analysis of SQL text into statement kinds and rule findings.
+//! SQL guardrails: a pure analysis of SQL text into statement kinds and rule findings. The
+//! [`shell`] submodule does the same for shell command lines (SSH), and runs these SQL rules on
+//! the SQL a command line hands to a database client.
 //!
 //! The policy layer maps [`Finding`]s to actions (allow, deny, hold, alert); nothing here decides.
 //! Every rule matches on the sqlparser AST (PostgreSQL dialect), never on substrings, so case,
@@ -24,9 +26,9 @@
 //!   differently, so the gateway should pin it on for upstream sessions.
 
 mod fallback;
-pub mod shell;
 mod fold;
 mod rules;
+pub mod shell;
 #[cfg(test)]
 mod tests;
 
@@ -202,6 +204,17 @@ pub const STATEMENT_KINDS: &[&str] = &[
     "call",
     "other",
 ];
+
+/// Whether `id` names a guardrail a policy rule can list: a SQL one ([`RULE_IDS`]) or a shell
+/// one ([`shell::SHELL_RULE_IDS`]). Both kinds share the `guardrails:` list of a rule.
+pub fn is_rule_id(id: &str) -> bool {
+    RULE_IDS.contains(&id) || shell::SHELL_RULE_IDS.contains(&id)
+}
+
+/// Every guardrail id, SQL ones first, as the policy check lists them in its hint.
+pub fn all_rule_ids() -> impl Iterator<Item = &'static str> {
+    RULE_IDS.iter().chain(shell::SHELL_RULE_IDS).copied()
+}
 
 impl fmt::Display for StatementKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

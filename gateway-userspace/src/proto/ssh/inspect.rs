@@ -5,8 +5,8 @@ use super::{Conn, settings::{Interactive, SshSettings}};
 use crate::{
     config::Action,
     inspect::{
-        guardrails::shell::{analyze_shell, decide_shell},
-        policy::{Decision, Subject},
+        guardrails::shell::analyze_shell,
+        policy::{Decision, Subject, decide_shell},
     },
 };
 pub use super::line::{Action as LineAction, LineTracker, Mode};

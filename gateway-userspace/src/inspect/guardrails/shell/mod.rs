@@ -1,0 +1,323 @@
+//! Shell guardrails: a pure analysis of a shell command line (an SSH `exec` request, a line typed
+//! into a session) into the programs it runs and rule findings.
+//!
+//! The policy layer maps findings to actions (see `policy::decide_shell`); nothing here decides.
+//! Every rule matches on argv as the shell will build it, from brush-parser's POSIX/bash AST:
+//! never on substrings of the text, so `echo "rm -rf /"` runs `echo` and `ls;rm -rf /` runs `rm`.
+//!
+//! # What is looked into
+//! The whole AST (lists, pipelines, subshells, groups, `if`/`while`/`for`/`case` bodies, function
+//! bodies), every command and process substitution (also in double quotes, assignments,
+//! redirect targets, `${x:-...}` defaults and arithmetic), and the programs other programs run:
+//! wrappers (`sudo`, `env`, `nice`, `timeout`, `xargs`, `find -exec`, `busybox`, ...) are
+//! unwrapped, and `sh -c STRING`, `eval`, literal input piped or here-doc'ed into a shell, and
+//! `alias`/`trap` bodies are parsed in turn, [`MAX_DEPTH`] levels deep.
+//!
+//! # Decisions worth knowing
+//! - A command name that is not literal (`$CMD`, `"$(echo rm)"`) is [`ShellRuleId::DynamicCommand`]:
+//!   what it runs is unknown, so it fails closed. So is a shell reading commands from a file,
+//!   `source`, or `eval` of anything not literal.
+//! - Paths are judged lexically and only when absolute (or `~`): the working directory is
+//!   unknown, so `cd /etc && echo x > passwd` is not seen as a write to `/etc`.
+//! - SQL that a client runs (`psql -c`, here-documents, `echo ... | psql`) goes through the SQL
+//!   guardrails, and its findings carry the SQL ids (`drop`, ...), so one policy rule covers
+//!   both. SQL sluice cannot see (`psql -f file`, `cmd | psql`) is [`ShellRuleId::OpaqueSql`].
+//! - Input that ends inside a quote, a here-document, after `|`, `&&` or `\`, or in an open
+//!   `if`/`for`/`{`/`(` is `incomplete`, not unparseable: an interactive shell would ask for more.
+
+mod rules;
+#[cfg(test)]
+mod tests;
+mod walk;
+mod words;
+
+use std::{fmt, io::Cursor, str::FromStr};
+
+use brush_parser::{ParseError, Parser, ast};
+use serde::{Deserialize, Serialize};
+
+use super::{RuleId, UnknownRuleId};
+
+/// A shell guardrail; the serde and `Display` form is the stable id used in policies and audit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ShellRuleId {
+    /// Recursive `rm` (or `find -delete`) of `/`, a system directory, `~`, `.`, `*`, or of
+    /// operands only known at run time.
+    RmRf,
+    /// Creating or wiping filesystems and partition tables (`mkfs*`, `wipefs -a`, `fdisk`, ...).
+    Mkfs,
+    /// Writing to a device node: `dd of=/dev/sda`, `> /dev/sda`, `tee /dev/nvme0n1`.
+    DdDevice,
+    /// Stopping or restarting the host: `shutdown`, `reboot`, `systemctl poweroff`, `kill 1`.
+    Shutdown,
+    /// Deleting cluster objects: `kubectl delete`, `oc delete`, `helm uninstall`.
+    KubectlDelete,
+    /// Running downloaded code: `curl ... | sh`, `bash <(curl ...)`, `bash -c "$(curl ...)"`.
+    PipeToShell,
+    /// Writing under `/etc`: redirects, `tee`, `cp`/`mv`/`install`/`ln`/`rsync`, `sed -i`, ...
+    WriteEtc,
+    /// A database client runs SQL that sluice cannot see (`psql -f file`, `cmd | psql`).
+    OpaqueSql,
+    /// What runs is not known: a command name built at run time, `eval` of an expansion,
+    /// `source FILE`, a shell reading a script file.
+    DynamicCommand,
+}
+
+impl ShellRuleId {
+    pub const ALL: [ShellRuleId; 9] = [
+        ShellRuleId::RmRf,
+        ShellRuleId::Mkfs,
+        ShellRuleId::DdDevice,
+        ShellRuleId::Shutdown,
+        ShellRuleId::KubectlDelete,
+        ShellRuleId::PipeToShell,
+        ShellRuleId::WriteEtc,
+        ShellRuleId::OpaqueSql,
+        ShellRuleId::DynamicCommand,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShellRuleId::RmRf => "rm-rf",
+            ShellRuleId::Mkfs => "mkfs",
+            ShellRuleId::DdDevice => "dd-device",
+            ShellRuleId::Shutdown => "shutdown",
+            ShellRuleId::KubectlDelete => "kubectl-delete",
+            ShellRuleId::PipeToShell => "pipe-to-shell",
+            ShellRuleId::WriteEtc => "write-etc",
+            ShellRuleId::OpaqueSql => "opaque-sql",
+            ShellRuleId::DynamicCommand => "dynamic-command",
+        }
+    }
+}
+
+impl fmt::Display for ShellRuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ShellRuleId {
+    type Err = UnknownRuleId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ShellRuleId::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| UnknownRuleId(s.to_owned()))
+    }
+}
+
+/// Shell rule ids as policies write them (the order of [`ShellRuleId::ALL`]). They share the
+/// `guardrails:` list of a rule with the SQL ids ([`super::RULE_IDS`]).
+pub const SHELL_RULE_IDS: &[&str] = &[
+    "rm-rf",
+    "mkfs",
+    "dd-device",
+    "shutdown",
+    "kubectl-delete",
+    "pipe-to-shell",
+    "write-etc",
+    "opaque-sql",
+    "dynamic-command",
+];
+
+/// The rule of a shell finding: a shell rule, or a SQL rule that fired on SQL the command line
+/// hands to a database client. Serialises as the bare id (`"rm-rf"`, `"drop"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(untagged)]
+pub enum ShellRule {
+    Shell(ShellRuleId),
+    Sql(RuleId),
+}
+
+impl ShellRule {
+    /// The id policies use in `guardrails:`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShellRule::Shell(r) => r.as_str(),
+            ShellRule::Sql(r) => r.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for ShellRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<ShellRuleId> for ShellRule {
+    fn from(r: ShellRuleId) -> Self {
+        ShellRule::Shell(r)
+    }
+}
+
+impl From<RuleId> for ShellRule {
+    fn from(r: RuleId) -> Self {
+        ShellRule::Sql(r)
+    }
+}
+
+/// One rule that matched somewhere in the command line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ShellFinding {
+    pub rule: ShellRule,
+    /// Human readable, names what was found, e.g. `rm -r on / (the root directory)`.
+    pub reason: String,
+}
+
+/// The result of analysing one command line (possibly several commands).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ShellAnalysis {
+    /// Program names (basename, after unwrapping wrappers) of every simple command, in order.
+    /// Wrappers are listed too (`sudo rm x` is `["sudo", "rm"]`), so a policy can name them.
+    pub commands: Vec<String>,
+    pub findings: Vec<ShellFinding>,
+    /// The parser's message when the text does not parse (and is not merely incomplete).
+    pub parse_error: Option<String>,
+    /// The input is a valid prefix that needs more lines (open quote, here-document, trailing
+    /// `\`, `|`, `&&`, open `if`/`for`/`{`/`(`...): an interactive shell would print its PS2
+    /// prompt. Nothing else is filled in; the caller waits for the rest.
+    pub incomplete: bool,
+}
+
+impl ShellAnalysis {
+    pub fn has(&self, rule: impl Into<ShellRule>) -> bool {
+        let rule = rule.into();
+        self.findings.iter().any(|f| f.rule == rule)
+    }
+
+    pub fn is_clean(&self) -> bool {
+        self.findings.is_empty() && self.parse_error.is_none() && !self.incomplete
+    }
+}
+
+/// Longer command lines are not parsed: they yield `unparseable`. Interactive lines and SSH
+/// `exec` requests are short; a script this long should be uploaded and reviewed as a file.
+pub const MAX_SHELL_LEN: usize = 64 * 1024;
+
+/// How many times a string may be handed back to a shell (`sh -c`, `eval`, `$(...)`, wrappers
+/// running wrappers) before the analysis gives up with `unparseable`.
+pub const MAX_DEPTH: usize = 8;
+
+/// Texts up to this length are analysed on the caller's stack. brush's tokenizer and PEG parser
+/// recurse once per nesting level (`$(`, `(`, `if`) without a bound: in a debug build 100
+/// nested `if`s (2 KiB of text) overflow a 2 MiB tokio worker stack and abort the gateway.
+/// Longer lines get a short-lived thread with a stack sized for them (tens of microseconds).
+const CALLER_STACK_LEN: usize = 256;
+
+/// Stack for longer texts: a nesting level costs 9 or more bytes of input and up to ~20 KiB of
+/// stack (debug build), so 4 KiB per input byte, plus headroom. Only touched pages are committed.
+fn big_stack_size(len: usize) -> usize {
+    (16 << 20) + len * 4096
+}
+
+/// Analyse a shell command line. Pure: the same text always gives the same analysis.
+pub fn analyze_shell(text: &str) -> ShellAnalysis {
+    if text.len() > MAX_SHELL_LEN {
+        return refused(format!(
+            "command line of {} bytes is longer than the {MAX_SHELL_LEN} bytes analysed",
+            text.len()
+        ));
+    }
+    if text.len() <= CALLER_STACK_LEN {
+        return analyze_guarded(text);
+    }
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("sluice-shell-analyze".into())
+            .stack_size(big_stack_size(text.len()))
+            .spawn_scoped(scope, || analyze_guarded(text))
+            .map_err(|e| format!("cannot start the analysis thread: {e}"))
+            .and_then(|t| t.join().map_err(|_| "the analysis panicked".to_owned()))
+            .unwrap_or_else(refused)
+    })
+}
+
+/// A panic inside the parser is a bug there, not a reason to take the session down: report the
+/// line as unparseable, which the policy never allows.
+fn analyze_guarded(text: &str) -> ShellAnalysis {
+    std::panic::catch_unwind(|| analyze_unguarded(text))
+        .unwrap_or_else(|_| refused("the shell parser panicked".to_owned()))
+}
+
+fn analyze_unguarded(text: &str) -> ShellAnalysis {
+    match parse(text) {
+        Parsed::Program(program) => {
+            let mut walker = walk::Walker::default();
+            walker.walk(text, &program, &walk::Input::Terminal);
+            walker.into_analysis()
+        }
+        Parsed::Incomplete => ShellAnalysis {
+            incomplete: true,
+            ..ShellAnalysis::default()
+        },
+        Parsed::Error(e) => refused(e),
+    }
+}
+
+/// One unparseable line.
+fn refused(why: String) -> ShellAnalysis {
+    ShellAnalysis {
+        findings: vec![ShellFinding {
+            rule: ShellRule::Sql(RuleId::Unparseable),
+            reason: format!("the command line could not be parsed, so it cannot be checked: {why}"),
+        }],
+        parse_error: Some(why),
+        ..ShellAnalysis::default()
+    }
+}
+
+enum Parsed {
+    Program(ast::Program),
+    Incomplete,
+    Error(String),
+}
+
+/// Parses a command line with bash syntax. The final newline the Enter key adds is not part of
+/// the command: without it, a trailing `\` is an unterminated escape (more input wanted) rather
+/// than a line continuation that the tokenizer silently drops.
+fn parse(text: &str) -> Parsed {
+    let text = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(text);
+    match parse_program(text) {
+        Ok(p) => Parsed::Program(p),
+        Err(e) if wants_more(&e) => {
+            // brush's own shell stops here (bash's PS2 rule), but brush also reports a stray
+            // `fi`, `done` or `}` at the very end as "end of input". A real prefix stays one
+            // when a command follows on a new line: the parser then succeeds, still wants
+            // more, or trips over the new command; it never trips inside the original text.
+            match parse_program(&format!("{text}\n:")) {
+                Err(ParseError::ParsingNear(at)) if at.index < text.chars().count() => {
+                    Parsed::Error(format!(
+                        "syntax error at line {} col {}",
+                        at.line, at.column
+                    ))
+                }
+                Err(ParseError::ParsingNear(at)) if at.index == text.chars().count() => {
+                    Parsed::Error("syntax error at the end of the line".to_owned())
+                }
+                _ => Parsed::Incomplete,
+            }
+        }
+        Err(e) => Parsed::Error(e.to_string()),
+    }
+}
+
+fn parse_program(text: &str) -> Result<ast::Program, ParseError> {
+    Parser::new(Cursor::new(text.as_bytes()), &words::options()).parse_program()
+}
+
+/// What brush's interactive shell reads as "needs another line": the tokenizer ran out inside a
+/// quote, escape, substitution or here-document, or the grammar ran out of tokens.
+fn wants_more(e: &ParseError) -> bool {
+    match e {
+        ParseError::Tokenizing { inner, .. } => inner.is_incomplete(),
+        ParseError::ParsingAtEndOfInput => true,
+        ParseError::ParsingNear(_) => false,
+    }
+}
