@@ -246,7 +246,9 @@ fn run(command: Command) -> anyhow::Result<i32> {
                 (None, Some(shell)) => {
                     let analysis = sluice::inspect::guardrails::shell::analyze_shell(&shell);
                     if analysis.incomplete {
-                        anyhow::bail!("the command is incomplete (an open quote, heredoc or block)");
+                        anyhow::bail!(
+                            "the command is incomplete (an open quote, heredoc or block)"
+                        );
                     }
                     sluice::inspect::policy::decide_shell(&config, &subject, &analysis)
                 }

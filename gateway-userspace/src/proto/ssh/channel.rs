@@ -13,8 +13,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::{
-    Conn, REFUSED_EXIT_STATUS, env_allowed, hold, inspect, settings::Forwarding,
-    upstream::Upstream,
+    Conn, REFUSED_EXIT_STATUS, env_allowed, hold, inspect, settings::Forwarding, upstream::Upstream,
 };
 use crate::{
     config::Action,
@@ -47,8 +46,12 @@ struct Pty {
 /// How the channel's input is treated once it runs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Input {
-    /// Bytes for the command (stdin of an exec, sftp packets): relayed as they are.
+    /// Bytes for the command (stdin of an exec): relayed as they are.
     Raw,
+    /// A file transfer (sftp, scp, rsync): a binary protocol both ways, relayed as it is. Its
+    /// output is not masked (that would corrupt the protocol) and its content not recorded,
+    /// which is why `ssh.file_transfer` defaults to deny.
+    Transfer,
     /// Shell input: each line decided before the remote shell may run it.
     Lines(inspect::Mode),
 }
@@ -123,10 +126,10 @@ pub(super) async fn run(agent: Channel<Msg>, number: u32, conn: Arc<Conn>, handl
             cols: p.cols,
             rows: p.rows,
         }),
-        if pty.is_some() {
-            conn.audit.capture().terminal_bytes
-        } else {
-            conn.audit.capture().bytes
+        match (input, pty.is_some()) {
+            (Input::Transfer, _) => 0,
+            (_, true) => conn.audit.capture().terminal_bytes,
+            (_, false) => conn.audit.capture().bytes,
         },
     );
     let up = match open_upstream(&conn, pty.as_ref(), &env, &request).await {
@@ -207,7 +210,9 @@ impl Agent {
                     )
                 } else {
                     let d = inspect::decide_exec(&conn, &settings, &text);
-                    let input = if d.reads_shell_from_stdin {
+                    let input = if d.transfer {
+                        Input::Transfer
+                    } else if d.reads_shell_from_stdin {
                         Input::Lines(inspect::Mode::Lines)
                     } else {
                         Input::Raw
@@ -236,9 +241,16 @@ impl Agent {
                 let decision = inspect::decide_subsystem(&settings, &name);
                 let text = format!("<subsystem {name}>");
                 let n = self
-                    .enforce(rx, parked, "ssh-subsystem", &text, text.as_bytes(), &decision)
+                    .enforce(
+                        rx,
+                        parked,
+                        "ssh-subsystem",
+                        &text,
+                        text.as_bytes(),
+                        &decision,
+                    )
                     .await?;
-                Some((Request::Subsystem(name), Input::Raw, Some(n)))
+                Some((Request::Subsystem(name), Input::Transfer, Some(n)))
             }
         }
     }
@@ -255,9 +267,15 @@ impl Agent {
     ) -> Option<u64> {
         let conn = &self.conn;
         command::report(&conn.ctx, &conn.services, protocol, text, decision, 0);
-        let (verdict, n) =
-            command::record(&conn.ctx, &conn.services, &conn.audit, protocol, text, decision)
-                .await;
+        let (verdict, n) = command::record(
+            &conn.ctx,
+            &conn.services,
+            &conn.audit,
+            protocol,
+            text,
+            decision,
+        )
+        .await;
         let refused = match verdict {
             Verdict::Allow => return Some(n),
             Verdict::Deny { rule, reason } => {
@@ -386,6 +404,8 @@ struct Relay {
     parked: Parked,
     /// Input is a script piped to a shell (no terminal).
     script: bool,
+    /// A file transfer: relayed unmasked (see [`Input::Transfer`]).
+    transfer: bool,
     /// A script line was refused: the rest of the agent's input is dropped.
     input_closed: bool,
 }
@@ -408,7 +428,7 @@ impl Relay {
         };
         Relay {
             tracker: match input {
-                Input::Raw => None,
+                Input::Raw | Input::Transfer => None,
                 Input::Lines(mode) => {
                     Some(inspect::LineTracker::new(mode, MAX_LINE).utf8_input(utf8))
                 }
@@ -426,6 +446,7 @@ impl Relay {
             exit_signal: None,
             parked: Parked::default(),
             script: input == Input::Lines(inspect::Mode::Lines),
+            transfer: input == Input::Transfer,
             input_closed: false,
         }
     }
@@ -502,7 +523,8 @@ impl Relay {
                 }
             }
         }
-        self.recorder.finish(self.exit_status, self.exit_signal.take());
+        self.recorder
+            .finish(self.exit_status, self.exit_signal.take());
     }
 
     /// Masks, records and relays a piece of output.
@@ -510,6 +532,10 @@ impl Relay {
         if let Some(t) = &mut self.tracker {
             // The tracker learns from the terminal whether bracketed paste is on.
             t.observe_output(data);
+        }
+        if self.transfer {
+            self.send(code, data.to_vec()).await;
+            return;
         }
         let masker = match code {
             OutputCode::Stdout => &mut self.stdout,
@@ -519,7 +545,9 @@ impl Relay {
         if let Err(e) = masker.push(data, &mut out) {
             // Fail closed: output that could not be checked is not shown.
             warn!(event = "mask_failed", conn_id = self.agent.conn.ctx.id, error = %e, "output withheld");
-            self.agent.notice(&format!("output withheld: masking failed: {e}")).await;
+            self.agent
+                .notice(&format!("output withheld: masking failed: {e}"))
+                .await;
             let _ = self.up_tx.close().await;
             return;
         }
@@ -624,8 +652,16 @@ impl Relay {
                     }
                 }
                 inspect::LineAction::Dropped { what, bytes } => {
-                    info!(event = "ssh_input_dropped", conn_id = self.agent.conn.ctx.id, what, bytes, "input not forwarded");
-                    self.agent.notice(&format!("{what} was not forwarded")).await;
+                    info!(
+                        event = "ssh_input_dropped",
+                        conn_id = self.agent.conn.ctx.id,
+                        what,
+                        bytes,
+                        "input not forwarded"
+                    );
+                    self.agent
+                        .notice(&format!("{what} was not forwarded"))
+                        .await;
                 }
                 inspect::LineAction::Submit {
                     line, uncertain, ..
@@ -675,9 +711,15 @@ impl Relay {
             },
         };
         command::report(&conn.ctx, &conn.services, "ssh-line", line, &decision, 0);
-        let (verdict, _) =
-            command::record(&conn.ctx, &conn.services, &conn.audit, "ssh-line", line, &decision)
-                .await;
+        let (verdict, _) = command::record(
+            &conn.ctx,
+            &conn.services,
+            &conn.audit,
+            "ssh-line",
+            line,
+            &decision,
+        )
+        .await;
         match verdict {
             Verdict::Allow => LineOutcome::Run,
             Verdict::Deny { rule, reason } => {
@@ -750,10 +792,23 @@ pub(super) async fn forward(
             if allowed { "allowed" } else { "denied" }
         ),
     };
-    command::report(&conn.ctx, &conn.services, "ssh-forward", &text, &decision, 0);
-    let (verdict, _) =
-        command::record(&conn.ctx, &conn.services, &conn.audit, "ssh-forward", &text, &decision)
-            .await;
+    command::report(
+        &conn.ctx,
+        &conn.services,
+        "ssh-forward",
+        &text,
+        &decision,
+        0,
+    );
+    let (verdict, _) = command::record(
+        &conn.ctx,
+        &conn.services,
+        &conn.audit,
+        "ssh-forward",
+        &text,
+        &decision,
+    )
+    .await;
     if verdict != Verdict::Allow {
         return Err(russh::ChannelOpenFailure::AdministrativelyProhibited);
     }

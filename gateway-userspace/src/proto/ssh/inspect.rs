@@ -1,7 +1,11 @@
 //! SSH's calls into the policy: exec commands and shell lines through the shell guardrails,
 //! file transfers and shells through the resource's `ssh:` settings.
 
-use super::{Conn, settings::{Interactive, SshSettings}};
+pub use super::line::{Action as LineAction, LineTracker, Mode};
+use super::{
+    Conn,
+    settings::{Interactive, SshSettings},
+};
 use crate::{
     config::Action,
     inspect::{
@@ -9,13 +13,14 @@ use crate::{
         policy::{Decision, Subject, decide_shell},
     },
 };
-pub use super::line::{Action as LineAction, LineTracker, Mode};
 
 pub struct ExecDecision {
     pub decision: Decision,
     /// The command is a shell reading its commands from stdin (`ssh host bash < script`):
     /// its input is decided line by line like an interactive shell's.
     pub reads_shell_from_stdin: bool,
+    /// A file-transfer server (legacy scp, rsync): a binary protocol, relayed unmasked.
+    pub transfer: bool,
 }
 
 const SHELLS: [&str; 6] = ["sh", "bash", "dash", "zsh", "ksh", "ash"];
@@ -63,18 +68,23 @@ pub fn decide_exec(conn: &Conn, settings: &SshSettings, text: &str) -> ExecDecis
         return ExecDecision {
             decision: file_transfer(settings, what),
             reads_shell_from_stdin: false,
+            transfer: true,
         };
     }
     let analysis = analyze_shell(text);
     let policy = conn.services.policy();
     let decision = if analysis.incomplete {
-        unparseable(conn, "the command is incomplete (an open quote, heredoc or block)")
+        unparseable(
+            conn,
+            "the command is incomplete (an open quote, heredoc or block)",
+        )
     } else {
         decide_shell(&policy, &subject(conn), &analysis)
     };
     ExecDecision {
         decision,
         reads_shell_from_stdin: words.as_deref().is_some_and(shell_from_stdin),
+        transfer: false,
     }
 }
 
@@ -84,7 +94,11 @@ pub fn decide_line(conn: &Conn, text: &str) -> Option<Decision> {
     if analysis.incomplete {
         return None;
     }
-    Some(decide_shell(&conn.services.policy(), &subject(conn), &analysis))
+    Some(decide_shell(
+        &conn.services.policy(),
+        &subject(conn),
+        &analysis,
+    ))
 }
 
 pub fn unparseable(conn: &Conn, why: &str) -> Decision {
@@ -145,9 +159,18 @@ mod tests {
 
     #[test]
     fn file_transfer_servers_are_recognised() {
-        assert_eq!(transfer_kind(&words("scp -t /tmp/x")), Some("scp file transfer"));
-        assert_eq!(transfer_kind(&words("/usr/bin/scp -r -f dir")), Some("scp file transfer"));
-        assert_eq!(transfer_kind(&words("rsync --server -vlogDtpre.iLsfxC . /tmp")), Some("rsync file transfer"));
+        assert_eq!(
+            transfer_kind(&words("scp -t /tmp/x")),
+            Some("scp file transfer")
+        );
+        assert_eq!(
+            transfer_kind(&words("/usr/bin/scp -r -f dir")),
+            Some("scp file transfer")
+        );
+        assert_eq!(
+            transfer_kind(&words("rsync --server -vlogDtpre.iLsfxC . /tmp")),
+            Some("rsync file transfer")
+        );
         assert_eq!(transfer_kind(&words("scp a b")), None);
         assert!(shell_words("scp -t '/tmp/x'").is_none());
     }

@@ -220,7 +220,11 @@ impl server::Handler for AgentHandler {
         };
         if conn.open_channels.fetch_add(1, Ordering::Relaxed) >= MAX_CHANNELS {
             conn.open_channels.fetch_sub(1, Ordering::Relaxed);
-            warn!(event = "ssh_channel_refused", conn_id = self.ctx.id, "too many channels");
+            warn!(
+                event = "ssh_channel_refused",
+                conn_id = self.ctx.id,
+                "too many channels"
+            );
             reply
                 .reject(russh::ChannelOpenFailure::ResourceShortage)
                 .await;
@@ -340,7 +344,13 @@ impl server::Handler for AgentHandler {
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
         // Remote forwarding would let the upstream host reach into the agent's side.
-        warn!(event = "ssh_forward_refused", conn_id = self.ctx.id, address, port = *port, "remote port forwarding refused");
+        warn!(
+            event = "ssh_forward_refused",
+            conn_id = self.ctx.id,
+            address,
+            port = *port,
+            "remote port forwarding refused"
+        );
         Ok(false)
     }
 }

@@ -121,7 +121,9 @@ impl RawSsh {
 /// Parses an OpenSSH private key (the injected upstream credential).
 pub fn parse_private_key(text: &str) -> Result<PrivateKey, String> {
     let key = PrivateKey::from_openssh(text.trim()).map_err(|e| {
-        format!("not an unencrypted OpenSSH private key ({e}); `ssh-keygen -t ed25519 -N ''` writes one")
+        format!(
+            "not an unencrypted OpenSSH private key ({e}); `ssh-keygen -t ed25519 -N ''` writes one"
+        )
     })?;
     if key.is_encrypted() {
         return Err("the key is passphrase-protected; sluice needs it unencrypted (protect the file instead)".into());
@@ -139,7 +141,9 @@ pub fn load_or_create_host_key(data_dir: &Path) -> anyhow::Result<PrivateKey> {
     fs::create_dir_all(data_dir)?;
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
-    let key = PrivateKey::from(russh::keys::ssh_key::private::Ed25519Keypair::from_seed(&seed));
+    let key = PrivateKey::from(russh::keys::ssh_key::private::Ed25519Keypair::from_seed(
+        &seed,
+    ));
     let pem = key
         .to_openssh(LineEnding::LF)
         .map_err(|e| anyhow::anyhow!("encoding the host key: {e}"))?;
