@@ -266,7 +266,7 @@ fn secrets_in_output_are_masked_even_split_across_packets() {
             "{i:08} INFO request ok path=/api/v1/items/{i} took={}ms\n",
             i % 97
         ));
-        if i % 37 == 0 {
+        if i.is_multiple_of(37) {
             text.push_str(&format!("{i:08} WARN user alice.{i}@example.com card 4111 1111 1111 1111 key AKIAIOSFODNN7EXAMPLE\n"));
             emails += 1;
         }

@@ -453,7 +453,7 @@ impl Relay {
 
     async fn run(mut self, parked: Parked) {
         let mut agent_open = !parked.closed;
-        if !parked.input.is_empty() && !self.from_agent(&parked.input).await {
+        if !parked.input.is_empty() && !self.agent_input(&parked.input).await {
             agent_open = false;
         }
         if parked.eof {
@@ -468,7 +468,7 @@ impl Relay {
                 msg = self.agent_rx.wait(), if agent_open => {
                     match msg {
                         Some(ChannelMsg::Data { data }) => {
-                            if !self.from_agent(&data).await {
+                            if !self.agent_input(&data).await {
                                 break;
                             }
                         }
@@ -586,7 +586,7 @@ impl Relay {
         }
     }
 
-    async fn to_upstream(&mut self, bytes: Vec<u8>) -> bool {
+    async fn send_upstream(&mut self, bytes: Vec<u8>) -> bool {
         if bytes.is_empty() {
             return true;
         }
@@ -598,12 +598,12 @@ impl Relay {
     }
 
     /// Agent input; `false` ends the channel.
-    async fn from_agent(&mut self, data: &[u8]) -> bool {
+    async fn agent_input(&mut self, data: &[u8]) -> bool {
         if self.input_closed {
             return true;
         }
         let Some(tracker) = &mut self.tracker else {
-            return self.to_upstream(data.to_vec()).await;
+            return self.send_upstream(data.to_vec()).await;
         };
         let mut actions = tracker.feed(data);
         loop {
@@ -647,7 +647,7 @@ impl Relay {
         while let Some(action) = queue.pop_front() {
             match action {
                 inspect::LineAction::Forward(bytes) => {
-                    if !self.to_upstream(bytes).await {
+                    if !self.send_upstream(bytes).await {
                         return false;
                     }
                 }
@@ -681,7 +681,7 @@ impl Relay {
                         // end of input instead.
                         for action in std::mem::take(&mut queue) {
                             if let inspect::LineAction::Forward(bytes) = action {
-                                let _ = self.to_upstream(bytes).await;
+                                let _ = self.send_upstream(bytes).await;
                             }
                         }
                         self.agent.notice("the rest of the input is not run").await;
