@@ -24,12 +24,8 @@ use crate::{
     services::{
         Services,
         approvals::{
-            HoldRequest, Opened, Outcome,
-            fingerprint::sql_fingerprint,
-            hex,
-            model::Preview,
-            settings::{ApprovalPolicy, PreviewSettings},
-            sha256_hex,
+            HoldRequest, Opened, Outcome, fingerprint::sql_fingerprint, hex, model::Preview,
+            settings::PreviewSettings, sha256_hex,
         },
     },
 };
@@ -173,17 +169,6 @@ fn refused(message: String, detail: Option<&str>, code: &str) -> Message {
     )
 }
 
-/// The approval policy for a rule: its own, else the gateway's default.
-pub(crate) fn policy_for(services: &Services, rule: &str) -> Option<ApprovalPolicy> {
-    let config = services.policy();
-    config
-        .rules
-        .iter()
-        .find(|r| r.name == rule)
-        .and_then(|r| r.approval.clone())
-        .or_else(|| config.approvals.as_ref().and_then(|a| a.default.clone()))
-}
-
 /// Holds a command until it is approved (`Ok`: forward the payload) or refused (`Err`: the
 /// ErrorResponse for the agent).
 pub async fn hold<R: AsyncRead + Unpin>(
@@ -193,8 +178,10 @@ pub async fn hold<R: AsyncRead + Unpin>(
     services: &Services,
     session: &SessionIdentity,
 ) -> Result<(), Message> {
-    let (Some(broker), Some(policy)) = (&services.approvals, policy_for(services, &spec.rule))
-    else {
+    let (Some(broker), Some(policy)) = (
+        &services.approvals,
+        crate::services::approvals::policy_for(services, &spec.rule),
+    ) else {
         return Err(refused(
             format!(
                 "sluice: statement requires approval (rule \"{}\"), and no approval service is enabled on this gateway",

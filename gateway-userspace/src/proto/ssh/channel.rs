@@ -34,6 +34,8 @@ const MAX_LINE: usize = 64 * 1024;
 /// prompts appear; for exec output, so a slow stream (`tail -f`) still flows.
 const IDLE_FLUSH_PTY: Duration = Duration::from_millis(2);
 const IDLE_FLUSH_EXEC: Duration = Duration::from_millis(50);
+/// Terminal output up to this size, with nothing queued behind it, is released at once.
+const SMALL_CHUNK: usize = 256;
 
 struct Pty {
     term: String,
@@ -402,6 +404,8 @@ struct Relay {
     exit_signal: Option<String>,
     /// Input that arrived while a shell line was held.
     parked: Parked,
+    /// An upstream message taken by [`Relay::upstream_idle`], handled next.
+    ready: Option<Option<ChannelMsg>>,
     /// Input is a script piped to a shell (no terminal).
     script: bool,
     /// A file transfer: relayed unmasked (see [`Input::Transfer`]).
@@ -445,6 +449,7 @@ impl Relay {
             exit_status: None,
             exit_signal: None,
             parked: Parked::default(),
+            ready: None,
             script: input == Input::Lines(inspect::Mode::Lines),
             transfer: input == Input::Transfer,
             input_closed: false,
@@ -463,6 +468,12 @@ impl Relay {
             let _ = self.up_tx.close().await;
         }
         loop {
+            if let Some(msg) = self.ready.take() {
+                if !self.upstream(msg).await {
+                    break;
+                }
+                continue;
+            }
             let flush_at = self.flush_at;
             tokio::select! {
                 msg = self.agent_rx.wait(), if agent_open => {
@@ -490,32 +501,8 @@ impl Relay {
                     }
                 }
                 msg = self.up_rx.wait() => {
-                    match msg {
-                        Some(ChannelMsg::Data { data }) => self.output(OutputCode::Stdout, &data).await,
-                        Some(ChannelMsg::ExtendedData { data, ext: 1 }) => self.output(OutputCode::Stderr, &data).await,
-                        Some(ChannelMsg::ExitStatus { exit_status }) => {
-                            self.flush().await;
-                            // A script cut short by a refused line did not succeed, whatever
-                            // the shell says about the part that ran.
-                            let exit_status = if self.input_closed { REFUSED_EXIT_STATUS } else { exit_status };
-                            self.exit_status = Some(exit_status);
-                            let _ = self.agent.tx.exit_status(exit_status).await;
-                        }
-                        Some(ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag }) => {
-                            self.flush().await;
-                            self.exit_signal = Some(signal_text(&signal_name));
-                            let _ = self.agent.handle.exit_signal_request(self.agent.id, signal_name, core_dumped, error_message, lang_tag).await;
-                        }
-                        Some(ChannelMsg::Eof) => {
-                            self.flush().await;
-                            let _ = self.agent.tx.eof().await;
-                        }
-                        Some(ChannelMsg::Close) | None => {
-                            self.flush().await;
-                            let _ = self.agent.tx.close().await;
-                            break;
-                        }
-                        Some(_) => {}
+                    if !self.upstream(msg).await {
+                        break;
                     }
                 }
                 _ = tokio::time::sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {
@@ -525,6 +512,59 @@ impl Relay {
         }
         self.recorder
             .finish(self.exit_status, self.exit_signal.take());
+    }
+
+    /// One message from the upstream channel; `false` when the channel is over.
+    async fn upstream(&mut self, msg: Option<ChannelMsg>) -> bool {
+        match msg {
+            Some(ChannelMsg::Data { data }) => self.output(OutputCode::Stdout, &data).await,
+            Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                self.output(OutputCode::Stderr, &data).await
+            }
+            Some(ChannelMsg::ExitStatus { exit_status }) => {
+                self.flush().await;
+                // A script cut short by a refused line did not succeed, whatever
+                // the shell says about the part that ran.
+                let exit_status = if self.input_closed {
+                    REFUSED_EXIT_STATUS
+                } else {
+                    exit_status
+                };
+                self.exit_status = Some(exit_status);
+                let _ = self.agent.tx.exit_status(exit_status).await;
+            }
+            Some(ChannelMsg::ExitSignal {
+                signal_name,
+                core_dumped,
+                error_message,
+                lang_tag,
+            }) => {
+                self.flush().await;
+                self.exit_signal = Some(signal_text(&signal_name));
+                let _ = self
+                    .agent
+                    .handle
+                    .exit_signal_request(
+                        self.agent.id,
+                        signal_name,
+                        core_dumped,
+                        error_message,
+                        lang_tag,
+                    )
+                    .await;
+            }
+            Some(ChannelMsg::Eof) => {
+                self.flush().await;
+                let _ = self.agent.tx.eof().await;
+            }
+            Some(ChannelMsg::Close) | None => {
+                self.flush().await;
+                let _ = self.agent.tx.close().await;
+                return false;
+            }
+            Some(_) => {}
+        }
+        true
     }
 
     /// Masks, records and relays a piece of output.
@@ -552,7 +592,26 @@ impl Relay {
             return;
         }
         self.send(code, out).await;
-        self.flush_at = Some(Instant::now() + self.idle);
+        // In a terminal, a short chunk with nothing more queued behind it is an echo or a
+        // prompt: released now, not after the idle timer (whose 1 ms ticks would add ~3 ms to
+        // every keystroke). Bursts of output still wait for the idle gap.
+        if self.agent.pty && data.len() <= SMALL_CHUNK && self.upstream_idle().await {
+            self.flush().await;
+        } else {
+            self.flush_at = Some(Instant::now() + self.idle);
+        }
+    }
+
+    /// Nothing more from upstream is ready right now. A message that is ready is kept for the
+    /// main loop (the zero timeout polls once; the channel's receive is cancel-safe).
+    async fn upstream_idle(&mut self) -> bool {
+        match tokio::time::timeout(Duration::ZERO, self.up_rx.wait()).await {
+            Err(_) => true,
+            Ok(msg) => {
+                self.ready = Some(msg);
+                false
+            }
+        }
     }
 
     async fn send(&mut self, code: OutputCode, out: Vec<u8>) {

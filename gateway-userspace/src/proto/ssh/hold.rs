@@ -27,7 +27,7 @@ pub fn open(
     let ctx = &conn.ctx;
     let (Some(broker), Some(policy)) = (
         &services.approvals,
-        crate::proto::postgres::hold::policy_for(services, rule),
+        crate::services::approvals::policy_for(services, rule),
     ) else {
         return Err(format!(
             "command requires approval (rule \"{rule}\": {reason}), and no approval service is enabled on this gateway"

@@ -138,11 +138,7 @@ impl server::Handler for AgentHandler {
         user: &str,
         _offer: russh::server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        self.user = user.to_string();
-        Ok(match self.ctx.resource.agent_auth {
-            AgentAuth::None => Auth::Accept,
-            AgentAuth::Oidc => Auth::reject(),
-        })
+        Ok(self.any_key(user))
     }
 
     async fn auth_publickey(
@@ -150,7 +146,7 @@ impl server::Handler for AgentHandler {
         user: &str,
         _key: russh::server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        self.auth_publickey_offered_inner(user)
+        Ok(self.any_key(user))
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
@@ -356,12 +352,13 @@ impl server::Handler for AgentHandler {
 }
 
 impl AgentHandler {
-    fn auth_publickey_offered_inner(&mut self, user: &str) -> Result<Auth, russh::Error> {
+    /// Any key will do without `agent_auth`: the workload identity is the agent's identity.
+    fn any_key(&mut self, user: &str) -> Auth {
         self.user = user.to_string();
-        Ok(match self.ctx.resource.agent_auth {
+        match self.ctx.resource.agent_auth {
             AgentAuth::None => Auth::Accept,
             AgentAuth::Oidc => Auth::reject(),
-        })
+        }
     }
 }
 
@@ -397,7 +394,13 @@ pub async fn serve(
         .unwrap_or_default();
     let error = result.as_ref().err().cloned();
     if let Some(c) = &conn {
-        // Channel tasks may still be flushing their records; the end is recorded last.
+        // Channel tasks record their exits as the connection winds down; the end comes last.
+        for _ in 0..200 {
+            if c.open_channels.load(Ordering::Relaxed) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         c.audit
             .end(transfer.to_upstream, transfer.to_client, error.clone());
         if let Some(Ok(up)) = c.upstream.get() {

@@ -78,6 +78,17 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// The approval policy for a rule: its own, else the gateway's default.
+pub fn policy_for(services: &crate::services::Services, rule: &str) -> Option<ApprovalPolicy> {
+    let config = services.policy();
+    config
+        .rules
+        .iter()
+        .find(|r| r.name == rule)
+        .and_then(|r| r.approval.clone())
+        .or_else(|| config.approvals.as_ref().and_then(|a| a.default.clone()))
+}
+
 /// How a held command ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
