@@ -176,14 +176,16 @@ resources:
 audit: { enabled: $1 }
 YAML
   : > "$WORK/gw.log"
-  RUST_LOG=warn "$BIN/sluice" run --config "$WORK/policy.yaml" 2>> "$WORK/gw.log" &
+  # Ready means attached: the target's lease file exists earlier, while connects still go
+  # straight to the host.
+  RUST_LOG=info "$BIN/sluice" run --config "$WORK/policy.yaml" 2>> "$WORK/gw.log" &
   GW_PID=$!
   for _ in $(seq 100); do
-    [ -f "$WORK/state/targets/benchssh-$$.json" ] && break
+    grep -q "gateway ready" "$WORK/gw.log" && break
     kill -0 "$GW_PID" 2>/dev/null || break
     sleep 0.1
   done
-  if [ ! -f "$WORK/state/targets/benchssh-$$.json" ]; then
+  if ! grep -q "gateway ready" "$WORK/gw.log"; then
     FAILED[$2]="sluice run did not become ready: $(tail -5 "$WORK/gw.log" | tr '\n' ' ')"
     stop_gw; return 1
   fi
