@@ -603,14 +603,16 @@ impl Relay {
     }
 
     /// Nothing more from upstream is ready right now. A message that is ready is kept for the
-    /// main loop (the zero timeout polls once; the channel's receive is cancel-safe).
+    /// main loop. Polls once, without a timer (a zero timeout still waits for a 1 ms tick); the
+    /// channel's receive is cancel-safe.
     async fn upstream_idle(&mut self) -> bool {
-        match tokio::time::timeout(Duration::ZERO, self.up_rx.wait()).await {
-            Err(_) => true,
-            Ok(msg) => {
+        tokio::select! {
+            biased;
+            msg = self.up_rx.wait() => {
                 self.ready = Some(msg);
                 false
             }
+            _ = std::future::ready(()) => true,
         }
     }
 
