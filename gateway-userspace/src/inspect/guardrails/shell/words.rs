@@ -215,19 +215,7 @@ pub(super) fn parse_word(raw: &str) -> Result<Parsed, String> {
         expanded: false,
     };
     b.pieces(raw, &pieces, false);
-    // Text inside `${x:-...}` and `$((...))` is itself a word that can hold substitutions.
-    while let Some(inner) = b.nested.pop() {
-        let pieces = word::parse(&inner, &options()).map_err(|e| format!("{e}"))?;
-        let mut sub = Builder {
-            arg: Arg::default(),
-            substitutions: Vec::new(),
-            nested: Vec::new(),
-            expanded: true,
-        };
-        sub.pieces(&inner, &pieces, true);
-        b.substitutions.append(&mut sub.substitutions);
-        b.nested.append(&mut sub.nested);
-    }
+    b.scan_nested()?;
     if b.arg.literal {
         b.arg.prefix = b.arg.text.clone();
     }
@@ -251,18 +239,7 @@ pub(super) fn parse_heredoc(body: &str) -> Result<(Option<String>, Vec<String>),
         expanded: false,
     };
     b.pieces(body, &pieces, true);
-    while let Some(inner) = b.nested.pop() {
-        let pieces = word::parse(&inner, &options()).map_err(|e| format!("{e}"))?;
-        let mut sub = Builder {
-            arg: Arg::default(),
-            substitutions: Vec::new(),
-            nested: Vec::new(),
-            expanded: true,
-        };
-        sub.pieces(&inner, &pieces, true);
-        b.substitutions.append(&mut sub.substitutions);
-        b.nested.append(&mut sub.nested);
-    }
+    b.scan_nested()?;
     Ok((b.arg.literal.then_some(b.arg.text), b.substitutions))
 }
 
@@ -276,6 +253,24 @@ struct Builder {
 }
 
 impl Builder {
+    /// Text inside `${x:-...}` and `$((...))` is itself a word that can hold substitutions:
+    /// scans each (and what they nest in turn) for the substitutions it runs.
+    fn scan_nested(&mut self) -> Result<(), String> {
+        while let Some(inner) = self.nested.pop() {
+            let pieces = word::parse(&inner, &options()).map_err(|e| format!("{e}"))?;
+            let mut sub = Builder {
+                arg: Arg::default(),
+                substitutions: Vec::new(),
+                nested: Vec::new(),
+                expanded: true,
+            };
+            sub.pieces(&inner, &pieces, true);
+            self.substitutions.append(&mut sub.substitutions);
+            self.nested.append(&mut sub.nested);
+        }
+        Ok(())
+    }
+
     fn push_literal(&mut self, s: &str) {
         self.arg.text.push_str(s);
         if !self.expanded {
