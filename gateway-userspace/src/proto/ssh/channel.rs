@@ -257,7 +257,7 @@ impl Agent {
         }
     }
 
-    /// Reports, records and enforces a decision on a starting request; `None` when refused.
+    /// Enforces a decision on a starting request; `None` when refused (and answered).
     async fn enforce(
         &self,
         rx: &mut ChannelReadHalf,
@@ -267,31 +267,57 @@ impl Agent {
         payload: &[u8],
         decision: &Decision,
     ) -> Option<u64> {
-        let conn = &self.conn;
-        command::report(&conn.ctx, &conn.services, protocol, text, decision, 0);
-        let (verdict, n) = command::record(
-            &conn.ctx,
-            &conn.services,
-            &conn.audit,
-            protocol,
-            text,
-            decision,
+        match enforce_command(
+            self, rx, parked, protocol, "command", text, payload, decision,
         )
-        .await;
-        let refused = match verdict {
-            Verdict::Allow => return Some(n),
-            Verdict::Deny { rule, reason } => {
-                format!("command blocked by rule \"{rule}\": {reason}")
+        .await
+        {
+            Ok(n) => Some(n),
+            Err(refused) => {
+                self.refuse(&refused, REFUSED_EXIT_STATUS).await;
+                None
             }
-            Verdict::Hold { rule, reason } => {
-                match held(self, rx, parked, &rule, &reason, text, payload).await {
-                    Ok(()) => return Some(n),
-                    Err(e) => e,
-                }
-            }
-        };
-        self.refuse(&refused, REFUSED_EXIT_STATUS).await;
-        None
+        }
+    }
+}
+
+/// Reports and records a decided command (a starting request or a shell line), then enforces
+/// it: `Ok` with its number once it may run (allowed, or held and approved), `Err` with the
+/// sentence for the agent when refused. `what` names it in that sentence.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call per kind of command, each spelled out"
+)]
+async fn enforce_command(
+    agent: &Agent,
+    rx: &mut ChannelReadHalf,
+    parked: &mut Parked,
+    protocol: &str,
+    what: &str,
+    text: &str,
+    payload: &[u8],
+    decision: &Decision,
+) -> Result<u64, String> {
+    let conn = &agent.conn;
+    command::report(&conn.ctx, &conn.services, protocol, text, decision, 0);
+    let (verdict, n) = command::record(
+        &conn.ctx,
+        &conn.services,
+        &conn.audit,
+        protocol,
+        text,
+        decision,
+    )
+    .await;
+    match verdict {
+        Verdict::Allow => Ok(n),
+        Verdict::Deny { rule, reason } => {
+            info!(event = "ssh_refused", conn_id = conn.ctx.id, protocol, rule = %rule, "{what} refused");
+            Err(format!("{what} blocked by rule \"{rule}\": {reason}"))
+        }
+        Verdict::Hold { rule, reason } => held(agent, rx, parked, &rule, &reason, text, payload)
+            .await
+            .map(|()| n),
     }
 }
 
@@ -771,45 +797,25 @@ impl Relay {
                 Some(d) => d,
             },
         };
-        command::report(&conn.ctx, &conn.services, "ssh-line", line, &decision, 0);
-        let (verdict, _) = command::record(
-            &conn.ctx,
-            &conn.services,
-            &conn.audit,
+        let mut parked = Parked::default();
+        let result = enforce_command(
+            &self.agent,
+            &mut self.agent_rx,
+            &mut parked,
             "ssh-line",
+            "line",
             line,
+            line.as_bytes(),
             &decision,
         )
         .await;
-        match verdict {
-            Verdict::Allow => LineOutcome::Run,
-            Verdict::Deny { rule, reason } => {
-                info!(event = "ssh_line_refused", conn_id = conn.ctx.id, rule = %rule, "shell line refused");
-                self.agent
-                    .notice(&format!("line blocked by rule \"{rule}\": {reason}"))
-                    .await;
+        // What the agent typed while the line was held comes next.
+        self.parked = parked;
+        match result {
+            Ok(_) => LineOutcome::Run,
+            Err(refused) => {
+                self.agent.notice(&refused).await;
                 LineOutcome::Refused
-            }
-            Verdict::Hold { rule, reason } => {
-                let mut parked = Parked::default();
-                let result = held(
-                    &self.agent,
-                    &mut self.agent_rx,
-                    &mut parked,
-                    &rule,
-                    &reason,
-                    line,
-                    line.as_bytes(),
-                )
-                .await;
-                self.parked = parked;
-                match result {
-                    Ok(()) => LineOutcome::Run,
-                    Err(e) => {
-                        self.agent.notice(&e).await;
-                        LineOutcome::Refused
-                    }
-                }
             }
         }
     }
