@@ -23,8 +23,6 @@ pub struct ExecDecision {
     pub transfer: bool,
 }
 
-const SHELLS: [&str; 6] = ["sh", "bash", "dash", "zsh", "ksh", "ash"];
-
 fn subject(conn: &Conn) -> Subject<'_> {
     Subject {
         target: &conn.ctx.target,
@@ -51,20 +49,8 @@ fn transfer_kind(argv: &[String]) -> Option<&'static str> {
     }
 }
 
-/// `bash`, `sh -s`, `/bin/bash -l`...: a shell that reads its script from stdin.
-fn shell_from_stdin(argv: &[String]) -> bool {
-    let Some(program) = argv.first().and_then(|p| p.rsplit('/').next()) else {
-        return false;
-    };
-    SHELLS.contains(&program)
-        && argv[1..]
-            .iter()
-            .all(|a| a.starts_with('-') && !a.contains('c') || a == "-s")
-}
-
 pub fn decide_exec(conn: &Conn, settings: &SshSettings, text: &str) -> ExecDecision {
-    let words = shell_words(text);
-    if let Some(what) = words.as_deref().and_then(transfer_kind) {
+    if let Some(what) = shell_words(text).as_deref().and_then(transfer_kind) {
         return ExecDecision {
             decision: file_transfer(settings, what),
             reads_shell_from_stdin: false,
@@ -83,7 +69,7 @@ pub fn decide_exec(conn: &Conn, settings: &SshSettings, text: &str) -> ExecDecis
     };
     ExecDecision {
         decision,
-        reads_shell_from_stdin: words.as_deref().is_some_and(shell_from_stdin),
+        reads_shell_from_stdin: analysis.reads_session_input,
         transfer: false,
     }
 }
@@ -173,16 +159,5 @@ mod tests {
         );
         assert_eq!(transfer_kind(&words("scp a b")), None);
         assert!(shell_words("scp -t '/tmp/x'").is_none());
-    }
-
-    #[test]
-    fn shells_reading_stdin_are_recognised() {
-        assert!(shell_from_stdin(&words("bash")));
-        assert!(shell_from_stdin(&words("/bin/sh -s")));
-        assert!(shell_from_stdin(&words("bash -l")));
-        assert!(!shell_from_stdin(&words("bash -c ls")));
-        assert!(!shell_from_stdin(&words("bash -lc ls")));
-        assert!(!shell_from_stdin(&words("bash script.sh")));
-        assert!(!shell_from_stdin(&words("python3")));
     }
 }

@@ -181,6 +181,9 @@ pub struct ShellAnalysis {
     /// `\`, `|`, `&&`, open `if`/`for`/`{`/`(`...): an interactive shell would print its PS2
     /// prompt. Nothing else is filled in; the caller waits for the rest.
     pub incomplete: bool,
+    /// A shell on this line reads its commands from the session's own input (`bash`,
+    /// `sudo sh -s`): that input is shell code too, for the caller to decide line by line.
+    pub reads_session_input: bool,
 }
 
 impl ShellAnalysis {

@@ -379,7 +379,7 @@ fn shell(w: &mut Walker, program: &str, args: &[Arg], stdin: &Input) {
             ),
         ),
         Program::Stdin => match stdin {
-            Input::Terminal => {}
+            Input::Terminal => w.reads_session_input = true,
             Input::Text(text) => {
                 w.nested(text, &format!("the input of {program}"), &Input::Terminal);
             }

@@ -735,3 +735,27 @@ fn worst_short_lines_fit_a_small_stack() {
         );
     }
 }
+
+#[test]
+fn shells_reading_the_sessions_input_are_reported() {
+    for line in [
+        "bash",
+        "/bin/sh -s",
+        "sudo bash -l",
+        "env LANG=C bash -i",
+        "rbash",
+    ] {
+        assert!(analyze_shell(line).reads_session_input, "{line}");
+    }
+    for line in [
+        "bash -c ls",
+        "bash -lc ls",
+        "bash script.sh",
+        "echo ls | bash",
+        "python3",
+        "ls",
+        "cat <<EOF | sh\nls\nEOF",
+    ] {
+        assert!(!analyze_shell(line).reads_session_input, "{line}");
+    }
+}

@@ -57,6 +57,8 @@ pub(super) struct Walker {
     downloads: usize,
     /// The text being walked (source locations in the AST index its characters).
     source: String,
+    /// See [`ShellAnalysis::reads_session_input`].
+    pub reads_session_input: bool,
 }
 
 impl Walker {
@@ -66,6 +68,7 @@ impl Walker {
             findings: self.findings,
             parse_error: None,
             incomplete: false,
+            reads_session_input: self.reads_session_input,
         }
     }
 
