@@ -11,6 +11,7 @@
 //! - [`services`]: what sessions share: the approval broker and its API, OIDC identity, cancel
 //!   keys, alerts.
 //! - [`exec`]: `sluice exec`, running a command inside an intercepted cgroup.
+//! - [`files`]: creating files that hold secrets.
 // Denied everywhere; the one exception (`ebpf::watch_readable`) explains itself.
 #![deny(unsafe_code)]
 
@@ -18,6 +19,7 @@ pub mod config;
 pub mod conn;
 pub mod ebpf;
 pub mod exec;
+pub mod files;
 pub mod inspect;
 pub mod proto;
 pub mod server;

@@ -6,12 +6,10 @@
 
 use std::{
     fs,
-    io::Write,
-    os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
 };
 
-use russh::keys::{Algorithm, PrivateKey, PublicKey, ssh_key::LineEnding};
+use russh::keys::{PrivateKey, PublicKey, ssh_key::LineEnding};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
@@ -134,11 +132,13 @@ pub fn parse_private_key(text: &str) -> Result<PrivateKey, String> {
 /// Loads the gateway's host key, creating it (0600) on first use.
 pub fn load_or_create_host_key(data_dir: &Path) -> anyhow::Result<PrivateKey> {
     let path = data_dir.join(HOST_KEY_FILE);
+    let parse = |text: String| {
+        PrivateKey::from_openssh(text.trim())
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))
+    };
     if let Ok(text) = fs::read_to_string(&path) {
-        return PrivateKey::from_openssh(text.trim())
-            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()));
+        return parse(text);
     }
-    fs::create_dir_all(data_dir)?;
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
     let key = PrivateKey::from(russh::keys::ssh_key::private::Ed25519Keypair::from_seed(
@@ -147,24 +147,11 @@ pub fn load_or_create_host_key(data_dir: &Path) -> anyhow::Result<PrivateKey> {
     let pem = key
         .to_openssh(LineEnding::LF)
         .map_err(|e| anyhow::anyhow!("encoding the host key: {e}"))?;
-    // Two processes starting at once: the first writer wins and both use its key.
-    match fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-    {
-        Ok(mut f) => {
-            f.write_all(pem.as_bytes())?;
-            f.sync_all()?;
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
-            debug_assert_eq!(key.algorithm(), Algorithm::Ed25519);
-            Ok(key)
-        }
+    match crate::files::create_private(&path, pem.as_bytes()) {
+        Ok(()) => Ok(key),
+        // Two processes starting at once: the first writer wins and both use its key.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let text = fs::read_to_string(&path)?;
-            PrivateKey::from_openssh(text.trim())
-                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))
+            parse(fs::read_to_string(&path)?)
         }
         Err(e) => Err(anyhow::anyhow!("creating {}: {e}", path.display())),
     }
@@ -203,6 +190,8 @@ pub fn known_hosts_lines(config: &crate::config::Config, key: &PublicKey) -> Vec
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]

@@ -195,17 +195,7 @@ pub fn load_or_create_key(path: &Path) -> Result<SigningKey, AuditError> {
         path: path.into(),
         reason: e.to_string(),
     })?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    std::io::Write::write_all(&mut f, &seed)?;
-    f.sync_all()?;
+    crate::files::create_private(path, &seed)?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
