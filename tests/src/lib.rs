@@ -765,18 +765,24 @@ pub struct ClientRun {
     pub stderr: String,
 }
 
+/// A real client's command line, to run inside `cgroup` (for tests that feed its stdin or
+/// read raw bytes; [`client_in`] runs one to its end).
+pub fn client_command(cgroup: &Path, argv: &[impl AsRef<std::ffi::OsStr>]) -> Command {
+    let mut cmd = Command::new(bin_path("sluice-probe"));
+    cmd.arg("--cgroup")
+        .arg(cgroup)
+        .args(["run", "--"])
+        .args(argv);
+    cmd
+}
+
 /// Runs a real client (psql, pgbench, ssh, ...) inside `cgroup` with `env`.
 pub fn client_in(
     cgroup: &Path,
     env: &[(&str, &str)],
     argv: &[impl AsRef<std::ffi::OsStr>],
 ) -> ClientRun {
-    let out = Command::new(bin_path("sluice-probe"))
-        .arg("--cgroup")
-        .arg(cgroup)
-        .arg("run")
-        .arg("--")
-        .args(argv)
+    let out = client_command(cgroup, argv)
         .envs(env.iter().copied())
         .output()
         .expect("running client");

@@ -31,7 +31,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{ClientRun, TestCgroup, TestNet, bin_path, require_root, run, temp_dir};
+use crate::{ClientRun, TestCgroup, TestNet, client_command, require_root, run, temp_dir};
 
 /// The unprivileged account every test sshd accepts (created on first use, see
 /// [`ensure_ssh_user`]).
@@ -252,10 +252,7 @@ impl SshServer {
         let cgroup = TestCgroup::new();
         let log = File::create(&log_path).unwrap();
         // sshd re-executes itself for every connection: it needs its absolute path.
-        let child = Command::new(bin_path("sluice-probe"))
-            .arg("--cgroup")
-            .arg(&cgroup.dir)
-            .args(["run", "--", "ip", "netns", "exec", &net.ns])
+        let child = client_command(&cgroup.dir, &["ip", "netns", "exec", &net.ns])
             .args(["/usr/sbin/sshd", "-D", "-e", "-f"])
             .arg(&config_path)
             .stdin(Stdio::null())
@@ -580,11 +577,7 @@ impl PtyClient {
         assert!(!argv.is_empty(), "PtyClient needs a program");
         let (master, slave) = open_pty(PTY_COLS, PTY_ROWS);
         let mut cmd = match cgroup {
-            Some(dir) => {
-                let mut c = Command::new(bin_path("sluice-probe"));
-                c.arg("--cgroup").arg(dir).args(["run", "--"]).args(argv);
-                c
-            }
+            Some(dir) => client_command(dir, argv),
             None => {
                 let mut c = Command::new(argv[0].as_ref());
                 c.args(&argv[1..]);

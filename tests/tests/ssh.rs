@@ -132,13 +132,12 @@ fn exec_relays_output_and_exit_status_with_the_gateways_credential() {
         .map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
     std::fs::write(&file, &blob).unwrap();
-    let out = Command::new(bin_path("sluice-probe"))
-        .arg("--cgroup")
-        .arg(&fx.cg.dir)
-        .args(["run", "--"])
-        .args(fx.agent.ssh(&[], Some(&format!("cat {}", file.display()))))
-        .output()
-        .unwrap();
+    let out = client_command(
+        &fx.cg.dir,
+        &fx.agent.ssh(&[], Some(&format!("cat {}", file.display()))),
+    )
+    .output()
+    .unwrap();
     assert!(out.status.success());
     assert_eq!(out.stdout.len(), blob.len());
     assert!(
@@ -214,11 +213,7 @@ fn destructive_commands_are_blocked_on_their_parsed_argv_including_evasions() {
     // everything after it never run.
     let marker = fx.sshd.scratch.join("after");
     let script = format!("echo first\nrm -rf /\ntouch {}\n", marker.display());
-    let mut child = Command::new(bin_path("sluice-probe"))
-        .arg("--cgroup")
-        .arg(&fx.cg.dir)
-        .args(["run", "--"])
-        .args(fx.agent.ssh(&[], Some("bash")))
+    let mut child = client_command(&fx.cg.dir, &fx.agent.ssh(&[], Some("bash")))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -530,10 +525,7 @@ fn bad_peers_get_clear_errors_and_others_keep_working() {
 
     let fx = setup("", "");
     // Garbage instead of an SSH banner, and an agent that stops reading a flood of output.
-    let mut garbage = Command::new(bin_path("sluice-probe"))
-        .arg("--cgroup")
-        .arg(&fx.cg.dir)
-        .args(["run", "--", "bash", "-c"])
+    let mut garbage = client_command(&fx.cg.dir, &["bash", "-c"])
         .arg(format!(
             "exec 3<>/dev/tcp/{}/22; head -c 100000 /dev/urandom >&3; timeout 5 cat <&3 >/dev/null",
             fx.sshd.host
@@ -542,11 +534,7 @@ fn bad_peers_get_clear_errors_and_others_keep_working() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stuck = Command::new(bin_path("sluice-probe"))
-        .arg("--cgroup")
-        .arg(&fx.cg.dir)
-        .args(["run", "--"])
-        .args(fx.agent.ssh(&[], Some("cat /dev/zero")))
+    let stuck = client_command(&fx.cg.dir, &fx.agent.ssh(&[], Some("cat /dev/zero")))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
