@@ -47,6 +47,9 @@ const PASTE_ON: &[u8] = b"\x1b[?2004h";
 const PASTE_OFF: &[u8] = b"\x1b[?2004l";
 /// Interrupt: the terminal sends SIGINT, readline discards the line (and a PS2 continuation).
 const CTRL_C: u8 = 0x03;
+/// Ctrl-E then Ctrl-U: in readline, end of line then kill to its start; in the terminal's own
+/// line buffer, a character then the kill-line key that erases it all. No signal either way.
+const ERASE_LINE: &[u8] = b"\x05\x15";
 
 /// How the agent's input reaches the remote shell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +97,8 @@ enum Editor {
 /// A submitted line waiting for its decision.
 struct Pending {
     text: String,
+    /// Pty mode: the line ends a command begun on earlier lines (the remote shows PS2).
+    continued: bool,
     /// Lines mode: the exact bytes the decision releases, before the terminator.
     raw: Vec<u8>,
     terminator: Vec<u8>,
@@ -293,7 +298,10 @@ impl LineTracker {
     }
 
     /// The submitted line must not run. Pty mode: Ctrl-C is forwarded, so the remote editor
-    /// discards its line and any PS2 continuation; lines mode: nothing was sent. The input held
+    /// discards its line and any PS2 continuation; but a line typed ahead while the previous
+    /// command still runs (the editor is away, no continuation) sits in the terminal's buffer,
+    /// where Ctrl-C would interrupt that command: it is erased instead. Lines mode: nothing was
+    /// sent. The input held
     /// behind the line is discarded ([`Action::Dropped`]): it was typed or pasted expecting the
     /// line to run.
     pub fn refuse(&mut self) -> Vec<Action> {
@@ -306,7 +314,11 @@ impl LineTracker {
     fn discard(&mut self, p: Pending) -> Vec<Action> {
         match self.mode {
             Mode::Pty => {
-                self.forward(&[CTRL_C]);
+                if self.editor == Editor::Away && !p.continued {
+                    self.forward(ERASE_LINE);
+                } else {
+                    self.forward(&[CTRL_C]);
+                }
                 self.interrupted();
             }
             Mode::Lines => {
@@ -415,6 +427,8 @@ impl LineTracker {
         });
         self.pending = Some(Pending {
             text,
+            // Lines mode holds continued lines itself (`held_raw`); nothing runs remotely.
+            continued: false,
             raw,
             terminator,
             uncertain,
@@ -524,6 +538,7 @@ impl LineTracker {
             self.released();
             return;
         }
+        let continued = !self.held.is_empty();
         let text = mem::take(&mut self.held) + &mem::take(&mut self.line);
         self.cursor = 0;
         let uncertain = self.uncertain.take();
@@ -534,6 +549,7 @@ impl LineTracker {
         });
         self.pending = Some(Pending {
             text,
+            continued,
             raw: Vec::new(),
             terminator: vec![b],
             uncertain,

@@ -534,3 +534,30 @@ fn finish_in_pty_mode_submits_nothing() {
     assert_eq!(t.finish(), vec![]);
     assert_eq!(t.allow(), vec![Action::Forward(b"\r".to_vec())]);
 }
+
+#[test]
+fn a_refused_line_typed_ahead_of_a_running_command_is_erased_not_interrupted() {
+    let mut t = reading();
+    let a = t.feed(b"sleep 1\rrm -rf /\r");
+    assert_eq!(submit(&a).0, "sleep 1");
+    // `sleep 1` runs: `rm -rf /` goes to the terminal's own buffer while the editor is away.
+    let a = t.allow();
+    assert_eq!(submit(&a).0, "rm -rf /");
+    // Ctrl-C would interrupt `sleep 1`; the typed-ahead line is erased instead.
+    assert_eq!(forwarded(&t.refuse()), ERASE_LINE);
+
+    // Back at a prompt, a refused line is cleared with Ctrl-C (it resets readline too).
+    t.observe_output(b"\x1b[?2004hpr> ");
+    let a = t.feed(b"rm -rf /\r");
+    assert_eq!(submit(&a).0, "rm -rf /");
+    assert_eq!(forwarded(&t.refuse()), [CTRL_C]);
+
+    // A continuation is pending at PS2 (nothing runs): Ctrl-C cancels all of it.
+    let mut t = reading();
+    let a = t.feed(b"echo 'a\r");
+    assert_eq!(submit(&a).0, "echo 'a");
+    t.continue_line();
+    let a = t.feed(b"' ; rm -rf /\r");
+    assert!(submit(&a).0.ends_with("rm -rf /"));
+    assert_eq!(forwarded(&t.refuse()), [CTRL_C]);
+}
