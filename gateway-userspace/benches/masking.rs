@@ -1,15 +1,19 @@
-//! Masking throughput: sluice's engine (Hyperscan prefilter + exact confirmers) against a
-//! straightforward `regex`-crate implementation of the same detectors, on the same generated
-//! data in the same run.
+//! Masking throughput: sluice's engine (Hyperscan and shape prefilters + exact confirmers)
+//! against a straightforward `regex`-crate implementation of the same detectors, on the same
+//! generated data in the same run, per detector set.
 //!
 //! `cargo bench -p gateway-userspace --bench masking -- --warm-up-time 1 --measurement-time 3`
+//!
+//! Benchmark ids are `DATASET/DETECTORS/ENGINE` (`cargo xtask bench` turns them into
+//! `docs/benchmarks/masking.csv`). Throughput is per core: every iteration runs on one thread.
 
 use std::{hint::black_box, sync::Arc};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use regex::bytes::Regex;
 use sluice::inspect::masking::{
-    ColumnContext, DetectorKind, MaskingEngine, Report, StreamMasker, validators as v,
+    ColumnContext, DetectorKind, MaskingConfig, MaskingEngine, Report, StreamMasker,
+    validators as v,
 };
 
 /// xorshift64*: deterministic data without a rand dependency.
@@ -160,7 +164,52 @@ fn digits(m: &[u8]) -> Vec<u8> {
     m.iter().copied().filter(u8::is_ascii_digit).collect()
 }
 
+/// Detector sets: the defaults, and the defaults split by kind of data (plus IP, off by default).
+const SETS: &[(&str, &[DetectorKind])] = &[
+    ("all", &[]),
+    (
+        "pii",
+        &[DetectorKind::Email, DetectorKind::Ssn, DetectorKind::Phone],
+    ),
+    ("pci", &[DetectorKind::Card, DetectorKind::Iban]),
+    (
+        "secrets",
+        &[
+            DetectorKind::AwsKey,
+            DetectorKind::GithubToken,
+            DetectorKind::SlackToken,
+            DetectorKind::StripeKey,
+            DetectorKind::AnthropicKey,
+            DetectorKind::OpenaiKey,
+            DetectorKind::PrivateKey,
+            DetectorKind::Jwt,
+        ],
+    ),
+    ("all_with_ip", &[]),
+];
+
+/// The masking config of a set: `all` is the default; others enable only their kinds.
+fn set_config(set: &str, kinds: &[DetectorKind]) -> MaskingConfig {
+    let mut detectors = serde_json::Map::new();
+    for k in DetectorKind::ALL {
+        let on = match set {
+            "all" => continue,
+            "all_with_ip" => true,
+            _ => kinds.contains(&k),
+        };
+        detectors.insert(k.name().into(), serde_json::json!({ "enabled": on }));
+    }
+    serde_json::from_value(serde_json::json!({ "detectors": detectors })).unwrap()
+}
+
 impl RegexMasker {
+    /// The regex implementation of the detectors `config` enables.
+    fn for_config(config: &MaskingConfig) -> Self {
+        let mut m = Self::new();
+        m.rules.retain(|r| config.detector_enabled(r.1));
+        m
+    }
+
     fn new() -> Self {
         let any: fn(&[u8]) -> bool = |_| true;
         let r = |p: &str| Regex::new(p).unwrap();
@@ -215,6 +264,16 @@ impl RegexMasker {
             ),
             (r(r"\bsk-[A-Za-z0-9_\-]{20,}"), DetectorKind::OpenaiKey, any),
             (
+                r(r"\b\d{1,3}(?:\.\d{1,3}){3}\b"),
+                DetectorKind::Ip,
+                v::is_ipv4,
+            ),
+            (
+                r(r"(?i)\b(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}\b"),
+                DetectorKind::Ip,
+                v::is_ipv6,
+            ),
+            (
                 r(
                     r"(?s)-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.{0,8192}?-----END [A-Z0-9 ]*PRIVATE KEY-----",
                 ),
@@ -261,8 +320,6 @@ impl RegexMasker {
 }
 
 fn bench(c: &mut Criterion) {
-    let engine = Arc::new(MaskingEngine::with_defaults().unwrap());
-    let baseline = RegexMasker::new();
     const SIZE: usize = 4 << 20;
 
     let (cols, rows) = db_rows(SIZE);
@@ -280,53 +337,61 @@ fn bench(c: &mut Criterion) {
         ("logs", logs(SIZE)),
     ];
 
-    for (name, data) in &datasets {
-        let mut r = Report::default();
-        engine.mask_with_report(data, &mut r).unwrap();
-        let regex_out = baseline.mask(data).unwrap_or_default();
-        eprintln!(
-            "{name}: {} bytes, sluice findings {} {:?}; regex output {} bytes",
-            data.len(),
-            r.total(),
-            r.findings,
-            regex_out.len()
-        );
-    }
-
     if std::env::var_os("MASK_PROFILE").is_some() {
         profile_triggers(&datasets);
     }
 
     let mut g = c.benchmark_group("masking");
-    for (name, data) in &datasets {
-        g.throughput(Throughput::Bytes(data.len() as u64));
-        g.bench_function(format!("{name}/sluice"), |b| {
-            b.iter(|| black_box(engine.mask(black_box(data)).unwrap()))
-        });
-        g.bench_function(format!("{name}/regex"), |b| {
-            b.iter(|| black_box(baseline.mask(black_box(data))))
-        });
-        g.bench_function(format!("{name}/sluice_stream_64k"), |b| {
-            b.iter(|| {
-                let mut s = StreamMasker::new(engine.clone());
-                let mut out = Vec::with_capacity(data.len());
-                for chunk in data.chunks(64 * 1024) {
-                    s.push(chunk, &mut out).unwrap();
-                }
-                black_box(s.finish(&mut out).unwrap());
-                out
-            })
-        });
+    g.sample_size(20);
+    for (set, kinds) in SETS {
+        let config = set_config(set, kinds);
+        let engine = Arc::new(MaskingEngine::new(config.clone()).unwrap());
+        let baseline = RegexMasker::for_config(&config);
+        for (name, data) in &datasets {
+            let mut r = Report::default();
+            engine.mask_with_report(data, &mut r).unwrap();
+            let regex_out = baseline.mask(data).unwrap_or_default();
+            eprintln!(
+                "{name}/{set}: {} bytes, sluice findings {} {:?}; regex output {} bytes",
+                data.len(),
+                r.total(),
+                r.findings,
+                regex_out.len()
+            );
+            g.throughput(Throughput::Bytes(data.len() as u64));
+            g.bench_function(format!("{name}/{set}/sluice"), |b| {
+                b.iter(|| black_box(engine.mask(black_box(data)).unwrap()))
+            });
+            g.bench_function(format!("{name}/{set}/regex"), |b| {
+                b.iter(|| black_box(baseline.mask(black_box(data))))
+            });
+            if *set != "all" {
+                continue;
+            }
+            g.bench_function(format!("{name}/{set}/sluice_stream_64k"), |b| {
+                b.iter(|| {
+                    let mut s = StreamMasker::new(engine.clone());
+                    let mut out = Vec::with_capacity(data.len());
+                    for chunk in data.chunks(64 * 1024) {
+                        s.push(chunk, &mut out).unwrap();
+                    }
+                    black_box(s.finish(&mut out).unwrap());
+                    out
+                })
+            });
+        }
     }
 
     // The Postgres path: one prefilter pass per DataRow payload; per-cell work only on hits.
+    let engine = MaskingEngine::with_defaults().unwrap();
+    let baseline = RegexMasker::new();
     let payload_bytes: usize = payloads.iter().map(Vec::len).sum();
     let plans: Vec<_> = cols
         .iter()
         .map(|n| engine.plan_column(&ColumnContext { name: n }))
         .collect();
     g.throughput(Throughput::Bytes(payload_bytes as u64));
-    g.bench_function("db_rows/sluice_per_row", |b| {
+    g.bench_function("db_rows/all/sluice_per_row", |b| {
         b.iter(|| {
             let mut masked = 0usize;
             let mut report = Report::default();
@@ -347,7 +412,7 @@ fn bench(c: &mut Criterion) {
             black_box(masked)
         })
     });
-    g.bench_function("db_rows/regex_per_cell", |b| {
+    g.bench_function("db_rows/all/regex_per_cell", |b| {
         b.iter(|| {
             let mut masked = 0usize;
             for row in &rows {

@@ -12,7 +12,8 @@
 //!   keys, alerts.
 //! - [`exec`]: `sluice exec`, running a command inside an intercepted cgroup.
 //! - [`files`]: creating files that hold secrets.
-// Denied everywhere; the one exception (`ebpf::watch_readable`) explains itself.
+// Denied everywhere; the two exceptions (`ebpf::watch_readable`, the SIMD byte classifiers in
+// `inspect::masking::shapes`) explain themselves.
 #![deny(unsafe_code)]
 
 pub mod config;

@@ -15,6 +15,7 @@ use super::{
     MaskError,
     config::{DetectorKind, MaskingConfig, Strategy},
     detectors::{self, Span, Trigger},
+    shapes::{self, ShapeSet},
     validators,
 };
 
@@ -86,10 +87,12 @@ thread_local! {
 pub struct MaskingEngine {
     id: u64,
     config: MaskingConfig,
-    /// `None` when no content detector is enabled.
+    /// `None` when no Hyperscan trigger is enabled.
     db: Option<BlockDatabase>,
     /// Hyperscan pattern id -> trigger.
     ids: Vec<Trigger>,
+    /// Digit-shaped triggers, found by [`shapes::scan`] instead of Hyperscan.
+    shapes: ShapeSet,
     strategies: [Strategy; 16],
     hash_key: Vec<u8>,
 }
@@ -99,6 +102,7 @@ impl std::fmt::Debug for MaskingEngine {
         f.debug_struct("MaskingEngine")
             .field("config", &self.config)
             .field("triggers", &self.ids.len())
+            .field("shapes", &self.shapes)
             .finish()
     }
 }
@@ -106,11 +110,22 @@ impl std::fmt::Debug for MaskingEngine {
 impl MaskingEngine {
     /// Validates `config` and compiles the prefilter of its enabled detectors.
     pub fn new(config: MaskingConfig) -> Result<Self, MaskError> {
+        Self::build(config, false)
+    }
+
+    /// `shapes_in_hyperscan`: compile the digit-shaped triggers' expressions into Hyperscan as
+    /// well (the former engine), to check the shape scanner against it.
+    fn build(config: MaskingConfig, shapes_in_hyperscan: bool) -> Result<Self, MaskError> {
         config.validate().map_err(MaskError::Config)?;
         let mut ids = Vec::new();
         let mut patterns = Vec::new();
+        let mut shapes = ShapeSet::default();
         for t in Trigger::ALL {
             if !config.detector_enabled(t.kind()) {
+                continue;
+            }
+            if ShapeSet::handles(t) && !shapes_in_hyperscan {
+                shapes.enable(t);
                 continue;
             }
             for expr in t.expressions() {
@@ -139,6 +154,7 @@ impl MaskingEngine {
             config,
             db,
             ids,
+            shapes,
             strategies,
             hash_key,
         })
@@ -147,6 +163,12 @@ impl MaskingEngine {
     /// The built-in defaults.
     pub fn with_defaults() -> Result<Self, MaskError> {
         Self::new(MaskingConfig::default())
+    }
+
+    /// The engine as it was before the shape scanner: every trigger in Hyperscan.
+    #[cfg(test)]
+    pub(crate) fn hyperscan_only(config: MaskingConfig) -> Result<Self, MaskError> {
+        Self::build(config, true)
     }
 
     pub fn config(&self) -> &MaskingConfig {
@@ -183,19 +205,25 @@ impl MaskingEngine {
         })
     }
 
-    /// Raw prefilter hits as (trigger index, end offset), in end order.
-    fn hits(&self, buf: &[u8], hits: &mut Vec<(u32, usize)>) -> Result<(), MaskError> {
-        let Some(db) = &self.db else { return Ok(()) };
+    /// Raw prefilter hits as (trigger, end offset), in end order.
+    fn hits(&self, buf: &[u8], hits: &mut Vec<(Trigger, usize)>) -> Result<(), MaskError> {
         if buf.len() > u32::MAX as usize {
             return Err(MaskError::TooLarge(buf.len()));
         }
-        self.with_scratch(db, |scratch| {
-            db.scan(buf, scratch, |id: u32, _from: u64, to: u64, _flags: u32| {
-                hits.push((id, to as usize));
-                Matching::Continue
-            })
-        })?
-        .map_err(|e| MaskError::Scan(e.to_string()))?;
+        if let Some(db) = &self.db {
+            self.with_scratch(db, |scratch| {
+                db.scan(buf, scratch, |id: u32, _from: u64, to: u64, _flags: u32| {
+                    hits.push((self.ids[id as usize], to as usize));
+                    Matching::Continue
+                })
+            })?
+            .map_err(|e| MaskError::Scan(e.to_string()))?;
+        }
+        shapes::scan(buf, self.shapes, |t, end| {
+            hits.push((t, end));
+            true
+        });
+        // Two runs, each in end order: the stable sort merges them in linear time.
         if !hits.is_sorted_by_key(|h| h.1) {
             hits.sort_by_key(|h| h.1);
         }
@@ -207,11 +235,18 @@ impl MaskingEngine {
     /// [`ColumnPlan::needs_cell_work`]). Works on any framing, e.g. a whole Postgres `DataRow`
     /// payload: a trigger inside one cell is a trigger inside the row.
     pub fn could_contain(&self, buf: &[u8]) -> Result<bool, MaskError> {
-        let Some(db) = &self.db else { return Ok(false) };
         if buf.len() > u32::MAX as usize {
             return Err(MaskError::TooLarge(buf.len()));
         }
         let mut hit = false;
+        shapes::scan(buf, self.shapes, |_, _| {
+            hit = true;
+            false
+        });
+        if hit {
+            return Ok(true);
+        }
+        let Some(db) = &self.db else { return Ok(false) };
         let r = self.with_scratch(db, |scratch| {
             db.scan(buf, scratch, |_: u32, _: u64, _: u64, _: u32| {
                 hit = true;
@@ -232,8 +267,7 @@ impl MaskingEngine {
         self.hits(buf, &mut hits)?;
         let mut spans = Vec::new();
         let mut resume = [0usize; Trigger::ALL.len()];
-        for (id, end) in hits {
-            let t = self.ids[id as usize];
+        for (t, end) in hits {
             let r = &mut resume[t as usize];
             if end <= *r {
                 continue;
@@ -315,7 +349,7 @@ impl MaskingEngine {
 
     /// Decides once per result-set column what its cells need.
     pub fn plan_column(&self, col: &ColumnContext<'_>) -> ColumnPlan {
-        let content = self.db.is_some();
+        let content = self.db.is_some() || !self.shapes.is_empty();
         if !self.config.enabled {
             return ColumnPlan::default();
         }

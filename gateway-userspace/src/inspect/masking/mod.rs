@@ -2,7 +2,9 @@
 //!
 //! # How it works
 //! One Hyperscan block database holds a short *trigger* per detector, compiled **without**
-//! start-of-match tracking (which costs ~50x). A trigger reports where it ends; its confirmer
+//! start-of-match tracking (which costs ~50x); the digit-shaped triggers (cards, SSNs, phone
+//! numbers, IBANs), which Hyperscan runs slowly, are found bit-parallel by [`shapes`] instead.
+//! A trigger reports where it ends; its confirmer
 //! ([`detectors`]) re-parses a bounded window around that end with exact rules ([`validators`]:
 //! Luhn and IIN ranges, SSA rules, IBAN mod-97 and lengths, JWT header JSON, ...). Overlapping
 //! findings are merged, then rewritten by strategy (`redact`, `partial`, `hash`).
@@ -21,6 +23,7 @@
 pub mod config;
 pub mod detectors;
 mod engine;
+mod shapes;
 mod stream;
 pub mod validators;
 

@@ -546,3 +546,84 @@ fn name_tokens_and_globs() {
     assert!(!glob_match(b"notes", b"notes2"));
     assert!(glob_match(b"*", b""));
 }
+
+/// The digit-shaped triggers moved from Hyperscan to the shape scanner: on inputs full of
+/// digits, separators and near misses, both engines must find exactly the same values.
+#[test]
+fn shape_scanner_finds_what_the_hyperscan_triggers_found() {
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n as u64) as usize
+        }
+    }
+    const TOKENS: &[&str] = &[
+        "4242 4242 4242 4242",
+        "4242-4242-4242-4242",
+        "4242424242424242",
+        "5555555555554444",
+        "4111 1111 1111 1111 12 25",
+        "3782 822463 10005",
+        "378282246310005",
+        "6011 0009 9013 9424",
+        "4242 4242 4242 4242 4242",
+        "123-45-6789",
+        "078-05-1120",
+        "415-555-0132",
+        "415.555.0132",
+        "(415) 555-0132",
+        "(415)555-0132",
+        "1-415-555-0132",
+        "+44 20 7946 0958",
+        "GB82WEST12345698765432",
+        "GB82 WEST 1234 5698 7654 32",
+        "DE89370400440532013000",
+        "2024-01-15 10:22:33.123456+00",
+        "ORD-2024-123456",
+        "jane.doe@example.com",
+        "10.0.0.1",
+        "fe80::1",
+    ];
+    let mut r = Rng(0xfeed);
+    let mut buf = Vec::new();
+    let configs = [
+        MaskingConfig::default(),
+        serde_json::from_str(r#"{"detectors":{"ip":{"enabled":true}}}"#).unwrap(),
+    ];
+    for config in configs {
+        let new = MaskingEngine::new(config.clone()).unwrap();
+        let old = MaskingEngine::hyperscan_only(config).unwrap();
+        let mut found = 0;
+        for _ in 0..400 {
+            buf.clear();
+            for _ in 0..r.below(60) {
+                match r.below(4) {
+                    0 => buf.extend_from_slice(TOKENS[r.below(TOKENS.len())].as_bytes()),
+                    // Digit runs of any length with stray separators: near misses.
+                    1 => {
+                        for _ in 0..r.below(24) {
+                            buf.push(b"0123456789012345678901234567890123456789 -.()"[r.below(45)]);
+                        }
+                    }
+                    2 => buf.extend_from_slice(b"AB"),
+                    _ => {}
+                }
+                buf.push(b" -.\t\n,:()x"[r.below(10)]);
+            }
+            let want = old.find(&buf).unwrap();
+            assert_eq!(
+                new.find(&buf).unwrap(),
+                want,
+                "in {:?}",
+                String::from_utf8_lossy(&buf)
+            );
+            // The prefilter may say "maybe" for nothing, never "no" for something.
+            assert!(want.is_empty() || new.could_contain(&buf).unwrap());
+            found += want.len();
+        }
+        assert!(found > 1000, "the inputs should hold many values ({found})");
+    }
+}
