@@ -5,11 +5,41 @@
 //! cannot evaluate is "not constant", which means "not flagged": the folder errs towards
 //! missing exotic tautologies, never towards flagging a real filter. Recursion is bounded.
 
-use std::cmp::Ordering;
+use std::{cell::Cell, cmp::Ordering, ops::ControlFlow};
 
 use sqlparser::ast::{
     BinaryOperator as B, DataType, Expr, Query, SetExpr, UnaryOperator as U, Value,
+    visit_expressions,
 };
+
+thread_local! {
+    /// Set when an answer of this module depended on what a literal says: the analysis then
+    /// holds only for this exact text, not for every text of the same shape with other literals
+    /// (see [`super::SqlAnalyzer`]).
+    static LITERAL_READ: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Clears the flag (before an analysis) and returns whether it was set (after one).
+pub(super) fn take_literal_read() -> bool {
+    LITERAL_READ.replace(false)
+}
+
+/// Structural equality that notes when literals took part: `a + 1 = a + 1` is a tautology,
+/// `a + 1 = a + 2` is not. A side without literals cannot equal a side with some, whatever
+/// they say, so only "both sides have literals" counts.
+fn same(a: &Expr, b: &Expr) -> bool {
+    let has_literal = |e: &Expr| {
+        visit_expressions(e, |x| match x {
+            Expr::Value(_) | Expr::TypedString(_) => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        })
+        .is_break()
+    };
+    if has_literal(a) && has_literal(b) {
+        LITERAL_READ.set(true);
+    }
+    a == b
+}
 
 /// Deeper expressions are "not constant". sqlparser itself stops at 50 levels.
 const MAX_DEPTH: usize = 32;
@@ -74,8 +104,8 @@ fn taut(e: &Expr, depth: usize) -> bool {
             left,
             op: B::Eq | B::GtEq | B::LtEq,
             right,
-        } => left == right && pure(left, d) && fold(left, d).is_none(),
-        Expr::IsNotDistinctFrom(l, r) => l == r && pure(l, d),
+        } => same(left, right) && pure(left, d) && fold(left, d).is_none(),
+        Expr::IsNotDistinctFrom(l, r) => same(l, r) && pure(l, d),
         Expr::Exists {
             subquery,
             negated: false,
@@ -110,7 +140,7 @@ fn chain_of<'a>(left: &'a Expr, right: &'a Expr, op: &B) -> Vec<&'a Expr> {
 /// `x IS NULL OR x IS NOT NULL`.
 fn null_complement(l: &Expr, r: &Expr) -> bool {
     match (strip(l), strip(r)) {
-        (Expr::IsNull(a), Expr::IsNotNull(b)) | (Expr::IsNotNull(a), Expr::IsNull(b)) => a == b,
+        (Expr::IsNull(a), Expr::IsNotNull(b)) | (Expr::IsNotNull(a), Expr::IsNull(b)) => same(a, b),
         _ => false,
     }
 }
@@ -260,6 +290,7 @@ fn binop(left: &Expr, op: &B, right: &Expr, d: usize) -> Option<C> {
 }
 
 fn value(v: &Value) -> Option<C> {
+    LITERAL_READ.set(true);
     Some(match v {
         Value::Null => C::Null,
         Value::Boolean(b) => C::Bool(*b),

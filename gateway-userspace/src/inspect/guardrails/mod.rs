@@ -28,6 +28,7 @@
 mod fallback;
 mod fold;
 mod rules;
+mod shape;
 pub mod shell;
 #[cfg(test)]
 mod tests;
@@ -332,6 +333,17 @@ pub fn analyze(sql: &str) -> Analysis {
 
 /// A panic inside sqlparser is a bug there, not a reason to take the session down: report the
 /// text as unparseable, which the policy never allows.
+/// [`analyze`], and whether the result depended on what a literal says. Texts analysed on a
+/// thread of their own (long ones) count as depending on their literals.
+fn analyze_noting_literals(sql: &str) -> (Analysis, bool) {
+    if sql.len() > CALLER_STACK_LEN {
+        return (analyze(sql), true);
+    }
+    fold::take_literal_read();
+    let analysis = analyze(sql);
+    (analysis, fold::take_literal_read())
+}
+
 fn analyze_guarded(sql: &str) -> Analysis {
     std::panic::catch_unwind(|| analyze_unguarded(sql))
         .unwrap_or_else(|_| refused("the SQL parser panicked".to_owned()))
@@ -369,10 +381,22 @@ fn refused(why: String) -> Analysis {
 /// Texts longer than this are analysed but not cached: a few huge INSERTs must not pin memory.
 pub const MAX_CACHED_LEN: usize = 16 * 1024;
 
-/// [`analyze`] behind a bounded LRU cache keyed by the exact text, shared across sessions.
+/// [`analyze`] behind a bounded LRU cache, shared across sessions.
+///
+/// Entries are keyed by the exact text, and clean analyses also by the text's *shape* (its
+/// literals blanked, [`shape::literal_shape`]): agents and the simple query protocol send the
+/// same statement with new literals each time (`WHERE id = 41`, `WHERE id = 42`), and parsing
+/// each one again cost more than the rest of the proxy path. A shape entry is made only when
+/// the analysis found nothing and never looked at what a literal says (the constant folder
+/// notes it when it does: `WHERE 1 = 1`, `set_config('role', ...)`), so every text of that
+/// shape would be analysed alike.
 pub struct SqlAnalyzer {
     cache: Option<Mutex<LruCache<String, Arc<Analysis>>>>,
 }
+
+/// Shape keys start with a byte no SQL text holds (PostgreSQL rejects NUL in a query string),
+/// so they never collide with exact texts in the shared cache.
+const SHAPE_KEY_PREFIX: char = '\0';
 
 impl SqlAnalyzer {
     /// `capacity` is the number of distinct texts kept; 0 disables the cache.
@@ -389,11 +413,27 @@ impl SqlAnalyzer {
         if let Some(hit) = lock(cache).get(sql) {
             return Arc::clone(hit);
         }
+        let shape_key = (sql.len() <= MAX_CACHED_LEN)
+            .then(|| shape::literal_shape(sql))
+            .flatten()
+            .map(|shape| format!("{SHAPE_KEY_PREFIX}{shape}"));
+        if let Some(key) = &shape_key
+            && let Some(hit) = lock(cache).get(key.as_str())
+        {
+            return Arc::clone(hit);
+        }
         // Parse outside the lock: other sessions keep hitting the cache meanwhile. Two sessions
         // may parse the same text at once; both get equal results.
-        let analysis = Arc::new(analyze(sql));
+        let (analysis, literal_read) = analyze_noting_literals(sql);
+        let analysis = Arc::new(analysis);
         if sql.len() <= MAX_CACHED_LEN {
-            lock(cache).put(sql.to_owned(), Arc::clone(&analysis));
+            let mut cache = lock(cache);
+            match shape_key {
+                Some(key) if analysis.is_clean() && !literal_read => {
+                    cache.put(key, Arc::clone(&analysis))
+                }
+                _ => cache.put(sql.to_owned(), Arc::clone(&analysis)),
+            };
         }
         analysis
     }

@@ -757,8 +757,9 @@ fn analyzer_caches() {
     let b = an.analyze("DROP TABLE t");
     assert!(Arc::ptr_eq(&a, &b));
     assert!(a.has(R::Drop));
-    an.analyze("SELECT 1");
-    an.analyze("SELECT 2");
+    // Two shapes (literals alone would share one entry).
+    an.analyze("SELECT a");
+    an.analyze("SELECT b");
     assert_eq!(an.cached(), 2);
     // Evicted: a fresh but equal analysis.
     let c = an.analyze("DROP TABLE t");
@@ -823,4 +824,54 @@ fn long_operator_chains_do_not_overflow() {
     let huge = format!("SELECT '{}'", "x".repeat(MAX_ANALYZED_LEN));
     let a = analyze(&huge);
     assert!(a.has(R::Unparseable) && a.parse_error.is_some());
+}
+
+/// Statements that differ only in literals share an analysis when it read no literal, and
+/// never when a literal decided something.
+#[test]
+fn analyses_are_shared_by_shape_only_when_no_literal_decided() {
+    let a = SqlAnalyzer::new(100);
+    // Shared: the second text is answered from the first one's shape entry.
+    assert!(a.analyze("UPDATE t SET n = n + 5 WHERE id = 1").is_clean());
+    let cached = a.cached();
+    assert!(
+        a.analyze("UPDATE t SET n = n + 17 WHERE id = 99")
+            .is_clean()
+    );
+    assert_eq!(a.cached(), cached, "a new entry for a known shape");
+
+    // Each pair has one shape; the first is clean (or differently flagged) and must not be
+    // reused for the second.
+    let pairs = [
+        ("DELETE FROM t WHERE 1 = 2", "DELETE FROM t WHERE 1 = 1"),
+        (
+            "UPDATE t SET a = 1 WHERE a + 1 = a + 2",
+            "UPDATE t SET a = 1 WHERE a + 1 = a + 1",
+        ),
+        (
+            "DELETE FROM t WHERE 'a' = 'b'",
+            "DELETE FROM t WHERE 'a' = 'a'",
+        ),
+        (
+            "EXPLAIN (ANALYZE false) DELETE FROM t",
+            "EXPLAIN (ANALYZE true) DELETE FROM t",
+        ),
+        (
+            "SELECT set_config('work_mem', '1MB', false)",
+            "SELECT set_config('role', 'postgres', false)",
+        ),
+        (
+            "DELETE FROM t WHERE (x + 1) IS NULL OR (x + 2) IS NOT NULL",
+            "DELETE FROM t WHERE (x + 1) IS NULL OR (x + 1) IS NOT NULL",
+        ),
+    ];
+    for (first, second) in pairs {
+        assert!(a.analyze(first).is_clean(), "{first}");
+        assert!(
+            !a.analyze(second).is_clean(),
+            "{second} reused the analysis of {first}"
+        );
+        // And the uncached truth agrees.
+        assert!(!analyze(second).is_clean(), "{second}");
+    }
 }
