@@ -1,7 +1,7 @@
 //! What every protocol does with a command once the policy has decided on it: log it, raise
 //! the alert it calls for, and record it durably in the audit log before anything is forwarded.
 
-use tracing::{error, info, warn};
+use tracing::{Level, debug, enabled, error, info, warn};
 
 use crate::{
     conn::ConnCtx,
@@ -23,7 +23,10 @@ pub fn masked_text(services: &Services, text: &str) -> String {
     }
 }
 
-/// Logs and alerts on a decision (`decide_us`: how long deciding took).
+/// Logs and alerts on a decision (`decide_us`: how long deciding took). The process log and
+/// alerts carry the masked text, like the audit log. Plainly allowed commands are logged at
+/// debug level: they are in the audit log, and a line per statement cost a busy gateway more
+/// than deciding it; alerts, holds and refusals stay at info.
 pub fn report(
     ctx: &ConnCtx,
     services: &Services,
@@ -33,6 +36,11 @@ pub fn report(
     decide_us: u64,
 ) {
     let policy = services.policy();
+    let quiet = !decision.alerts() && matches!(decision.verdict(), Verdict::Allow);
+    if quiet && !enabled!(Level::DEBUG) {
+        return;
+    }
+    let command = masked_text(services, command);
     if decision.alerts() {
         let verdict_word = match decision.verdict() {
             Verdict::Allow => "allowed with an alert",
@@ -57,13 +65,18 @@ pub fn report(
                     pid: ctx.process.pid,
                     uid: ctx.process.uid,
                     exe: ctx.process.exe.as_ref().map(|p| p.display().to_string()),
-                    command: command.to_string(),
+                    command: command.clone(),
                 },
             );
         }
     }
-    info!(event = "command", conn_id = ctx.id, protocol, resource = %ctx.resource.name, action = %decision.action,
-          rule = %decision.rule, reason = %decision.reason, decide_us, command = %command, "command");
+    if quiet {
+        debug!(event = "command", conn_id = ctx.id, protocol, resource = %ctx.resource.name, action = %decision.action,
+               rule = %decision.rule, reason = %decision.reason, decide_us, command = %command, "command");
+    } else {
+        info!(event = "command", conn_id = ctx.id, protocol, resource = %ctx.resource.name, action = %decision.action,
+              rule = %decision.rule, reason = %decision.reason, decide_us, command = %command, "command");
+    }
 }
 
 /// Records a decided command durably; the command may be forwarded only once this returned.
@@ -82,7 +95,7 @@ pub async fn record(
         .command(
             protocol,
             command,
-            masked_text(services, command),
+            || masked_text(services, command),
             Decided {
                 action: &action,
                 rule: &decision.rule,

@@ -907,7 +907,7 @@ async fn record_execution(
         .command(
             "execute",
             &sql,
-            command::masked_text(services, &sql),
+            || command::masked_text(services, &sql),
             Decided {
                 action: if held { "hold" } else { "allow" },
                 rule: "",

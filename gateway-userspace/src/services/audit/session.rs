@@ -77,15 +77,19 @@ impl SessionAudit {
     }
 
     /// Records a command and its decision; returns its number in the session once the record
-    /// is durable. `masked` is the text as it may be stored; `exact` is only hashed.
+    /// is durable. `masked` gives the text as it may be stored; `exact` is only hashed. Neither
+    /// is computed when auditing is off.
     pub async fn command(
         &self,
         protocol: &str,
         exact: &str,
-        masked: String,
+        masked: impl FnOnce() -> String,
         decided: Decided<'_>,
     ) -> Result<u64, Unavailable> {
         let n = self.commands.fetch_add(1, Ordering::Relaxed) + 1;
+        if !self.log.enabled() {
+            return Ok(n);
+        }
         self.log
             .durable(
                 kind::COMMAND,
@@ -93,7 +97,7 @@ impl SessionAudit {
                 &CommandRecord {
                     n,
                     protocol: protocol.into(),
-                    text: masked,
+                    text: masked(),
                     sha256: crate::services::approvals::sha256_hex(exact.as_bytes()),
                     action: decided.action.into(),
                     rule: decided.rule.into(),
