@@ -44,7 +44,7 @@
 # tpcb"), SETUPS ("direct pgbouncer sluice sluice-audited"), SCALE (10), AUDITED_MODES,
 # AUDITED_CLIENTS, BULK_ROWS, BULK_REPEAT, PG_SYNC_COMMIT, PG_OPTS, GW_LOG,
 # OUT (target/bench-results), BIN (target/release).
-# Bounded: about 7 minutes with the defaults (40 pgbench runs of 8 s, setup, bulk reads); every
+# Bounded: about 6 minutes with the defaults (40 pgbench runs of 8 s, setup, bulk reads); every
 # client run has a timeout. Loopback and a private namespace only.
 # Writes ${OUT}/postgres.csv (workload,protocol,clients,setup,tps,mean_ms,p99_ms,failed; a failed
 # run has empty figures and failed = its failed transactions or aborted clients, at least 1) and
@@ -115,6 +115,9 @@ cleanup() {
   return 0
 }
 trap cleanup EXIT
+# Without these a SIGTERM or SIGINT ends bash without running the EXIT trap.
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 # --- PostgreSQL: pgbouncer's pool and the sluice legs each hold up to MAX_CLIENTS connections.
 netns_up "$NS" 202
@@ -326,15 +329,16 @@ if [ "$BULK_ROWS" -gt 0 ] && [ "${#BULK_SETUPS[@]}" -gt 0 ]; then
       done
     done
     for setup in "${BULK_SETUPS[@]}"; do
-      [ -n "${secs[$setup]:-}" ] || continue
+      # A failed setup: a row without figures.
+      [ -n "${secs[$setup]:-}" ] || { echo "$what,$setup,${BYTES[$what]},," >> "$BULK_CSV"; continue; }
       got=${OUTBYTES[$what,$setup]}
       # Unmasked, a setup must return exactly what PostgreSQL sent; sluice must have masked.
       if [ "$setup" = sluice ] && [ "$got" -ge "${BYTES[$what]}" ]; then
         echo "FAILED: bulk $what through sluice: $got bytes, not fewer than direct's ${BYTES[$what]} (no masking?)" >&2
-        ERRORS=$((ERRORS + 1)); continue
+        echo "$what,$setup,${BYTES[$what]},," >> "$BULK_CSV"; ERRORS=$((ERRORS + 1)); continue
       elif [ "$setup" != sluice ] && [ "$got" -ne "${BYTES[$what]}" ]; then
         echo "FAILED: bulk $what through $setup: $got bytes, direct gave ${BYTES[$what]}" >&2
-        ERRORS=$((ERRORS + 1)); continue
+        echo "$what,$setup,${BYTES[$what]},," >> "$BULK_CSV"; ERRORS=$((ERRORS + 1)); continue
       fi
       SECS[$what,$setup]=$(printf '%s\n' ${secs[$setup]} | median)
       MBS[$what,$setup]=$(echo "${BYTES[$what]} / 1000000 / ${SECS[$what,$setup]}" | bc -l)
@@ -386,7 +390,11 @@ if [ "$BULK_ROWS" -gt 0 ] && [ "${#BULK_SETUPS[@]}" -gt 0 ]; then
 fi
 if has_setup sluice-audited; then
   echo
-  echo "audit log of sluice-audited: $("$BIN/sluice" audit --config "$WORK/sluice-audited/policy.yaml" verify 2>&1 | head -1)"
+  if verify=$("$BIN/sluice" audit --config "$WORK/sluice-audited/policy.yaml" verify 2>&1); then
+    echo "audit log of sluice-audited: $(head -1 <<< "$verify")"
+  else
+    echo "FAILED: audit verify of sluice-audited: $verify" >&2; ERRORS=$((ERRORS + 1))
+  fi
 fi
 echo
 echo "csv: $CSV $BULK_CSV"
