@@ -21,6 +21,8 @@ APT_PACKAGES=(
   openssh-server openssh-client asciinema sshpass
   # The audit syslog sink's live test runs its own rsyslogd (tests/tests/audit_syslog.rs).
   rsyslog
+  # bench-redirect.sh compares sluice with an nftables REDIRECT to a transparent relay.
+  nftables
   # The approvals web page's browser test: Debian's Chromium (playwright-core brings no browser
   # and cannot download one here) and a font so screenshots are legible.
   chromium fonts-dejavu-core

@@ -3,7 +3,8 @@
 //! - `setup`: installs everything (idempotent, Debian 12, root): scripts/setup.sh.
 //! - `test`: setup, build every binary, run the whole test suite.
 //! - `demo`: setup, build, run scripts/demo.sh.
-//! - `bench-redirect`: connect() latency inside vs outside an intercepted cgroup.
+//! - `bench-redirect`: connect() latency and short connections per second: outside any cgroup,
+//!   through sluice, and through an nftables REDIRECT to a transparent relay.
 
 use std::{
     path::{Path, PathBuf},
@@ -32,7 +33,8 @@ enum Cmd {
     },
     /// Setup, build, and run the demo.
     Demo,
-    /// connect() latency inside vs outside an intercepted cgroup.
+    /// connect() latency and short connections per second: direct, through sluice, through an
+    /// nftables REDIRECT.
     BenchRedirect,
 }
 

@@ -6,9 +6,18 @@
 //! ```text
 //! sluice-probe [--cgroup DIR] connect ADDR [--send TEXT]
 //! sluice-probe [--cgroup DIR] udp ADDR
-//! sluice-probe [--cgroup DIR] bench-connect ADDR COUNT
+//! sluice-probe [--cgroup DIR] bench-connect ADDR COUNT [--await-close]
+//! sluice-probe [--cgroup DIR] bench-connrate ADDR COUNT [--threads N] [--await-close]
+//! sluice-probe [--cgroup DIR] hold ADDR N [--echo]
 //! sluice-probe serve ADDR [--http]
+//! sluice-probe serve ADDR --async [--lines N]
+//! sluice-probe relay ADDR
 //! ```
+//!
+//! `--await-close` (for `serve --async --lines 1`, which closes after echoing a line): each
+//! connection sends a line (bench-connect: after the timed connect), reads its echo and waits
+//! for the server's close before closing, so TIME_WAIT stays with the server and a benchmark of
+//! tens of thousands of short connections does not run out of ephemeral ports.
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -51,22 +60,83 @@ fn main() {
             connect(addr, send)
         }
         "udp" => udp(addr),
-        "bench-connect" => {
-            let count: usize = args
-                .get(2)
-                .and_then(|c| c.parse().ok())
-                .unwrap_or_else(|| usage());
-            bench_connect(addr, count)
-        }
-        "serve" => serve(addr, args.iter().any(|a| a == "--http")),
+        "bench-connect" => bench_connect(addr, count_arg(&args), flag(&args, "--await-close")),
+        "bench-connrate" => bench_connrate(
+            addr,
+            count_arg(&args),
+            option(&args, "--threads").unwrap_or(1).max(1),
+            flag(&args, "--await-close"),
+        ),
+        "hold" => hold(addr, count_arg(&args), flag(&args, "--echo")),
+        "serve" if flag(&args, "--async") => serve_async(addr, option(&args, "--lines")),
+        "serve" => serve(addr, flag(&args, "--http")),
+        "relay" => relay(addr),
         "raw" => raw(addr, args.get(2).map(String::as_str).unwrap_or("")),
         _ => usage(),
     }
 }
 
 fn usage() -> ! {
-    eprintln!("usage: sluice-probe [--cgroup DIR] connect|udp|bench-connect|serve ADDR ...");
+    eprintln!(
+        "usage: sluice-probe [--cgroup DIR] connect|udp|bench-connect|bench-connrate|hold|serve|relay ADDR ..."
+    );
     std::process::exit(2)
+}
+
+fn flag(args: &[String], name: &str) -> bool {
+    args.iter().any(|a| a == name)
+}
+
+/// `NAME VALUE`, parsed; a present but unparseable value is a usage error.
+fn option(args: &[String], name: &str) -> Option<usize> {
+    let i = args.iter().position(|a| a == name)?;
+    Some(
+        args.get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| usage()),
+    )
+}
+
+/// The positional count after ADDR.
+fn count_arg(args: &[String]) -> usize {
+    args.get(2)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| usage())
+}
+
+/// Sends a line and reads its echo.
+fn ping(s: &mut TcpStream) -> std::io::Result<()> {
+    s.set_read_timeout(Some(TIMEOUT))?;
+    s.write_all(b"ping\n")?;
+    let mut reply = [0u8; 5];
+    s.read_exact(&mut reply)?;
+    if &reply != b"ping\n" {
+        return Err(std::io::Error::other("unexpected echo"));
+    }
+    Ok(())
+}
+
+/// Reads until the peer closes (or the read timeout), for `--await-close`.
+fn await_close(s: &mut TcpStream) -> std::io::Result<()> {
+    let mut buf = [0u8; 64];
+    while s.read(&mut buf)? > 0 {}
+    Ok(())
+}
+
+/// Median, p99, max and mean in µs of samples in ns (sorted in place).
+fn percentiles(samples: &mut [u64]) -> serde_json::Value {
+    samples.sort_unstable();
+    let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0;
+    let mean = samples.iter().sum::<u64>() as f64 / samples.len() as f64 / 1000.0;
+    json!({"median_us": pct(0.5), "p99_us": pct(0.99), "max_us": pct(1.0), "mean_us": mean})
+}
+
+/// `a` with the fields of `b` added (both objects).
+fn merge(mut a: serde_json::Value, b: serde_json::Value) -> serde_json::Value {
+    if let (Some(a), serde_json::Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+    a
 }
 
 fn print(v: serde_json::Value) {
@@ -118,25 +188,96 @@ fn udp(addr: SocketAddr) {
     );
 }
 
-/// connect() latency: the syscall alone (handshake included), then close.
-fn bench_connect(addr: SocketAddr, count: usize) {
+/// connect() latency: the syscall alone (handshake included), then close (with
+/// `--await-close`, after a line echoed and the server's close, not timed).
+fn bench_connect(addr: SocketAddr, count: usize, await_server: bool) {
     let mut samples = Vec::with_capacity(count);
     for _ in 0..count {
         let t = Instant::now();
-        let s = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap_or_else(|e| fail(&e));
+        let mut s = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap_or_else(|e| fail(&e));
         samples.push(t.elapsed().as_nanos() as u64);
-        drop(s);
+        if await_server {
+            ping(&mut s)
+                .and_then(|()| await_close(&mut s))
+                .unwrap_or_else(|e| fail(&e));
+        }
     }
-    samples.sort_unstable();
-    let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0;
-    let mean = samples.iter().sum::<u64>() as f64 / samples.len() as f64 / 1000.0;
-    print(
-        json!({"ok": true, "count": count, "median_us": pct(0.5), "p99_us": pct(0.99), "mean_us": mean}),
-    );
+    print(merge(
+        json!({"ok": true, "count": count}),
+        percentiles(&mut samples),
+    ));
 }
 
-/// Echo server (or a one-line HTTP responder); reports every accepted peer.
-fn serve(addr: SocketAddr, http: bool) {
+/// Short connections per second: each one connects, writes a line, reads its echo and closes
+/// (after the server's close with `--await-close`); COUNT in all, shared by `threads` clients
+/// each running one connection at a time. Latency is per connection, connect to close.
+fn bench_connrate(addr: SocketAddr, count: usize, threads: usize, await_server: bool) {
+    let started = Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|i| {
+            let n = count / threads + usize::from(i < count % threads);
+            std::thread::spawn(move || -> std::io::Result<Vec<u64>> {
+                let mut samples = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let t = Instant::now();
+                    let mut s = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+                    s.set_nodelay(true)?;
+                    ping(&mut s)?;
+                    if await_server {
+                        await_close(&mut s)?;
+                    }
+                    drop(s);
+                    samples.push(t.elapsed().as_nanos() as u64);
+                }
+                Ok(samples)
+            })
+        })
+        .collect();
+    let mut samples = Vec::with_capacity(count);
+    for w in workers {
+        match w.join().expect("client thread") {
+            Ok(s) => samples.extend(s),
+            Err(e) => fail(&e),
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    print(merge(
+        json!({"ok": true, "count": count, "threads": threads, "per_s": count as f64 / elapsed}),
+        percentiles(&mut samples),
+    ));
+}
+
+/// Opens N connections (with `--echo`, one line each and its echo, so a proxy's upstream is
+/// established too), reports them open, and keeps them idle until stdin closes.
+fn hold(addr: SocketAddr, n: usize, echo: bool) {
+    let started = Instant::now();
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        let opened = (|| -> std::io::Result<TcpStream> {
+            let mut s = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+            if echo {
+                ping(&mut s)?;
+            }
+            Ok(s)
+        })();
+        match opened {
+            Ok(s) => held.push(s),
+            Err(e) => {
+                print(
+                    json!({"ok": false, "open": held.len(), "errno": e.raw_os_error(), "error": e.to_string()}),
+                );
+                std::process::exit(1)
+            }
+        }
+    }
+    print(
+        json!({"ok": true, "open": held.len(), "elapsed_ms": started.elapsed().as_millis() as u64}),
+    );
+    let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+}
+
+/// A listener with a deep backlog; prints its address.
+fn listen(addr: SocketAddr) -> TcpListener {
     // std listens with a backlog of 128, which a tight connect loop overflows (SYNs dropped,
     // 1 s retransmits in the measurements).
     let sock = socket2::Socket::new(
@@ -150,6 +291,19 @@ fn serve(addr: SocketAddr, http: bool) {
     sock.listen(4096).unwrap_or_else(|e| fail(&e));
     let l: TcpListener = sock.into();
     print(json!({"listening": l.local_addr().expect("bound").to_string()}));
+    l
+}
+
+/// The same listener for a tokio runtime.
+fn listen_async(addr: SocketAddr) -> tokio::net::TcpListener {
+    let l = listen(addr);
+    l.set_nonblocking(true).unwrap_or_else(|e| fail(&e));
+    tokio::net::TcpListener::from_std(l).unwrap_or_else(|e| fail(&e))
+}
+
+/// Echo server (or a one-line HTTP responder); reports every accepted peer.
+fn serve(addr: SocketAddr, http: bool) {
+    let l = listen(addr);
     for conn in l.incoming() {
         let Ok(mut s) = conn else { continue };
         let peer = s.peer_addr().map(|p| p.to_string()).unwrap_or_default();
@@ -194,6 +348,95 @@ fn serve(addr: SocketAddr, http: bool) {
             }
         });
     }
+}
+
+/// Echo server on one thread (tokio, current-thread): a task per connection instead of a
+/// thread, so ten thousand idle connections are cheap. With `--lines N` it closes its side
+/// after echoing N lines (0: right after accepting), so TIME_WAIT stays here and not with the
+/// client. Accepted peers are not reported.
+fn serve_async(addr: SocketAddr, lines: Option<usize>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let l = listen_async(addr);
+        loop {
+            match l.accept().await {
+                Ok((s, _)) => {
+                    tokio::spawn(echo(s, lines));
+                }
+                // EMFILE and friends: back off instead of spinning.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    })
+}
+
+async fn echo(mut s: tokio::net::TcpStream, lines: Option<usize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = s.set_nodelay(true);
+    let mut left = lines;
+    let mut buf = [0u8; 1024];
+    while left != Some(0) {
+        let n = match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if s.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+        if let Some(left) = &mut left {
+            *left = left.saturating_sub(buf[..n].iter().filter(|&&b| b == b'\n').count());
+        }
+    }
+}
+
+/// A minimal transparent relay, the userspace half of an nftables/iptables REDIRECT setup:
+/// accepts, reads the connection's original destination (`SO_ORIGINAL_DST`, kept by NAT),
+/// connects there and copies both ways. Same runtime shape as sluice (multi-threaded, one
+/// worker per core, a task per connection), so a comparison shows what each does per
+/// connection; it logs nothing.
+fn relay(addr: SocketAddr) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let l = listen_async(addr);
+        loop {
+            match l.accept().await {
+                Ok((s, _)) => {
+                    tokio::spawn(async move {
+                        if let Err(e) = relay_one(s).await {
+                            eprintln!("relay: {e}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    eprintln!("relay: accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    })
+}
+
+async fn relay_one(mut client: tokio::net::TcpStream) -> std::io::Result<()> {
+    // getsockopt(SOL_IP, SO_ORIGINAL_DST): the destination before the REDIRECT rewrote it.
+    let dst = socket2::SockRef::from(&client)
+        .original_dst_v4()?
+        .as_socket()
+        .ok_or_else(|| std::io::Error::other("original destination is not IPv4"))?;
+    // A connection straight to the relay (not redirected) would loop back to it.
+    if dst == client.local_addr()? {
+        return Err(std::io::Error::other("not a redirected connection"));
+    }
+    let mut upstream = tokio::net::TcpStream::connect(dst).await?;
+    client.set_nodelay(true)?;
+    upstream.set_nodelay(true)?;
+    tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+    Ok(())
 }
 
 /// Replaces the probe with a real client (psql, pgbench, ssh...), already inside the cgroup.
