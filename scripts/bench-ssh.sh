@@ -8,7 +8,7 @@
 # audit log (AUDIT_MODES). A sluice leg that fails prints "sluice leg failed: ..." and the
 # direct numbers are still reported.
 # Bounded: every ssh run has a RUN_TIMEOUT, a leg stops at its first failure; loopback and a
-# private namespace only. Writes a CSV under RESULTS_DIR.
+# private namespace only. Writes $OUT/ssh.csv (cargo xtask bench sets OUT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib-netns.sh
@@ -22,7 +22,7 @@ RUN_TIMEOUT=${RUN_TIMEOUT:-30}
 AUDIT_MODES=${AUDIT_MODES:-"false true"}
 # zeros: a sparse file (no disk, no masking work); text: web-log lines (what an agent cats).
 DATA=${DATA:-text}
-RESULTS_DIR=${RESULTS_DIR:-$TARGET/bench-results}
+OUT=${OUT:-$TARGET/bench-results}
 SSH_USER=sluicetest
 # The integration tests' user and password (tests/src/ssh.rs), set up the same way.
 SSH_PASSWORD=sluice-test-password
@@ -208,8 +208,8 @@ for audit in $AUDIT_MODES; do
   [ -z "${FAILED[$name]:-}" ] || echo "sluice leg failed: $name: ${FAILED[$name]}"
 done
 
-mkdir -p "$RESULTS_DIR"
-CSV="$RESULTS_DIR/ssh-$(date +%Y%m%d-%H%M%S).csv"
+mkdir -p "$OUT"
+CSV="$OUT/ssh.csv"
 echo "setup,metric,value,unit,ratio_vs_direct,status,size_mib,repeat,rounds,data" > "$CSV"
 ratio() { echo "$1 / $2" | bc -l; }
 echo

@@ -3,8 +3,9 @@
 //! - `setup`: installs everything (idempotent, Debian 12, root): scripts/setup.sh.
 //! - `test`: setup, build every binary, run the whole test suite.
 //! - `demo`: setup, build, run scripts/demo.sh.
-//! - `bench-redirect`: connect() latency and short connections per second: outside any cgroup,
-//!   through sluice, and through an nftables REDIRECT to a transparent relay.
+//! - `bench`: run benchmarks, write CSVs, PNG plots and MACHINE.md (see bench.rs).
+
+mod bench;
 
 use std::{
     path::{Path, PathBuf},
@@ -33,9 +34,15 @@ enum Cmd {
     },
     /// Setup, build, and run the demo.
     Demo,
-    /// connect() latency and short connections per second: direct, through sluice, through an
-    /// nftables REDIRECT.
-    BenchRedirect,
+    /// Setup, release build, run benchmarks; CSVs, PNG plots and MACHINE.md go to --out.
+    Bench {
+        /// Results directory [default: docs/benchmarks in this repository].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Benchmarks to run, always in this order [default: all].
+        #[arg(value_enum, value_name = "WHAT")]
+        what: Vec<bench::Bench>,
+    },
 }
 
 fn root() -> PathBuf {
@@ -86,10 +93,13 @@ fn main() -> anyhow::Result<()> {
             build()?;
             run(Command::new("bash").arg("scripts/demo.sh"))
         }
-        Cmd::BenchRedirect => {
-            setup()?;
-            run(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
-            run(Command::new("bash").arg("scripts/bench-redirect.sh"))
+        Cmd::Bench { out, what } => {
+            let out = match out {
+                // Relative to where the command was typed, as for any other CLI path.
+                Some(dir) => std::path::absolute(dir)?,
+                None => root().join("docs/benchmarks"),
+            };
+            bench::bench(&out, &what)
         }
     }
 }
