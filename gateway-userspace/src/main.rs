@@ -166,10 +166,35 @@ fn main() {
     std::process::exit(code);
 }
 
+/// Each proxied connection holds two descriptors (agent and upstream). The usual soft limit of
+/// 1,024 would refuse accepts at about 500 connections, far below `max_connections`; raise it
+/// to the hard limit, as servers do, and say when even that is too low.
+fn raise_open_file_limit(max_connections: usize) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft < hard {
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::info!(event = "open_file_limit", from = soft, to = hard,
+                                     "raised the open-file limit"),
+            Err(e) => tracing::warn!(event = "open_file_limit", error = %e,
+                                     "cannot raise the open-file limit"),
+        }
+    }
+    let needed = 2 * max_connections as u64 + 256;
+    if hard < needed {
+        tracing::warn!(event = "open_file_limit", limit = hard, needed, max_connections,
+                       "the open-file limit is below what max_connections needs; accepts will fail \
+                        before it (raise LimitNOFILE or lower max_connections)");
+    }
+}
+
 fn run(command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Run { config } => {
             let config = Config::load(&config)?;
+            raise_open_file_limit(config.max_connections);
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
