@@ -37,8 +37,8 @@
 # transaction the disk's fsync latency, not the path to the database, sets the tps (seen here:
 # 240 to 4,000 tps at 1 client from run to run). PG_SYNC_COMMIT=on measures durable commits;
 # PG_OPTS adds other server options. The audit log's own fsyncs are sluice's and stay.
-# The gateways log at GW_LOG (warn, plus sluice::server's "gateway ready" and connection lines):
-# sluice's default level, info, also writes one line per statement.
+# The gateways log at GW_LOG, by default sluice's own default (info: a line per connection, per
+# refused or held statement; allowed statements are logged at debug).
 #
 # Knobs: DURATION (8 s), CLIENTS ("1 8 32"), MODES ("simple prepared"), WORKLOADS ("select-only
 # tpcb"), SETUPS ("direct pgbouncer sluice sluice-audited"), SCALE (10), AUDITED_MODES,
@@ -68,7 +68,7 @@ OUT=${OUT:-target/bench-results}
 PG_SYNC_COMMIT=${PG_SYNC_COMMIT:-off}
 # The gateway's log filter: the "gateway ready" line (sluice::server, info) is needed; sluice's
 # own default (info) also writes a line per statement (sluice::proto::command), left out here.
-GW_LOG=${GW_LOG:-warn,sluice::server=info}
+GW_LOG=${GW_LOG:-info}
 NS=slbenchpg
 DB=169.254.202.2
 PGB_ADDR=169.254.202.1
