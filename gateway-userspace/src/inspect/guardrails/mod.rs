@@ -396,7 +396,7 @@ pub struct SqlAnalyzer {
 
 /// Shape keys start with a byte no SQL text holds (PostgreSQL rejects NUL in a query string),
 /// so they never collide with exact texts in the shared cache.
-const SHAPE_KEY_PREFIX: char = '\0';
+const SHAPE_KEY_PREFIX: &str = "\0";
 
 impl SqlAnalyzer {
     /// `capacity` is the number of distinct texts kept; 0 disables the cache.
@@ -414,9 +414,8 @@ impl SqlAnalyzer {
             return Arc::clone(hit);
         }
         let shape_key = (sql.len() <= MAX_CACHED_LEN)
-            .then(|| shape::literal_shape(sql))
-            .flatten()
-            .map(|shape| format!("{SHAPE_KEY_PREFIX}{shape}"));
+            .then(|| shape::literal_shape(SHAPE_KEY_PREFIX, sql))
+            .flatten();
         if let Some(key) = &shape_key
             && let Some(hit) = lock(cache).get(key.as_str())
         {
@@ -428,12 +427,15 @@ impl SqlAnalyzer {
         let analysis = Arc::new(analysis);
         if sql.len() <= MAX_CACHED_LEN {
             let mut cache = lock(cache);
-            match shape_key {
-                Some(key) if analysis.is_clean() && !literal_read => {
-                    cache.put(key, Arc::clone(&analysis))
-                }
-                _ => cache.put(sql.to_owned(), Arc::clone(&analysis)),
-            };
+            // The exact text too: a text sent again is then found without computing its shape.
+            // Other texts of the shape are not added one by one.
+            if let Some(key) = shape_key
+                && analysis.is_clean()
+                && !literal_read
+            {
+                cache.put(key, Arc::clone(&analysis));
+            }
+            cache.put(sql.to_owned(), Arc::clone(&analysis));
         }
         analysis
     }

@@ -8,8 +8,9 @@
 //! comments, non-ASCII bytes, numbers run into a word (`1a`, `0x1F`, `1_000`), and unterminated
 //! quotes. Getting a literal's extent wrong must never make two different statements alike.
 
-/// The shape of `sql`, or `None` when the text uses anything the lexer does not model.
-pub(super) fn literal_shape(sql: &str) -> Option<String> {
+/// The shape of `sql` after `prefix`, or `None` when the text uses anything the lexer does not
+/// model.
+pub(super) fn literal_shape(prefix: &str, sql: &str) -> Option<String> {
     let b = sql.as_bytes();
     if b.iter()
         .any(|&c| c >= 0x80 || matches!(c, b'\\' | b'$' | 0))
@@ -17,10 +18,19 @@ pub(super) fn literal_shape(sql: &str) -> Option<String> {
         return None;
     }
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
-    let mut out = String::with_capacity(sql.len());
+    let mut out = String::with_capacity(prefix.len() + sql.len());
+    out.push_str(prefix);
+    // Bytes copied as they are accumulate from `copied` and are pushed in one go.
+    let mut copied = 0;
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
+        if !matches!(c, b'-' | b'/' | b'\'' | b'"' | b'0'..=b'9') {
+            i += 1;
+            continue;
+        }
+        out.push_str(&sql[copied..i]);
+        copied = i;
         match c {
             b'-' if b.get(i + 1) == Some(&b'-') => return None,
             b'/' if b.get(i + 1) == Some(&b'*') => return None,
@@ -29,23 +39,19 @@ pub(super) fn literal_shape(sql: &str) -> Option<String> {
                     return None;
                 }
                 i = closing_quote(b, i + 1, b'\'')?;
+                copied = i;
                 out.push('?');
             }
-            b'"' => {
-                let end = closing_quote(b, i + 1, b'"')?;
-                out.push_str(&sql[i..end]);
-                i = end;
-            }
+            b'"' => i = closing_quote(b, i + 1, b'"')?,
             b'0'..=b'9' if i == 0 || !(word(b[i - 1]) || b[i - 1] == b'.') => {
                 i = number_end(b, i)?;
+                copied = i;
                 out.push('?');
             }
-            _ => {
-                out.push(c as char);
-                i += 1;
-            }
+            _ => i += 1,
         }
     }
+    out.push_str(&sql[copied..]);
     Some(out)
 }
 
@@ -92,7 +98,9 @@ fn number_end(b: &[u8], mut i: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::literal_shape as shape;
+    fn shape(sql: &str) -> Option<String> {
+        super::literal_shape("", sql)
+    }
 
     #[test]
     fn literals_become_placeholders_and_the_rest_stays() {
