@@ -94,7 +94,9 @@ pub fn bench(out: &Path, what: &[Bench]) -> anyhow::Result<()> {
                 run(Command::new("bash")
                     .arg(&script)
                     .env("OUT", out)
-                    .env("BIN", target.join("release")))
+                    .env("BIN", target.join("release"))
+                    // Already built above (bench-ssh.sh would rebuild with other features).
+                    .env("BUILD", "0"))
             }
         };
         result.with_context(|| format!("bench {b} failed: stopped before plotting"))?;
