@@ -13,6 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib-netns.sh
+source scripts/lib-gw.sh
 source scripts/lib-pg.sh
 BIN=${BIN:-target/release}
 COUNTS=${COUNTS:-"1000 10000"}
@@ -96,12 +97,7 @@ YAML
   # Ready means attached; sluice's own logs at their default level (info).
   "$BIN/sluice" run --config "$WORK/policy.yaml" 2> "$WORK/gw.log" &
   GW_PID=$!
-  for _ in $(seq 100); do
-    grep -q "gateway ready" "$WORK/gw.log" && break
-    kill -0 "$GW_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  grep -q "gateway ready" "$WORK/gw.log" || { echo "sluice did not become ready:" >&2; tail -20 "$WORK/gw.log" >&2; exit 1; }
+  gw_wait_ready "$WORK/gw.log" "$GW_PID" || { echo "sluice did not become ready:" >&2; tail -20 "$WORK/gw.log" >&2; exit 1; }
   sleep "$SETTLE"
 }
 rss() { awk '/^VmRSS/ { print $2 }' "/proc/$GW_PID/status"; }

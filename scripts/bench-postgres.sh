@@ -53,6 +53,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib-netns.sh
 source scripts/lib-pg.sh
+source scripts/lib-gw.sh
 BIN=${BIN:-target/release}
 DURATION=${DURATION:-8}
 CLIENTS=${CLIENTS:-"1 8 32"}
@@ -201,12 +202,7 @@ YAML
   # straight to the database.
   RUST_LOG=$GW_LOG "$BIN/sluice" run --config "$dir/policy.yaml" 2>> "$dir/gw.log" &
   GW_PID[$name]=$!
-  for _ in $(seq 100); do
-    grep -q "gateway ready" "$dir/gw.log" && break
-    kill -0 "${GW_PID[$name]}" 2>/dev/null || break
-    sleep 0.1
-  done
-  grep -q "gateway ready" "$dir/gw.log" || {
+  gw_wait_ready "$dir/gw.log" "${GW_PID[$name]}" || {
     echo "$name: sluice run did not become ready:" >&2; tail -20 "$dir/gw.log" >&2; exit 1; }
 }
 has_setup sluice && start_gw sluice false

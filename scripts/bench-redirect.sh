@@ -25,6 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib-netns.sh
+source scripts/lib-gw.sh
 BIN=${BIN:-target/release}
 COUNT=${COUNT:-5000}
 RATE_COUNT=${RATE_COUNT:-5000}
@@ -90,12 +91,7 @@ YAML
 # to the host): wait for the ready line.
 "$BIN/sluice" run --config "$WORK/policy.yaml" 2> "$WORK/gw.log" &
 GW_PID=$!
-for _ in $(seq 100); do
-  grep -q "gateway ready" "$WORK/gw.log" && break
-  kill -0 "$GW_PID" 2>/dev/null || break
-  sleep 0.1
-done
-grep -q "gateway ready" "$WORK/gw.log" || { echo "sluice did not become ready:" >&2; tail -20 "$WORK/gw.log" >&2; exit 1; }
+gw_wait_ready "$WORK/gw.log" "$GW_PID" || { echo "sluice did not become ready:" >&2; tail -20 "$WORK/gw.log" >&2; exit 1; }
 
 # The relay, outside both cgroups (its own connects are not redirected), on an ephemeral port.
 "$BIN/sluice-probe" relay 127.0.0.1:0 > "$WORK/relay.out" 2> "$WORK/relay.err" &

@@ -12,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib-netns.sh
+source scripts/lib-gw.sh
 TARGET=${CARGO_TARGET_DIR:-target}
 BIN=${BIN:-$TARGET/release}
 SIZE_MB=${SIZE_MB:-1024}
@@ -180,12 +181,7 @@ YAML
   # straight to the host.
   RUST_LOG=info "$BIN/sluice" run --config "$WORK/policy.yaml" 2>> "$WORK/gw.log" &
   GW_PID=$!
-  for _ in $(seq 100); do
-    grep -q "gateway ready" "$WORK/gw.log" && break
-    kill -0 "$GW_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  if ! grep -q "gateway ready" "$WORK/gw.log"; then
+  if ! gw_wait_ready "$WORK/gw.log" "$GW_PID"; then
     FAILED[$2]="sluice run did not become ready: $(tail -5 "$WORK/gw.log" | tr '\n' ' ')"
     stop_gw; return 1
   fi

@@ -109,7 +109,9 @@ reviewer &
 REVIEWER_PID=$!
 
 step "The agent, unchanged, wrapped: sluice exec --config policy.yaml -- sh -c '...'"
-"$BIN/sluice" --log-file "$WORK/sluice.log" exec --config "$WORK/policy.yaml" -- sh -c "$AGENT"
+# Allowed statements are logged at debug level; the demo shows them next to the refusals.
+RUST_LOG=info,sluice::proto::command=debug \
+  "$BIN/sluice" --log-file "$WORK/sluice.log" exec --config "$WORK/policy.yaml" -- sh -c "$AGENT"
 wait "$REVIEWER_PID" || true
 
 step "What sluice logged"

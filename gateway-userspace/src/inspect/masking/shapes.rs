@@ -287,4 +287,4 @@ mod simd {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

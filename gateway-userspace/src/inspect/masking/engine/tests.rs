@@ -551,15 +551,7 @@ fn name_tokens_and_globs() {
 /// digits, separators and near misses, both engines must find exactly the same values.
 #[test]
 fn shape_scanner_finds_what_the_hyperscan_triggers_found() {
-    struct Rng(u64);
-    impl Rng {
-        fn below(&mut self, n: usize) -> usize {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n as u64) as usize
-        }
-    }
+    use crate::inspect::masking::shapes::tests::Rng;
     const TOKENS: &[&str] = &[
         "4242 4242 4242 4242",
         "4242-4242-4242-4242",

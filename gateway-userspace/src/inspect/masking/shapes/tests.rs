@@ -2,8 +2,8 @@ use regex::bytes::Regex;
 
 use super::*;
 
-/// xorshift64*: reproducible inputs without a rand dependency.
-struct Rng(u64);
+/// xorshift64*: reproducible inputs without a rand dependency (the engine tests use it too).
+pub(in crate::inspect::masking) struct Rng(pub u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -12,7 +12,7 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
-    fn below(&mut self, n: usize) -> usize {
+    pub fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
 }
