@@ -34,12 +34,6 @@ CG="$CG_ROOT/sluice-benchmem-$$"
 MAX_N=0
 for n in $COUNTS; do [ "$n" -gt "$MAX_N" ] && MAX_N=$n; done
 [ "$PG_N" -gt "$MAX_N" ] && MAX_N=$PG_N
-kill_cgroup() {
-  [ -d "$1" ] || return 0
-  echo 1 > "$1/cgroup.kill" 2>/dev/null || true
-  for _ in $(seq 50); do rmdir "$1" 2>/dev/null && return 0; sleep 0.1; done
-  return 0
-}
 stop_gw() {
   [ -z "${GW_PID:-}" ] || { kill "$GW_PID" 2>/dev/null; wait "$GW_PID" 2>/dev/null || true; GW_PID=; }
   return 0
@@ -55,12 +49,10 @@ cleanup() {
   return 0
 }
 trap cleanup EXIT
-for b in sluice sluice-probe; do
-  [ -x "$BIN/$b" ] || { echo "no $BIN/$b: build it or set BIN" >&2; exit 1; }
-done
-# sluice does not raise its own limit (RLIMIT_NOFILE is inherited): 10,000 connections need
-# 20,000 descriptors and more, beyond a 1,024 or 20,000 default. Raising the hard limit needs
-# CAP_SYS_RESOURCE; without it, up to the hard limit, and the counts are capped to what fits.
+need_bins sluice sluice-probe
+# sluice raises its soft limit only up to the hard one: 10,000 connections need 20,000
+# descriptors and more. Raising the hard limit needs CAP_SYS_RESOURCE; without it, up to the
+# hard limit, and the counts are capped to what fits.
 if ! ulimit -n "$NOFILE" 2>/dev/null; then
   ulimit -n "$(ulimit -Hn)"
   echo "note: cannot raise the open-file limit to $NOFILE (hard limit $(ulimit -Hn), no CAP_SYS_RESOURCE?)"

@@ -90,14 +90,6 @@ declare -A CG GW_PID
 CG[sluice]="$CG_ROOT/sluice-benchpg-$$"
 CG[sluice-audited]="$CG_ROOT/sluice-benchpg-audited-$$"
 PGB_PID=
-# Explicit `return 0`s: a bare `return` in the EXIT trap returns the status of the command that
-# failed before the trap, and errexit would then end the cleanup halfway.
-kill_cgroup() {
-  [ -d "$1" ] || return 0
-  echo 1 > "$1/cgroup.kill" 2>/dev/null || true
-  for _ in $(seq 50); do rmdir "$1" 2>/dev/null && return 0; sleep 0.1; done
-  return 0
-}
 stop_gw() {
   local pid=${GW_PID[$1]:-}
   [ -n "$pid" ] || return 0

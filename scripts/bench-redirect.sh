@@ -41,14 +41,6 @@ NFT_TABLE=sluice_bench
 CG_ROOT=$(cgroup2_root)
 CG="$CG_ROOT/sluice-bench-$$"
 NFT_CG="$CG_ROOT/sluice-bench-nft-$$"
-# Explicit `return 0`s: a bare `return` in the EXIT trap returns the status of the command that
-# failed before the trap, and errexit would then end the cleanup halfway.
-kill_cgroup() {
-  [ -d "$1" ] || return 0
-  echo 1 > "$1/cgroup.kill" 2>/dev/null || true
-  for _ in $(seq 50); do rmdir "$1" 2>/dev/null && return 0; sleep 0.1; done
-  return 0
-}
 cleanup() {
   nft delete table ip "$NFT_TABLE" 2>/dev/null || true
   [ -n "${GW_PID:-}" ] && kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null || true
@@ -61,9 +53,7 @@ cleanup() {
   return 0
 }
 trap cleanup EXIT
-for b in sluice sluice-probe; do
-  [ -x "$BIN/$b" ] || { echo "no $BIN/$b: build it or set BIN" >&2; exit 1; }
-done
+need_bins sluice sluice-probe
 # A table left by a killed run.
 nft delete table ip "$NFT_TABLE" 2>/dev/null || true
 

@@ -33,14 +33,6 @@ WORK=$(mktemp -d /tmp/sluice-bench-ssh.XXXXXX); chmod 755 "$WORK"
 CG_ROOT=$(cgroup2_root)
 CG="$CG_ROOT/sluice-benchssh-$$"
 SSHD_CG="$CG_ROOT/sluice-benchssh-sshd-$$"
-# Explicit `return 0`s: a bare `return` in the EXIT trap returns the status of the command that
-# failed before the trap, and errexit would then end the cleanup halfway.
-kill_cgroup() {
-  [ -d "$1" ] || return 0
-  echo 1 > "$1/cgroup.kill" 2>/dev/null || true
-  for _ in $(seq 50); do rmdir "$1" 2>/dev/null && return 0; sleep 0.1; done
-  return 0
-}
 cleanup() {
   [ -n "${GW_PID:-}" ] && kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null || true
   kill_cgroup "$CG"
@@ -54,7 +46,7 @@ trap cleanup EXIT
 if [ "${BUILD:-1}" = 1 ]; then
   cargo build --release -p gateway-userspace --bin sluice
 fi
-[ -x "$BIN/sluice" ] || { echo "no $BIN/sluice: build it or set BIN" >&2; exit 1; }
+need_bins sluice
 
 # The test account, as the integration tests create it (same lock: they may run right now).
 flock /tmp/sluice-tests-ssh-user.lock sh -c "

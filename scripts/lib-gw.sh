@@ -11,3 +11,11 @@ gw_wait_ready() {
   done
   grep -q "gateway ready" "$log"
 }
+
+# need_bins NAME... : each must be an executable in $BIN, else say how to get it and exit.
+need_bins() {
+  local b
+  for b in "$@"; do
+    [ -x "$BIN/$b" ] || { echo "no $BIN/$b: build it or set BIN" >&2; exit 1; }
+  done
+}

@@ -22,3 +22,13 @@ netns_down() {
 cgroup2_root() {
   awk '$3=="cgroup2"{print $2}' /proc/self/mounts | grep -E '^/sys/fs/cgroup(/unified)?$' | head -1
 }
+
+# Kills whatever is left in a cgroup and removes it. Explicit `return 0`s: a bare `return` in an
+# EXIT trap returns the status of the command that failed before the trap, and errexit would then
+# end the cleanup halfway.
+kill_cgroup() {
+  [ -d "$1" ] || return 0
+  echo 1 > "$1/cgroup.kill" 2>/dev/null || true
+  for _ in $(seq 50); do rmdir "$1" 2>/dev/null && return 0; sleep 0.1; done
+  return 0
+}
