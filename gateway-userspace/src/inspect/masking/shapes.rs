@@ -58,6 +58,24 @@ struct Classes {
     upper: u64,
 }
 
+impl Classes {
+    /// The classes from two compares of the window against a byte: `eq(b)` (equal to `b`) and
+    /// `range(lo, width)` (within `lo..=lo + width`), each a 64-bit mask. Both SIMD classifiers
+    /// provide these; the classes are defined once, here.
+    #[inline(always)]
+    fn from_compares(eq: impl Fn(u8) -> u64, range: impl Fn(u8, u8) -> u64) -> Classes {
+        Classes {
+            digit: range(b'0', 9),
+            upper: range(b'A', 25),
+            hyphen: eq(b'-'),
+            space: eq(b' '),
+            dot: eq(b'.'),
+            lparen: eq(b'('),
+            rparen: eq(b')'),
+        }
+    }
+}
+
 /// Longest look-back of any shape (the 4-6-4 card): bytes before the window's new part.
 const LOOKBACK: usize = 16;
 /// New bytes per window; the first `LOOKBACK` bits of a window only serve as left context.
@@ -241,15 +259,7 @@ mod simd {
                 _mm512_set1_epi8(width as i8),
             )
         };
-        Classes {
-            digit: range(b'0', 9),
-            upper: range(b'A', 25),
-            hyphen: eq(b'-'),
-            space: eq(b' '),
-            dot: eq(b'.'),
-            lparen: eq(b'('),
-            rparen: eq(b')'),
-        }
+        Classes::from_compares(eq, range)
     }
 
     #[target_feature(enable = "avx2")]
@@ -274,15 +284,7 @@ mod simd {
                 _mm256_cmpeq_epi8(_mm256_min_epu8(x, _mm256_set1_epi8(width as i8)), x)
             })
         };
-        Classes {
-            digit: range(b'0', 9),
-            upper: range(b'A', 25),
-            hyphen: eq(b'-'),
-            space: eq(b' '),
-            dot: eq(b'.'),
-            lparen: eq(b'('),
-            rparen: eq(b')'),
-        }
+        Classes::from_compares(eq, range)
     }
 }
 
