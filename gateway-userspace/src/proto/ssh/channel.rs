@@ -174,14 +174,18 @@ struct Agent {
 }
 
 impl Agent {
-    /// A `sluice:` line on the agent's stderr (CRLF in a terminal, whose output is raw).
+    /// A `sluice:` line for the agent: on stderr, or in a terminal (whose output is raw: CRLF)
+    /// in the output stream itself. A terminal has one output, as sshd merges a pty's stderr
+    /// too, and the ssh client writes the two streams in whatever order it reads them: as
+    /// stderr, a refusal's notice could land after the remote's fresh prompt.
     async fn notice(&self, text: &str) {
-        let line = if self.pty {
-            format!("\r\nsluice: {text}\r\n")
+        let _ = if self.pty {
+            let line = format!("\r\nsluice: {text}\r\n");
+            self.tx.data_bytes(Bytes::from(line)).await
         } else {
-            format!("sluice: {text}\n")
+            let line = format!("sluice: {text}\n");
+            self.tx.extended_data_bytes(1, Bytes::from(line)).await
         };
-        let _ = self.tx.extended_data_bytes(1, Bytes::from(line)).await;
     }
 
     /// Ends the channel with a message and an exit status.
