@@ -31,6 +31,15 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:15001";
 pub const DEFAULT_STATE_DIR: &str = "/run/sluice";
 /// Default cap on concurrent proxied connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default cap on one target's concurrent connections: one target's agents cannot take every
+/// slot of the gateway.
+pub const DEFAULT_TARGET_MAX_CONNECTIONS: usize = 1_000;
+/// Default cap on one process's concurrent connections: one agent process cannot take every slot
+/// of its target (a connection pool of a few dozen stays far below it).
+pub const DEFAULT_PROCESS_MAX_CONNECTIONS: usize = 256;
+/// Default time a connection has from accept to an authenticated session (PostgreSQL startup
+/// and login, SSH key exchange and authentication).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A validated policy.
 #[derive(Clone, Debug)]
@@ -44,6 +53,10 @@ pub struct Config {
     /// Persistent data (the audit log and its key).
     pub data_dir: PathBuf,
     pub max_connections: usize,
+    /// From accept to an authenticated session; slower connections are closed.
+    pub handshake_timeout: std::time::Duration,
+    /// Files holding secrets the policy reads (`file:` secrets): protected from agents.
+    pub secret_files: Vec<PathBuf>,
     pub targets: Vec<Target>,
     pub resources: Vec<Resource>,
     pub egress: Egress,
@@ -65,6 +78,24 @@ pub struct Target {
     pub name: String,
     pub cgroup: TargetCgroup,
     pub egress: EgressMode,
+    pub inbound: InboundMode,
+    /// Concurrent connections of this target, and of one of its processes.
+    pub max_connections: usize,
+    pub max_connections_per_process: usize,
+}
+
+/// What a target's processes may accept from others.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InboundMode {
+    /// No binds to a fixed port; connection requests and unsolicited datagrams from outside the
+    /// host are dropped.
+    Deny,
+    /// Servers on loopback only (tools that talk to themselves): binds to a fixed port only on
+    /// loopback; connection requests from outside the host are dropped.
+    #[default]
+    Loopback,
+    Allow,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -281,9 +312,24 @@ impl fmt::Display for Destination {
 #[derive(Clone, Debug, Default)]
 pub struct Egress {
     /// Destinations every intercepted process may reach directly even under `egress: deny`.
-    pub allow: Vec<Destination>,
-    /// Also allow TCP port 53 to the nameservers of /etc/resolv.conf (UDP is never intercepted).
+    pub allow: Vec<EgressAllow>,
+    /// Also allow port 53 (UDP and TCP) of the nameservers of /etc/resolv.conf.
     pub dns: bool,
+}
+
+/// A destination reachable directly, over one transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EgressAllow {
+    pub destination: Destination,
+    pub transport: Transport,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Tcp,
+    Udp,
 }
 
 /// One problem in a policy file.
@@ -391,6 +437,8 @@ struct RawConfig {
     data_dir: Option<String>,
     #[serde(default)]
     max_connections: Option<Spanned<usize>>,
+    #[serde(default)]
+    handshake_timeout: Option<Spanned<String>>,
     // `Option` so that a key left empty (`resources:`) reads as an empty list.
     #[serde(default)]
     targets: Option<Vec<RawTarget>>,
@@ -495,6 +543,12 @@ struct RawTarget {
     #[serde(default)]
     cgroup: Option<Spanned<String>>,
     egress: Spanned<EgressMode>,
+    #[serde(default)]
+    inbound: Option<InboundMode>,
+    #[serde(default)]
+    max_connections: Option<Spanned<usize>>,
+    #[serde(default)]
+    max_connections_per_process: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -552,9 +606,18 @@ struct RawDestination {
 #[serde(deny_unknown_fields)]
 struct RawEgress {
     #[serde(default)]
-    allow: Vec<RawDestination>,
+    allow: Vec<RawAllow>,
     #[serde(default = "default_true")]
     dns: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAllow {
+    address: Spanned<String>,
+    port: Spanned<u16>,
+    #[serde(default)]
+    protocol: Transport,
 }
 
 pub(crate) fn resolve_secret(raw: &Spanned<RawSecret>, report: &mut Report) -> Option<Secret> {
@@ -571,7 +634,10 @@ pub(crate) fn resolve_secret(raw: &Spanned<RawSecret>, report: &mut Report) -> O
                 None
             }
         },
-        RawSecret::File(path) => match std::fs::read_to_string(path) {
+        RawSecret::File(path) => match {
+            report.secret_files.push(PathBuf::from(path));
+            std::fs::read_to_string(path)
+        } {
             // A trailing newline from `echo secret > file` is not part of the secret.
             Ok(v) => Some(Secret(v.trim_end_matches(['\n', '\r']).to_string())),
             Err(e) => {
@@ -586,9 +652,12 @@ fn default_true() -> bool {
     true
 }
 
-/// Collects diagnostics while validating.
+/// Collects diagnostics while validating, and the secret files read on the way.
 #[derive(Default)]
-pub(crate) struct Report(Vec<Diagnostic>);
+pub(crate) struct Report {
+    diagnostics: Vec<Diagnostic>,
+    secret_files: Vec<PathBuf>,
+}
 
 impl Report {
     pub(crate) fn error<T>(
@@ -597,7 +666,7 @@ impl Report {
         message: impl Into<String>,
         hint: Option<&str>,
     ) {
-        self.0.push(Diagnostic {
+        self.diagnostics.push(Diagnostic {
             line: at.referenced.line(),
             column: at.referenced.column(),
             message: message.into(),
@@ -745,10 +814,29 @@ impl RawConfig {
                     TargetCgroup::Path(path)
                 }
             };
+            let at_least_one = |v: &Option<Spanned<usize>>, what: &str, report: &mut Report| {
+                v.as_ref().and_then(|s| {
+                    if s.value == 0 {
+                        report.error(s, format!("`{what}` must be at least 1"), None);
+                        None
+                    } else {
+                        Some(s.value)
+                    }
+                })
+            };
             targets.push(Target {
                 name: t.name.value.clone(),
                 cgroup,
                 egress: t.egress.value,
+                inbound: t.inbound.unwrap_or_default(),
+                max_connections: at_least_one(&t.max_connections, "max_connections", &mut report)
+                    .unwrap_or(DEFAULT_TARGET_MAX_CONNECTIONS.min(max_connections)),
+                max_connections_per_process: at_least_one(
+                    &t.max_connections_per_process,
+                    "max_connections_per_process",
+                    &mut report,
+                )
+                .unwrap_or(DEFAULT_PROCESS_MAX_CONNECTIONS),
             });
         }
         // Programs attached to a cgroup also run for its descendants: a nested target would be
@@ -967,9 +1055,32 @@ impl RawConfig {
                 allow: e
                     .allow
                     .iter()
-                    .filter_map(|d| d.validate(&mut report))
+                    .filter_map(|a| {
+                        let d = RawDestination {
+                            address: a.address.clone(),
+                            port: a.port.clone(),
+                        };
+                        Some(EgressAllow {
+                            destination: d.validate(&mut report)?,
+                            transport: a.protocol,
+                        })
+                    })
                     .collect(),
                 dns: e.dns,
+            },
+        };
+        let handshake_timeout = match &self.handshake_timeout {
+            None => DEFAULT_HANDSHAKE_TIMEOUT,
+            Some(raw) => match humantime::parse_duration(raw.value.trim()) {
+                Ok(d) if !d.is_zero() => d,
+                _ => {
+                    report.error(
+                        raw,
+                        format!("`{}` is not a duration longer than zero", raw.value),
+                        Some("e.g. 10s"),
+                    );
+                    DEFAULT_HANDSHAKE_TIMEOUT
+                }
             },
         };
 
@@ -1149,7 +1260,7 @@ impl RawConfig {
                 );
                 match at {
                     Some(at) => report.error(at, message, hint),
-                    None => report.0.push(Diagnostic {
+                    None => report.diagnostics.push(Diagnostic {
                         line: 1,
                         column: 1,
                         message: message.into(),
@@ -1177,10 +1288,10 @@ impl RawConfig {
             None => AuditSettings::defaults(&data_dir),
         };
 
-        if !report.0.is_empty() {
+        if !report.diagnostics.is_empty() {
             return Err(ConfigError {
                 file: source.into(),
-                diagnostics: report.0,
+                diagnostics: report.diagnostics,
             });
         }
         Ok(Config {
@@ -1191,6 +1302,8 @@ impl RawConfig {
             data_dir,
             audit,
             max_connections,
+            handshake_timeout,
+            secret_files: report.secret_files,
             targets,
             resources,
             egress,

@@ -11,11 +11,13 @@
 //! - [`services`]: what sessions share: the approval broker and its API, OIDC identity, cancel
 //!   keys, alerts.
 //! - [`exec`]: `sluice exec`, running a command inside an intercepted cgroup.
+//! - [`cleanup`]: `sluice cleanup`, the only way interception is removed (`--detach`).
 //! - [`files`]: creating files that hold secrets.
 // Denied everywhere; the two exceptions (`ebpf::watch_readable`, the SIMD byte classifiers in
 // `inspect::masking::shapes`) explain themselves.
 #![deny(unsafe_code)]
 
+pub mod cleanup;
 pub mod config;
 pub mod conn;
 pub mod ebpf;

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 use sluice::{
     config::Config,
-    ebpf,
     exec::{self, ExecRequest},
     server::Gateway,
 };
@@ -61,10 +60,16 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
-    /// Detach interception left behind by a gateway that did not stop cleanly.
+    /// Show the interception a stopped gateway left in place; `--detach` removes it.
     Cleanup {
         #[arg(long, short)]
         config: PathBuf,
+        /// Remove interception (refused while processes remain in the target's cgroup).
+        #[arg(long)]
+        detach: bool,
+        /// With --detach: detach even though processes remain (they are then ungoverned).
+        #[arg(long)]
+        force: bool,
     },
     /// Mask PII, card data and secrets from stdin to stdout, streaming.
     Mask {
@@ -235,14 +240,14 @@ fn run(command: Command) -> anyhow::Result<i32> {
             name,
             command,
         }),
-        Command::Cleanup { config } => {
-            let config = Config::load(&config)?;
-            for t in &config.targets {
-                let n = ebpf::remove_stale_pins(&t.name)?;
-                println!("{}: detached {n} pinned link(s)", t.name);
-            }
-            Ok(0)
-        }
+        Command::Cleanup {
+            config,
+            detach,
+            force,
+        } => sluice::cleanup::run(
+            &Config::load(&config)?,
+            &sluice::cleanup::CleanupRequest { detach, force },
+        ),
         Command::Mask { config, report } => mask_stdin(config, report),
         Command::Approvals(args) => approvals_cli::run(args),
         Command::Ssh {
@@ -311,6 +316,21 @@ fn run(command: Command) -> anyhow::Result<i32> {
                     c.targets.len(),
                     c.resources.len()
                 );
+                // `egress: allow` governs only the listed resources: say so, it is easy to
+                // mistake for containment.
+                for t in c
+                    .targets
+                    .iter()
+                    .filter(|t| t.egress == sluice::config::EgressMode::Allow)
+                {
+                    println!(
+                        "note: target `{}` has `egress: allow`: monitoring mode. Its processes \
+                         reach any unlisted destination (TCP and UDP) directly; only listed \
+                         resources go through sluice, and a resource's port at an unlisted \
+                         address raises an alert. Use `egress: deny` to contain agents.",
+                        t.name
+                    );
+                }
                 Ok(0)
             }
             Err(e) => {

@@ -441,6 +441,10 @@ pub struct Policy {
     /// Resource entries written verbatim (protocol-specific settings).
     pub raw_resources: String,
     pub extra: String,
+    /// The listener (default: loopback, an ephemeral port).
+    pub listen: String,
+    /// Extra lines of the target's entry (`inbound: deny`, quotas), each `    key: value`.
+    pub target_extra: String,
 }
 
 impl Policy {
@@ -452,6 +456,8 @@ impl Policy {
             resources: Vec::new(),
             raw_resources: String::new(),
             extra: String::new(),
+            listen: "127.0.0.1:0".into(),
+            target_extra: String::new(),
         }
     }
 
@@ -463,7 +469,8 @@ impl Policy {
     /// Writes the policy (with private state and data dirs and an ephemeral listener port).
     pub fn write(&self, dir: &Path) -> PathBuf {
         let mut y = format!(
-            "listen: 127.0.0.1:0\nstate_dir: {}\ndata_dir: {}\ntargets:\n  - name: {}\n    egress: {}\n",
+            "listen: {}\nstate_dir: {}\ndata_dir: {}\ntargets:\n  - name: {}\n    egress: {}\n",
+            self.listen,
             dir.join("state").display(),
             dir.join("data").display(),
             self.target,
@@ -472,6 +479,7 @@ impl Policy {
         if let Some(cg) = &self.cgroup {
             y.push_str(&format!("    cgroup: {cg}\n"));
         }
+        y.push_str(&self.target_extra);
         y.push_str("resources:\n");
         for (name, addr, port) in &self.resources {
             y.push_str(&format!(
@@ -566,10 +574,11 @@ impl Drop for Gateway {
         if self.child.is_some() {
             self.stop();
         }
-        // Whatever happened (a crash test), never leave interception behind.
+        // Whatever happened (a crash test), never leave interception behind: a stopped gateway
+        // keeps it, so the test removes it explicitly (its cgroup may still hold processes
+        // that the cgroup's own drop kills).
         let _ = Command::new(bin_path("sluice"))
-            .arg("cleanup")
-            .arg("--config")
+            .args(["cleanup", "--detach", "--force", "--config"])
             .arg(&self.config_path)
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -18,6 +18,10 @@ pub struct TargetState {
     pub pid: u32,
     pub cgroup_dir: PathBuf,
     pub listen: String,
+    /// sluice's own files and directories (state, data, policy, secrets, stores): `sluice exec`
+    /// hides them from the agents it starts.
+    #[serde(default)]
+    pub protected: Vec<PathBuf>,
 }
 
 /// Held while a gateway serves a target; removes the state file when dropped.
@@ -112,6 +116,7 @@ mod tests {
             pid: std::process::id(),
             cgroup_dir: "/sys/fs/cgroup/sluice/agents".into(),
             listen: "127.0.0.1:15001".into(),
+            protected: vec!["/var/lib/sluice".into()],
         };
         assert_eq!(running_target(&dir, "agents").unwrap(), None);
         let lease = TargetLease::acquire(&dir, &state).unwrap();

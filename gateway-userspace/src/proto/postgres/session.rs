@@ -283,7 +283,10 @@ async fn established(
         }
     };
     let start = match login {
-        Ok(s) => s,
+        Ok(s) => {
+            ctx.handshake.done();
+            s
+        }
         Err(e) => {
             // The upstream's words are safe to show (they never contain the secret), and say
             // which side to fix.

@@ -3,8 +3,10 @@
 //! `--cgroup DIR` moves the probe into a cgroup before it does anything, which is how the tests
 //! put a client inside (or outside) an intercepted cgroup.
 //!
+//! `--user USER` (after `--cgroup`) then drops to that user, as an unprivileged agent runs.
+//!
 //! ```text
-//! sluice-probe [--cgroup DIR] connect ADDR [--send TEXT]
+//! sluice-probe [--cgroup DIR] [--user USER] connect ADDR [--send TEXT]
 //! sluice-probe [--cgroup DIR] udp ADDR
 //! sluice-probe [--cgroup DIR] bench-connect ADDR COUNT [--await-close]
 //! sluice-probe [--cgroup DIR] bench-connrate ADDR COUNT [--threads N] [--await-close]
@@ -12,6 +14,11 @@
 //! sluice-probe serve ADDR [--http]
 //! sluice-probe serve ADDR --async [--lines N]
 //! sluice-probe relay ADDR
+//! sluice-probe ... udp-send ADDR TEXT | udp-serve ADDR
+//! sluice-probe ... socket DOMAIN TYPE PROTOCOL
+//! sluice-probe ... bind ADDR | listen ADDR|- SECONDS | connect-from LOCAL ADDR TEXT
+//! sluice-probe ... write-file PATH DATA | read-file PATH BYTES | mknod PATH MAJOR MINOR
+//! sluice-probe ... bpf-detach PIN | silent ADDR SECONDS
 //! ```
 //!
 //! `--await-close` (for `serve --async --lines 1`, which closes after echoing a line): each
@@ -27,7 +34,9 @@ use std::{
 
 use serde_json::json;
 
-const TIMEOUT: Duration = Duration::from_secs(5);
+mod attacks;
+
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
 
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,7 +49,25 @@ fn main() {
         .expect("joining the cgroup");
         args.drain(..2);
     }
+    if args.first().map(String::as_str) == Some("--user") {
+        let user = args.get(1).expect("--user USER").clone();
+        attacks::become_user(&user);
+        args.drain(..2);
+    }
     let cmd = args.first().map(String::as_str).unwrap_or("");
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or_else(|| usage());
+    let num = |i: usize| arg(i).parse::<i64>().unwrap_or_else(|_| usage());
+    match cmd {
+        "socket" => return attacks::socket(num(1) as i32, num(2) as i32, num(3) as i32),
+        "write-file" => return attacks::write_file(arg(1), arg(2)),
+        "read-file" => return attacks::read_file(arg(1), num(2) as usize),
+        "mknod" => return attacks::mknod(arg(1), num(2) as u32, num(3) as u32),
+        "bpf-detach" => return attacks::bpf_detach(arg(1)),
+        "listen" if arg(1) == "-" => {
+            return attacks::bind_listen(None, true, Duration::from_secs(num(2) as u64));
+        }
+        _ => {}
+    }
     match cmd {
         "run" => run(&args[1..]),
         "pg" => return pg(&args[1..]),
@@ -72,6 +99,14 @@ fn main() {
         "serve" => serve(addr, flag(&args, "--http")),
         "relay" => relay(addr),
         "raw" => raw(addr, args.get(2).map(String::as_str).unwrap_or("")),
+        "udp-send" => attacks::udp_send(addr, arg(2)),
+        "udp-serve" => attacks::udp_serve(addr),
+        "silent" => attacks::silent(addr, Duration::from_secs(num(2) as u64)),
+        "bind" => attacks::bind_listen(Some(addr), false, Duration::ZERO),
+        "listen" => attacks::bind_listen(Some(addr), true, Duration::from_secs(num(2) as u64)),
+        "connect-from" => {
+            attacks::connect_from(addr, arg(2).parse().unwrap_or_else(|_| usage()), arg(3))
+        }
         _ => usage(),
     }
 }
@@ -139,12 +174,12 @@ fn merge(mut a: serde_json::Value, b: serde_json::Value) -> serde_json::Value {
     a
 }
 
-fn print(v: serde_json::Value) {
+pub(crate) fn print(v: serde_json::Value) {
     println!("{v}");
     let _ = std::io::stdout().flush();
 }
 
-fn fail(e: &std::io::Error) -> ! {
+pub(crate) fn fail(e: &std::io::Error) -> ! {
     print(
         json!({"ok": false, "pid": std::process::id(), "errno": e.raw_os_error(), "error": e.to_string()}),
     );
