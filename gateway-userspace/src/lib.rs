@@ -11,7 +11,8 @@
 //! - [`services`]: what sessions share: the approval broker and its API, OIDC identity, cancel
 //!   keys, alerts.
 //! - [`exec`]: `sluice exec`, running a command inside an intercepted cgroup.
-//! - [`files`]: creating files that hold secrets.
+//! - [`files`]: private directories and files (0700/0600), and reading secret files safely.
+//! - [`peer`]: who serves a local socket (checked before a reviewer's token is sent).
 // Denied everywhere; the two exceptions (`ebpf::watch_readable`, the SIMD byte classifiers in
 // `inspect::masking::shapes`) explain themselves.
 #![deny(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod ebpf;
 pub mod exec;
 pub mod files;
 pub mod inspect;
+pub mod peer;
 pub mod proto;
 pub mod server;
 pub mod services;
