@@ -13,8 +13,8 @@
 //! - [`exec`]: `sluice exec`, running a command inside an intercepted cgroup.
 //! - [`files`]: private directories and files (0700/0600), and reading secret files safely.
 //! - [`peer`]: who serves a local socket (checked before a reviewer's token is sent).
-// Denied everywhere; the two exceptions (`ebpf::watch_readable`, the SIMD byte classifiers in
-// `inspect::masking::shapes`) explain themselves.
+// Denied everywhere; the exceptions (`ebpf::watch_readable`, the SIMD byte classifiers in
+// `inspect::masking::shapes`, the BPF_PROG_QUERY in `peer`) explain themselves.
 #![deny(unsafe_code)]
 
 pub mod config;

@@ -172,9 +172,101 @@ pub fn inside_any(cgroup: &Path, intercepted: &[PathBuf]) -> Option<PathBuf> {
         .cloned()
 }
 
+/// Names of sluice's connect programs (the kernel keeps 15 characters).
+const CONNECT_PROGRAMS: [&str; 2] = ["sluice_connect4", "sluice_connect6"];
+
+/// Whether sluice's connect programs apply to processes of `cgroup` (attached to it or to an
+/// ancestor): ground truth from the kernel, which a process there cannot forge the way it could
+/// forge files. `None` when the kernel cannot be asked (no CAP_NET_ADMIN / CAP_SYS_ADMIN: a
+/// reviewer that is not root; the file-based checks then stand alone).
+pub fn intercepted_by_sluice(cgroup: &Path) -> Option<bool> {
+    let dir = fs::File::open(cgroup).ok()?;
+    let mut effective = Vec::new();
+    for attach_type in [BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_INET6_CONNECT] {
+        effective.extend(query_effective(&dir, attach_type).ok()?);
+    }
+    if effective.is_empty() {
+        return Some(false);
+    }
+    let ours: Vec<u32> = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| p.name_as_str().is_some_and(|n| CONNECT_PROGRAMS.contains(&n)))
+        .map(|p| p.id())
+        .collect();
+    Some(effective.iter().any(|id| ours.contains(id)))
+}
+
+const BPF_PROG_QUERY: libc::c_long = 16;
+const BPF_CGROUP_INET4_CONNECT: u32 = 10;
+const BPF_CGROUP_INET6_CONNECT: u32 = 11;
+const BPF_F_QUERY_EFFECTIVE: u32 = 1;
+/// More effective programs than this on one hook is not a host sluice runs on.
+const MAX_QUERIED: usize = 64;
+
+/// The `query` member of `union bpf_attr` (include/uapi/linux/bpf.h).
+#[repr(C)]
+#[derive(Default)]
+struct ProgQueryAttr {
+    target_fd: u32,
+    attach_type: u32,
+    query_flags: u32,
+    attach_flags: u32,
+    prog_ids: u64,
+    prog_cnt: u32,
+    _pad: u32,
+    prog_attach_flags: u64,
+    link_ids: u64,
+    link_attach_flags: u64,
+    revision: u64,
+}
+
+/// Ids of the programs in effect on `attach_type` for a cgroup (its own and inherited).
+fn query_effective(cgroup: &fs::File, attach_type: u32) -> std::io::Result<Vec<u32>> {
+    use std::os::fd::AsRawFd;
+    let mut ids = vec![0u32; MAX_QUERIED];
+    let mut attr = ProgQueryAttr {
+        target_fd: cgroup.as_raw_fd() as u32,
+        attach_type,
+        query_flags: BPF_F_QUERY_EFFECTIVE,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: MAX_QUERIED as u32,
+        ..ProgQueryAttr::default()
+    };
+    // aya 0.14 has no public query for cgroup_sock_addr programs. SAFETY: `attr` is a valid
+    // `bpf_attr` prefix of the size passed (the kernel zero-fills the rest), `prog_ids` points
+    // to `prog_cnt` writable u32s that outlive the call, and `target_fd` is an open descriptor.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_QUERY,
+            &mut attr as *mut ProgQueryAttr,
+            std::mem::size_of::<ProgQueryAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    ids.truncate((attr.prog_cnt as usize).min(MAX_QUERIED));
+    Ok(ids)
+}
+
 /// The uid `sluice approvals` may trust to serve the API: root, or itself.
 pub fn trusted_uid(uid: u32) -> bool {
     uid == 0 || uid == nix::unistd::geteuid().as_raw()
+}
+
+/// The first check: a server running as another user than root or the caller.
+pub fn verify_uid(peer: &Peer, what: &str) -> anyhow::Result<()> {
+    if !trusted_uid(peer.uid) {
+        bail!(
+            "{what} is served by uid {} (pid {}), not by root or by you: another user's process \
+             (an agent?) holds it; refusing to send the reviewer token",
+            peer.uid,
+            peer.pid.map_or("unknown".into(), |p| p.to_string())
+        );
+    }
+    Ok(())
 }
 
 /// Checks the server of a connection before anything is sent: it runs as root or as the
@@ -186,14 +278,7 @@ pub fn verify(
     intercepted: &[PathBuf],
     what: &str,
 ) -> anyhow::Result<()> {
-    if !trusted_uid(peer.uid) {
-        bail!(
-            "{what} is served by uid {} (pid {}), not by root or by you: another user's process \
-             (an agent?) holds it; refusing to send the reviewer token",
-            peer.uid,
-            peer.pid.map_or("unknown".into(), |p| p.to_string())
-        );
-    }
+    verify_uid(peer, what)?;
     if let Some(expected) = expected_pid {
         let matches = match (peer.pid, peer.listener_inode) {
             (Some(pid), _) if pid == expected => true,
@@ -217,7 +302,14 @@ pub fn verify(
         let mount = crate::ebpf::cgroup::cgroup2_mount()?;
         let cgroup = cgroup_of(pid, &mount)
             .with_context(|| format!("reading the cgroup of pid {pid} (serving {what})"))?;
-        if let Some(dir) = inside_any(&cgroup, intercepted) {
+        // The policy's and the lease's list of targets first, then the kernel itself: a lease
+        // can be forged by whoever can write the state directory, the attachment cannot.
+        let inside = inside_any(&cgroup, intercepted).or_else(|| {
+            intercepted_by_sluice(&cgroup)
+                .unwrap_or(false)
+                .then(|| cgroup.clone())
+        });
+        if let Some(dir) = inside {
             bail!(
                 "{what} is served by pid {pid} in {}, inside the intercepted cgroup {}: an agent, \
                  not the gateway; refusing to send the reviewer token",
@@ -281,6 +373,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("inside the intercepted cgroup"), "{err}");
+    }
+
+    /// The kernel answers for a cgroup nobody attached sluice to (this test's own, outside
+    /// any target): not intercepted. (Attached cgroups are checked end to end in
+    /// tests/tests/reviewer_cli.rs.)
+    #[test]
+    fn the_kernel_says_an_unattached_cgroup_is_not_intercepted() {
+        let mount = crate::ebpf::cgroup::cgroup2_mount().unwrap();
+        let own = cgroup_of(std::process::id(), &mount).unwrap();
+        assert_eq!(
+            intercepted_by_sluice(&own),
+            Some(false),
+            "run the unit tests as root: the query needs CAP_NET_ADMIN"
+        );
     }
 
     #[test]

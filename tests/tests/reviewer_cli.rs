@@ -4,7 +4,7 @@
 //! impostor's own record of every byte it received.
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Output, Stdio},
     time::Duration,
 };
@@ -192,8 +192,10 @@ fn the_cli_lists_and_approves_over_the_gateways_socket() {
 
 /// After a gateway crash, a root process inside the agents' cgroup squats the approval socket:
 /// first without the lease (no live gateway holds it), then holding the lease itself with its
-/// own pid (a root agent can). The CLI refuses both: the lease is not held, then the process
-/// runs in an intercepted cgroup. A gateway started again takes its socket back.
+/// own pid and no targets (a root agent can write the state directory). The CLI refuses both:
+/// the lease is not held; then the process runs in an intercepted cgroup, which the policy says
+/// (`-c`) and, without a policy, the kernel says (sluice's connect programs are in effect
+/// there). A gateway started again takes its socket back.
 #[test]
 fn a_root_impostor_in_the_agents_cgroup_squatting_the_socket_gets_no_token() {
     let mut fx = gateway();
@@ -265,6 +267,16 @@ fn an_impostor_on_the_api_port_gets_no_token() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("not running"), "{}", stderr(&out));
     impostor.assert_got_no_token(1);
+    drop(impostor);
+
+    // Root inside the agents' cgroup on the same port: its uid passes, its place does not.
+    let mut in_cgroup = Command::new(probe());
+    in_cgroup.arg("--cgroup").arg(&fx.cg.dir);
+    let root_impostor = Impostor::start(in_cgroup, &[&api]);
+    let out = cli(&["--url", &url, "list"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("inside the intercepted cgroup"), "{}", stderr(&out));
+    root_impostor.assert_got_no_token(1);
 }
 
 /// A reviewer pointing the CLI at plain http on another host is warned that the token crosses
@@ -279,5 +291,4 @@ fn plain_http_to_another_host_is_warned_about() {
         err.contains("is plain http to another host") && err.contains("use https"),
         "{err}"
     );
-    let _ = Path::new("/");
 }

@@ -243,7 +243,7 @@ impl Transport {
         let what = format!("the approval socket {}", socket.display());
         let peer = peer::unix_peer(&stream)?;
         // The uid first: another user's process gets no further, whatever its lease says.
-        peer::verify(&peer, None, &[], &what)?;
+        peer::verify_uid(&peer, &what)?;
         let Some(lease) = self.lease(socket)? else {
             bail!(
                 "{what} is served by pid {}, but no running gateway holds its lease ({}): \
