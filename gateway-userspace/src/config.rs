@@ -1509,7 +1509,10 @@ mod tests {
         );
         let lines: Vec<u64> = err.diagnostics.iter().map(|d| d.line).collect();
         assert_eq!(lines, [5, 9, 12], "{err}");
-        assert!(err.diagnostics.iter().all(|d| d.message == expected), "{err}");
+        assert!(
+            err.diagnostics.iter().all(|d| d.message == expected),
+            "{err}"
+        );
         assert!(err.to_string().starts_with("policy.yaml:5:"), "{err}");
         let _ = std::fs::remove_file(file);
     }

@@ -35,7 +35,10 @@ pub fn create_missing_dirs(dir: &Path) -> io::Result<()> {
     if dir.as_os_str().is_empty() || dir.is_dir() {
         return Ok(());
     }
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// Ensures `dir` is a directory only its owner can enter, owned by the user sluice runs as.
@@ -88,7 +91,12 @@ pub fn ensure_private_dir(dir: &Path, is_own: impl Fn(&OsStr) -> bool) -> io::Re
             "permissions {mode:04o} for '{}' are too open, and it holds files that are not \
              sluice's ({}): give sluice a directory of its own, or chmod 700 {}",
             dir.display(),
-            foreign.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+            foreign
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
             dir.display()
         )));
     }

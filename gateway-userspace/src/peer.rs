@@ -121,7 +121,9 @@ pub fn tcp_peer(stream: &TcpStream) -> anyhow::Result<Peer> {
     let server_side = rows
         .iter()
         .find(|r| !r.listening && r.local == theirs && r.remote == ours)
-        .with_context(|| format!("cannot find the server side of {ours} -> {theirs} in /proc/net/tcp"))?;
+        .with_context(|| {
+            format!("cannot find the server side of {ours} -> {theirs} in /proc/net/tcp")
+        })?;
     let listener = rows.iter().find(|r| {
         r.listening
             && r.local.port() == theirs.port()
@@ -147,9 +149,8 @@ fn socket_owner(inode: u64) -> Option<u32> {
 fn holds(pid: u32, wanted: &str) -> bool {
     fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|fds| {
-            fds.flatten().any(|fd| {
-                fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == wanted)
-            })
+            fds.flatten()
+                .any(|fd| fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == wanted))
         })
         .unwrap_or(false)
 }
@@ -190,7 +191,10 @@ pub fn intercepted_by_sluice(cgroup: &Path) -> Option<bool> {
     }
     let ours: Vec<u32> = aya::programs::loaded_programs()
         .filter_map(Result::ok)
-        .filter(|p| p.name_as_str().is_some_and(|n| CONNECT_PROGRAMS.contains(&n)))
+        .filter(|p| {
+            p.name_as_str()
+                .is_some_and(|n| CONNECT_PROGRAMS.contains(&n))
+        })
         .map(|p| p.id())
         .collect();
     Some(effective.iter().any(|id| ours.contains(id)))
@@ -367,9 +371,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("not by the gateway"), "{err}");
-        let own = cgroup_of(std::process::id(), &crate::ebpf::cgroup::cgroup2_mount().unwrap())
-            .unwrap();
-        let err = verify(&peer, None, &[own.clone()], "the test listener")
+        let own = cgroup_of(
+            std::process::id(),
+            &crate::ebpf::cgroup::cgroup2_mount().unwrap(),
+        )
+        .unwrap();
+        let err = verify(&peer, None, std::slice::from_ref(&own), "the test listener")
             .unwrap_err()
             .to_string();
         assert!(err.contains("inside the intercepted cgroup"), "{err}");
@@ -400,11 +407,10 @@ mod tests {
         let peer = unix_peer(&s).unwrap();
         assert_eq!(peer.pid, Some(std::process::id()));
         assert!(trusted_uid(peer.uid));
-        let stranger = Peer {
-            uid: 12345,
-            ..peer
-        };
-        let err = verify(&stranger, None, &[], "the socket").unwrap_err().to_string();
+        let stranger = Peer { uid: 12345, ..peer };
+        let err = verify(&stranger, None, &[], "the socket")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("uid 12345"), "{err}");
         fs::remove_dir_all(&dir).unwrap();
     }

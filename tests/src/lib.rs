@@ -898,13 +898,24 @@ pub fn ensure_agent_user() -> (u32, u32) {
                 .output()
                 .ok()
                 .filter(|o| o.status.success())
-                .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<u32>().ok())
+                .and_then(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .trim()
+                        .parse::<u32>()
+                        .ok()
+                })
         };
         if id("-u").is_none() {
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 let out = Command::new("useradd")
-                    .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", AGENT_USER])
+                    .args([
+                        "--system",
+                        "--no-create-home",
+                        "--shell",
+                        "/usr/sbin/nologin",
+                        AGENT_USER,
+                    ])
                     .output()
                     .expect("useradd");
                 // 9: the name exists (created meanwhile outside this lock).

@@ -47,7 +47,10 @@ struct OpenUmaskGateway {
 impl OpenUmaskGateway {
     fn start(config: &Path) -> OpenUmaskGateway {
         let mut child = Command::new("sh")
-            .args(["-c", "umask 000 && exec \"$0\" --log-format json run --config \"$1\""])
+            .args([
+                "-c",
+                "umask 000 && exec \"$0\" --log-format json run --config \"$1\"",
+            ])
             .arg(bin_path("sluice"))
             .arg(config)
             .stdout(Stdio::null())
@@ -88,7 +91,11 @@ impl Drop for OpenUmaskGateway {
 fn full_policy(dir: &Path, cg: &TestCgroup, pg_host: &str) -> PathBuf {
     let key = ssh_keygen(&dir.join("upstream_key"), "sluice-test");
     let host_key = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    let host_key = host_key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let host_key = host_key
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut policy = Policy::new(Some(cg), "deny");
     policy.raw_resources = format!(
         "  - name: orders-db\n    protocol: postgres\n    match:\n      - {{ address: \"{pg_host}\", port: 5432 }}\n    credentials: {}\n\
@@ -154,7 +161,11 @@ fn state_data_databases_keys_and_socket_are_private_even_with_umask_000() {
     let cgdir = cg.dir.clone();
     let conninfo = pg.conninfo(PG_SCRAM.0, "x");
     let agent = std::thread::spawn(move || {
-        psql_in(&cgdir, &conninfo, &["UPDATE accounts SET balance = 7 WHERE id = 9"])
+        psql_in(
+            &cgdir,
+            &conninfo,
+            &["UPDATE accounts SET balance = 7 WHERE id = 9"],
+        )
     });
     let id = wait_request(&gw.log);
     let out = approvals(&config, &["approve", &id]);
@@ -206,12 +217,20 @@ fn state_data_databases_keys_and_socket_are_private_even_with_umask_000() {
     );
     // Ground truth from the attacker's side: the unprivileged agent user can read none of it.
     ensure_agent_user();
-    for path in [data.join("audit.db"), state.join("approvals.db"), data.join("audit.key")] {
+    for path in [
+        data.join("audit.db"),
+        state.join("approvals.db"),
+        data.join("audit.key"),
+    ] {
         let out = sluice_tests::as_agent_user(Path::new("/bin/cat"))
             .arg(&path)
             .output()
             .unwrap();
-        assert!(!out.status.success(), "the agent user read {}", path.display());
+        assert!(
+            !out.status.success(),
+            "the agent user read {}",
+            path.display()
+        );
     }
     drop(gw);
     let _ = std::fs::remove_dir_all(&dir);
@@ -230,8 +249,11 @@ fn an_open_data_dir_is_tightened_when_it_is_sluices_and_refused_when_shared() {
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
     // What an earlier version left: a key and a log readable by everyone.
     std::fs::write(data.join("audit.key"), [7u8; 32]).unwrap();
-    std::fs::set_permissions(data.join("audit.key"), std::fs::Permissions::from_mode(0o644))
-        .unwrap();
+    std::fs::set_permissions(
+        data.join("audit.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     let config = Policy::new(Some(&cg), "deny").write(&dir);
     let mut gw = OpenUmaskGateway::start(&config);
     assert_eq!(mode(&data), 0o700);
@@ -262,7 +284,10 @@ fn an_open_data_dir_is_tightened_when_it_is_sluices_and_refused_when_shared() {
     assert!(err.contains("permissions 0755"), "{err}");
     assert!(err.contains("dpkg.status"), "{err}");
     assert_eq!(mode(&data), 0o755, "a shared directory is not changed");
-    assert!(!data.join("audit.db").exists(), "nothing was written into it");
+    assert!(
+        !data.join("audit.db").exists(),
+        "nothing was written into it"
+    );
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&shared);
 }
@@ -325,8 +350,15 @@ fn secret_files_others_could_read_are_refused_with_their_position() {
         .output()
         .unwrap();
     assert!(!run.status.success());
-    assert!(stderr(&run).contains(&too_open(&password, "0644")), "{}", stderr(&run));
-    assert!(!dir.join("state").exists(), "a refused policy starts nothing");
+    assert!(
+        stderr(&run).contains(&too_open(&password, "0644")),
+        "{}",
+        stderr(&run)
+    );
+    assert!(
+        !dir.join("state").exists(),
+        "a refused policy starts nothing"
+    );
 
     // Readable by its owner only, but the owner is the agent's account: it can read it anyway.
     std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -339,18 +371,31 @@ fn secret_files_others_could_read_are_refused_with_their_position() {
     );
     std::os::unix::fs::chown(&password, Some(0), None).unwrap();
     let out = check();
-    assert!(out.status.success(), "0600 and root's: accepted: {}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "0600 and root's: accepted: {}",
+        stderr(&out)
+    );
 
     // The reviewer CLI's --token-file is checked before anything is contacted.
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = Command::new(bin_path("sluice"))
-        .args(["approvals", "--socket", "/nonexistent/approvals.sock", "--token-file"])
+        .args([
+            "approvals",
+            "--socket",
+            "/nonexistent/approvals.sock",
+            "--token-file",
+        ])
         .arg(&token)
         .arg("list")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains(&too_open(&token, "0644")), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&too_open(&token, "0644")),
+        "{}",
+        stderr(&out)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -375,7 +420,8 @@ fn the_approval_store_keeps_masked_text_and_the_hash_and_approval_runs_the_exact
     );
     let config = policy.write(&dir);
     let gw = OpenUmaskGateway::start(&config);
-    let sql = format!("UPDATE customers SET notes = notes || ' card {CARD}' WHERE email = '{EMAIL}'");
+    let sql =
+        format!("UPDATE customers SET notes = notes || ' card {CARD}' WHERE email = '{EMAIL}'");
     let cgdir = cg.dir.clone();
     let conninfo = pg.conninfo(PG_SCRAM.0, "x");
     let agent_sql = sql.clone();
@@ -390,7 +436,10 @@ fn the_approval_store_keeps_masked_text_and_the_hash_and_approval_runs_the_exact
         assert!(!shown.contains(raw), "the reviewer sees {raw}: {shown}");
     }
     let command = view["command"].as_str().unwrap();
-    assert!(command.contains("[CARD]") && command.contains("[EMAIL]"), "{command}");
+    assert!(
+        command.contains("[CARD]") && command.contains("[EMAIL]"),
+        "{command}"
+    );
     // The preview ran on the real bytes (one row) and shows nothing raw either.
     assert_eq!(view["preview"]["rows_affected"], 1, "{view}");
     // The hash binds the exact bytes psql sent: its Query message.
@@ -404,9 +453,15 @@ fn the_approval_store_keeps_masked_text_and_the_hash_and_approval_runs_the_exact
     let store = dir.join("state/approvals.db");
     let bytes = sqlite_bytes(&store);
     for raw in [CARD, EMAIL, "card 4111"] {
-        assert!(!contains(&bytes, raw), "{raw} is in the approval store's files");
+        assert!(
+            !contains(&bytes, raw),
+            "{raw} is in the approval store's files"
+        );
     }
-    assert!(contains(&bytes, &sha), "the store keeps the hash of the exact bytes");
+    assert!(
+        contains(&bytes, &sha),
+        "the store keeps the hash of the exact bytes"
+    );
 
     let out = approvals(&config, &["approve", &id, "--reason", "ticket CS-42"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -420,7 +475,10 @@ fn the_approval_store_keeps_masked_text_and_the_hash_and_approval_runs_the_exact
     );
     let bytes = sqlite_bytes(&store);
     for raw in [CARD, EMAIL] {
-        assert!(!contains(&bytes, raw), "{raw} is in the store after the decision");
+        assert!(
+            !contains(&bytes, raw),
+            "{raw} is in the store after the decision"
+        );
     }
     drop(gw);
     let _ = std::fs::remove_dir_all(&dir);

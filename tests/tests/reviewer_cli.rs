@@ -104,7 +104,10 @@ fn an_impostor_of_another_user_on_the_socket_gets_no_token() {
     // A directory the agent user may write, as `/tmp` or a shared run directory would be.
     std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).unwrap();
     let path = dir.join("approvals.sock");
-    let impostor = Impostor::start(as_agent_user(&probe()), &[&format!("unix:{}", path.display())]);
+    let impostor = Impostor::start(
+        as_agent_user(&probe()),
+        &[&format!("unix:{}", path.display())],
+    );
     let sock = path.to_str().unwrap();
     let by_flag = cli(&["--socket", sock, "list"], &[]);
     let by_env = cli(&["list"], &[("SLUICE_SOCKET", sock)]);
@@ -161,7 +164,11 @@ fn the_cli_lists_and_approves_over_the_gateways_socket() {
     let cgdir = fx.cg.dir.clone();
     let conninfo = fx._pg.conninfo(PG_SCRAM.0, "x");
     let agent = std::thread::spawn(move || {
-        psql_in(&cgdir, &conninfo, &["UPDATE accounts SET balance = 55 WHERE id = 4"])
+        psql_in(
+            &cgdir,
+            &conninfo,
+            &["UPDATE accounts SET balance = 55 WHERE id = 4"],
+        )
     });
     let id = fx
         .gw
@@ -185,7 +192,8 @@ fn the_cli_lists_and_approves_over_the_gateways_socket() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(agent.join().unwrap().status.success());
     assert_eq!(
-        fx._pg.admin_sql("SELECT balance FROM accounts WHERE id = 4"),
+        fx._pg
+            .admin_sql("SELECT balance FROM accounts WHERE id = 4"),
         "55"
     );
 }
@@ -213,7 +221,11 @@ fn a_root_impostor_in_the_agents_cgroup_squatting_the_socket_gets_no_token() {
     let squatter = Impostor::start(in_cgroup(), &[&unix]);
     let out = cli(&["-c", &config, "list"], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("no running gateway holds its lease"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no running gateway holds its lease"),
+        "{}",
+        stderr(&out)
+    );
     squatter.assert_got_no_token(1);
 
     // The gateway comes back: it replaces the squatter's socket file (the lease was free) and
@@ -246,10 +258,7 @@ fn a_root_impostor_in_the_agents_cgroup_squatting_the_socket_gets_no_token() {
 fn an_impostor_on_the_api_port_gets_no_token() {
     let mut fx = gateway();
     let config = fx.gw.config_path.to_str().unwrap().to_string();
-    let api = fx
-        .gw
-        .log
-        .wait_for(WAIT, |v| is_event(v, "approvals_api"))["listen"]
+    let api = fx.gw.log.wait_for(WAIT, |v| is_event(v, "approvals_api"))["listen"]
         .as_str()
         .unwrap()
         .to_string();
@@ -262,7 +271,11 @@ fn an_impostor_on_the_api_port_gets_no_token() {
     let impostor = Impostor::start(as_agent_user(&probe()), &[&api]);
     let out = cli(&["--url", &url, "list"], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains(&format!("served by uid {uid}")), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("served by uid {uid}")),
+        "{}",
+        stderr(&out)
+    );
     let out = cli(&["-c", &config, "list"], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("not running"), "{}", stderr(&out));
@@ -275,7 +288,11 @@ fn an_impostor_on_the_api_port_gets_no_token() {
     let root_impostor = Impostor::start(in_cgroup, &[&api]);
     let out = cli(&["--url", &url, "list"], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("inside the intercepted cgroup"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("inside the intercepted cgroup"),
+        "{}",
+        stderr(&out)
+    );
     root_impostor.assert_got_no_token(1);
 }
 
@@ -285,7 +302,10 @@ fn an_impostor_on_the_api_port_gets_no_token() {
 fn plain_http_to_another_host_is_warned_about() {
     let net = TestNet::new();
     let _server = net.serve(&format!("{}:7070", net.peer_v4), true);
-    let out = cli(&["--url", &format!("http://{}:7070", net.peer_v4), "list"], &[]);
+    let out = cli(
+        &["--url", &format!("http://{}:7070", net.peer_v4), "list"],
+        &[],
+    );
     let err = stderr(&out);
     assert!(
         err.contains("is plain http to another host") && err.contains("use https"),

@@ -129,7 +129,8 @@ impl Client {
                 .unwrap_or(answer.body);
             bail!("{} {}: {reason}", answer.status, answer.reason);
         }
-        serde_json::from_str(&answer.body).with_context(|| format!("unexpected answer from {target}"))
+        serde_json::from_str(&answer.body)
+            .with_context(|| format!("unexpected answer from {target}"))
     }
 }
 

@@ -167,7 +167,10 @@ impl Transport {
         body: Option<Vec<u8>>,
     ) -> anyhow::Result<Answer> {
         let (local, host) = match &self.endpoint {
-            Endpoint::Socket(socket) => (Local::Unix(self.open_socket(socket)?), "localhost".to_string()),
+            Endpoint::Socket(socket) => (
+                Local::Unix(self.open_socket(socket)?),
+                "localhost".to_string(),
+            ),
             Endpoint::Url(url) => match &self.agent {
                 Some(agent) => return remote_call(agent, url, method, path, token, body),
                 None => {
@@ -209,9 +212,7 @@ impl Transport {
     }
 
     fn lease(&self, socket: &Path) -> anyhow::Result<Option<SocketLease>> {
-        live_lease(socket).with_context(|| {
-            format!("checking who serves {}", socket.display())
-        })
+        live_lease(socket).with_context(|| format!("checking who serves {}", socket.display()))
     }
 
     fn intercepted(&self, lease: Option<&SocketLease>) -> Vec<PathBuf> {
@@ -252,7 +253,12 @@ impl Transport {
                 sluice::services::approvals::socket::lease_path(socket).display()
             );
         };
-        peer::verify(&peer, Some(lease.pid), &self.intercepted(Some(&lease)), &what)?;
+        peer::verify(
+            &peer,
+            Some(lease.pid),
+            &self.intercepted(Some(&lease)),
+            &what,
+        )?;
         Ok(stream)
     }
 
@@ -269,7 +275,9 @@ impl Transport {
         let stream = addrs
             .iter()
             .find_map(|a| TcpStream::connect_timeout(a, Duration::from_secs(5)).ok())
-            .with_context(|| format!("nothing listens on {host}:{port} (is the gateway running?)"))?;
+            .with_context(|| {
+                format!("nothing listens on {host}:{port} (is the gateway running?)")
+            })?;
         let what = format!("{host}:{port}");
         let peer = peer::tcp_peer(&stream)?;
         let lease = match &self.expected.socket {

@@ -40,8 +40,8 @@ use crate::{
             Broker, BrokerEvent,
             api::{self, ApiState, Authenticator},
             model::Decision,
-            socket::ApiSocket,
             notify::{Notification, Notifier, NotifyConfig, NotifyEvent, request_link},
+            socket::ApiSocket,
         },
         audit::{
             self, AuditLog, SyslogForward,
@@ -103,7 +103,10 @@ impl ApprovalService {
             Some(u) => u.clone(),
             None => format!("http://{}", listener.local_addr()?),
         };
-        let socket = ApiSocket::bind(&settings.socket_path(&config.state_dir), target_dirs.to_vec())?;
+        let socket = ApiSocket::bind(
+            &settings.socket_path(&config.state_dir),
+            target_dirs.to_vec(),
+        )?;
         let broker = Broker::start(settings, &store, masker)
             .with_context(|| format!("opening the approval store {}", store.display()))?
             .with_events(move |event| {

@@ -45,7 +45,10 @@ fn own_names(config: &Config) -> Vec<OsString> {
 pub fn prepare_dirs(config: &Config) -> anyhow::Result<()> {
     let names = own_names(config);
     let is_own = |n: &OsStr| names.iter().any(|o| o == n);
-    for (what, dir) in [("state_dir", &config.state_dir), ("data_dir", &config.data_dir)] {
+    for (what, dir) in [
+        ("state_dir", &config.state_dir),
+        ("data_dir", &config.data_dir),
+    ] {
         crate::files::ensure_private_dir(dir, is_own)
             .with_context(|| format!("preparing {what} {}", dir.display()))?;
     }

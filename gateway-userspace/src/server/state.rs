@@ -49,7 +49,7 @@ impl TargetLease {
             let name = name.to_string_lossy();
             name.ends_with(".lock") || name.ends_with(".json") || name.ends_with(".json.tmp")
         })
-            .with_context(|| format!("preparing {}", dir.display()))?;
+        .with_context(|| format!("preparing {}", dir.display()))?;
         let lock = open_lock(&lock_path)?;
         match lock.try_lock() {
             Ok(()) => {}
@@ -92,7 +92,8 @@ pub fn running_target(state_dir: &Path, target: &str) -> anyhow::Result<Option<T
     }
     // Read-only: probing must neither create nor change anything (exec may run as another
     // user than the gateway); flock works on any open file.
-    let lock = File::open(&lock_path).with_context(|| format!("opening {}", lock_path.display()))?;
+    let lock =
+        File::open(&lock_path).with_context(|| format!("opening {}", lock_path.display()))?;
     match lock.try_lock() {
         Ok(()) => Ok(None),
         Err(TryLockError::WouldBlock) => Ok(read_state(state_dir, target)),

@@ -52,7 +52,9 @@ impl ApiSocket {
     /// but the gateway's user (and root) can then reach the socket between `bind` and
     /// `chmod`, or place anything of theirs next to it.
     pub fn bind(path: &Path, targets: Vec<PathBuf>) -> anyhow::Result<ApiSocket> {
-        let dir = path.parent().context("the approval socket needs a directory")?;
+        let dir = path
+            .parent()
+            .context("the approval socket needs a directory")?;
         let (name, lease_name) = (
             path.file_name().unwrap_or_default().to_owned(),
             lease_path(path).file_name().unwrap_or_default().to_owned(),
@@ -73,7 +75,9 @@ impl ApiSocket {
                     path.display()
                 );
             }
-            Err(TryLockError::Error(e)) => return Err(e).context("locking the approval socket's lease"),
+            Err(TryLockError::Error(e)) => {
+                return Err(e).context("locking the approval socket's lease");
+            }
         }
         let record = SocketLease {
             pid: std::process::id(),
@@ -184,7 +188,10 @@ mod tests {
         let lease = live_lease(&path).unwrap().unwrap();
         assert_eq!(lease.pid, std::process::id());
         assert_eq!(lease.targets, [PathBuf::from("/sys/fs/cgroup/x")]);
-        let err = ApiSocket::bind(&path, Vec::new()).err().unwrap().to_string();
+        let err = ApiSocket::bind(&path, Vec::new())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("already served"), "{err}");
         drop(sock);
         assert!(!path.exists());
@@ -194,7 +201,10 @@ mod tests {
         drop(stale);
         drop(ApiSocket::bind(&path, Vec::new()).unwrap());
         fs::write(&path, b"not a socket").unwrap();
-        let err = ApiSocket::bind(&path, Vec::new()).err().unwrap().to_string();
+        let err = ApiSocket::bind(&path, Vec::new())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("not a socket"), "{err}");
         fs::remove_dir_all(&dir).unwrap();
     }

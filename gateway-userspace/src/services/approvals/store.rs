@@ -83,7 +83,9 @@ impl Store {
              );",
         )?;
         let store = Store { db };
-        let version: i64 = store.db.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let version: i64 = store
+            .db
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version < MASKED_VERSION {
             store.mask_old_views(masker)?;
         }
@@ -121,8 +123,11 @@ impl Store {
             self.db.execute_batch("VACUUM")?;
             self.db
                 .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-            tracing::warn!(event = "approval_store_masked", requests = rows.len(),
-                           "approval store of an earlier version held raw statements; masked in place");
+            tracing::warn!(
+                event = "approval_store_masked",
+                requests = rows.len(),
+                "approval store of an earlier version held raw statements; masked in place"
+            );
         }
         Ok(())
     }
@@ -243,7 +248,9 @@ mod tests {
             rule: "writes".into(),
             reason: "statement kind update".into(),
             preview: Some(Preview {
-                plan: Some(serde_json::json!([{ "Plan": { "Filter": format!("(email = '{EMAIL}'::text)") } }])),
+                plan: Some(
+                    serde_json::json!([{ "Plan": { "Filter": format!("(email = '{EMAIL}'::text)") } }]),
+                ),
                 note: Some(format!("dry run failed: invalid input syntax: \"{CARD}\"")),
                 ..Preview::default()
             }),
@@ -291,34 +298,73 @@ mod tests {
                 let v = view(id);
                 db.execute(
                     "INSERT INTO approvals VALUES (?1, ?2, ?3, ?4)",
-                    params![v.id, v.state.as_str(), v.created_at, serde_json::to_string(&v).unwrap()],
+                    params![
+                        v.id,
+                        v.state.as_str(),
+                        v.created_at,
+                        serde_json::to_string(&v).unwrap()
+                    ],
                 )
                 .unwrap();
             }
             // Leave the raw rows in the WAL as a crash would.
             std::mem::forget(db);
         }
-        assert!(contains(&file_bytes(&path), CARD), "the fixture holds raw text");
+        assert!(
+            contains(&file_bytes(&path), CARD),
+            "the fixture holds raw text"
+        );
         let masker = MaskingEngine::with_defaults().unwrap();
         let store = Store::open(&path, &masker).unwrap();
         let got = store.get("a").unwrap().unwrap();
-        assert!(!got.command.contains(CARD) && got.command.contains("[CARD]"), "{}", got.command);
+        assert!(
+            !got.command.contains(CARD) && got.command.contains("[CARD]"),
+            "{}",
+            got.command
+        );
         assert!(!got.command.contains(EMAIL), "{}", got.command);
         assert_eq!(got.parameters, [Some("[EMAIL]".to_string()), None]);
-        assert!(!got.preview.as_ref().unwrap().plan.as_ref().unwrap().to_string().contains(EMAIL));
-        assert!(!got.preview.as_ref().unwrap().note.as_ref().unwrap().contains(CARD));
-        assert_eq!(got.sha256, "ab".repeat(32), "the hash of the exact bytes is kept");
+        assert!(
+            !got.preview
+                .as_ref()
+                .unwrap()
+                .plan
+                .as_ref()
+                .unwrap()
+                .to_string()
+                .contains(EMAIL)
+        );
+        assert!(
+            !got.preview
+                .as_ref()
+                .unwrap()
+                .note
+                .as_ref()
+                .unwrap()
+                .contains(CARD)
+        );
+        assert_eq!(
+            got.sha256,
+            "ab".repeat(32),
+            "the hash of the exact bytes is kept"
+        );
         drop(store);
         let bytes = file_bytes(&path);
         for raw in [CARD, EMAIL] {
-            assert!(!contains(&bytes, raw), "{raw} is still in the store's files");
+            assert!(
+                !contains(&bytes, raw),
+                "{raw} is still in the store's files"
+            );
         }
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "tightened from the umask's mode");
         // Opening again changes nothing (the version is recorded).
         let store = Store::open(&path, &masker).unwrap();
-        assert_eq!(store.get("b").unwrap().unwrap().parameters[0].as_deref(), Some("[EMAIL]"));
+        assert_eq!(
+            store.get("b").unwrap().unwrap().parameters[0].as_deref(),
+            Some("[EMAIL]")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -204,7 +204,10 @@ pub fn load_or_create_key(path: &Path) -> Result<SigningKey, AuditError> {
 /// The newest checkpoint, kept outside the store (and, through the syslog sink, off the
 /// host): deleting the tail of the log together with its checkpoint rows is still detected.
 pub fn write_witness(path: &Path, c: &Checkpoint) -> Result<(), AuditError> {
-    crate::files::write_private_atomic(path, serde_json::to_string(c).unwrap_or_default().as_bytes())?;
+    crate::files::write_private_atomic(
+        path,
+        serde_json::to_string(c).unwrap_or_default().as_bytes(),
+    )?;
     Ok(())
 }
 
