@@ -540,3 +540,22 @@ fn estimated_rows(plan: &serde_json::Value) -> Option<f64> {
     };
     node.get("Plan Rows")?.as_f64()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rendered first, a binary text parameter's hex would spell a card number out in full
+    /// (`\x34313131...`) where no detector can see it: the value is masked before rendering.
+    #[test]
+    fn a_binary_parameter_is_masked_before_it_is_shown_as_hex() {
+        let masker = MaskingEngine::with_defaults().unwrap();
+        let card = b"4111111111111111";
+        let shown = show_param(card, true, &masker);
+        assert!(shown.contains("[CARD]"), "{shown}");
+        assert!(!shown.contains("4111111111111111"), "{shown}");
+        assert!(!shown.contains(&hex(card)), "{shown}");
+        assert!(!show_param(b"ada@example.com", false, &masker).contains("ada@"));
+        assert_eq!(show_param(b"7", true, &masker), "\\x37 (\"7\")");
+    }
+}
