@@ -43,11 +43,15 @@ OTHER_PID=$!
 echo "What the database really holds (read by the operator over its local socket):"
 runuser -u postgres -- psql -X -h "$WORK/pg" -U postgres -d shop -c "select * from customers"
 
-printf 'app-secret-held-by-sluice\n' > "$WORK/orders-db.password"
-# The reviewer's token. A real deployment signs reviewers in with OIDC (identity.oidc); a
-# static token keeps the demo free of external services.
-openssl rand -hex 24 > "$WORK/reviewer.token"
-API=http://127.0.0.1:17070
+# Secrets are written readable by their owner only: sluice refuses a `file:` secret or a
+# --token-file that group or others could read (as ssh does with private keys).
+(
+  umask 077
+  printf 'app-secret-held-by-sluice\n' > "$WORK/orders-db.password"
+  # The reviewer's token. A real deployment signs reviewers in with OIDC (identity.oidc); a
+  # static token keeps the demo free of external services.
+  openssl rand -hex 24 > "$WORK/reviewer.token"
+)
 cat > "$WORK/policy.yaml" <<YAML
 listen: 127.0.0.1:15001
 state_dir: $WORK/state
@@ -71,7 +75,8 @@ rules:
     action: hold          # the statement waits in sluice until a DBA approves it
     approval: { groups: [dba], timeout: 2m, preview: { explain: true, dry_run: true } }
 approvals:
-  listen: 127.0.0.1:17070 # API, CLI and web page for reviewers
+  listen: 127.0.0.1:17070 # HTTP API and web page for reviewers
+                          # (the CLI uses the gateway's socket, $WORK/state/approvals.sock)
 identity:
   static_tokens:          # single-user demo; use identity.oidc in production
     - { subject: dana, groups: [dba], token: { file: $WORK/reviewer.token } }
@@ -91,7 +96,9 @@ curl -sS -m 3 http://169.254.200.2:9999/ || echo "(refused by sluice in the kern
 '
 # A reviewer at another terminal: waits for the held statement, looks at it, approves it.
 reviewer() {
-  local approvals=("$BIN/sluice" approvals --url "$API" --token-file "$WORK/reviewer.token")
+  # -c: the CLI talks to the gateway's unix socket and checks who serves it before it sends
+  # the token (the gateway's pid from its lease, outside the agents' cgroup).
+  local approvals=("$BIN/sluice" approvals -c "$WORK/policy.yaml" --token-file "$WORK/reviewer.token")
   for _ in $(seq 1 300); do
     id=$("${approvals[@]}" list 2>/dev/null | awk 'NR == 2 { print $1 }' || true)
     if [ -n "$id" ]; then

@@ -105,6 +105,13 @@ done
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 log "bpffs mounted"
 
+# An unprivileged account for tests that run a process as another user than the gateway's
+# (an agent, an impostor squatting the approval socket). No home, no login shell.
+if ! id -u sluice-agent >/dev/null 2>&1; then
+  useradd --system --no-create-home --shell /usr/sbin/nologin sluice-agent
+  log "created user sluice-agent"
+fi
+
 # cgroup v2 must be reachable (pure v2 at /sys/fs/cgroup or hybrid at /sys/fs/cgroup/unified).
 if [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ] && ! mountpoint -q /sys/fs/cgroup/unified; then
   echo "setup: no cgroup v2 hierarchy found (need /sys/fs/cgroup or /sys/fs/cgroup/unified)" >&2

@@ -634,14 +634,14 @@ pub(crate) fn resolve_secret(raw: &Spanned<RawSecret>, report: &mut Report) -> O
                 None
             }
         },
+        // Refused when group or others could read it, or another user owns it (files.rs).
         RawSecret::File(path) => match {
             report.secret_files.push(PathBuf::from(path));
-            std::fs::read_to_string(path)
+            crate::files::read_secret_text(Path::new(path))
         } {
-            // A trailing newline from `echo secret > file` is not part of the secret.
-            Ok(v) => Some(Secret(v.trim_end_matches(['\n', '\r']).to_string())),
+            Ok(v) => Some(Secret(v)),
             Err(e) => {
-                report.error(raw, format!("cannot read secret file `{path}`: {e}"), None);
+                report.error(raw, e.to_string(), None);
                 None
             }
         },
@@ -1022,9 +1022,13 @@ impl RawConfig {
                 }
                 match (&t.agent_cert, &t.agent_key) {
                     (Some(c), Some(k)) => {
-                        match crate::tls::agent_config(Path::new(&c.value), Path::new(&k.value)) {
-                            Ok(config) => tls.agent = Some(config),
-                            Err(e) => report.error(c, e, None),
+                        // The certificate is public; the key is a secret file like any other.
+                        match crate::files::read_secret_file(Path::new(&k.value)) {
+                            Ok(key) => match crate::tls::agent_config(Path::new(&c.value), &key) {
+                                Ok(config) => tls.agent = Some(config),
+                                Err(e) => report.error(c, e, None),
+                            },
+                            Err(e) => report.error(k, e.to_string(), None),
                         }
                     }
                     (Some(c), None) => report.error(c, "`agent_cert` needs `agent_key`", None),
@@ -1565,8 +1569,10 @@ mod tests {
 
     #[test]
     fn secrets_come_from_env_or_file_and_never_show_in_debug() {
+        use std::os::unix::fs::PermissionsExt;
         let file = std::env::temp_dir().join(format!("sluice-secret-{}", std::process::id()));
         std::fs::write(&file, "from-file\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
         let c = parse(&format!(
             "resources:\n  - name: db\n    protocol: postgres\n    match: [{{ address: 10.0.0.5, port: 5432 }}]\n    credentials: {{ mode: inject, user: app, password: {{ file: {} }} }}\n",
             file.display()
@@ -1592,6 +1598,35 @@ mod tests {
                 .contains("SLUICE_TEST_UNSET_VARIABLE` is not set"),
             "{err}"
         );
+        let _ = std::fs::remove_file(file);
+    }
+
+    /// A secret file written with the usual umask (0644) is refused with its position, as
+    /// every other `file:` secret of the policy (credentials, tokens, webhook secrets).
+    #[test]
+    fn secret_files_readable_by_others_are_refused_with_their_position() {
+        use std::os::unix::fs::PermissionsExt;
+        let file = std::env::temp_dir().join(format!("sluice-open-secret-{}", std::process::id()));
+        std::fs::write(&file, "a-reviewer-token-of-24-chars\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = parse(&format!(
+            "resources:\n  - name: db\n    protocol: postgres\n    match: [{{ address: 10.0.0.5, port: 5432 }}]\n    credentials: {{ mode: inject, user: app, password: {{ file: {f} }} }}\n\
+             approvals: {{}}\nidentity:\n  static_tokens:\n    - {{ subject: dana, groups: [dba], token: {{ file: {f} }} }}\n    - {{ subject: eve, groups: [dba], token: {{ value: another-token-of-24-chars }} }}\n\
+             audit:\n  postgres: {{ connection: \"host=db\", password: {{ file: {f} }} }}\n",
+            f = file.display()
+        ))
+        .unwrap_err();
+        let expected = format!(
+            "permissions 0644 for '{f}' are too open; it must be readable by its owner only: chmod 600 {f}",
+            f = file.display()
+        );
+        let lines: Vec<u64> = err.diagnostics.iter().map(|d| d.line).collect();
+        assert_eq!(lines, [5, 9, 12], "{err}");
+        assert!(
+            err.diagnostics.iter().all(|d| d.message == expected),
+            "{err}"
+        );
+        assert!(err.to_string().starts_with("policy.yaml:5:"), "{err}");
         let _ = std::fs::remove_file(file);
     }
 

@@ -12,9 +12,10 @@
 //!   keys, alerts.
 //! - [`exec`]: `sluice exec`, running a command inside an intercepted cgroup.
 //! - [`cleanup`]: `sluice cleanup`, the only way interception is removed (`--detach`).
-//! - [`files`]: creating files that hold secrets.
-// Denied everywhere; the two exceptions (`ebpf::watch_readable`, the SIMD byte classifiers in
-// `inspect::masking::shapes`) explain themselves.
+//! - [`files`]: private directories and files (0700/0600), and reading secret files safely.
+//! - [`peer`]: who serves a local socket (checked before a reviewer's token is sent).
+// Denied everywhere; the exceptions (`ebpf::watch_readable`, the bpf() commands aya lacks in
+// `ebpf::sys`, the SIMD byte classifiers in `inspect::masking::shapes`) explain themselves.
 #![deny(unsafe_code)]
 
 pub mod cleanup;
@@ -24,6 +25,7 @@ pub mod ebpf;
 pub mod exec;
 pub mod files;
 pub mod inspect;
+pub mod peer;
 pub mod proto;
 pub mod server;
 pub mod services;

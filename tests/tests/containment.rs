@@ -18,29 +18,11 @@ use sluice_tests::{
 };
 
 const WAIT: Duration = Duration::from_secs(10);
-const AGENT: &str = "sluice-agent";
 
 /// The unprivileged account agents run as (made once, idempotently; setup.sh makes it too).
 fn agent_user() -> &'static str {
-    require_root();
-    let exists = Command::new("id")
-        .arg(AGENT)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !exists {
-        let _ = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                AGENT,
-            ])
-            .status();
-    }
-    AGENT
+    sluice_tests::ensure_agent_user();
+    sluice_tests::AGENT_USER
 }
 
 /// `sluice-probe` in `cg`, as the unprivileged agent (`user` Some) or as root.

@@ -9,7 +9,7 @@
 //! interception.
 
 pub mod cgroup;
-mod sys;
+pub mod sys;
 
 use std::{
     fs,
@@ -419,7 +419,7 @@ impl Interceptor {
             .with_context(|| format!("opening cgroup {}", self.cgroup_dir.display()))?;
         let mut missing = Vec::new();
         for (attach_type, prog_id, name) in &self.attached {
-            let ids = sys::attached_programs(&cgroup, *attach_type)
+            let ids = sys::attached_programs(&cgroup, *attach_type, false)
                 .with_context(|| format!("querying {}", self.cgroup_dir.display()))?;
             if !ids.contains(prog_id) {
                 missing.push(*name);

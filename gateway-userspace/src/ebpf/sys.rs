@@ -67,12 +67,21 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
     }
 }
 
-/// Ids of the programs attached to `cgroup` for `attach_type`.
-pub fn attached_programs(cgroup: impl AsFd, attach_type: u32) -> std::io::Result<Vec<u32>> {
+/// `BPF_F_QUERY_EFFECTIVE`: the programs in effect (attached here or inherited from ancestors).
+const QUERY_EFFECTIVE: u32 = 1;
+
+/// Ids of the programs attached to `cgroup` for `attach_type` (with `effective`, also those
+/// inherited from its ancestors).
+pub fn attached_programs(
+    cgroup: impl AsFd,
+    attach_type: u32,
+    effective: bool,
+) -> std::io::Result<Vec<u32>> {
     let mut ids = vec![0u32; 64];
     let mut attr = QueryAttr {
         target_fd: cgroup.as_fd().as_raw_fd() as u32,
         attach_type,
+        query_flags: if effective { QUERY_EFFECTIVE } else { 0 },
         prog_ids: ids.as_mut_ptr() as u64,
         prog_cnt: ids.len() as u32,
         ..Default::default()

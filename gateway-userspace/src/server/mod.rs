@@ -6,6 +6,7 @@
 //! a gateway returns), except for a managed cgroup that is empty and can be removed.
 
 pub mod events;
+mod private;
 pub mod quota;
 pub mod reload;
 pub mod state;
@@ -42,6 +43,7 @@ use crate::{
             api::{self, ApiState, Authenticator},
             model::Decision,
             notify::{Notification, Notifier, NotifyConfig, NotifyEvent, request_link},
+            socket::ApiSocket,
         },
         audit::{
             self, AuditLog, SyslogForward,
@@ -68,10 +70,12 @@ pub struct Gateway {
     approvals: Option<ApprovalService>,
 }
 
-/// The approval broker and its HTTP API (bound at start so a port conflict fails the start).
+/// The approval broker and its HTTP API and unix socket (bound at start so a conflict fails
+/// the start).
 struct ApprovalService {
     state: Arc<ApiState>,
     listener: tokio::net::TcpListener,
+    socket: ApiSocket,
 }
 
 impl ApprovalService {
@@ -79,11 +83,10 @@ impl ApprovalService {
         settings: &ApprovalSettings,
         config: &Config,
         audit: Arc<AuditLog>,
+        masker: &MaskingEngine,
+        target_dirs: &[PathBuf],
     ) -> anyhow::Result<ApprovalService> {
-        let store = settings
-            .store
-            .clone()
-            .unwrap_or_else(|| config.state_dir.join("approvals.db"));
+        let store = settings.store_path(&config.state_dir);
         let notifier = Notifier::start(NotifyConfig {
             webhook: settings
                 .notify
@@ -104,7 +107,11 @@ impl ApprovalService {
             Some(u) => u.clone(),
             None => format!("http://{}", listener.local_addr()?),
         };
-        let broker = Broker::start(settings, &store)
+        let socket = ApiSocket::bind(
+            &settings.socket_path(&config.state_dir),
+            target_dirs.to_vec(),
+        )?;
+        let broker = Broker::start(settings, &store, masker)
             .with_context(|| format!("opening the approval store {}", store.display()))?
             .with_events(move |event| {
                 audit_approval(&audit, &event);
@@ -130,6 +137,7 @@ impl ApprovalService {
                 slack: settings.notify.slack.clone(),
             }),
             listener,
+            socket,
         })
     }
 }
@@ -161,6 +169,8 @@ impl Gateway {
             }
         }
 
+        // Before anything is written there: leases, stores, keys, the approval socket.
+        private::prepare_dirs(&config)?;
         let mount = cgroup::cgroup2_mount()?;
         let own = cgroup::cgroup_of("self", &mount)?;
         // Every target is claimed before the audit store and the approval API are opened: a
@@ -213,8 +223,11 @@ impl Gateway {
                 config.audit.store.describe()
             )
         })?);
+        let masker = Arc::new(MaskingEngine::new(config.masking.clone())?);
         let approvals = match &config.approvals {
-            Some(settings) => Some(ApprovalService::start(settings, &config, audit.clone()).await?),
+            Some(settings) => Some(
+                ApprovalService::start(settings, &config, audit.clone(), &masker, &dirs).await?,
+            ),
             None => None,
         };
         let mut gateway = Gateway {
@@ -226,7 +239,7 @@ impl Gateway {
             resources: config.resources.iter().cloned().map(Arc::new).collect(),
             services: Arc::new(Services::new(
                 config.clone(),
-                Arc::new(MaskingEngine::new(config.masking.clone())?),
+                masker,
                 approvals.as_ref().map(|a| a.state.broker.clone()),
                 approvals.as_ref().and_then(|a| a.state.auth.oidc()),
                 audit,
@@ -282,16 +295,38 @@ impl Gateway {
             self.config.source.clone(),
             self.services.clone(),
         ));
-        let api_stop = Arc::new(tokio::sync::Notify::new());
+        // Both API servers (TCP and the unix socket) stop on the same signal.
+        let (api_stop, stopped) = tokio::sync::watch::channel(false);
+        let stop_signal = move || {
+            let mut rx = stopped.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
         let api = self.approvals.take().map(|a| {
-            let stop = api_stop.clone();
-            tokio::spawn(async move {
-                if let Err(e) =
-                    api::serve(a.listener, a.state, async move { stop.notified().await }).await
-                {
+            let (tcp_stop, unix_stop) = (stop_signal(), stop_signal());
+            let state = a.state.clone();
+            let tcp = tokio::spawn(async move {
+                if let Err(e) = api::serve(a.listener, a.state, tcp_stop).await {
                     error!(error = %e, "approval API stopped");
                 }
-            })
+            });
+            let mut socket = a.socket;
+            let unix = tokio::spawn(async move {
+                let path = socket.path().display().to_string();
+                let served = match socket.take_listener() {
+                    Ok(l) => api::serve_unix(l, path, state, unix_stop).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = served {
+                    error!(error = %e, "approval API socket stopped");
+                }
+                // The socket file goes with it.
+                drop(socket);
+            });
+            async move {
+                let _ = tokio::join!(tcp, unix);
+            }
         });
         for i in &mut self.interceptors {
             if let Some(ring) = i.take_events() {
@@ -379,7 +414,7 @@ impl Gateway {
         if let Some(broker) = &self.services.approvals {
             broker.shutdown();
         }
-        api_stop.notify_one();
+        let _ = api_stop.send(true);
         if let Some(api) = api {
             let _ = tokio::time::timeout(SHUTDOWN_GRACE, api).await;
         }

@@ -763,7 +763,7 @@ where
                         held_portals.insert(bind.portal.to_string(), h.clone());
                         let b = batch.get_or_insert_with(|| HeldBatch::new(h.clone()));
                         b.add_statement(h.clone());
-                        b.add_bind(&bind);
+                        b.add_bind(&bind, &services.masker());
                     }
                     None => {
                         held_portals.remove(bind.portal);

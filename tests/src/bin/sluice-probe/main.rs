@@ -19,7 +19,13 @@
 //! sluice-probe ... bind ADDR | listen ADDR|- SECONDS | connect-from LOCAL ADDR TEXT
 //! sluice-probe ... write-file PATH DATA | read-file PATH BYTES | mknod PATH MAJOR MINOR
 //! sluice-probe ... bpf-detach PIN | silent ADDR SECONDS
+//! sluice-probe [--cgroup DIR] impostor ADDR|unix:PATH [--lease FILE]
 //! ```
+//!
+//! `impostor` squats an API endpoint the way a hostile agent would: it listens on a TCP
+//! address or a unix socket path (removing a stale socket file first), optionally takes the
+//! approval socket's lease (`flock` + a JSON record naming itself), answers every request
+//! `200 []` like the API, and prints everything each connection sent (`{"received": ...}`).
 //!
 //! `--await-close` (for `serve --async --lines 1`, which closes after echoing a line): each
 //! connection sends a line (bench-connect: after the timed connect), reads its echo and waits
@@ -71,6 +77,7 @@ fn main() {
     match cmd {
         "run" => run(&args[1..]),
         "pg" => return pg(&args[1..]),
+        "impostor" => return impostor(&args[1..]),
         _ => {}
     }
     let addr: SocketAddr = args
@@ -628,4 +635,84 @@ fn pg_error(e: &tokio_postgres::Error) -> serde_json::Value {
     let db = e.as_db_error();
     json!({"ok": false, "code": db.map(|d| d.code().code().to_string()), "message": db.map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()),
            "detail": db.and_then(|d| d.detail().map(str::to_string))})
+}
+
+/// See the module comment: a squatter of the approval API that records what it is sent.
+fn impostor(args: &[String]) {
+    use std::os::unix::{fs::PermissionsExt, net::UnixListener};
+    let addr = args.first().unwrap_or_else(|| usage()).clone();
+    let lease_path = args
+        .iter()
+        .position(|a| a == "--lease")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let _lease = lease_path.map(|p| {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&p)
+            .unwrap_or_else(|e| fail(&e));
+        f.lock().unwrap_or_else(|e| fail(&e));
+        f.set_len(0).ok();
+        let socket = addr.strip_prefix("unix:").unwrap_or(&addr);
+        write!(
+            f,
+            "{}",
+            json!({"pid": std::process::id(), "socket": socket, "targets": []})
+        )
+        .unwrap_or_else(|e| fail(&e));
+        f
+    });
+    // What one connection sent, until it closes or goes quiet.
+    fn record(mut s: impl Read + Write) {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+            let text = String::from_utf8_lossy(&got);
+            if let Some(head_end) = text.find("\r\n\r\n") {
+                let len = text[..head_end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                    })
+                    .unwrap_or(0);
+                if got.len() >= head_end + 4 + len {
+                    let _ = s.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n[]",
+                    );
+                    break;
+                }
+            }
+        }
+        print(json!({"received": String::from_utf8_lossy(&got)}));
+    }
+    match addr.strip_prefix("unix:") {
+        Some(path) => {
+            let _ = std::fs::remove_file(path);
+            let l = UnixListener::bind(path).unwrap_or_else(|e| fail(&e));
+            // Anyone may connect: the victim is another user.
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).ok();
+            print(json!({"listening": path}));
+            for conn in l.incoming().flatten() {
+                conn.set_read_timeout(Some(TIMEOUT)).ok();
+                std::thread::spawn(move || record(conn));
+            }
+        }
+        None => {
+            let addr: SocketAddr = addr.parse().unwrap_or_else(|_| usage());
+            let l = listen(addr);
+            for conn in l.incoming().flatten() {
+                conn.set_read_timeout(Some(TIMEOUT)).ok();
+                std::thread::spawn(move || record(conn));
+            }
+        }
+    }
 }
