@@ -678,3 +678,91 @@ fn monitoring_mode_reports_a_resource_reached_at_an_unlisted_address() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("monitoring mode"), "{text}");
 }
+
+/// Starts `sluice run` with `listener` handed over as systemd does (`LISTEN_FDS`, fd 3).
+fn spawn_activated(
+    config: &std::path::Path,
+    listener: &TcpListener,
+) -> (std::process::Child, LineLog) {
+    use std::os::{fd::AsRawFd, unix::process::CommandExt};
+    let fd = listener.as_raw_fd();
+    let mut cmd = Command::new(bin_path("sluice"));
+    cmd.args(["--log-format", "json", "run", "--config"])
+        .arg(config)
+        .env("LISTEN_FDS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: only async-signal-safe calls between fork and exec: dup2 to fd 3 (clearing
+    // close-on-exec) and setenv of the pid, which only the child knows.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let pid = std::ffi::CString::new(libc::getpid().to_string()).unwrap();
+            libc::setenv(c"LISTEN_PID".as_ptr(), pid.as_ptr(), 1);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("sluice run");
+    let log = LineLog::from_reader(child.stderr.take().unwrap(), "sluice");
+    log.wait_for(Duration::from_secs(20), |v| is_event(v, "ready"));
+    (child, log)
+}
+
+#[test]
+fn a_socket_activated_listener_stays_bound_across_restarts() {
+    require_root();
+    let net = TestNet::new();
+    let resource = format!("{}:7000", net.peer_v4);
+    let _server = net.serve(&resource, false);
+    let cg = TestCgroup::new();
+    // The service manager's socket: bound before the gateway, kept while it restarts.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut policy = Policy::new(Some(&cg), "deny").resource("echo", &net.peer_v4, 7000);
+    policy.listen = listener.local_addr().unwrap().to_string();
+    let dir = temp_dir();
+    let config = policy.write(&dir);
+    let _detach = Detach(config.clone());
+
+    let (mut first, log) = spawn_activated(&config, &listener);
+    log.wait_for(WAIT, |v| is_event(v, "socket_activation"));
+    let r = agent(&cg, None, &["connect", &resource, "--send", "one"]);
+    assert_eq!(r["reply"], "one", "{r}");
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    // While no gateway runs, the agent's connect is not refused: it waits in the kernel's
+    // accept queue of the still-bound socket, and the next gateway serves it.
+    let waiting = std::thread::spawn({
+        let dir = cg.dir.clone();
+        let resource = resource.clone();
+        move || {
+            let out = Command::new(bin_path("sluice-probe"))
+                .arg("--cgroup")
+                .arg(&dir)
+                .args(["connect", &resource, "--send", "queued"])
+                .output()
+                .unwrap();
+            last_json(&out.stdout, &out.stderr)
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (mut second, _log) = spawn_activated(&config, &listener);
+    let r = waiting.join().unwrap();
+    assert_eq!(r["reply"], "queued", "{r}");
+    second.kill().unwrap();
+    second.wait().unwrap();
+}
+
+/// Removes what gateways started outside the harness left pinned.
+struct Detach(std::path::PathBuf);
+
+impl Drop for Detach {
+    fn drop(&mut self) {
+        let _ = Command::new(bin_path("sluice"))
+            .args(["cleanup", "--detach", "--force", "--config"])
+            .arg(&self.0)
+            .output();
+    }
+}

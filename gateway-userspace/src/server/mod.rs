@@ -6,6 +6,7 @@
 //! a gateway returns), except for a managed cgroup that is empty and can be removed.
 
 pub mod events;
+pub mod listen;
 mod private;
 pub mod quota;
 pub mod reload;
@@ -25,7 +26,7 @@ use std::{
 use anyhow::{Context, bail};
 use state::{TargetLease, TargetState};
 use tokio::{
-    net::{TcpListener, TcpSocket, TcpStream},
+    net::{TcpListener, TcpStream},
     task::JoinSet,
 };
 use tracing::{error, info, warn};
@@ -85,6 +86,7 @@ impl ApprovalService {
         audit: Arc<AuditLog>,
         masker: &MaskingEngine,
         target_dirs: &[PathBuf],
+        inherited: &listen::Inherited,
     ) -> anyhow::Result<ApprovalService> {
         let store = settings.store_path(&config.state_dir);
         let notifier = Notifier::start(NotifyConfig {
@@ -100,8 +102,8 @@ impl ApprovalService {
                 .and_then(|s| s.webhook_url.as_ref())
                 .map(|u| u.expose().to_string()),
         });
-        let listener = tokio::net::TcpListener::bind(settings.listen)
-            .await
+        let listener = inherited
+            .bind(settings.listen)
             .with_context(|| format!("binding the approval API {}", settings.listen))?;
         let base = match &settings.public_url {
             Some(u) => u.clone(),
@@ -147,7 +149,9 @@ impl Gateway {
     /// target; on error whatever was attached is detached again.
     pub async fn start(config: Config) -> anyhow::Result<Gateway> {
         let config = Arc::new(config);
-        let v4 = bind(config.listen)
+        let inherited = listen::Inherited::from_env();
+        let v4 = inherited
+            .bind(config.listen)
             .with_context(|| format!("binding the listener {}", config.listen))?;
         let port = v4.local_addr()?.port();
         let mut listeners = vec![v4];
@@ -157,7 +161,7 @@ impl Gateway {
         };
         if let Some(v6) = config.listen_v6 {
             let addr = SocketAddr::new(v6.ip(), port);
-            match bind(addr) {
+            match inherited.bind(addr) {
                 Ok(l) => {
                     listeners.push(l);
                     listen.v6 = Some(addr);
@@ -226,7 +230,15 @@ impl Gateway {
         let masker = Arc::new(MaskingEngine::new(config.masking.clone())?);
         let approvals = match &config.approvals {
             Some(settings) => Some(
-                ApprovalService::start(settings, &config, audit.clone(), &masker, &dirs).await?,
+                ApprovalService::start(
+                    settings,
+                    &config,
+                    audit.clone(),
+                    &masker,
+                    &dirs,
+                    &inherited,
+                )
+                .await?,
             ),
             None => None,
         };
@@ -515,21 +527,6 @@ impl Gateway {
               "redirected connection");
         Some(ctx)
     }
-}
-
-/// Agents open connections in bursts (connection pools, parallel tools); a short accept queue
-/// drops SYNs and costs the client a 1 s retransmit, so listen as deep as the kernel allows.
-const LISTEN_BACKLOG: u32 = 4096;
-
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn accept_any(listeners: &[TcpListener]) -> std::io::Result<(TcpStream, SocketAddr)> {

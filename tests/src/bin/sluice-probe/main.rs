@@ -18,7 +18,7 @@
 //! sluice-probe ... socket DOMAIN TYPE PROTOCOL
 //! sluice-probe ... bind ADDR | listen ADDR|- SECONDS | connect-from LOCAL ADDR TEXT
 //! sluice-probe ... write-file PATH DATA | read-file PATH BYTES | mknod PATH MAJOR MINOR
-//! sluice-probe ... bpf-detach PIN | silent ADDR SECONDS
+//! sluice-probe ... bpf-detach PIN | silent ADDR SECONDS | bench-udp ADDR COUNT
 //! sluice-probe [--cgroup DIR] impostor ADDR|unix:PATH [--lease FILE]
 //! ```
 //!
@@ -109,6 +109,7 @@ fn main() {
         "udp-send" => attacks::udp_send(addr, arg(2)),
         "udp-serve" => attacks::udp_serve(addr),
         "silent" => attacks::silent(addr, Duration::from_secs(num(2) as u64)),
+        "bench-udp" => attacks::bench_udp(addr, num(2) as usize),
         "bind" => attacks::bind_listen(Some(addr), false, Duration::ZERO),
         "listen" => attacks::bind_listen(Some(addr), true, Duration::from_secs(num(2) as u64)),
         "connect-from" => {
