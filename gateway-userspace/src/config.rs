@@ -57,6 +57,8 @@ pub struct Config {
     /// How reviewers (and agents presenting tokens) are authenticated.
     pub identity: IdentitySettings,
     pub audit: AuditSettings,
+    /// Where the policy's secrets were read from (`sluice exec` keeps them from the agent).
+    pub secrets: SecretSources,
 }
 
 /// An intercepted cgroup and its egress default.
@@ -65,6 +67,8 @@ pub struct Target {
     pub name: String,
     pub cgroup: TargetCgroup,
     pub egress: EgressMode,
+    /// `run_as` and `landlock`: how `sluice exec` confines the agent.
+    pub sandbox: crate::exec::settings::TargetSandbox,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -182,6 +186,14 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
     }
+}
+
+/// The environment variables and files the policy's secrets come from: an agent must never get
+/// such a variable (`sluice exec`) nor a Landlock grant over such a file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SecretSources {
+    pub env: std::collections::BTreeSet<String>,
+    pub files: std::collections::BTreeSet<PathBuf>,
 }
 
 /// Largest message accepted from each side; anything larger ends the connection with an error.
@@ -495,6 +507,10 @@ struct RawTarget {
     #[serde(default)]
     cgroup: Option<Spanned<String>>,
     egress: Spanned<EgressMode>,
+    #[serde(default)]
+    run_as: Option<Spanned<String>>,
+    #[serde(default)]
+    landlock: Option<Spanned<crate::exec::settings::RawLandlock>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -558,6 +574,7 @@ struct RawEgress {
 }
 
 pub(crate) fn resolve_secret(raw: &Spanned<RawSecret>, report: &mut Report) -> Option<Secret> {
+    report.1.note(&raw.value);
     match &raw.value {
         RawSecret::Value(v) => Some(Secret(v.clone())),
         RawSecret::Env(name) => match std::env::var(name) {
@@ -586,9 +603,25 @@ fn default_true() -> bool {
     true
 }
 
-/// Collects diagnostics while validating.
+/// Collects diagnostics while validating (and where secrets came from).
 #[derive(Default)]
-pub(crate) struct Report(Vec<Diagnostic>);
+pub(crate) struct Report(Vec<Diagnostic>, SecretSources);
+
+impl SecretSources {
+    fn note(&mut self, raw: &RawSecret) {
+        match raw {
+            RawSecret::Value(_) => {}
+            RawSecret::Env(name) => {
+                self.env.insert(name.clone());
+            }
+            RawSecret::File(path) => self.note_file(Path::new(path)),
+        }
+    }
+
+    pub(crate) fn note_file(&mut self, path: &Path) {
+        self.files.insert(path.into());
+    }
+}
 
 impl Report {
     pub(crate) fn error<T>(
@@ -749,6 +782,11 @@ impl RawConfig {
                 name: t.name.value.clone(),
                 cgroup,
                 egress: t.egress.value,
+                sandbox: crate::exec::settings::validate(
+                    t.run_as.as_ref(),
+                    t.landlock.as_ref(),
+                    &mut report,
+                ),
             });
         }
         // Programs attached to a cgroup also run for its descendants: a nested target would be
@@ -931,6 +969,9 @@ impl RawConfig {
                             None => report.error(mode, e, None),
                         },
                     }
+                }
+                if let Some(k) = &t.agent_key {
+                    report.1.note_file(Path::new(&k.value));
                 }
                 match (&t.agent_cert, &t.agent_key) {
                     (Some(c), Some(k)) => {
@@ -1177,6 +1218,19 @@ impl RawConfig {
             None => AuditSettings::defaults(&data_dir),
         };
 
+        let state_dir = PathBuf::from(self.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into()));
+        let protected = crate::exec::settings::protected_paths(
+            source,
+            &state_dir,
+            &data_dir,
+            &audit,
+            approvals.as_ref(),
+            &report.1.files,
+        );
+        for t in self.targets.iter().flatten() {
+            crate::exec::settings::check_grants(t.landlock.as_ref(), &protected, &mut report);
+        }
+
         if !report.0.is_empty() {
             return Err(ConfigError {
                 file: source.into(),
@@ -1187,7 +1241,7 @@ impl RawConfig {
             source: source.into(),
             listen,
             listen_v6,
-            state_dir: PathBuf::from(self.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into())),
+            state_dir,
             data_dir,
             audit,
             max_connections,
@@ -1200,6 +1254,7 @@ impl RawConfig {
             masking,
             approvals,
             identity,
+            secrets: report.1,
         })
     }
 }

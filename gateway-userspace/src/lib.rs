@@ -10,7 +10,7 @@
 //!   validators).
 //! - [`services`]: what sessions share: the approval broker and its API, OIDC identity, cancel
 //!   keys, alerts.
-//! - [`exec`]: `sluice exec`, running a command inside an intercepted cgroup.
+//! - [`exec`]: `sluice exec`, running a command sandboxed inside an intercepted cgroup.
 //! - [`files`]: creating files that hold secrets.
 // Denied everywhere; the two exceptions (`ebpf::watch_readable`, the SIMD byte classifiers in
 // `inspect::masking::shapes`) explain themselves.
