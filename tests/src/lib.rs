@@ -869,3 +869,51 @@ impl TestCerts {
         (cert, key)
     }
 }
+
+/// The unprivileged user agents run as in tests: `sluice-agent`, created on first use if missing
+/// (as `scripts/setup.sh` does). Returns (uid, gid, name).
+pub fn agent_user() -> (u32, u32, String) {
+    const NAME: &str = "sluice-agent";
+    static USER: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    let (uid, gid) = *USER.get_or_init(|| {
+        require_root();
+        let id = |flag: &str| -> Option<u32> {
+            let out = Command::new("id").args([flag, NAME]).output().ok()?;
+            String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+        };
+        if id("-u").is_none() {
+            // Test processes run side by side: one of them creates it, the others fail here
+            // and find it below.
+            let _ = Command::new("useradd")
+                .args(["--system", "--no-create-home", "--home-dir", "/nonexistent"])
+                .args(["--shell", "/usr/sbin/nologin", NAME])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let ids = (id("-u"), id("-g"));
+        match ids {
+            (Some(uid), Some(gid)) => (uid, gid),
+            _ => panic!("cannot create the test user {NAME} (useradd)"),
+        }
+    });
+    (uid, gid, NAME.to_string())
+}
+
+/// A copy of a built binary that [`agent_user`] can run: the build directory may sit below a
+/// directory only root can enter (a CI checkout in /root).
+pub fn agent_bin(name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("sluice-agent-bin-{}", std::process::id()));
+    let path = dir.join(name);
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap();
+    if !path.exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let tmp = dir.join(format!("{name}.tmp"));
+        std::fs::copy(bin_path(name), &tmp).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+    path
+}

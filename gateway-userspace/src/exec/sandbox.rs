@@ -90,10 +90,12 @@ impl Spec {
                 let user = User::from_name(name)
                     .with_context(|| format!("looking up user `{name}`"))?
                     .with_context(|| format!("user `{name}` does not exist on this host"))?;
+                // An unprivileged caller naming itself: nothing to switch (and no right to).
+                let same = user.uid == Uid::current() && !Uid::current().is_root();
                 Identity {
                     uid: user.uid,
                     gid: user.gid,
-                    switch_to: Some(user),
+                    switch_to: (!same).then_some(user),
                 }
             }
             None => Identity {

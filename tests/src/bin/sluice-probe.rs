@@ -12,6 +12,9 @@
 //! sluice-probe serve ADDR [--http]
 //! sluice-probe serve ADDR --async [--lines N]
 //! sluice-probe relay ADDR
+//! sluice-probe self                       # who and what this process is (ids, caps, fds, env)
+//! sluice-probe try ATTACK ARGS...         # one system call a hostile agent would make
+//! sluice-probe victim SECRET [--connect ADDR]   # a process to attack; holds until stdin closes
 //! ```
 //!
 //! `--await-close` (for `serve --async --lines 1`, which closes after echoing a line): each
@@ -26,6 +29,11 @@ use std::{
 };
 
 use serde_json::json;
+
+// What a hostile agent tries inside `sluice exec`'s sandbox (a directory without main.rs, so
+// Cargo does not take it for another binary).
+#[path = "sluice-probe/sandbox.rs"]
+mod sandbox;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -44,6 +52,9 @@ fn main() {
     match cmd {
         "run" => run(&args[1..]),
         "pg" => return pg(&args[1..]),
+        "self" => return sandbox::self_report(),
+        "try" => return sandbox::attempt(&args[1..]),
+        "victim" => return sandbox::victim(&args[1..]),
         _ => {}
     }
     let addr: SocketAddr = args
