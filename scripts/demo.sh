@@ -59,6 +59,7 @@ data_dir: $WORK/data
 targets:
   - name: demo-agent      # a cgroup sluice manages; \`sluice exec\` puts the agent in it
     egress: deny          # anything not listed below is refused
+    run_as: sluice-agent  # the agent runs unprivileged: no root, no capabilities, seccomp
 resources:
   - name: orders-db
     protocol: postgres

@@ -102,6 +102,12 @@ for project in oidc browser; do
   fi
 done
 
+# `sluice exec` refuses to run an agent as root: tests and the demo run theirs as this user.
+if ! id -u sluice-agent >/dev/null 2>&1; then
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin sluice-agent
+  log "created user sluice-agent"
+fi
+
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 log "bpffs mounted"
 

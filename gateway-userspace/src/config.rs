@@ -55,8 +55,6 @@ pub struct Config {
     pub max_connections: usize,
     /// From accept to an authenticated session; slower connections are closed.
     pub handshake_timeout: std::time::Duration,
-    /// Files holding secrets the policy reads (`file:` secrets): protected from agents.
-    pub secret_files: Vec<PathBuf>,
     pub targets: Vec<Target>,
     pub resources: Vec<Resource>,
     pub egress: Egress,
@@ -70,6 +68,8 @@ pub struct Config {
     /// How reviewers (and agents presenting tokens) are authenticated.
     pub identity: IdentitySettings,
     pub audit: AuditSettings,
+    /// Where the policy's secrets were read from (`sluice exec` keeps them from the agent).
+    pub secrets: SecretSources,
 }
 
 /// An intercepted cgroup and its egress default.
@@ -78,6 +78,8 @@ pub struct Target {
     pub name: String,
     pub cgroup: TargetCgroup,
     pub egress: EgressMode,
+    /// `run_as` and `landlock`: how `sluice exec` confines the agent.
+    pub sandbox: crate::exec::settings::TargetSandbox,
     pub inbound: InboundMode,
     /// Concurrent connections of this target, and of one of its processes.
     pub max_connections: usize,
@@ -213,6 +215,14 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
     }
+}
+
+/// The environment variables and files the policy's secrets come from: an agent must never get
+/// such a variable (`sluice exec`) nor a Landlock grant over such a file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SecretSources {
+    pub env: std::collections::BTreeSet<String>,
+    pub files: std::collections::BTreeSet<PathBuf>,
 }
 
 /// Largest message accepted from each side; anything larger ends the connection with an error.
@@ -549,6 +559,10 @@ struct RawTarget {
     max_connections: Option<Spanned<usize>>,
     #[serde(default)]
     max_connections_per_process: Option<Spanned<usize>>,
+    #[serde(default)]
+    run_as: Option<Spanned<String>>,
+    #[serde(default)]
+    landlock: Option<Spanned<crate::exec::settings::RawLandlock>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -621,6 +635,7 @@ struct RawAllow {
 }
 
 pub(crate) fn resolve_secret(raw: &Spanned<RawSecret>, report: &mut Report) -> Option<Secret> {
+    report.1.note(&raw.value);
     match &raw.value {
         RawSecret::Value(v) => Some(Secret(v.clone())),
         RawSecret::Env(name) => match std::env::var(name) {
@@ -635,10 +650,7 @@ pub(crate) fn resolve_secret(raw: &Spanned<RawSecret>, report: &mut Report) -> O
             }
         },
         // Refused when group or others could read it, or another user owns it (files.rs).
-        RawSecret::File(path) => match {
-            report.secret_files.push(PathBuf::from(path));
-            crate::files::read_secret_text(Path::new(path))
-        } {
+        RawSecret::File(path) => match crate::files::read_secret_text(Path::new(path)) {
             Ok(v) => Some(Secret(v)),
             Err(e) => {
                 report.error(raw, e.to_string(), None);
@@ -652,11 +664,24 @@ fn default_true() -> bool {
     true
 }
 
-/// Collects diagnostics while validating, and the secret files read on the way.
+/// Collects diagnostics while validating (and where secrets came from).
 #[derive(Default)]
-pub(crate) struct Report {
-    diagnostics: Vec<Diagnostic>,
-    secret_files: Vec<PathBuf>,
+pub(crate) struct Report(Vec<Diagnostic>, SecretSources);
+
+impl SecretSources {
+    fn note(&mut self, raw: &RawSecret) {
+        match raw {
+            RawSecret::Value(_) => {}
+            RawSecret::Env(name) => {
+                self.env.insert(name.clone());
+            }
+            RawSecret::File(path) => self.note_file(Path::new(path)),
+        }
+    }
+
+    pub(crate) fn note_file(&mut self, path: &Path) {
+        self.files.insert(path.into());
+    }
 }
 
 impl Report {
@@ -666,7 +691,7 @@ impl Report {
         message: impl Into<String>,
         hint: Option<&str>,
     ) {
-        self.diagnostics.push(Diagnostic {
+        self.0.push(Diagnostic {
             line: at.referenced.line(),
             column: at.referenced.column(),
             message: message.into(),
@@ -837,6 +862,11 @@ impl RawConfig {
                     &mut report,
                 )
                 .unwrap_or(DEFAULT_PROCESS_MAX_CONNECTIONS),
+                sandbox: crate::exec::settings::validate(
+                    t.run_as.as_ref(),
+                    t.landlock.as_ref(),
+                    &mut report,
+                ),
             });
         }
         // Programs attached to a cgroup also run for its descendants: a nested target would be
@@ -1019,6 +1049,9 @@ impl RawConfig {
                             None => report.error(mode, e, None),
                         },
                     }
+                }
+                if let Some(k) = &t.agent_key {
+                    report.1.note_file(Path::new(&k.value));
                 }
                 match (&t.agent_cert, &t.agent_key) {
                     (Some(c), Some(k)) => {
@@ -1264,7 +1297,7 @@ impl RawConfig {
                 );
                 match at {
                     Some(at) => report.error(at, message, hint),
-                    None => report.diagnostics.push(Diagnostic {
+                    None => report.0.push(Diagnostic {
                         line: 1,
                         column: 1,
                         message: message.into(),
@@ -1292,22 +1325,34 @@ impl RawConfig {
             None => AuditSettings::defaults(&data_dir),
         };
 
-        if !report.diagnostics.is_empty() {
+        let state_dir = PathBuf::from(self.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into()));
+        let protected = crate::exec::settings::protected_paths(
+            source,
+            &state_dir,
+            &data_dir,
+            &audit,
+            approvals.as_ref(),
+            &report.1.files,
+        );
+        for t in self.targets.iter().flatten() {
+            crate::exec::settings::check_grants(t.landlock.as_ref(), &protected, &mut report);
+        }
+
+        if !report.0.is_empty() {
             return Err(ConfigError {
                 file: source.into(),
-                diagnostics: report.diagnostics,
+                diagnostics: report.0,
             });
         }
         Ok(Config {
             source: source.into(),
             listen,
             listen_v6,
-            state_dir: PathBuf::from(self.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into())),
+            state_dir,
             data_dir,
             audit,
             max_connections,
             handshake_timeout,
-            secret_files: report.secret_files,
             targets,
             resources,
             egress,
@@ -1317,6 +1362,7 @@ impl RawConfig {
             masking,
             approvals,
             identity,
+            secrets: report.1,
         })
     }
 }

@@ -10,7 +10,7 @@
 //!   validators).
 //! - [`services`]: what sessions share: the approval broker and its API, OIDC identity, cancel
 //!   keys, alerts.
-//! - [`exec`]: `sluice exec`, running a command inside an intercepted cgroup.
+//! - [`exec`]: `sluice exec`, running a command sandboxed inside an intercepted cgroup.
 //! - [`cleanup`]: `sluice cleanup`, the only way interception is removed (`--detach`).
 //! - [`files`]: private directories and files (0700/0600), and reading secret files safely.
 //! - [`peer`]: who serves a local socket (checked before a reviewer's token is sent).

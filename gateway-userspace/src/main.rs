@@ -46,7 +46,9 @@ enum Command {
         #[arg(long)]
         workers: Option<usize>,
     },
-    /// Run a command inside an intercepted cgroup (of the running gateway, or of one started for it).
+    /// Run a command inside an intercepted cgroup (of the running gateway, or of one started
+    /// for it), sandboxed: another user, no capabilities, no_new_privs, seccomp, no inherited
+    /// descriptors, a clean environment, and Landlock when the target asks for it.
     Exec {
         /// Policy file; starts a gateway for the command when none serves the target.
         #[arg(long, short)]
@@ -57,6 +59,22 @@ enum Command {
         /// Runtime state directory of the gateway (default: the policy's, or /run/sluice).
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// Run the command as this user (overrides the target's `run_as`).
+        #[arg(long)]
+        user: Option<String>,
+        /// Run the command as root when no user is named (contained only as far as the
+        /// kernel's LSM hooks reach; dangerous capabilities are still dropped).
+        #[arg(long)]
+        allow_root: bool,
+        /// Pass NAME from this environment, or set NAME=VALUE (repeatable). By default the
+        /// command gets only PATH, HOME, USER, LOGNAME, SHELL, TERM, LANG, LC_* and TZ.
+        #[arg(long = "env", value_name = "NAME[=VALUE]")]
+        env: Vec<String>,
+        /// Landlock grants handed to the joining `sluice exec` of an own-gateway run.
+        #[arg(long, hide = true)]
+        landlock_read: Vec<PathBuf>,
+        #[arg(long, hide = true)]
+        landlock_write: Vec<PathBuf>,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -164,7 +182,19 @@ fn main() {
         eprintln!("sluice: {e:#}");
         std::process::exit(1);
     }
-    let code = match run(cli.command) {
+    // `exec` hands these to the second `sluice exec` of an own-gateway run.
+    let mut log_args: Vec<std::ffi::OsString> = vec![
+        "--log-format".into(),
+        match cli.log_format {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+        .into(),
+    ];
+    if let Some(f) = &cli.log_file {
+        log_args.extend(["--log-file".into(), f.into()]);
+    }
+    let code = match run(cli.command, log_args) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("sluice: {e:#}");
@@ -207,9 +237,12 @@ fn raise_open_file_limit(max_connections: usize) {
     }
 }
 
-fn run(command: Command) -> anyhow::Result<i32> {
+fn run(command: Command, log_args: Vec<std::ffi::OsString>) -> anyhow::Result<i32> {
     match command {
         Command::Run { config, workers } => {
+            // Agents, even root ones without CAP_SYS_PTRACE, can then neither read this
+            // process's memory or environment nor take its descriptors.
+            nix::sys::prctl::set_dumpable(false)?;
             let config = Config::load(&config)?;
             raise_open_file_limit(config.max_connections);
             // sluice shares its host with the agents and often the database it guards. A
@@ -233,12 +266,23 @@ fn run(command: Command) -> anyhow::Result<i32> {
             config,
             name,
             state_dir,
+            user,
+            allow_root,
+            env,
+            landlock_read,
+            landlock_write,
             command,
         } => exec::run(ExecRequest {
             config,
             state_dir,
             name,
             command,
+            user,
+            allow_root,
+            env,
+            landlock_read,
+            landlock_write,
+            log_args,
         }),
         Command::Cleanup {
             config,

@@ -959,3 +959,43 @@ pub fn as_agent_user(program: &Path) -> Command {
     .arg(program);
     cmd
 }
+
+/// [`AGENT_USER`] as (uid, gid, name), created on first use.
+pub fn agent_user() -> (u32, u32, String) {
+    let (uid, gid) = ensure_agent_user();
+    (uid, gid, AGENT_USER.to_string())
+}
+
+/// A copy of a built binary that [`agent_user`] can run: the build directory may sit below a
+/// directory only root can enter (a CI checkout in /root).
+pub fn agent_bin(name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("sluice-agent-bin-{}", std::process::id()));
+    let path = dir.join(name);
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap();
+    if !dir.exists() {
+        // Copies of earlier test processes that are gone.
+        for entry in std::fs::read_dir(std::env::temp_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("sluice-agent-bin-")
+                && !Path::new("/proc").join(pid).exists()
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    if !path.exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let tmp = dir.join(format!("{name}.tmp"));
+        std::fs::copy(bin_path(name), &tmp).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+    path
+}

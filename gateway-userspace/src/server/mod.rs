@@ -620,41 +620,33 @@ fn release(interceptors: Vec<Interceptor>) {
     }
 }
 
-/// Files and directories of sluice's that no agent may open: state, data, the policy, secrets,
-/// the stores. `sluice exec` hides them from its agents (Landlock); the pin directory is root's.
+/// Files and directories of sluice's that no agent may open: state, data, the policy, the
+/// stores with their SQLite side files, secrets. `sluice exec` hides them from its agents
+/// (Landlock); published in the target's state for it.
 fn protected_paths(config: &Config) -> Vec<PathBuf> {
-    let mut paths = vec![
-        config.state_dir.clone(),
-        config.state_dir.join("targets"),
-        config.data_dir.clone(),
-        config.source.clone(),
-    ];
-    if let Some(dir) = config.source.parent().filter(|d| !d.as_os_str().is_empty()) {
-        // The policy's directory usually holds its secrets too; protected only if it is
-        // sluice's own (not a shared directory such as /etc or a home).
-        if dir.ends_with("sluice") {
-            paths.push(dir.to_path_buf());
-        }
-    }
-    // SQLite stores wherever they are (their directories may be shared), with their WAL files.
-    let sqlite = |db: &PathBuf| {
-        ["", "-wal", "-shm"].map(|suffix| {
-            let mut p = db.clone().into_os_string();
-            p.push(suffix);
-            PathBuf::from(p)
+    let mut paths: Vec<PathBuf> = crate::exec::settings::protected_paths(
+        &config.source,
+        &config.state_dir,
+        &config.data_dir,
+        &config.audit,
+        config.approvals.as_ref(),
+        &config.secrets.files,
+    )
+    .into_iter()
+    .map(|(_, p)| p)
+    .collect();
+    let sqlite: Vec<PathBuf> = paths
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "db"))
+        .flat_map(|db| {
+            ["-wal", "-shm", "-journal"].map(|suffix| {
+                let mut p = db.clone().into_os_string();
+                p.push(suffix);
+                PathBuf::from(p)
+            })
         })
-    };
-    if let crate::services::audit::settings::StoreSettings::Sqlite(db) = &config.audit.store {
-        paths.extend(sqlite(db));
-    }
-    if let Some(a) = &config.approvals {
-        let store = a
-            .store
-            .clone()
-            .unwrap_or_else(|| config.state_dir.join("approvals.db"));
-        paths.extend(sqlite(&store));
-    }
-    paths.extend(config.secret_files.iter().cloned());
+        .collect();
+    paths.extend(sqlite);
     paths.sort();
     paths.dedup();
     paths

@@ -20,6 +20,9 @@
 //! sluice-probe ... write-file PATH DATA | read-file PATH BYTES | mknod PATH MAJOR MINOR
 //! sluice-probe ... bpf-detach PIN | silent ADDR SECONDS | bench-udp ADDR COUNT
 //! sluice-probe [--cgroup DIR] impostor ADDR|unix:PATH [--lease FILE]
+//! sluice-probe self                       # who and what this process is (ids, caps, fds, env)
+//! sluice-probe try ATTACK ARGS...         # one system call a hostile agent would make
+//! sluice-probe victim SECRET [--connect ADDR]   # a process to attack; holds until stdin closes
 //! ```
 //!
 //! `impostor` squats an API endpoint the way a hostile agent would: it listens on a TCP
@@ -41,6 +44,8 @@ use std::{
 use serde_json::json;
 
 mod attacks;
+// What a hostile agent tries inside `sluice exec`'s sandbox.
+mod sandbox;
 
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -78,6 +83,9 @@ fn main() {
         "run" => run(&args[1..]),
         "pg" => return pg(&args[1..]),
         "impostor" => return impostor(&args[1..]),
+        "self" => return sandbox::self_report(),
+        "try" => return sandbox::attempt(&args[1..]),
+        "victim" => return sandbox::victim(&args[1..]),
         _ => {}
     }
     let addr: SocketAddr = args
