@@ -1392,7 +1392,11 @@ mod tests {
             TargetCgroup::Path("kubepods/pod1".into())
         );
         assert_eq!(c.resources[0].matches[0].net.to_string(), "10.0.0.0/24");
-        assert_eq!(c.egress.allow[0].net.to_string(), "192.0.2.1/32");
+        assert_eq!(
+            c.egress.allow[0].destination.net.to_string(),
+            "192.0.2.1/32"
+        );
+        assert_eq!(c.egress.allow[0].transport, Transport::Tcp);
         assert!(!c.egress.dns);
     }
 

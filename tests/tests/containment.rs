@@ -558,9 +558,7 @@ fn exec_as_a_gateway_never_releases_another_agent() {
     let mut other_agent = Command::new(bin_path("sluice"))
         .args(["exec", "--state-dir"])
         .arg(&gw.state_dir)
-        .args(["--name", &gw.target, "--"])
-        .arg(bin_path("sluice-probe"))
-        .args(["--user", user, "run", "--", "sleep", "60"])
+        .args(["--name", &gw.target, "--user", user, "--", "sleep", "60"])
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -571,7 +569,7 @@ fn exec_as_a_gateway_never_releases_another_agent() {
     let out = Command::new(bin_path("sluice"))
         .args(["--log-format", "json", "exec", "--config"])
         .arg(&gw.config_path)
-        .args(["--", "true"])
+        .args(["--user", user, "--", "true"])
         .output()
         .unwrap();
     assert!(

@@ -195,7 +195,8 @@ impl Spec {
             uid = identity.uid.as_raw(),
             gid = identity.gid.as_raw(),
             seccomp_denied = seccomp::DENIED.len(),
-            landlock = self.landlock.is_some(),
+            landlock = if self.landlock.is_some() { "grants" } else { "all but sluice's paths" },
+            hidden_paths = self.hidden.len(),
             "agent sandboxed"
         );
         Ok(env)

@@ -272,6 +272,12 @@ mod tests {
             std::fs::create_dir_all(d).unwrap();
         }
         std::fs::write(creds.join("pw"), "secret\n").unwrap();
+        // Secret files must be readable by their owner only (files.rs).
+        std::fs::set_permissions(
+            creds.join("pw"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
         let base = format!(
             "state_dir: {state}\ndata_dir: {data}\n\
              resources:\n  - name: db\n    protocol: postgres\n    match: [{{ address: 10.0.0.5, port: 5432 }}]\n    credentials: {{ mode: inject, user: app, password: {{ file: {pw} }} }}\n\
