@@ -81,9 +81,23 @@ pub struct Target {
     /// `run_as` and `landlock`: how `sluice exec` confines the agent.
     pub sandbox: crate::exec::settings::TargetSandbox,
     pub inbound: InboundMode,
+    /// Whether its sockets may connect to unix-domain sockets (paths and abstract names).
+    pub unix: UnixMode,
     /// Concurrent connections of this target, and of one of its processes.
     pub max_connections: usize,
     pub max_connections_per_process: usize,
+}
+
+/// Unix-domain sockets: a local database's socket, `docker.sock`, any daemon's: another way out
+/// of the network policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnixMode {
+    /// No connect or send to a unix socket by path or abstract name, from the target's sockets
+    /// (socket pairs between its own processes keep working).
+    #[default]
+    Deny,
+    Allow,
 }
 
 /// What a target's processes may accept from others.
@@ -556,6 +570,8 @@ struct RawTarget {
     #[serde(default)]
     inbound: Option<InboundMode>,
     #[serde(default)]
+    unix: Option<UnixMode>,
+    #[serde(default)]
     max_connections: Option<Spanned<usize>>,
     #[serde(default)]
     max_connections_per_process: Option<Spanned<usize>>,
@@ -854,6 +870,7 @@ impl RawConfig {
                 cgroup,
                 egress: t.egress.value,
                 inbound: t.inbound.unwrap_or_default(),
+                unix: t.unix.unwrap_or_default(),
                 max_connections: at_least_one(&t.max_connections, "max_connections", &mut report)
                     .unwrap_or(DEFAULT_TARGET_MAX_CONNECTIONS.min(max_connections)),
                 max_connections_per_process: at_least_one(

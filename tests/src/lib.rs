@@ -707,6 +707,11 @@ impl PgServer {
         ]));
     }
 
+    /// The directory of the server's local (unix) socket.
+    pub fn socket_dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// A libpq connection string for `user`/`password` to this server.
     pub fn conninfo(&self, user: &str, password: &str) -> String {
         format!(

@@ -764,3 +764,72 @@ impl Drop for Detach {
             .output();
     }
 }
+
+/// A unix server outside the target (path and abstract), reporting each connection.
+fn unix_server(path: &str) -> (Reaped, LineLog) {
+    let mut child = Command::new(bin_path("sluice-probe"))
+        .args(["unix-serve", path])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = LineLog::from_reader(child.stdout.take().unwrap(), "unix");
+    log.wait_for(WAIT, |v| v.get("listening").is_some());
+    (Reaped(child), log)
+}
+
+#[test]
+fn unix_sockets_outside_the_target_are_refused_by_default() {
+    let user = agent_user();
+    let dir = temp_dir();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.join("daemon.sock").display().to_string();
+    let abstract_name = format!("@{}", sluice_tests::unique("sluice-daemon-"));
+    let (_path_server, path_log) = unix_server(&path);
+    let (_abstract_server, abstract_log) = unix_server(&abstract_name);
+    // Control: outside the target both answer.
+    let control = Command::new(bin_path("sluice-probe"))
+        .args(["unix-connect", &path])
+        .output()
+        .unwrap();
+    assert_eq!(last_json(&control.stdout, &control.stderr)["reply"], "hello");
+
+    let cg = TestCgroup::new();
+    let _gw = Gateway::start(&Policy::new(Some(&cg), "deny"));
+    for target in [path.as_str(), abstract_name.as_str()] {
+        for as_user in [Some(user), None] {
+            let r = agent(&cg, as_user, &["unix-connect", target]);
+            assert_eq!(r["errno"], EPERM, "{target} as {as_user:?}: {r}");
+        }
+    }
+    // Ground truth: only the control's connection reached a server.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(path_log.matching(|v| v.get("accepted").is_some()).len(), 1);
+    assert!(abstract_log.matching(|v| v.get("accepted").is_some()).is_empty());
+
+    // The database's own local socket, as root: psql gets no further than the connect.
+    let net = TestNet::new();
+    let pg = sluice_tests::PgServer::start(&net);
+    let out = sluice_tests::client_in(
+        &cg.dir,
+        &[],
+        &["psql", "-X", "-h", pg.socket_dir().to_str().unwrap(), "-U", "postgres", "-c", "SELECT 1"],
+    );
+    assert!(!out.status.success(), "{}", out.stdout);
+    assert!(out.stderr.contains("Operation not permitted"), "{}", out.stderr);
+}
+
+#[test]
+fn unix_allow_lets_a_target_reach_local_sockets() {
+    require_root();
+    let dir = temp_dir();
+    let path = dir.join("allowed.sock").display().to_string();
+    let (_server, log) = unix_server(&path);
+    let cg = TestCgroup::new();
+    let mut policy = Policy::new(Some(&cg), "deny");
+    policy.target_extra = "    unix: allow\n".into();
+    let _gw = Gateway::start(&policy);
+    let r = agent(&cg, None, &["unix-connect", &path]);
+    assert_eq!(r["reply"], "hello", "{r}");
+    log.wait_for(WAIT, |v| v.get("accepted").is_some());
+}

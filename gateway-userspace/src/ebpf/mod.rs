@@ -40,7 +40,7 @@ use gateway_common::{
 use tracing::{debug, info, warn};
 
 use crate::{
-    config::{Config, Destination, EgressMode, InboundMode, Target, Transport},
+    config::{Config, Destination, EgressMode, InboundMode, Target, Transport, UnixMode},
     conn::ClientAddr,
 };
 
@@ -78,6 +78,9 @@ const PROGRAMS: [(&str, Kind, u32); 13] = [
     ("sluice_device", Kind::Device, 6),
 ];
 
+/// The unix-socket hooks (Linux 6.7): connect and unconnected send by path or abstract name.
+const UNIX_PROGRAMS: [(&str, u32); 2] = [("sluice_unix_connect", 49), ("sluice_unix_sendmsg", 50)];
+
 /// A record older than this was not accepted in time (or belongs to a connection that went
 /// elsewhere): refused. Connect-to-accept takes microseconds; a deep accept queue under load,
 /// seconds.
@@ -111,6 +114,8 @@ pub struct Interceptor {
     attached: Vec<(u32, u32, &'static str)>,
     by_client: Mutex<HashMap<MapData, ClientKey, ConnRecord>>,
     events: Option<RingBuf<MapData>>,
+    /// The loaded unix-socket programs (not part of the aya object), to re-attach them.
+    unix_programs: Vec<(&'static str, u32, OwnedFd)>,
     /// Keeps the programs and remaining maps loaded for as long as the interceptor lives.
     ebpf: Ebpf,
 }
@@ -341,6 +346,23 @@ impl Interceptor {
                 .with_context(|| format!("attaching {name} to {}", cgroup_dir.display()))?;
             new_links.push((name, link));
         }
+        let mut unix_programs = Vec::new();
+        if target.unix == UnixMode::Deny {
+            for (name, attach_type) in UNIX_PROGRAMS {
+                let refuse = sys::load_constant_sock_addr(name, attach_type, 0).with_context(|| {
+                    format!(
+                        "loading {name}: this kernel may lack the unix-socket cgroup hooks \
+                         (Linux 6.7); give target `{}` `unix: allow` to run without them",
+                        target.name
+                    )
+                })?;
+                attached.push((attach_type, sys::program_id(&refuse)?, name));
+                let link = sys::link_create(&refuse, &cgroup, attach_type)
+                    .with_context(|| format!("attaching {name} to {}", cgroup_dir.display()))?;
+                new_links.push((name, NewLink::Raw(link)));
+                unix_programs.push((name, attach_type, refuse));
+            }
+        }
 
         // Pins of a gateway that stopped or died: take them over. The new links are already
         // attached, and the old programs let connects redirected by the new ones through (the
@@ -385,6 +407,7 @@ impl Interceptor {
             attached,
             by_client: Mutex::new(by_client),
             events: Some(events),
+            unix_programs,
             ebpf,
         })
     }
@@ -426,12 +449,19 @@ impl Interceptor {
             }
         }
         for name in &missing {
-            let (_, kind, attach_type) = PROGRAMS
-                .iter()
-                .find(|(n, ..)| n == name)
-                .copied()
-                .expect("a known program");
-            let link = attach(&mut self.ebpf, name, kind, attach_type, &cgroup)?;
+            let link = match self.unix_programs.iter().find(|(n, ..)| n == name) {
+                Some((_, attach_type, prog)) => {
+                    NewLink::Raw(sys::link_create(prog, &cgroup, *attach_type)?)
+                }
+                None => {
+                    let (_, kind, attach_type) = PROGRAMS
+                        .iter()
+                        .find(|(n, ..)| n == name)
+                        .copied()
+                        .expect("a known program");
+                    attach(&mut self.ebpf, name, kind, attach_type, &cgroup)?
+                }
+            };
             let path = self.pin_dir.join(name);
             if let Some(i) = self.links.iter().position(|(p, _)| *p == path) {
                 let (_, old) = self.links.swap_remove(i);

@@ -1,7 +1,8 @@
 //! The few bpf() commands aya does not offer for what sluice needs: `BPF_PROG_QUERY` on a cgroup
-//! (aya answers it only for device and lirc programs), and `BPF_LINK_CREATE` + `BPF_OBJ_PIN` for
+//! (aya answers it only for device and lirc programs); `BPF_LINK_CREATE` + `BPF_OBJ_PIN` for
 //! the sysctl and device programs (aya keeps their links private, so they could not be pinned,
-//! and an unpinned link ends with the process that made it).
+//! and an unpinned link ends with the process that made it); and `BPF_PROG_LOAD` of the
+//! two-instruction programs on the unix-socket hooks, which aya 0.14 does not know.
 
 use std::{
     ffi::CString,
@@ -119,4 +120,80 @@ pub fn obj_pin(fd: impl AsFd, path: &Path) -> std::io::Result<()> {
         ..Default::default()
     };
     bpf(BPF_OBJ_PIN, &mut attr).map(|_| ())
+}
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_PROG_TYPE_CGROUP_SOCK_ADDR: u32 = 18;
+
+/// The start of the `prog_load` member (no BTF, no log: the program is two instructions).
+#[repr(C)]
+#[derive(Default)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+    _rest: [u64; 8],
+}
+
+/// A cgroup sock_addr program that answers `verdict` to every call: `r0 = verdict; exit`.
+/// For the unix-socket hooks (`BPF_CGROUP_UNIX_CONNECT`/`SENDMSG`, Linux 6.7), which aya 0.14
+/// cannot load; refusing every unix connect needs nothing more.
+pub fn load_constant_sock_addr(
+    name: &str,
+    expected_attach_type: u32,
+    verdict: i32,
+) -> std::io::Result<OwnedFd> {
+    // BPF_ALU64 | BPF_MOV | BPF_K into r0, then BPF_JMP | BPF_EXIT.
+    let insns: [u64; 2] = [
+        0xb7 | (u64::from(verdict as u32) << 32),
+        0x95,
+    ];
+    let license = c"GPL";
+    let mut prog_name = [0u8; 16];
+    for (d, s) in prog_name.iter_mut().zip(name.bytes().take(15)) {
+        *d = s;
+    }
+    let mut attr = ProgLoadAttr {
+        prog_type: BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
+        insn_cnt: insns.len() as u32,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        prog_name,
+        expected_attach_type,
+        ..Default::default()
+    };
+    let fd = bpf(BPF_PROG_LOAD, &mut attr)?;
+    #[allow(unsafe_code)]
+    // SAFETY: BPF_PROG_LOAD returned a new file descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// The kernel id of a loaded program.
+pub fn program_id(prog: impl AsFd) -> std::io::Result<u32> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct InfoAttr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    // The start of `struct bpf_prog_info`: type, id, ...
+    let mut info = [0u32; 64];
+    let mut attr = InfoAttr {
+        bpf_fd: prog.as_fd().as_raw_fd() as u32,
+        info_len: std::mem::size_of_val(&info) as u32,
+        info: info.as_mut_ptr() as u64,
+    };
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    Ok(info[1])
 }

@@ -319,3 +319,51 @@ pub fn bench_udp(addr: SocketAddr, count: usize) {
                  "per_s": count as f64 / total.as_secs_f64()}),
     );
 }
+
+/// Connects to a unix stream socket (`@name` for an abstract one), sends a line, reads the reply.
+pub fn unix_connect(path: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixStream};
+    let addr = match path.strip_prefix('@') {
+        Some(name) => UnixAddr::from_abstract_name(name.as_bytes()),
+        None => UnixAddr::from_pathname(path),
+    };
+    let r = addr.and_then(|a| UnixStream::connect_addr(&a)).and_then(|mut s| {
+        s.set_read_timeout(Some(TIMEOUT))?;
+        s.write_all(b"hello\n")?;
+        let mut reply = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(s), &mut reply)?;
+        Ok(reply)
+    });
+    match r {
+        Ok(reply) => print(json!({"ok": true, "reply": reply.trim_end()})),
+        Err(e) => print(outcome::<()>(Err(e))),
+    }
+}
+
+/// A unix stream echo server at `path` (`@name`: abstract), world-connectable; reports each
+/// accepted connection.
+pub fn unix_serve(path: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::{
+        fs::PermissionsExt,
+        net::{SocketAddr as UnixAddr, UnixListener},
+    };
+    let addr = match path.strip_prefix('@') {
+        Some(name) => UnixAddr::from_abstract_name(name.as_bytes()),
+        None => UnixAddr::from_pathname(path),
+    }
+    .unwrap_or_else(|e| crate::fail(&e));
+    let l = UnixListener::bind_addr(&addr).unwrap_or_else(|e| crate::fail(&e));
+    if !path.starts_with('@') {
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777));
+    }
+    print(json!({"listening": path}));
+    for conn in l.incoming() {
+        let Ok(mut s) = conn else { continue };
+        print(json!({"accepted": path}));
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(&s), &mut line);
+        let _ = s.write_all(line.as_bytes());
+    }
+}

@@ -19,6 +19,7 @@
 //! sluice-probe ... bind ADDR | listen ADDR|- SECONDS | connect-from LOCAL ADDR TEXT
 //! sluice-probe ... write-file PATH DATA | read-file PATH BYTES | mknod PATH MAJOR MINOR
 //! sluice-probe ... bpf-detach PIN | silent ADDR SECONDS | bench-udp ADDR COUNT
+//! sluice-probe ... unix-connect PATH|@NAME | unix-serve PATH|@NAME
 //! sluice-probe [--cgroup DIR] impostor ADDR|unix:PATH [--lease FILE]
 //! sluice-probe self                       # who and what this process is (ids, caps, fds, env)
 //! sluice-probe try ATTACK ARGS...         # one system call a hostile agent would make
@@ -74,6 +75,8 @@ fn main() {
         "read-file" => return attacks::read_file(arg(1), num(2) as usize),
         "mknod" => return attacks::mknod(arg(1), num(2) as u32, num(3) as u32),
         "bpf-detach" => return attacks::bpf_detach(arg(1)),
+        "unix-connect" => return attacks::unix_connect(arg(1)),
+        "unix-serve" => return attacks::unix_serve(arg(1)),
         "listen" if arg(1) == "-" => {
             return attacks::bind_listen(None, true, Duration::from_secs(num(2) as u64));
         }
