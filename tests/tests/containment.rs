@@ -792,7 +792,10 @@ fn unix_sockets_outside_the_target_are_refused_by_default() {
         .args(["unix-connect", &path])
         .output()
         .unwrap();
-    assert_eq!(last_json(&control.stdout, &control.stderr)["reply"], "hello");
+    assert_eq!(
+        last_json(&control.stdout, &control.stderr)["reply"],
+        "hello"
+    );
 
     let cg = TestCgroup::new();
     let _gw = Gateway::start(&Policy::new(Some(&cg), "deny"));
@@ -805,7 +808,11 @@ fn unix_sockets_outside_the_target_are_refused_by_default() {
     // Ground truth: only the control's connection reached a server.
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(path_log.matching(|v| v.get("accepted").is_some()).len(), 1);
-    assert!(abstract_log.matching(|v| v.get("accepted").is_some()).is_empty());
+    assert!(
+        abstract_log
+            .matching(|v| v.get("accepted").is_some())
+            .is_empty()
+    );
 
     // The database's own local socket, as root: psql gets no further than the connect.
     let net = TestNet::new();
@@ -813,10 +820,23 @@ fn unix_sockets_outside_the_target_are_refused_by_default() {
     let out = sluice_tests::client_in(
         &cg.dir,
         &[],
-        &["psql", "-X", "-h", pg.socket_dir().to_str().unwrap(), "-U", "postgres", "-c", "SELECT 1"],
+        &[
+            "psql",
+            "-X",
+            "-h",
+            pg.socket_dir().to_str().unwrap(),
+            "-U",
+            "postgres",
+            "-c",
+            "SELECT 1",
+        ],
     );
     assert!(!out.status.success(), "{}", out.stdout);
-    assert!(out.stderr.contains("Operation not permitted"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Operation not permitted"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -349,13 +349,14 @@ impl Interceptor {
         let mut unix_programs = Vec::new();
         if target.unix == UnixMode::Deny {
             for (name, attach_type) in UNIX_PROGRAMS {
-                let refuse = sys::load_constant_sock_addr(name, attach_type, 0).with_context(|| {
-                    format!(
-                        "loading {name}: this kernel may lack the unix-socket cgroup hooks \
+                let refuse =
+                    sys::load_constant_sock_addr(name, attach_type, 0).with_context(|| {
+                        format!(
+                            "loading {name}: this kernel may lack the unix-socket cgroup hooks \
                          (Linux 6.7); give target `{}` `unix: allow` to run without them",
-                        target.name
-                    )
-                })?;
+                            target.name
+                        )
+                    })?;
                 attached.push((attach_type, sys::program_id(&refuse)?, name));
                 let link = sys::link_create(&refuse, &cgroup, attach_type)
                     .with_context(|| format!("attaching {name} to {}", cgroup_dir.display()))?;

@@ -154,10 +154,7 @@ pub fn load_constant_sock_addr(
     verdict: i32,
 ) -> std::io::Result<OwnedFd> {
     // BPF_ALU64 | BPF_MOV | BPF_K into r0, then BPF_JMP | BPF_EXIT.
-    let insns: [u64; 2] = [
-        0xb7 | (u64::from(verdict as u32) << 32),
-        0x95,
-    ];
+    let insns: [u64; 2] = [0xb7 | (u64::from(verdict as u32) << 32), 0x95];
     let license = c"GPL";
     let mut prog_name = [0u8; 16];
     for (d, s) in prog_name.iter_mut().zip(name.bytes().take(15)) {

@@ -328,13 +328,15 @@ pub fn unix_connect(path: &str) {
         Some(name) => UnixAddr::from_abstract_name(name.as_bytes()),
         None => UnixAddr::from_pathname(path),
     };
-    let r = addr.and_then(|a| UnixStream::connect_addr(&a)).and_then(|mut s| {
-        s.set_read_timeout(Some(TIMEOUT))?;
-        s.write_all(b"hello\n")?;
-        let mut reply = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(s), &mut reply)?;
-        Ok(reply)
-    });
+    let r = addr
+        .and_then(|a| UnixStream::connect_addr(&a))
+        .and_then(|mut s| {
+            s.set_read_timeout(Some(TIMEOUT))?;
+            s.write_all(b"hello\n")?;
+            let mut reply = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(s), &mut reply)?;
+            Ok(reply)
+        });
     match r {
         Ok(reply) => print(json!({"ok": true, "reply": reply.trim_end()})),
         Err(e) => print(outcome::<()>(Err(e))),
