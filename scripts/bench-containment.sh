@@ -21,7 +21,7 @@ PROBE_TIMEOUT=${PROBE_TIMEOUT:-120}
 OUT=${OUT:-target/bench-results}
 WORK=$(mktemp -d /tmp/sluice-bench.XXXXXX)
 NS=slbenchc
-HOST=169.254.202.2
+HOST=169.254.252.2
 CG_ROOT=$(cgroup2_root)
 CG="$CG_ROOT/sluice-bench-cont-$$"
 cleanup() {
@@ -36,7 +36,7 @@ cleanup() {
 trap cleanup EXIT
 need_bins sluice sluice-probe
 
-netns_up "$NS" 202
+netns_up "$NS" 252
 ip netns exec "$NS" "$BIN/sluice-probe" serve "$HOST:7100" --async --lines 1 > /dev/null &
 SRV_PIDS="$!"
 ip netns exec "$NS" "$BIN/sluice-probe" udp-serve "$HOST:7200" > /dev/null &
