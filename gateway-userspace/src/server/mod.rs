@@ -58,7 +58,7 @@ use crate::{
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How often the gateway checks that its programs are still attached and re-reads the inodes
 /// of the allowed unix sockets.
-const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct Gateway {
     config: Arc<Config>,
