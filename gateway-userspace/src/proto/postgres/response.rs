@@ -1,0 +1,1278 @@
+//! Masking of everything the database sends the agent: result rows (text and binary, every
+//! type), COPY out (text, CSV, binary), errors and notices, `ParameterStatus` and notifications.
+//!
+//! Each result set gets a plan when its columns are known ([`ResultPlan`]): a column read
+//! plainly from a table goes through the content detectors (with the rules for that table
+//! column); a column computed from a sensitive column, or computed in a way sluice cannot
+//! establish while the database has sensitive columns, is masked whole. Plans are per
+//! statement and per portal ([`super::masking_plan`]).
+//!
+//! A value that must be masked but whose binary type cannot hold a placeholder ends the result
+//! with an ErrorResponse; the rest of the server's answer up to `ReadyForQuery` is dropped.
+
+use std::{
+    collections::{BTreeSet, VecDeque},
+    hash::{Hash, Hasher},
+    num::NonZeroUsize,
+    sync::{Arc, Mutex},
+};
+
+use lru::LruCache;
+
+use super::{
+    binary::{self, Cell, Shape},
+    catalog::Catalog,
+    codec::{self, Column, Message},
+    hold::PreviewLogin,
+    masking_plan::{Event, PlanTracker, Portal},
+    session::SQLSTATE_REFUSED,
+};
+use crate::{
+    conn::ConnCtx,
+    inspect::{
+        guardrails::shape::literal_shape,
+        masking::{
+            ColumnContext, ColumnPlan, DetectorKind, MaskError, MaskingEngine, Report,
+            SourceColumn,
+            lineage::{self, Derivation, Lineage, Output, RelName, Slot, StatementLineage},
+            sensitivity::{SensitivityView, Verdict},
+        },
+    },
+    services::Services,
+};
+
+/// Masking could not be done; the response is withheld and the session ends (fail closed).
+#[derive(Debug, thiserror::Error)]
+pub enum MaskFailure {
+    #[error("{0}")]
+    Codec(#[from] codec::CodecError),
+    #[error("{0}")]
+    Mask(#[from] MaskError),
+}
+
+/// What to send the agent for one message from the server.
+pub enum Handled {
+    Forward(Message),
+    /// Not for the agent (the answer to sluice's own `Describe`, the rest of a refused result).
+    Swallow,
+    /// The result cannot be masked in the format asked for: this error goes to the agent, and
+    /// the server's answer is dropped up to its `ReadyForQuery`.
+    Refuse(Message),
+}
+
+/// Lineages of statement texts, shared by all sessions (and by literal shape when the result
+/// cannot depend on a literal).
+pub struct LineageCache {
+    cache: Mutex<LruCache<String, Arc<Lineage>>>,
+}
+
+impl Default for LineageCache {
+    fn default() -> Self {
+        LineageCache {
+            cache: Mutex::new(LruCache::new(NonZeroUsize::new(4096).expect("non-zero"))),
+        }
+    }
+}
+
+/// Texts longer than this are analysed but not cached.
+const MAX_CACHED_SQL: usize = 16 * 1024;
+const SHAPE_PREFIX: &str = "\0lineage\0";
+
+impl LineageCache {
+    pub fn get(&self, sql: &str, trusted: &[String]) -> Arc<Lineage> {
+        let lock = || self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = lock().get(sql) {
+            return l.clone();
+        }
+        let shape = (sql.len() <= MAX_CACHED_SQL)
+            .then(|| literal_shape(SHAPE_PREFIX, sql))
+            .flatten();
+        if let Some(k) = &shape
+            && let Some(l) = lock().get(k.as_str())
+        {
+            return l.clone();
+        }
+        let l = Arc::new(lineage::analyze(sql, trusted));
+        if sql.len() <= MAX_CACHED_SQL {
+            let mut c = lock();
+            if let Some(k) = shape
+                && !l.literal_dependent
+            {
+                c.put(k, l.clone());
+            }
+            c.put(sql.to_string(), l.clone());
+        }
+        l
+    }
+}
+
+/// How one column's cells are masked.
+#[derive(Clone, Debug)]
+enum Action {
+    /// The content detectors (and the rules for the column).
+    Content(ColumnPlan),
+    /// Every non-NULL cell becomes this kind's placeholder.
+    Whole(DetectorKind),
+}
+
+#[derive(Clone, Debug)]
+struct ColMask {
+    name: String,
+    type_oid: u32,
+    format: i16,
+    shape: Shape,
+    action: Action,
+}
+
+/// A result set's masking plan.
+#[derive(Debug)]
+pub struct ResultPlan {
+    cols: Vec<ColMask>,
+    /// Some column needs work even when the row prefilter finds nothing.
+    cell_work: bool,
+    /// Rows of a result sluice cannot attribute: refused if the database has sensitive data.
+    unattributed: bool,
+}
+
+/// COPY out of one statement.
+struct CopyPlan {
+    format: lineage::CopyFormat,
+    /// Per field: the placeholder kind when masked whole.
+    whole: Vec<Option<DetectorKind>>,
+    /// Per field: the rules of a plainly read column (`dob`, `as: ssn`), applied per cell.
+    planned: Vec<Option<ColumnPlan>>,
+    binary_header_seen: bool,
+}
+
+/// Parameters PostgreSQL itself validates: their values cannot carry data.
+const VALIDATED_PARAMETERS: &[&str] = &[
+    "server_version",
+    "server_encoding",
+    "client_encoding",
+    "DateStyle",
+    "IntervalStyle",
+    "TimeZone",
+    "integer_datetimes",
+    "standard_conforming_strings",
+    "is_superuser",
+    "session_authorization",
+    "default_transaction_read_only",
+    "in_hot_standby",
+    "scram_iterations",
+];
+
+/// Per session: masks what the database sends.
+pub struct ResponseMasker<'a> {
+    ctx: &'a ConnCtx,
+    services: &'a Services,
+    tracker: &'a PlanTracker,
+    catalog: Arc<Catalog>,
+    engine: Arc<MaskingEngine>,
+    plan: Option<Arc<ResultPlan>>,
+    plans: VecDeque<(u64, Arc<ResultPlan>)>,
+    copy: Option<CopyPlan>,
+    discarding: bool,
+}
+
+/// Plans kept per session (a session runs few distinct result shapes).
+const PLANS_KEPT: usize = 32;
+
+impl<'a> ResponseMasker<'a> {
+    pub fn new(
+        ctx: &'a ConnCtx,
+        services: &'a Services,
+        tracker: &'a PlanTracker,
+        login: Option<&PreviewLogin>,
+    ) -> Self {
+        let db = login
+            .and_then(|l| l.params.iter().find(|(k, _)| k == "database"))
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        let key = match login {
+            Some(l) => format!("{}\0{}\0{}", ctx.resource.name, db, l.user),
+            None => format!("{}\0passthrough", ctx.resource.name),
+        };
+        let catalog = services
+            .pg_catalogs
+            .get(&key, || Catalog::new(ctx, login.cloned()));
+        ResponseMasker {
+            ctx,
+            services,
+            tracker,
+            catalog,
+            engine: services.masker(),
+            plan: None,
+            plans: VecDeque::new(),
+            copy: None,
+            discarding: false,
+        }
+    }
+
+    fn lineages(&self) -> &LineageCache {
+        &self.services.pg_catalogs.lineage
+    }
+
+    fn lineage(&self, sql: &str) -> Arc<Lineage> {
+        self.lineages()
+            .get(sql, &self.engine.config().lineage.trusted_functions)
+    }
+
+    /// One message from the server.
+    pub async fn handle(&mut self, msg: Message) -> Result<Handled, MaskFailure> {
+        let event = self.tracker.on_backend(&msg);
+        if self.discarding {
+            match msg.tag {
+                b'Z' => self.discarding = false,
+                b'N' | b'S' | b'A' => {}
+                _ => return Ok(Handled::Swallow),
+            }
+        }
+        let out = match msg.tag {
+            b'T' => match event {
+                Event::Swallow => return Ok(Handled::Swallow),
+                Event::ResultSet { sql, index } => {
+                    self.engine = self.services.masker();
+                    let cols = codec::row_description(msg.body())?;
+                    self.plan = Some(self.plan_for(Some(&sql), index, &cols).await);
+                    msg
+                }
+                _ => msg,
+            },
+            b'n' if matches!(event, Event::Swallow) => return Ok(Handled::Swallow),
+            b'D' => {
+                if let Event::PortalStart { portal } = &event {
+                    self.engine = self.services.masker();
+                    self.plan = Some(self.portal_plan(portal.as_ref()).await);
+                }
+                let plan = match &self.plan {
+                    Some(p) => p.clone(),
+                    None => Arc::new(self.unattributed(0)),
+                };
+                if plan.unattributed {
+                    self.catalog.survey(&self.engine.clone()).await;
+                }
+                let r = self.mask_row(msg, &plan)?;
+                if matches!(r, Handled::Refuse(_)) {
+                    self.discarding = true;
+                }
+                return Ok(r);
+            }
+            b'H' => {
+                self.engine = self.services.masker();
+                self.copy = match event {
+                    Event::CopyOut { sql, index } => Some(self.copy_plan(sql, index, &msg).await),
+                    _ => Some(self.copy_plan(None, 0, &msg).await),
+                };
+                msg
+            }
+            b'd' => match &mut self.copy {
+                Some(_) => self.mask_copy(msg)?,
+                None => msg,
+            },
+            b'c' => {
+                self.copy = None;
+                msg
+            }
+            b'C' => {
+                if let Event::Complete { sql, index } = &event {
+                    self.completed(sql, *index, &msg).await;
+                }
+                msg
+            }
+            b'E' | b'N' => {
+                let tainted = self.statements_tainted().await;
+                mask_notice(msg, &self.engine, tainted)?
+            }
+            b'S' => self.parameter_status(msg).await?,
+            b'A' => self.notification(msg).await?,
+            b'Z' => {
+                self.plan = None;
+                self.copy = None;
+                msg
+            }
+            _ => msg,
+        };
+        Ok(Handled::Forward(out))
+    }
+
+    /// A plan for rows sluice cannot attribute to a statement.
+    fn unattributed(&self, n: usize) -> ResultPlan {
+        ResultPlan {
+            cols: (0..n)
+                .map(|_| ColMask {
+                    name: String::new(),
+                    type_oid: 0,
+                    format: 0,
+                    shape: Shape::Unknown,
+                    action: Action::Whole(DetectorKind::Column),
+                })
+                .collect(),
+            cell_work: true,
+            unattributed: true,
+        }
+    }
+
+    async fn portal_plan(&mut self, portal: Option<&Portal>) -> Arc<ResultPlan> {
+        let Some(p) = portal else {
+            return Arc::new(self.unattributed(0));
+        };
+        let Some(cols) = p.result_columns() else {
+            return Arc::new(self.unattributed(0));
+        };
+        let sql = p.statement.sql.clone();
+        self.plan_for(Some(&sql), 0, &cols).await
+    }
+
+    /// The plan of a result set: statement `index` of `sql`, with these columns.
+    async fn plan_for(&mut self, sql: Option<&Arc<str>>, index: usize, cols: &[Column]) -> Arc<ResultPlan> {
+        let engine = self.engine.clone();
+        if !engine.config().enabled {
+            return Arc::new(ResultPlan {
+                cols: Vec::new(),
+                cell_work: false,
+                unattributed: false,
+            });
+        }
+        let computed = cols.iter().any(|c| c.table_oid == 0);
+        let lineage_on = engine.config().lineage.enabled;
+        let key = {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for c in cols {
+                (&c.name, c.table_oid, c.attnum, c.type_oid, c.format).hash(&mut h);
+            }
+            if computed {
+                sql.map(|s| &**s).hash(&mut h);
+                index.hash(&mut h);
+            }
+            Arc::as_ptr(&engine).hash(&mut h);
+            h.finish()
+        };
+        let generation = self.catalog.generation();
+        let key = key ^ generation.rotate_left(17);
+        if let Some((_, p)) = self.plans.iter().find(|(k, _)| *k == key) {
+            return p.clone();
+        }
+        let lineage = (computed && lineage_on).then(|| sql.map(|s| self.lineage(s))).flatten();
+        let statement = lineage
+            .as_ref()
+            .and_then(|l| l.statements.as_ref())
+            .and_then(|s| s.get(index));
+        let oids: Vec<u32> = cols
+            .iter()
+            .map(|c| c.table_oid)
+            .filter(|o| *o != 0)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let names = statement.map(|s| s.relations.clone()).unwrap_or_default();
+        // Something opaque (or unanalysable) could read any table: know them all.
+        let opaque = computed
+            && lineage_on
+            && statement.is_none_or(|s| {
+                slot_derivations(s, cols.len())
+                    .iter()
+                    .any(|d| d.opaque)
+            });
+        if opaque {
+            self.catalog.survey(&engine).await;
+        }
+        let types: Vec<u32> = cols
+            .iter()
+            .filter(|c| {
+                (c.format == 1 && binary::shape_of(c.type_oid, &|_| None) == Shape::Unknown)
+                    || engine.has_type_rules()
+            })
+            .map(|c| c.type_oid)
+            .collect();
+        self.catalog.ensure(&engine, &oids, &names, &types).await;
+        let plan = Arc::new(self.build(&engine, cols, statement, lineage.is_some() || !lineage_on));
+        if self.plans.len() >= PLANS_KEPT {
+            self.plans.pop_front();
+        }
+        // The generation may have moved while ensuring: key on the one planned against.
+        let key = key ^ generation.rotate_left(17) ^ self.catalog.generation().rotate_left(17);
+        self.plans.push_back((key, plan.clone()));
+        plan
+    }
+
+    fn build(
+        &self,
+        engine: &MaskingEngine,
+        cols: &[Column],
+        statement: Option<&StatementLineage>,
+        analysed: bool,
+    ) -> ResultPlan {
+        let catalog = &*self.catalog;
+        let view = catalog.view(engine);
+        let rels: Vec<RelName> = statement
+            .map(|s| s.relations.iter().cloned().collect())
+            .unwrap_or_default();
+        let derivations = statement.map(|s| slot_derivations(s, cols.len()));
+        let mut out = Vec::with_capacity(cols.len());
+        for (i, c) in cols.iter().enumerate() {
+            let type_name = engine
+                .has_type_rules()
+                .then(|| view.type_info(c.type_oid).map(|t| t.name.clone()))
+                .flatten();
+            let shape = binary::shape_of(c.type_oid, &|o| view.type_info(o));
+            let mut action = if c.table_oid != 0 {
+                // Read plainly from a table (PostgreSQL says which): its own rules and content.
+                match view.relation(c.table_oid) {
+                    Some(rel) => match rel.column(c.attnum) {
+                        Some(col) => match view.rel_column(&rel, &col.name) {
+                            Some(s) if s.whole => Action::Whole(s.kind),
+                            _ => Action::Content(engine.plan_column(&ColumnContext {
+                                name: &c.name,
+                                source: Some(SourceColumn {
+                                    schema: &rel.schema,
+                                    table: &rel.name,
+                                    column: &col.name,
+                                }),
+                                type_name: type_name.as_deref(),
+                            })),
+                        },
+                        None => unknown_or_content(&view, engine, c, type_name.as_deref()),
+                    },
+                    None if catalog.connected_mode() => {
+                        unknown_or_content(&view, engine, c, type_name.as_deref())
+                    }
+                    None => Action::Content(engine.plan_column(&ColumnContext {
+                        name: &c.name,
+                        source: None,
+                        type_name: type_name.as_deref(),
+                    })),
+                }
+            } else {
+                let d = match &derivations {
+                    Some(ds) => ds[i].clone(),
+                    // Not analysed: lineage off means content only; unparseable means opaque.
+                    None if !analysed => Derivation::opaque(),
+                    None => Derivation::default(),
+                };
+                match d.resolve(&view, Some(c.type_oid), &rels) {
+                    Verdict::Clean => Action::Content(engine.plan_column(&ColumnContext {
+                        name: &c.name,
+                        source: None,
+                        type_name: type_name.as_deref(),
+                    })),
+                    v => Action::Whole(v.whole_kind().expect("not clean")),
+                }
+            };
+            if let Some(kind) = type_name.as_deref().and_then(|t| engine.type_rule_kind(t)) {
+                action = Action::Whole(kind);
+            }
+            out.push(ColMask {
+                name: c.name.clone(),
+                type_oid: c.type_oid,
+                format: c.format,
+                shape,
+                action,
+            });
+        }
+        let cell_work = out.iter().any(|c| match &c.action {
+            Action::Whole(_) => true,
+            Action::Content(p) => {
+                p.needs_cell_work()
+                    || (c.format == 1 && matches!(c.shape, Shape::Int8 | Shape::Numeric))
+                    || (c.format == 0 && c.shape == Shape::Bytea)
+                    || (c.format == 1 && matches!(c.shape, Shape::Array | Shape::Record))
+            }
+        });
+        ResultPlan {
+            cols: out,
+            cell_work,
+            unattributed: false,
+        }
+    }
+
+    /// Masks the cells of a DataRow; forwarded as received when nothing matched.
+    fn mask_row(&self, msg: Message, plan: &ResultPlan) -> Result<Handled, MaskFailure> {
+        let engine = &*self.engine;
+        if !engine.config().enabled {
+            return Ok(Handled::Forward(msg));
+        }
+        if plan.unattributed {
+            let view = self.catalog.view(engine);
+            if view.has_sensitive() {
+                drop(view);
+                return Ok(self.refuse(
+                    "sluice: rows arrived that sluice cannot attribute to a statement, and the database holds sensitive data; they were withheld".into(),
+                    "Describe the portal before executing it, or use the simple query protocol.",
+                ));
+            }
+        }
+        if !plan.cell_work && !engine.could_contain(msg.body())? {
+            return Ok(Handled::Forward(msg));
+        }
+        let fields = codec::data_row_fields(msg.body())?;
+        let body = msg.body();
+        let mut changed = false;
+        let mut report = Report::default();
+        let mut values: Vec<Option<std::borrow::Cow<[u8]>>> = Vec::with_capacity(fields.len());
+        let types = |o: u32| self.catalog.type_info(o);
+        let catalog: &binary::Types = &types;
+        for (i, f) in fields.iter().enumerate() {
+            let Some(range) = f else {
+                values.push(None);
+                continue;
+            };
+            let value = &body[range.clone()];
+            let masked = match plan.cols.get(i) {
+                None => binary::mask_content(
+                    engine,
+                    &engine.plan_column(&ColumnContext::default()),
+                    value,
+                    Shape::Unknown,
+                    0,
+                    catalog,
+                    &mut report,
+                )?,
+                Some(c) => match &c.action {
+                    Action::Whole(kind) => {
+                        match binary::whole_value(engine, *kind, value, c.shape, c.format) {
+                            Some(v) => Cell::Masked(v),
+                            None => Cell::Refuse,
+                        }
+                    }
+                    Action::Content(p) => {
+                        binary::mask_content(engine, p, value, c.shape, c.format, catalog, &mut report)?
+                    }
+                },
+            };
+            match masked {
+                Cell::Unchanged => values.push(Some(value.into())),
+                Cell::Masked(m) => {
+                    changed = true;
+                    values.push(Some(m.into()));
+                }
+                Cell::Refuse => {
+                    let c = plan.cols.get(i);
+                    let name = c.map(|c| c.name.as_str()).unwrap_or("?");
+                    let ty = c.map(|c| c.type_oid).unwrap_or(0);
+                    return Ok(self.refuse(
+                        format!(
+                            "sluice: column {} (\"{name}\") must be masked, and values of its type (OID {ty}) cannot hold a masked value in binary format; the result was withheld",
+                            i + 1
+                        ),
+                        "Ask for this column in text format, or cast it to text in the query (`col::text`) to receive it masked.",
+                    ));
+                }
+            }
+        }
+        if !changed {
+            return Ok(Handled::Forward(msg));
+        }
+        let refs: Vec<Option<&[u8]>> = values.iter().map(|v| v.as_deref()).collect();
+        Ok(Handled::Forward(codec::build_data_row(&refs)))
+    }
+
+    fn refuse(&self, message: String, hint: &str) -> Handled {
+        tracing::warn!(event = "masking_refused", conn_id = self.ctx.id, reason = %message);
+        Handled::Refuse(codec::error_response(
+            SQLSTATE_REFUSED,
+            &message,
+            None,
+            Some(hint),
+        ))
+    }
+
+    async fn copy_plan(&mut self, sql: Option<Arc<str>>, index: usize, msg: &Message) -> CopyPlan {
+        let body = msg.body();
+        let overall = body.first().copied().unwrap_or(0);
+        let ncols = body
+            .get(1..3)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
+            .unwrap_or(0);
+        let engine = self.engine.clone();
+        let lineage = sql.as_ref().map(|s| self.lineage(s));
+        let statement = lineage
+            .as_ref()
+            .and_then(|l| l.statements.as_ref())
+            .and_then(|s| s.get(index))
+            .cloned();
+        let mut format = lineage::CopyFormat::default();
+        let mut whole = vec![None; ncols];
+        let Some(st) = statement else {
+            // A COPY sluice cannot analyse: every field is masked whole when the database holds
+            // sensitive data.
+            self.catalog.survey(&engine).await;
+            if self.catalog.view(&engine).has_sensitive() {
+                whole = vec![Some(DetectorKind::Column); ncols];
+            }
+            if overall == 1 {
+                format.kind = lineage::CopyKind::Binary;
+            }
+            return CopyPlan {
+                format,
+                whole,
+                planned: vec![None; ncols],
+                binary_header_seen: false,
+            };
+        };
+        self.catalog
+            .ensure(&engine, &[], &st.relations, &[])
+            .await;
+        let view = self.catalog.view(&engine);
+        let rels: Vec<RelName> = st.relations.iter().cloned().collect();
+        let mut planned: Vec<Option<ColumnPlan>> = vec![None; ncols];
+        // A plain read of `rel.column`: whole if even plain reads are, else its rules.
+        let plain = |rel: &RelName, column: &str| -> (Option<DetectorKind>, Option<ColumnPlan>) {
+            let l = view.column(rel, column);
+            let whole = view.plain_read_whole(rel, column).or_else(|| {
+                (l.unknown && view.has_sensitive()).then_some(DetectorKind::Column)
+            });
+            let plan = engine.plan_column(&ColumnContext {
+                name: column,
+                source: Some(SourceColumn {
+                    schema: rel.schema.as_deref().unwrap_or(""),
+                    table: &rel.name,
+                    column,
+                }),
+                type_name: None,
+            });
+            (whole, plan.needs_cell_work().then_some(plan))
+        };
+        if let Output::Copy {
+            table,
+            slots,
+            format: f,
+        } = &st.output
+        {
+            format = f.clone();
+            // The output as plain columns where it is (a table, or `*` over one relation).
+            let mut fields: Vec<Result<(RelName, String), Derivation>> = Vec::new();
+            match table {
+                Some((rel, listed)) => {
+                    let names = if listed.is_empty() {
+                        view.columns_of(rel)
+                    } else {
+                        listed.clone()
+                    };
+                    fields.extend(names.into_iter().map(|n| Ok((rel.clone(), n))));
+                }
+                None => {
+                    let ones = slots.iter().filter(|s| matches!(s, Slot::One(_))).count();
+                    for slot in slots {
+                        match slot {
+                            Slot::Star(d) if d.direct && d.sources.len() == 1 => {
+                                let Some(lineage::Source::WholeRow(rel)) = d.sources.first() else {
+                                    fields.push(Err(d.clone()));
+                                    continue;
+                                };
+                                let names = view.columns_of(rel);
+                                if names.is_empty() || slots.len() - ones > 1 {
+                                    fields.push(Err(d.clone()));
+                                } else {
+                                    fields.extend(names.into_iter().map(|n| Ok((rel.clone(), n))));
+                                }
+                            }
+                            Slot::One(d) if d.direct && d.sources.len() == 1 => {
+                                match d.sources.first() {
+                                    Some(lineage::Source::Column { rel, column }) => {
+                                        fields.push(Ok((rel.clone(), column.clone())))
+                                    }
+                                    _ => fields.push(Err(d.clone())),
+                                }
+                            }
+                            Slot::One(d) | Slot::Star(d) => fields.push(Err(d.clone())),
+                        }
+                    }
+                }
+            }
+            if fields.len() == ncols {
+                for (i, f) in fields.iter().enumerate() {
+                    match f {
+                        Ok((rel, column)) => (whole[i], planned[i]) = plain(rel, column),
+                        Err(d) => whole[i] = d.resolve(&view, None, &rels).whole_kind(),
+                    }
+                }
+            } else {
+                // Positions unknown: everything the statement outputs, whole.
+                let all = Derivation::union(fields.into_iter().map(|f| match f {
+                    Ok((rel, column)) => Derivation::column(rel, column),
+                    Err(d) => d,
+                }));
+                let k = all.resolve(&view, None, &rels).whole_kind();
+                whole = vec![k; ncols];
+            }
+        }
+        CopyPlan {
+            format,
+            whole,
+            planned,
+            binary_header_seen: false,
+        }
+    }
+
+    fn mask_copy(&mut self, msg: Message) -> Result<Message, MaskFailure> {
+        let engine = self.engine.clone();
+        let Some(plan) = &mut self.copy else {
+            return Ok(msg);
+        };
+        let body = msg.body();
+        let rewritten: Option<Vec<u8>> = match plan.format.kind {
+            lineage::CopyKind::Binary => copy_binary(&engine, plan, body)?,
+            _ => {
+                let fields = copy_text_whole(&engine, plan, body);
+                let line = fields.as_deref().unwrap_or(body);
+                match engine.mask(line)? {
+                    Some(m) => Some(m),
+                    None => fields,
+                }
+            }
+        };
+        Ok(match rewritten {
+            Some(b) => Message::new(msg.tag, &b),
+            None => msg,
+        })
+    }
+
+    /// Whether the statements the server is answering read anything sensitive (or cannot be
+    /// told): their errors and notices may quote it.
+    async fn statements_tainted(&mut self) -> bool {
+        let engine = self.engine.clone();
+        if !engine.config().enabled || !engine.config().lineage.enabled {
+            return false;
+        }
+        for sql in self.tracker.current_statements() {
+            if sql.is_empty() {
+                // A portal sluice does not know.
+                self.catalog.survey(&engine).await;
+                if self.catalog.view(&engine).has_sensitive() {
+                    return true;
+                }
+                continue;
+            }
+            let l = self.lineage(&sql);
+            self.catalog.ensure(&engine, &[], &l.relations(), &[]).await;
+            let rels: Vec<RelName> = l.relations().into_iter().collect();
+            let mut all = l.all();
+            for s in l.statements.iter().flatten() {
+                all.absorb(s.exported.clone());
+                for w in &s.writes {
+                    all.absorb(w.from.clone());
+                }
+            }
+            if all.opaque {
+                self.catalog.survey(&engine).await;
+            }
+            if all.resolve(&self.catalog.view(&engine), None, &rels) != Verdict::Clean {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// DDL refreshes the catalog; a write of a sensitive-derived value taints its column; a
+    /// setting or notification given one taints settings.
+    async fn completed(&mut self, sql: &str, index: usize, msg: &Message) {
+        let tag = codec::query_text(msg.body()).unwrap_or_default();
+        let verb = tag.split(' ').next().unwrap_or("");
+        if matches!(
+            verb,
+            "CREATE" | "ALTER" | "DROP" | "COMMENT" | "GRANT" | "REVOKE" | "REFRESH" | "IMPORT"
+        ) {
+            self.catalog.invalidate();
+        }
+        let lower = sql.to_ascii_lowercase();
+        let may_write = matches!(verb, "INSERT" | "UPDATE" | "MERGE" | "CREATE")
+            || (verb == "SELECT" && (lower.contains("into") || lower.contains("create")));
+        let may_export = lower.contains("set_config")
+            || lower.contains("pg_notify")
+            || lower.contains("u&");
+        if !(may_write || may_export) || !self.engine.config().lineage.enabled {
+            return;
+        }
+        let engine = self.engine.clone();
+        let l = self.lineage(sql);
+        let Some(st) = l.statements.as_ref().and_then(|s| s.get(index)).cloned() else {
+            return;
+        };
+        let mut names = st.relations.clone();
+        for w in &st.writes {
+            names.insert(w.rel.clone());
+        }
+        self.catalog.ensure(&engine, &[], &names, &[]).await;
+        let rels: Vec<RelName> = names.into_iter().collect();
+        let mut taints = Vec::new();
+        let mut settings = false;
+        {
+            let view = self.catalog.view(&engine);
+            for w in &st.writes {
+                if let Some(kind) = w.from.resolve(&view, None, &rels).whole_kind() {
+                    taints.push((w.rel.clone(), w.column.clone(), kind));
+                }
+            }
+            if st.exports_state && st.exported.resolve(&view, None, &rels) != Verdict::Clean {
+                settings = true;
+            }
+        }
+        for (rel, col, kind) in taints {
+            self.catalog.taint_written(&rel, col.as_deref(), kind);
+        }
+        if settings {
+            self.catalog.taint_settings();
+        }
+    }
+
+    /// `ParameterStatus`: a free-text setting (`application_name`, custom ones) set by a
+    /// statement that reads sensitive data is masked whole.
+    async fn parameter_status(&mut self, msg: Message) -> Result<Message, MaskFailure> {
+        let mut r = codec::CStrReader::new(msg.body());
+        let (Ok(name), Ok(value)) = (r.cstr("ParameterStatus name"), r.cstr("ParameterStatus value"))
+        else {
+            return Ok(msg);
+        };
+        if VALIDATED_PARAMETERS.contains(&name) || value.is_empty() {
+            return Ok(msg);
+        }
+        let (name, value) = (name.to_string(), value.to_string());
+        let new_value = if self.statements_tainted().await || self.catalog.settings_tainted() {
+            self.catalog.taint_settings();
+            let mut p = Vec::new();
+            self.engine
+                .placeholder(DetectorKind::Column, value.as_bytes(), &mut p);
+            Some(p)
+        } else {
+            self.engine.mask(value.as_bytes())?
+        };
+        Ok(match new_value {
+            None => msg,
+            Some(v) => {
+                let mut body = Vec::with_capacity(name.len() + v.len() + 2);
+                body.extend_from_slice(name.as_bytes());
+                body.push(0);
+                body.extend(v.iter().filter(|b| **b != 0));
+                body.push(0);
+                Message::new(b'S', &body)
+            }
+        })
+    }
+
+    /// `NotificationResponse`: any session may have sent it, from any data, so its payload is
+    /// masked whole when the database holds sensitive data; the channel goes through the
+    /// detectors.
+    async fn notification(&mut self, msg: Message) -> Result<Message, MaskFailure> {
+        let body = msg.body();
+        if body.len() < 4 {
+            return Ok(msg);
+        }
+        let mut r = codec::CStrReader::new(&body[4..]);
+        let (Ok(channel), Ok(payload)) = (r.cstr("channel"), r.cstr("payload")) else {
+            return Ok(msg);
+        };
+        let engine = self.engine.clone();
+        self.catalog.survey(&engine).await;
+        let sensitive = engine.config().enabled && self.catalog.view(&engine).has_sensitive();
+        let new_payload: Option<Vec<u8>> = if sensitive && !payload.is_empty() {
+            let mut p = Vec::new();
+            engine.placeholder(DetectorKind::Column, payload.as_bytes(), &mut p);
+            Some(p)
+        } else {
+            engine.mask(payload.as_bytes())?
+        };
+        let new_channel = engine.mask(channel.as_bytes())?;
+        if new_payload.is_none() && new_channel.is_none() {
+            return Ok(msg);
+        }
+        let mut out = body[..4].to_vec();
+        out.extend(new_channel.unwrap_or_else(|| channel.as_bytes().to_vec()));
+        out.push(0);
+        out.extend(new_payload.unwrap_or_else(|| payload.as_bytes().to_vec()));
+        out.push(0);
+        Ok(Message::new(b'A', &out))
+    }
+}
+
+/// A column read from a relation sluice could not look up: masked whole when the database holds
+/// sensitive data (or sluice cannot tell), else by content.
+fn unknown_or_content(
+    view: &dyn SensitivityView,
+    engine: &MaskingEngine,
+    c: &Column,
+    type_name: Option<&str>,
+) -> Action {
+    if view.has_sensitive() {
+        Action::Whole(DetectorKind::Column)
+    } else {
+        Action::Content(engine.plan_column(&ColumnContext {
+            name: &c.name,
+            source: None,
+            type_name,
+        }))
+    }
+}
+
+/// One derivation per output column: positions follow the select list, a single `*` takes what
+/// the other items leave; anything ambiguous gets the statement's whole lineage.
+fn slot_derivations(s: &StatementLineage, n: usize) -> Vec<Derivation> {
+    let slots: &[Slot] = match &s.output {
+        Output::Rows(slots) | Output::Copy { slots, .. } => slots,
+        Output::NoData => return vec![Derivation::default(); n],
+        Output::Unknown => return vec![Derivation::opaque(); n],
+    };
+    let ones = slots.iter().filter(|s| matches!(s, Slot::One(_))).count();
+    let stars = slots.len() - ones;
+    let exact = (stars == 0 && ones == n) || (stars == 1 && ones <= n);
+    if !exact {
+        let all = Derivation::union(slots.iter().map(|s| match s {
+            Slot::One(d) | Slot::Star(d) => d.clone(),
+        }));
+        return vec![all; n];
+    }
+    let mut out = Vec::with_capacity(n);
+    for s in slots {
+        match s {
+            Slot::One(d) => out.push(d.clone()),
+            Slot::Star(d) => {
+                for _ in 0..(n - ones) {
+                    out.push(d.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Text or CSV COPY row with the whole-masked fields replaced; `None` when none is.
+fn copy_text_whole(engine: &MaskingEngine, plan: &CopyPlan, line: &[u8]) -> Option<Vec<u8>> {
+    if plan.whole.iter().all(Option::is_none) && plan.planned.iter().all(Option::is_none) {
+        return None;
+    }
+    let delim = plan.format.delimiter;
+    let csv = plan.format.kind == lineage::CopyKind::Csv;
+    let quote = plan.format.quote;
+    let (body, eol) = match line.strip_suffix(b"\n") {
+        Some(b) => (b, &b"\n"[..]),
+        None => (line, &b""[..]),
+    };
+    // Field boundaries: a delimiter outside quotes (CSV) or not escaped by a backslash (text).
+    let mut fields: Vec<(usize, usize)> = Vec::new();
+    let mut start = 0;
+    let mut in_quotes = false;
+    let mut i = 0;
+    while i < body.len() {
+        let b = body[i];
+        if csv {
+            if b == quote {
+                in_quotes = !in_quotes;
+            } else if b == delim && !in_quotes {
+                fields.push((start, i));
+                start = i + 1;
+            }
+        } else if b == b'\\' {
+            i += 1;
+        } else if b == delim {
+            fields.push((start, i));
+            start = i + 1;
+        }
+        i += 1;
+    }
+    fields.push((start, body.len()));
+    let mut out = Vec::with_capacity(line.len());
+    let mut changed = false;
+    for (k, (s, e)) in fields.iter().enumerate() {
+        if k > 0 {
+            out.push(delim);
+        }
+        let f = &body[*s..*e];
+        let is_null = if csv { f.is_empty() } else { f == b"\\N" };
+        let planned = plan.planned.get(k).and_then(Option::as_ref);
+        match (plan.whole.get(k).copied().flatten(), planned) {
+            (Some(kind), _) if !is_null => {
+                let mut p = Vec::new();
+                engine.placeholder(kind, f, &mut p);
+                out.extend(p);
+                changed = true;
+            }
+            (None, Some(cp)) if !is_null => {
+                match engine.mask_cell_planned(cp, f, &mut Report::default()) {
+                    Ok(Some(m)) => {
+                        out.extend(m);
+                        changed = true;
+                    }
+                    _ => out.extend_from_slice(f),
+                }
+            }
+            _ => out.extend_from_slice(f),
+        }
+    }
+    out.extend_from_slice(eol);
+    changed.then_some(out)
+}
+
+const PGCOPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+/// Binary COPY data: tuples of (len, bytes) fields, after an 11-byte signature, flags and an
+/// extension area in the first message; whole-masked fields get the placeholder and every text
+/// field goes through the detectors, each with its length rewritten.
+fn copy_binary(
+    engine: &MaskingEngine,
+    plan: &mut CopyPlan,
+    body: &[u8],
+) -> Result<Option<Vec<u8>>, MaskFailure> {
+    let mut at = 0;
+    let mut out = Vec::with_capacity(body.len());
+    if !plan.binary_header_seen {
+        if !body.starts_with(PGCOPY_SIGNATURE) || body.len() < 19 {
+            return Err(codec::CodecError::Malformed("binary COPY header").into());
+        }
+        let ext = u32::from_be_bytes(body[15..19].try_into().expect("4")) as usize;
+        at = 19 + ext;
+        if at > body.len() {
+            return Err(codec::CodecError::Malformed("binary COPY header").into());
+        }
+        out.extend_from_slice(&body[..at]);
+        plan.binary_header_seen = true;
+    }
+    let mut changed = false;
+    while at < body.len() {
+        let count = i16::from_be_bytes(
+            body.get(at..at + 2)
+                .ok_or(codec::CodecError::Malformed("binary COPY tuple"))?
+                .try_into()
+                .expect("2"),
+        );
+        out.extend_from_slice(&body[at..at + 2]);
+        at += 2;
+        if count < 0 {
+            // The trailer.
+            out.extend_from_slice(&body[at..]);
+            break;
+        }
+        for k in 0..count as usize {
+            let len = i32::from_be_bytes(
+                body.get(at..at + 4)
+                    .ok_or(codec::CodecError::Malformed("binary COPY field"))?
+                    .try_into()
+                    .expect("4"),
+            );
+            at += 4;
+            if len < 0 {
+                out.extend_from_slice(&len.to_be_bytes());
+                continue;
+            }
+            let end = at
+                .checked_add(len as usize)
+                .filter(|e| *e <= body.len())
+                .ok_or(codec::CodecError::Malformed("binary COPY field"))?;
+            let f = &body[at..end];
+            let planned = plan.planned.get(k).and_then(Option::as_ref);
+            let new: Option<Vec<u8>> = match (plan.whole.get(k).copied().flatten(), planned) {
+                (Some(kind), _) => {
+                    let mut p = Vec::new();
+                    engine.placeholder(kind, f, &mut p);
+                    Some(p)
+                }
+                // A rule on a binary field sluice cannot read as text masks it whole.
+                (None, Some(cp)) => match cp.whole_kind() {
+                    Some(kind) => {
+                        let mut p = Vec::new();
+                        engine.placeholder(kind, f, &mut p);
+                        Some(p)
+                    }
+                    None => engine.mask(f)?,
+                },
+                (None, None) => engine.mask(f)?,
+            };
+            match new {
+                Some(v) => {
+                    changed = true;
+                    out.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                    out.extend(v);
+                }
+                None => {
+                    out.extend_from_slice(&len.to_be_bytes());
+                    out.extend_from_slice(f);
+                }
+            }
+            at = end;
+        }
+    }
+    Ok(changed.then_some(out))
+}
+
+/// Error and notice fields that hold text (not codes, positions or source locations).
+fn is_text_field(t: u8) -> bool {
+    !matches!(t, b'S' | b'V' | b'C' | b'P' | b'p' | b'F' | b'L' | b'R')
+}
+
+/// Masks an ErrorResponse/NoticeResponse: every text field through the detectors; when the
+/// statement reads sensitive data, also every quoted value (`"..."`), every `(...)=(...)` key
+/// and `Failing row contains (...)`, and the whole text of a `RAISE` (SQLSTATE class P0) or a
+/// notice, which can be any value at all.
+pub fn mask_notice(msg: Message, engine: &MaskingEngine, tainted: bool) -> Result<Message, MaskFailure> {
+    if !engine.config().enabled {
+        return Ok(msg);
+    }
+    if !tainted && !engine.could_contain(msg.body())? {
+        return Ok(msg);
+    }
+    let mut fields = codec::notice_fields(msg.body());
+    let code = fields
+        .iter()
+        .find(|(t, _)| *t == b'C')
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let raise = msg.tag == b'N' || code.starts_with("P0");
+    let mut changed = false;
+    for (t, v) in fields.iter_mut() {
+        if !is_text_field(*t) {
+            continue;
+        }
+        let mut text = v.clone();
+        if tainted {
+            if raise && matches!(*t, b'M' | b'D' | b'H') {
+                text = "[REDACTED]".into();
+            } else {
+                text = redact_quoted(&text);
+            }
+        }
+        if let Some(m) = engine.mask(text.as_bytes())? {
+            text = String::from_utf8_lossy(&m).into_owned();
+        }
+        if text != *v {
+            *v = text;
+            changed = true;
+        }
+    }
+    Ok(if changed {
+        codec::build_notice(msg.tag, &fields)
+    } else {
+        msg
+    })
+}
+
+/// `"..."` → `"[REDACTED]"`, `(...)=(...)` → `(...)=([REDACTED])`, and the row of `Failing row
+/// contains (...)`.
+fn redact_quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'"' {
+            match s[i + 1..].find('"') {
+                Some(j) => {
+                    out.push_str("\"[REDACTED]\"");
+                    i += j + 2;
+                    continue;
+                }
+                None => {
+                    out.push_str("\"[REDACTED]");
+                    break;
+                }
+            }
+        }
+        if s[i..].starts_with(")=(") || s[i..].starts_with("contains (") {
+            let open = i + s[i..].find('(').expect("prefix has one") + 1;
+            out.push_str(&s[i..open]);
+            // To the matching parenthesis (values may hold parentheses).
+            let mut depth = 1;
+            let mut j = open;
+            while j < b.len() && depth > 0 {
+                match b[j] {
+                    b'(' => depth += 1,
+                    b')' => depth -= 1,
+                    _ => {}
+                }
+                j += 1;
+            }
+            out.push_str("[REDACTED]");
+            if depth == 0 {
+                out.push(')');
+            }
+            i = j;
+            continue;
+        }
+        let ch = s[i..].chars().next().expect("in bounds");
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_values_in_errors_are_redacted() {
+        assert_eq!(
+            redact_quoted(r#"invalid input syntax for type integer: "moc.elpmaxe@ada""#),
+            r#"invalid input syntax for type integer: "[REDACTED]""#
+        );
+        assert_eq!(
+            redact_quoted("Key (email)=(ada@example.com) already exists."),
+            "Key (email)=([REDACTED]) already exists."
+        );
+        assert_eq!(
+            redact_quoted("Failing row contains (1, x (y), null)."),
+            "Failing row contains ([REDACTED])."
+        );
+    }
+
+    #[test]
+    fn copy_text_and_csv_fields_are_replaced_in_place() {
+        let e = MaskingEngine::with_defaults().unwrap();
+        let mut plan = CopyPlan {
+            format: lineage::CopyFormat::default(),
+            whole: vec![None, Some(DetectorKind::Card), None],
+            planned: vec![None; 3],
+            binary_header_seen: false,
+        };
+        assert_eq!(
+            copy_text_whole(&e, &plan, b"1\t1111 1111 1111 1114\tx\\ty\n").unwrap(),
+            b"1\t[CARD]\tx\\ty\n"
+        );
+        assert_eq!(copy_text_whole(&e, &plan, b"1\t\\N\tx\n"), None);
+        plan.format.kind = lineage::CopyKind::Csv;
+        plan.format.delimiter = b',';
+        assert_eq!(
+            copy_text_whole(&e, &plan, b"1,\"a,b\",\"x\"\n").unwrap(),
+            b"1,[CARD],\"x\"\n"
+        );
+    }
+
+    #[test]
+    fn binary_copy_keeps_its_framing() {
+        let e = MaskingEngine::with_defaults().unwrap();
+        let mut plan = CopyPlan {
+            format: lineage::CopyFormat {
+                kind: lineage::CopyKind::Binary,
+                ..Default::default()
+            },
+            whole: vec![Some(DetectorKind::Email), None],
+            planned: vec![None; 2],
+            binary_header_seen: false,
+        };
+        let mut m = PGCOPY_SIGNATURE.to_vec();
+        m.extend(0u32.to_be_bytes());
+        m.extend(0u32.to_be_bytes());
+        m.extend(2i16.to_be_bytes());
+        for f in [&b"moc.elpmaxe@ada"[..], b"call 415-555-0132"] {
+            m.extend((f.len() as i32).to_be_bytes());
+            m.extend_from_slice(f);
+        }
+        let out = copy_binary(&e, &mut plan, &m).unwrap().unwrap();
+        let mut expect = PGCOPY_SIGNATURE.to_vec();
+        expect.extend(0u32.to_be_bytes());
+        expect.extend(0u32.to_be_bytes());
+        expect.extend(2i16.to_be_bytes());
+        for f in [&b"[EMAIL]"[..], b"call [PHONE]"] {
+            expect.extend((f.len() as i32).to_be_bytes());
+            expect.extend_from_slice(f);
+        }
+        assert_eq!(out, expect);
+    }
+
+    #[test]
+    fn slots_map_to_columns_around_one_star() {
+        let l = lineage::analyze("select id, *, reverse(email) from customers", &[]);
+        let s = &l.statements.unwrap()[0];
+        let d = slot_derivations(s, 5);
+        assert!(d[0].direct);
+        assert!(d[1].direct && d[3].direct);
+        assert!(!d[4].direct);
+
+    }
+}
