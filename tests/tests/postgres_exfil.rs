@@ -18,14 +18,18 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 use sluice_tests::{
-    Gateway, PG_SCRAM, PgServer, Policy, TestCgroup, TestNet, inject, pg_resource, pg_wire,
-    probe, psql_in, require_root,
+    Gateway, PG_SCRAM, PgServer, Policy, TestCgroup, TestNet, inject, pg_resource, pg_wire, probe,
+    psql_in, require_root,
 };
 
 /// Everything allowed, so that only masking stands between the agent and the data.
 const OPEN_POLICY: &str = "rules:
   - name: everything
     statements: [select, insert, update, delete, merge, copy, ddl, dcl, transaction, set, show, explain, call, other]
+    action: allow
+  # SQL run from a string (`query_to_xml`): allowed here so that masking alone is tested.
+  - name: sql-from-text
+    guardrails: [dangerous-function]
     action: allow
 guardrails:
   default: allow
@@ -99,7 +103,15 @@ fn lab(extra: &str) -> Lab {
     let gw = Gateway::start(&policy);
     // Ground truth, from the database itself.
     let mut secrets = Vec::new();
-    for col in ["email", "card", "ssn", "phone", "iban", "token", "dob::text"] {
+    for col in [
+        "email",
+        "card",
+        "ssn",
+        "phone",
+        "iban",
+        "token",
+        "dob::text",
+    ] {
         secrets.extend(
             pg.admin_sql(&format!("select {col} from people order by id"))
                 .lines()
@@ -138,7 +150,10 @@ impl Lab {
     /// The raw client in the cgroup; returns every message received.
     fn wire(&self, script: Value) -> Vec<Msg> {
         let out = pg_wire(&self.cg.dir, &self.pg.addr, PG_SCRAM.0, "postgres", &script);
-        assert!(out["ok"].as_bool().unwrap_or(false), "pg-wire failed: {out}");
+        assert!(
+            out["ok"].as_bool().unwrap_or(false),
+            "pg-wire failed: {out}"
+        );
         out["messages"]
             .as_array()
             .unwrap()
@@ -414,7 +429,7 @@ const EXFIL: &[&str] = &[
     "select format('%s|%s', email, ssn) from people",
     "select concat_ws(',', card, phone) from people",
     "select jsonb_build_object('k', token) from people",
-    "select xmlelement(name x, email)::text from people",
+    "select regexp_replace(email, '(.)(.)', '\\2\\1', 'g') from people",
     "select liame from people_v",
     "select reverse(liame) from people_v",
     "select fetch_email(1)",
@@ -444,13 +459,25 @@ fn transformed_values_never_reach_the_agent_in_text_results() {
     let lab = lab("");
     assert!(EXFIL.len() >= 52);
     let mut leaked = Vec::new();
+    let mut unanswered = Vec::new();
     for sql in EXFIL {
         let out = lab.psql(&[sql]);
         let found = leaks(out.as_bytes(), &lab.secrets);
         if !found.is_empty() {
             leaked.push(format!("{sql}: {found:?}\n{out}"));
         }
+        // Not vacuous: the statement ran and its rows came back, masked.
+        if out.contains("ERROR") {
+            leaked.push(format!("{sql}: failed instead of answering masked:\n{out}"));
+        } else if !(out.contains('[') || out.contains("\\x5b")) {
+            // A placeholder, or in a bytea its hex form (`\x5b...` is `[...`).
+            unanswered.push(format!("{sql}: {out}"));
+        }
     }
+    assert!(
+        unanswered.is_empty(),
+        "every query answers with masked rows: {unanswered:#?}"
+    );
     assert!(
         leaked.is_empty(),
         "{} of {} exfiltration queries leaked:\n{}",
@@ -465,7 +492,10 @@ fn transformed_values_never_reach_the_agent_in_text_results() {
     ]);
     assert!(out.starts_with("4\n19|f|f"), "{out}");
     let out = lab.psql(&["select card from customers where id = 3"]);
-    assert!(out.contains("4111111111111112"), "the decoy was masked: {out}");
+    assert!(
+        out.contains("4111111111111112"),
+        "the decoy was masked: {out}"
+    );
 }
 
 /// The same statements through the extended protocol with every result in binary format,
@@ -503,7 +533,10 @@ fn binary_results_of_every_type_are_masked_or_refused() {
         .map(|m| String::from_utf8_lossy(&m.body).into_owned())
         .filter(|t| t.contains("cannot hold a masked value"))
         .collect();
-    assert!(!refusals.is_empty(), "an int4 of a character code cannot be masked in binary");
+    assert!(
+        !refusals.is_empty(),
+        "an int4 of a character code cannot be masked in binary"
+    );
     // tokio-postgres decodes every masked value it gets (they stay valid for their types).
     let r = lab.tokio_pg(&[
         "select email, to_jsonb(p) as j from people p where id = 1",
@@ -583,7 +616,10 @@ fn settings_and_notifications_carry_no_sensitive_value() {
         [{"Q": "select 1"}]
     ]));
     lab.assert_no_leak("settings and notifications", &render(&msgs));
-    assert!(msgs.iter().any(|m| m.tag == b'A'), "notifications were delivered");
+    assert!(
+        msgs.iter().any(|m| m.tag == b'A'),
+        "notifications were delivered"
+    );
     assert!(
         msgs.iter()
             .any(|m| m.tag == b'S' && m.body.starts_with(b"application_name\0")),
@@ -653,13 +689,11 @@ fn sensitive_values_written_into_other_columns_stay_masked() {
 /// Rules name columns sampling cannot recognise; derived values of them are masked too.
 #[test]
 fn rules_by_table_column_and_type_mask_their_derivations() {
-    let lab = lab(
-        "masking:
+    let lab = lab("masking:
   columns:
     - { table: people, column: nick, as: email }
     - { column: name, full: true }
-",
-    );
+");
     let secrets: Vec<String> = lab
         .pg
         .admin_sql("select nick from people union all select name from people")
@@ -673,7 +707,10 @@ fn rules_by_table_column_and_type_mask_their_derivations() {
     ]);
     let found = leaks(out.as_bytes(), &secrets);
     assert!(found.is_empty(), "{found:?} in {out}");
-    assert!(out.contains("[EMAIL]") && out.contains("[REDACTED]"), "{out}");
+    assert!(
+        out.contains("[EMAIL]") && out.contains("[REDACTED]"),
+        "{out}"
+    );
 }
 
 /// Transformations applied to each sensitive column: the recall corpus.
@@ -726,7 +763,7 @@ const CORPUS: &[&str] = &[
     "encode(decode(encode(convert_to({c},'UTF8'),'base64'),'base64'),'escape')",
     "(array[{c}])[1]",
     "jsonb_path_query_first(to_jsonb({c}), '$')",
-    "xmlelement(name x, {c})::text",
+    "regexp_replace({c}, '(.)(.)', '\\2\\1', 'g')",
     "{c}::varchar(100)",
     "ltrim({c}, 'a')",
     "chr(ascii({c})) || substr({c},2)",
@@ -777,6 +814,14 @@ fn transformation_corpus_recall_and_decoy_false_positives() {
                 }
             }
             for (q, answer) in queries.iter().zip(&per_query) {
+                // Every transformation is valid SQL: the answer is rows, or sluice's refusal
+                // of a binary type that cannot hold a placeholder.
+                let rows = answer.iter().any(|m| m.tag == b'D');
+                let refused = answer.iter().any(|m| {
+                    m.tag == b'E'
+                        && String::from_utf8_lossy(&m.body).contains("cannot hold a masked value")
+                });
+                assert!(rows || refused, "[{label}] {q} did not answer: {answer:?}");
                 let e = results.entry(label).or_default();
                 e.1 += 1;
                 let found = leaks(&render(answer), &secrets);
@@ -819,7 +864,12 @@ fn transformation_corpus_recall_and_decoy_false_positives() {
         upper_changed,
         decoys.len()
     );
-    assert!(leaked.is_empty(), "{} leaks:\n{}", leaked.len(), leaked.join("\n"));
+    assert!(
+        leaked.is_empty(),
+        "{} leaks:\n{}",
+        leaked.len(),
+        leaked.join("\n")
+    );
     assert!(changed.is_empty(), "decoys masked: {changed:?}");
     assert_eq!(upper_changed, 0, "{out}");
 }
@@ -834,16 +884,33 @@ fn context_detectors_find_labelled_ssns_url_passwords_and_tokens() {
         ("ssn=123 45 6789 on file", "123 45 6789"),
         ("SSN: 219.09.9999", "219.09.9999"),
         ("social security no. 078 05 1120", "078 05 1120"),
-        ("dsn postgres://app:S3cr3t-Pa55@db.internal:5432/app", "S3cr3t-Pa55"),
-        ("host=db user=app password=hunter2-long sslmode=require", "hunter2-long"),
-        ("token glpat-abcdefghijklmnopqrst leaked", "glpat-abcdefghijklmnopqrst"),
-        ("key AIzaSyA1234567890abcdefghijklmnopqrstuv here", "AIzaSyA1234567890abcdefghijklmnopqrstuv"),
-        ("npm_abcdefghijklmnopqrstuvwxyz0123456789", "npm_abcdefghijklmnopqrstuvwxyz0123456789"),
+        (
+            "dsn postgres://app:S3cr3t-Pa55@db.internal:5432/app",
+            "S3cr3t-Pa55",
+        ),
+        (
+            "host=db user=app password=hunter2-long sslmode=require",
+            "hunter2-long",
+        ),
+        (
+            "token glpat-abcdefghijklmnopqrst leaked",
+            "glpat-abcdefghijklmnopqrst",
+        ),
+        (
+            "key AIzaSyA1234567890abcdefghijklmnopqrstuv here",
+            "AIzaSyA1234567890abcdefghijklmnopqrstuv",
+        ),
+        (
+            "npm_abcdefghijklmnopqrstuvwxyz0123456789",
+            "npm_abcdefghijklmnopqrstuvwxyz0123456789",
+        ),
     ];
-    lab.pg.admin_sql("create table notes (id serial, body text)");
+    lab.pg
+        .admin_sql("create table notes (id serial, body text)");
     lab.pg.admin_sql("grant all on notes to app");
     for (n, _) in notes {
-        lab.pg.admin_sql(&format!("insert into notes (body) values ('{n}')"));
+        lab.pg
+            .admin_sql(&format!("insert into notes (body) values ('{n}')"));
     }
     // Decoys in the same column.
     for d in [
@@ -852,7 +919,8 @@ fn context_detectors_find_labelled_ssns_url_passwords_and_tokens() {
         "postgres://db.internal:5432/app",
         "order 978-0-306-40615-7",
     ] {
-        lab.pg.admin_sql(&format!("insert into notes (body) values ('{d}')"));
+        lab.pg
+            .admin_sql(&format!("insert into notes (body) values ('{d}')"));
     }
     let out = lab.psql(&["select body from notes order by id"]);
     for (_, secret) in notes {
@@ -866,5 +934,8 @@ fn context_detectors_find_labelled_ssns_url_passwords_and_tokens() {
     ] {
         assert!(out.contains(d), "decoy {d} was masked: {out}");
     }
-    assert!(out.contains("postgres://app:[PASSWORD]@db.internal"), "{out}");
+    assert!(
+        out.contains("postgres://app:[PASSWORD]@db.internal"),
+        "{out}"
+    );
 }

@@ -278,7 +278,12 @@ fn ssn_after_label(buf: &[u8], end: usize) -> Option<(usize, usize)> {
     let limit = (end + 24).min(buf.len());
     while i < limit && !buf[i].is_ascii_digit() {
         let b = buf[i];
-        if !(b.is_ascii_alphabetic() || matches!(b, b' ' | b':' | b'=' | b'#' | b'.' | b'-' | b'_' | b'"' | b'\'' | b'\t')) {
+        if !(b.is_ascii_alphabetic()
+            || matches!(
+                b,
+                b' ' | b':' | b'=' | b'#' | b'.' | b'-' | b'_' | b'"' | b'\'' | b'\t'
+            ))
+        {
             return None;
         }
         i += 1;
@@ -337,7 +342,10 @@ fn url_password(buf: &[u8], end: usize, resume: &mut usize) -> Option<(usize, us
         return None;
     }
     // A host must follow.
-    if !buf.get(e + 1).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'[') {
+    if !buf
+        .get(e + 1)
+        .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'[')
+    {
         return None;
     }
     *resume = e;
@@ -355,7 +363,12 @@ fn keyword_password(buf: &[u8], end: usize) -> Option<(usize, usize)> {
         return (close > 0).then_some((s + 1, s + 1 + close));
     }
     let mut e = s;
-    while e < limit && !matches!(buf[e], b' ' | b'\t' | b'\n' | b'\r' | b';' | b'&' | b'"' | b'\'') {
+    while e < limit
+        && !matches!(
+            buf[e],
+            b' ' | b'\t' | b'\n' | b'\r' | b';' | b'&' | b'"' | b'\''
+        )
+    {
         e += 1;
     }
     Some((s, e))
@@ -415,7 +428,11 @@ fn email(buf: &[u8], at: usize) -> Option<(usize, usize)> {
     if s > 0 && buf[s - 1] == b':' {
         let colon = s - 1;
         let mut u = colon;
-        while u > 0 && colon - u < 64 && !matches!(buf[u - 1], b'/' | b'@' | b':') && !buf[u - 1].is_ascii_whitespace() {
+        while u > 0
+            && colon - u < 64
+            && !matches!(buf[u - 1], b'/' | b'@' | b':')
+            && !buf[u - 1].is_ascii_whitespace()
+        {
             u -= 1;
         }
         if u < colon && u >= 3 && &buf[u - 3..u] == b"://" {
@@ -807,10 +824,16 @@ mod tests {
             (Trigger::Anthropic, "sk-ant-api03-abcd"),
             (Trigger::Openai, "sk-proj-abcdefghijklmno"),
             (Trigger::Jwt, "eyJhbGciO"),
-            (Trigger::GoogleApi, "AIzaSyA1234567890abcdefghijklmnopqrstuv"),
+            (
+                Trigger::GoogleApi,
+                "AIzaSyA1234567890abcdefghijklmnopqrstuv",
+            ),
             (Trigger::Npm, "npm_abcdefghijklmnopqrstuvwxyz0123456789"),
             (Trigger::Sendgrid, "SG.abcdefghijklmnopqrstuv.abcdefghij"),
-            (Trigger::Huggingface, "hf_abcdefghijklmnopqrstuvwxyzABCDEFGH"),
+            (
+                Trigger::Huggingface,
+                "hf_abcdefghijklmnopqrstuvwxyzABCDEFGH",
+            ),
         ];
         for (t, s) in samples {
             assert_eq!(s.len(), t.width(), "{t:?}");

@@ -42,9 +42,9 @@ use std::{collections::BTreeSet, ops::ControlFlow};
 use sqlparser::{
     ast::{
         self, BinaryOperator, CopyLegacyOption, CopyOption, CopySource, Expr, FunctionArg,
-        FunctionArgExpr, FunctionArguments, ObjectName, ObjectNamePart, Query, Select,
-        SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Statement, TableFactor,
-        TableWithJoins, UnaryOperator,
+        FunctionArgExpr, FunctionArguments, ObjectName, ObjectNamePart, Query, Select, SelectItem,
+        SelectItemQualifiedWildcardKind, SetExpr, Statement, TableFactor, TableWithJoins,
+        UnaryOperator,
     },
     dialect::PostgreSqlDialect,
     parser::Parser,
@@ -61,14 +61,13 @@ pub struct RelName {
 
 impl RelName {
     fn from_object(n: &ObjectName) -> Option<RelName> {
-        let parts: Vec<String> = n
-            .0
-            .iter()
-            .map(|p| match p {
-                ObjectNamePart::Identifier(i) => Some(ident(i)),
-                ObjectNamePart::Function(_) => None,
-            })
-            .collect::<Option<_>>()?;
+        let parts: Vec<String> =
+            n.0.iter()
+                .map(|p| match p {
+                    ObjectNamePart::Identifier(i) => Some(ident(i)),
+                    ObjectNamePart::Function(_) => None,
+                })
+                .collect::<Option<_>>()?;
         match parts.as_slice() {
             [name] => Some(RelName {
                 schema: None,
@@ -534,7 +533,10 @@ impl Walker<'_> {
         match s {
             Statement::Query(q) => {
                 let slots = self.query(q, &root);
-                (Output::Rows(slots.into_iter().map(|(_, s)| s).collect()), Vec::new())
+                (
+                    Output::Rows(slots.into_iter().map(|(_, s)| s).collect()),
+                    Vec::new(),
+                )
             }
             Statement::Insert(i) => {
                 let target = match &i.table {
@@ -577,8 +579,9 @@ impl Walker<'_> {
             Statement::Update(u) => {
                 let mut scope = root.child();
                 self.from_item(&u.table, &mut scope);
-                if let Some(ast::UpdateTableFromKind::AfterSet(f) | ast::UpdateTableFromKind::BeforeSet(f)) =
-                    &u.from
+                if let Some(
+                    ast::UpdateTableFromKind::AfterSet(f) | ast::UpdateTableFromKind::BeforeSet(f),
+                ) = &u.from
                 {
                     for t in f {
                         self.from_item(t, &mut scope);
@@ -592,15 +595,15 @@ impl Walker<'_> {
                 for a in &u.assignments {
                     let from = self.expr(&a.value, &scope);
                     let cols: Vec<String> = match &a.target {
-                        ast::AssignmentTarget::ColumnName(n) => n
-                            .0
-                            .last()
-                            .and_then(|p| match p {
-                                ObjectNamePart::Identifier(i) => Some(ident(i)),
-                                ObjectNamePart::Function(_) => None,
-                            })
-                            .into_iter()
-                            .collect(),
+                        ast::AssignmentTarget::ColumnName(n) => {
+                            n.0.last()
+                                .and_then(|p| match p {
+                                    ObjectNamePart::Identifier(i) => Some(ident(i)),
+                                    ObjectNamePart::Function(_) => None,
+                                })
+                                .into_iter()
+                                .collect()
+                        }
                         ast::AssignmentTarget::Tuple(ns) => ns
                             .iter()
                             .filter_map(|n| n.0.last())
@@ -777,9 +780,8 @@ impl Walker<'_> {
             SetExpr::SetOperation { left, right, .. } => {
                 let l = self.set_expr(left, scope);
                 let r = self.set_expr(right, scope);
-                let all_one = |v: &[(Option<String>, Slot)]| {
-                    v.iter().all(|(_, s)| matches!(s, Slot::One(_)))
-                };
+                let all_one =
+                    |v: &[(Option<String>, Slot)]| v.iter().all(|(_, s)| matches!(s, Slot::One(_)));
                 if l.len() == r.len() && all_one(&l) && all_one(&r) {
                     l.into_iter()
                         .zip(r)
@@ -1022,7 +1024,9 @@ impl Walker<'_> {
                 let d = self.function_call(name, args, None, scope);
                 let (n, aliases) = alias_of(alias).unwrap_or_else(|| {
                     (
-                        RelName::from_object(name).map(|r| r.name).unwrap_or_default(),
+                        RelName::from_object(name)
+                            .map(|r| r.name)
+                            .unwrap_or_default(),
                         Vec::new(),
                     )
                 });
@@ -1435,14 +1439,13 @@ impl Walker<'_> {
 /// The name of a function if sluice may know it: unqualified or in `pg_catalog` (a function
 /// of another schema is never the built-in of that name).
 fn function_name(n: &ObjectName) -> Option<String> {
-    let parts: Vec<String> = n
-        .0
-        .iter()
-        .map(|p| match p {
-            ObjectNamePart::Identifier(i) => Some(ident(i)),
-            ObjectNamePart::Function(_) => None,
-        })
-        .collect::<Option<_>>()?;
+    let parts: Vec<String> =
+        n.0.iter()
+            .map(|p| match p {
+                ObjectNamePart::Identifier(i) => Some(ident(i)),
+                ObjectNamePart::Function(_) => None,
+            })
+            .collect::<Option<_>>()?;
     match parts.as_slice() {
         [f] => Some(f.clone()),
         [schema, f] if schema == "pg_catalog" => Some(f.clone()),
@@ -1492,7 +1495,11 @@ fn output_name(e: &Expr) -> Option<String> {
 }
 
 /// `INSERT INTO t (cols) <query>`: what each written column is computed from.
-fn insert_writes(rel: &RelName, columns: &[String], slots: &[(Option<String>, Slot)]) -> Vec<Write> {
+fn insert_writes(
+    rel: &RelName,
+    columns: &[String],
+    slots: &[(Option<String>, Slot)],
+) -> Vec<Write> {
     let exact = slots.iter().all(|(_, s)| matches!(s, Slot::One(_)));
     if !columns.is_empty() && exact && slots.len() == columns.len() {
         return columns

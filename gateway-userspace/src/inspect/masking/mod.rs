@@ -30,7 +30,8 @@ mod stream;
 pub mod validators;
 
 pub use config::{
-    ColumnRule, DetectorConfig, DetectorKind, LineageConfig, MaskingConfig, SamplingConfig, Strategy,
+    ColumnRule, DetectorConfig, DetectorKind, LineageConfig, MaskingConfig, SamplingConfig,
+    Strategy,
 };
 pub use detectors::Span;
 pub use engine::{ColumnContext, ColumnPlan, MaskingEngine, Report, SourceColumn};

@@ -139,7 +139,9 @@ fn unhex(s: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let d = |c: u8| (c as char).to_digit(16).map(|v| v as u8);
-    s.chunks(2).map(|p| Some(d(p[0])? << 4 | d(p[1])?)).collect()
+    s.chunks(2)
+        .map(|p| Some(d(p[0])? << 4 | d(p[1])?))
+        .collect()
 }
 
 /// Masks a cell by content (the column is not derived from anything sensitive, or is a plain
@@ -179,7 +181,10 @@ pub fn mask_content(
     }
     // Binary. A rule that masks whole cells (`full`, `as:`) applies to every type.
     if plan.whole_kind().is_some()
-        && !matches!(shape, Shape::Text | Shape::Bytea | Shape::Json | Shape::Jsonb)
+        && !matches!(
+            shape,
+            Shape::Text | Shape::Bytea | Shape::Json | Shape::Jsonb
+        )
     {
         return Ok(Cell::Refuse);
     }
@@ -280,7 +285,11 @@ fn json_cell(
             out.extend(p);
             out.push(b'"');
         }
-        report.findings.entry(s.kind).and_modify(|n| *n += 1).or_insert(1);
+        report
+            .findings
+            .entry(s.kind)
+            .and_modify(|n| *n += 1)
+            .or_insert(1);
         // The masked part may hold quotes of its own (a finding spanning a string's end).
         scan(s.start, s.end, &mut in_string, &mut escaped);
         at = s.end;
@@ -382,15 +391,14 @@ fn container(
     for (len_at, ty, range) in p.elements {
         let elem = &value[range.clone()];
         let shape = shape_of(ty, catalog);
-        let masked: Cow<[u8]> =
-            match mask_content(engine, plan, elem, shape, 1, catalog, report)? {
-                Cell::Unchanged => Cow::Borrowed(elem),
-                Cell::Masked(m) => {
-                    changed = true;
-                    Cow::Owned(m)
-                }
-                Cell::Refuse => return Ok(Cell::Refuse),
-            };
+        let masked: Cow<[u8]> = match mask_content(engine, plan, elem, shape, 1, catalog, report)? {
+            Cell::Unchanged => Cow::Borrowed(elem),
+            Cell::Masked(m) => {
+                changed = true;
+                Cow::Owned(m)
+            }
+            Cell::Refuse => return Ok(Cell::Refuse),
+        };
         out.extend_from_slice(&value[at..len_at]);
         out.extend_from_slice(&(masked.len() as i32).to_be_bytes());
         out.extend_from_slice(&masked);
@@ -462,7 +470,17 @@ mod tests {
             name: "x",
             ..Default::default()
         });
-        match mask_content(e, &plan, v, shape, format, &|_| None, &mut Report::default()).unwrap() {
+        match mask_content(
+            e,
+            &plan,
+            v,
+            shape,
+            format,
+            &|_| None,
+            &mut Report::default(),
+        )
+        .unwrap()
+        {
             Cell::Masked(m) => Some(m),
             Cell::Unchanged => None,
             Cell::Refuse => Some(b"REFUSED".to_vec()),
@@ -489,10 +507,17 @@ mod tests {
         let a = text_array(&[b"ada@example.com", b"plain"]);
         let m = content(&e, &a, Shape::Array, 1).unwrap();
         let parts = array_parts(&m).expect("still a valid array");
-        let elems: Vec<&[u8]> = parts.elements.iter().map(|(_, _, r)| &m[r.clone()]).collect();
+        let elems: Vec<&[u8]> = parts
+            .elements
+            .iter()
+            .map(|(_, _, r)| &m[r.clone()])
+            .collect();
         assert_eq!(elems, [&b"[EMAIL]"[..], b"plain"]);
         let mut rec = 2i32.to_be_bytes().to_vec();
-        for (ty, val) in [(23u32, &7i32.to_be_bytes()[..]), (25, b"4111 1111 1111 1111")] {
+        for (ty, val) in [
+            (23u32, &7i32.to_be_bytes()[..]),
+            (25, b"4111 1111 1111 1111"),
+        ] {
             rec.extend(ty.to_be_bytes());
             rec.extend((val.len() as i32).to_be_bytes());
             rec.extend_from_slice(val);
@@ -505,11 +530,20 @@ mod tests {
     #[test]
     fn json_stays_json_and_numbers_holding_cards_are_refused() {
         let e = engine();
-        let m = content(&e, br#"{"e":"ada@example.com","c":4111111111111111}"#, Shape::Json, 0).unwrap();
+        let m = content(
+            &e,
+            br#"{"e":"ada@example.com","c":4111111111111111}"#,
+            Shape::Json,
+            0,
+        )
+        .unwrap();
         assert_eq!(m, br#"{"e":"[EMAIL]","c":"[CARD]"}"#);
         let mut jb = vec![1u8];
         jb.extend_from_slice(br#"["ada@example.com"]"#);
-        assert_eq!(content(&e, &jb, Shape::Jsonb, 1).unwrap(), b"\x01[\"[EMAIL]\"]");
+        assert_eq!(
+            content(&e, &jb, Shape::Jsonb, 1).unwrap(),
+            b"\x01[\"[EMAIL]\"]"
+        );
         assert_eq!(
             content(&e, &4111111111111111i64.to_be_bytes(), Shape::Int8, 1).unwrap(),
             b"REFUSED"
@@ -524,7 +558,10 @@ mod tests {
         assert_eq!(content(&e, &n, Shape::Numeric, 1).unwrap(), b"REFUSED");
         // bytea in text format is hex: looked at decoded, masked, hex again.
         let hexed = hex_bytea(b"mail ada@example.com");
-        assert_eq!(content(&e, &hexed, Shape::Bytea, 0).unwrap(), hex_bytea(b"mail [EMAIL]"));
+        assert_eq!(
+            content(&e, &hexed, Shape::Bytea, 0).unwrap(),
+            hex_bytea(b"mail [EMAIL]")
+        );
     }
 
     #[test]

@@ -70,7 +70,7 @@ fn shows_settings(schema: &str, table: &str, column: &str) -> bool {
 #[derive(Default)]
 pub struct Registry {
     map: Mutex<Vec<(String, Arc<Catalog>)>>,
-    pub lineage: super::response::LineageCache,
+    pub lineage: Arc<super::response::LineageCache>,
 }
 
 impl Registry {
@@ -216,7 +216,9 @@ impl Catalog {
         }
     }
 
-    /// Records that sensitive data went into a setting or a notification.
+    /// Records that data went into a setting or a notification (`set_config`, `pg_notify` with
+    /// a value read from the database): settings readers and notification payloads are masked
+    /// whole from now on, in every session of this database.
     pub fn taint_settings(&self) {
         let mut s = self.write();
         if !s.settings_tainted {
@@ -295,12 +297,20 @@ impl Catalog {
             return;
         }
         let refresh = Duration::from_secs(engine.config().sampling.refresh_secs.max(1));
-        if self.read().surveyed_at.is_some_and(|t| t.elapsed() < refresh) {
+        if self
+            .read()
+            .surveyed_at
+            .is_some_and(|t| t.elapsed() < refresh)
+        {
             return;
         }
         let names = {
             let mut conn = self.conn.lock().await;
-            if self.read().surveyed_at.is_some_and(|t| t.elapsed() < refresh) {
+            if self
+                .read()
+                .surveyed_at
+                .is_some_and(|t| t.elapsed() < refresh)
+            {
                 return;
             }
             if conn.is_none() {
@@ -400,8 +410,12 @@ impl Catalog {
                 if new_rels.iter().any(|r| r.oid == rel.oid) {
                     continue;
                 }
-                if let Some(def) = def {
-                    // A view: what it reads must be known too.
+                if let Some(def) = def
+                    && !is_system_schema(&rel.schema)
+                {
+                    // A view: what it reads must be known too. (System views describe the
+                    // database, not its data: their columns are read by content, with the
+                    // settings columns of `shows_settings` as the exception.)
                     let l = lineage::analyze(&def, &engine.config().lineage.trusted_functions);
                     let known = self.read();
                     for r in l.relations() {
@@ -432,7 +446,9 @@ impl Catalog {
             match sample_table(io, engine, rel, &sampling).await {
                 Ok(found) => {
                     for (col, kind) in found {
-                        rel.sensitive.entry(col).or_insert(Sensitive { kind, whole: false });
+                        rel.sensitive
+                            .entry(col)
+                            .or_insert(Sensitive { kind, whole: false });
                     }
                 }
                 // The gateway's role cannot read it: neither can the agent, which uses it.
@@ -958,7 +974,11 @@ enum QueryError {
 
 /// Runs a simple query and returns the rows of every result set (text format), or the first
 /// error once the server is ready again.
-async fn simple_query(io: &mut BoxIo, sql: &str, timeout: Duration) -> Result<Vec<Row>, QueryError> {
+async fn simple_query(
+    io: &mut BoxIo,
+    sql: &str,
+    timeout: Duration,
+) -> Result<Vec<Row>, QueryError> {
     let run = async {
         let mut buf = BytesMut::new();
         postgres_protocol::message::frontend::query(sql, &mut buf)
@@ -966,7 +986,9 @@ async fn simple_query(io: &mut BoxIo, sql: &str, timeout: Duration) -> Result<Ve
         io.write_all(&buf)
             .await
             .map_err(|e| QueryError::Io(e.to_string()))?;
-        io.flush().await.map_err(|e| QueryError::Io(e.to_string()))?;
+        io.flush()
+            .await
+            .map_err(|e| QueryError::Io(e.to_string()))?;
         let mut rows = Vec::new();
         let mut error = None;
         loop {

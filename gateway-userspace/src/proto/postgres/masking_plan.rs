@@ -67,13 +67,33 @@ impl Portal {
 /// An answer the server owes, in order.
 #[derive(Debug)]
 enum Step {
-    Query { sql: Arc<str> },
-    Parse { name: String, sql: Arc<str> },
-    Bind { portal: String, statement: String, formats: Vec<i16> },
-    DescribeStatement { name: String },
-    DescribePortal { name: String, injected: bool },
-    Execute { portal: String, started: bool },
-    Close { kind: u8, name: String },
+    Query {
+        sql: Arc<str>,
+    },
+    Parse {
+        name: String,
+        sql: Arc<str>,
+    },
+    Bind {
+        portal: String,
+        statement: String,
+        formats: Vec<i16>,
+    },
+    DescribeStatement {
+        name: String,
+    },
+    DescribePortal {
+        name: String,
+        injected: bool,
+    },
+    Execute {
+        portal: String,
+        started: bool,
+    },
+    Close {
+        kind: u8,
+        name: String,
+    },
     Sync,
 }
 
@@ -119,9 +139,23 @@ struct State {
 #[derive(Default)]
 pub struct PlanTracker {
     state: Mutex<State>,
+    /// Called with each statement text sent upstream, before it is sent.
+    on_statement: Option<StatementHook>,
 }
 
+/// See [`PlanTracker::with_statement_hook`].
+pub type StatementHook = Box<dyn Fn(&str) + Send + Sync>;
+
 impl PlanTracker {
+    /// A tracker that also shows `hook` every statement text before it goes upstream (what a
+    /// statement does to session state must be known before its effects can be seen).
+    pub fn with_statement_hook(hook: StatementHook) -> PlanTracker {
+        PlanTracker {
+            state: Mutex::default(),
+            on_statement: Some(hook),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -129,8 +163,15 @@ impl PlanTracker {
     /// Called for every message sent upstream, just before it is written. Returns a message to
     /// write before it (sluice's own `Describe` of a portal nobody described).
     pub fn on_forward(&self, msg: &Message) -> Option<Message> {
-        let mut s = self.lock();
         let body = msg.body();
+        if let Some(hook) = &self.on_statement {
+            match msg.tag {
+                b'Q' => hook(codec::query_text(body).unwrap_or_default()),
+                b'P' => hook(codec::parse_message(body).map(|p| p.1).unwrap_or_default()),
+                _ => {}
+            }
+        }
+        let mut s = self.lock();
         match msg.tag {
             b'Q' => {
                 let sql = codec::query_text(body).unwrap_or_default();
@@ -149,7 +190,8 @@ impl PlanTracker {
                     let formats = result_formats(body).unwrap_or_default();
                     s.described_portals.remove(b.portal);
                     if s.bound.len() < MAX_TRACKED || s.bound.contains_key(b.portal) {
-                        s.bound.insert(b.portal.to_string(), b.statement.to_string());
+                        s.bound
+                            .insert(b.portal.to_string(), b.statement.to_string());
                     }
                     s.steps.push_back(Step::Bind {
                         portal: b.portal.to_string(),
@@ -181,8 +223,7 @@ impl PlanTracker {
             b'E' => {
                 let portal = codec::execute_portal(body).unwrap_or_default().to_string();
                 let known = s.described_portals.contains(&portal)
-                    || s
-                        .bound
+                    || s.bound
                         .get(&portal)
                         .is_some_and(|st| s.described_statements.contains(st));
                 let inject = (!known).then(|| {
@@ -225,7 +266,8 @@ impl PlanTracker {
         let mut out = BytesMut::with_capacity(bytes.len());
         let mut at = 0;
         while at + 5 <= bytes.len() {
-            let len = i32::from_be_bytes([bytes[at + 1], bytes[at + 2], bytes[at + 3], bytes[at + 4]]);
+            let len =
+                i32::from_be_bytes([bytes[at + 1], bytes[at + 2], bytes[at + 3], bytes[at + 4]]);
             let end = at + 1 + len.max(4) as usize;
             if end > bytes.len() {
                 break;
@@ -276,7 +318,9 @@ impl PlanTracker {
                 Event::Other
             }
             b'3' => {
-                if let Some(Step::Close { kind, name }) = pop_if(s, |st| matches!(st, Step::Close { .. })) {
+                if let Some(Step::Close { kind, name }) =
+                    pop_if(s, |st| matches!(st, Step::Close { .. }))
+                {
                     if kind == b'S' {
                         s.statements.remove(&name);
                     } else {
@@ -312,7 +356,11 @@ impl PlanTracker {
                         if let Some(p) = s.portals.get_mut(&name) {
                             p.columns = Some(Arc::new(cols));
                         }
-                        if injected { Event::Swallow } else { Event::Other }
+                        if injected {
+                            Event::Swallow
+                        } else {
+                            Event::Other
+                        }
                     }
                     Some(Step::Query { sql }) if msg.tag == b'T' => Event::ResultSet {
                         sql: sql.clone(),
@@ -459,7 +507,10 @@ fn result_formats(body: &[u8]) -> Option<Vec<i16>> {
     r.cstr("Bind portal").ok()?;
     r.cstr("Bind statement").ok()?;
     let rest = r.rest();
-    let u16_at = |at: usize| rest.get(at..at + 2).map(|x| u16::from_be_bytes([x[0], x[1]]));
+    let u16_at = |at: usize| {
+        rest.get(at..at + 2)
+            .map(|x| u16::from_be_bytes([x[0], x[1]]))
+    };
     let nf = u16_at(0)? as usize;
     let mut at = 2 + 2 * nf;
     let np = u16_at(at)? as usize;
@@ -538,15 +589,23 @@ mod tests {
     #[test]
     fn an_execute_without_describe_gets_sluices_own_describe_and_its_own_plan() {
         let t = PlanTracker::default();
-        assert!(t.on_forward(&parse("s1", "select reverse(card) from customers")).is_none());
+        assert!(
+            t.on_forward(&parse("s1", "select reverse(card) from customers"))
+                .is_none()
+        );
         assert!(t.on_forward(&bind("p1", "s1", &[1])).is_none());
-        let injected = t.on_forward(&execute("p1")).expect("a Describe of p1 is sent first");
+        let injected = t
+            .on_forward(&execute("p1"))
+            .expect("a Describe of p1 is sent first");
         assert_eq!(injected.tag, b'D');
         t.on_forward(&m(b'S'));
         assert!(matches!(t.on_backend(&m(b'1')), Event::Other));
         assert!(matches!(t.on_backend(&m(b'2')), Event::Other));
         // The injected Describe's answer is kept from the agent but recorded for the portal.
-        assert!(matches!(t.on_backend(&row_desc(&["reverse"])), Event::Swallow));
+        assert!(matches!(
+            t.on_backend(&row_desc(&["reverse"])),
+            Event::Swallow
+        ));
         let Event::PortalStart { portal: Some(p) } = t.on_backend(&m(b'D')) else {
             panic!("rows of p1")
         };
@@ -559,10 +618,7 @@ mod tests {
     #[test]
     fn a_resumed_portal_keeps_its_own_statement_after_another_query() {
         let t = PlanTracker::default();
-        for msg in [
-            parse("a", "select card from customers"),
-            m(b'S'),
-        ] {
+        for msg in [parse("a", "select card from customers"), m(b'S')] {
             t.on_forward(&msg);
         }
         let d = {
@@ -579,7 +635,10 @@ mod tests {
         t.on_backend(&row_desc(&["card"]));
         t.on_backend(&m(b'Z'));
         // Bind a portal, run one row (suspended), run another query, resume the portal.
-        assert!(t.on_forward(&bind("pa", "a", &[1])).is_none(), "statement was described");
+        assert!(
+            t.on_forward(&bind("pa", "a", &[1])).is_none(),
+            "statement was described"
+        );
         t.on_forward(&execute("pa"));
         t.on_forward(&m(b'S'));
         t.on_backend(&m(b'2'));
@@ -587,7 +646,10 @@ mod tests {
         t.on_backend(&m(b's'));
         t.on_backend(&m(b'Z'));
         t.on_forward(&Message::new(b'Q', b"select 1\0"));
-        assert!(matches!(t.on_backend(&row_desc(&["?column?"])), Event::ResultSet { .. }));
+        assert!(matches!(
+            t.on_backend(&row_desc(&["?column?"])),
+            Event::ResultSet { .. }
+        ));
         assert!(matches!(t.on_backend(&m(b'D')), Event::Rows));
         t.on_backend(&m(b'C'));
         t.on_backend(&m(b'Z'));

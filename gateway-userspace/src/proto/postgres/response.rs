@@ -177,24 +177,63 @@ pub struct ResponseMasker<'a> {
 /// Plans kept per session (a session runs few distinct result shapes).
 const PLANS_KEPT: usize = 32;
 
+/// The catalog of the session's database (shared with the other sessions to it).
+pub fn catalog_for(
+    ctx: &ConnCtx,
+    services: &Services,
+    login: Option<&PreviewLogin>,
+) -> Arc<Catalog> {
+    let db = login
+        .and_then(|l| l.params.iter().find(|(k, _)| k == "database"))
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    let key = match login {
+        Some(l) => format!("{}\0{}\0{}", ctx.resource.name, db, l.user),
+        None => format!("{}\0passthrough", ctx.resource.name),
+    };
+    services
+        .pg_catalogs
+        .get(&key, || Catalog::new(ctx, login.cloned()))
+}
+
+/// The session's statement hook: a statement that puts a value read from the database into a
+/// setting or a notification (`set_config('application_name', email, ...)`,
+/// `pg_notify('c', reverse(ssn))`) taints settings and notifications before it runs, so that
+/// no session (this one or one listening) sees them in clear, whichever is first.
+pub fn statement_hook(
+    services: &Services,
+    catalog: Arc<Catalog>,
+) -> super::masking_plan::StatementHook {
+    let lineages = services.pg_catalogs.lineage.clone();
+    let engine = services.masker();
+    let trusted = engine.config().lineage.trusted_functions.clone();
+    Box::new(move |sql: &str| {
+        let mentions = |needle: &str| {
+            sql.as_bytes()
+                .windows(needle.len())
+                .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+        };
+        if !(mentions("pg_notify") || mentions("set_config") || mentions("u&")) {
+            return;
+        }
+        let l = lineages.get(sql, &trusted);
+        let exports = match &l.statements {
+            Some(s) => s.iter().any(|s| s.exports_state),
+            None => true,
+        };
+        if exports {
+            catalog.taint_settings();
+        }
+    })
+}
+
 impl<'a> ResponseMasker<'a> {
     pub fn new(
         ctx: &'a ConnCtx,
         services: &'a Services,
         tracker: &'a PlanTracker,
-        login: Option<&PreviewLogin>,
+        catalog: Arc<Catalog>,
     ) -> Self {
-        let db = login
-            .and_then(|l| l.params.iter().find(|(k, _)| k == "database"))
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("");
-        let key = match login {
-            Some(l) => format!("{}\0{}\0{}", ctx.resource.name, db, l.user),
-            None => format!("{}\0passthrough", ctx.resource.name),
-        };
-        let catalog = services
-            .pg_catalogs
-            .get(&key, || Catalog::new(ctx, login.cloned()));
         ResponseMasker {
             ctx,
             services,
@@ -324,7 +363,12 @@ impl<'a> ResponseMasker<'a> {
     }
 
     /// The plan of a result set: statement `index` of `sql`, with these columns.
-    async fn plan_for(&mut self, sql: Option<&Arc<str>>, index: usize, cols: &[Column]) -> Arc<ResultPlan> {
+    async fn plan_for(
+        &mut self,
+        sql: Option<&Arc<str>>,
+        index: usize,
+        cols: &[Column],
+    ) -> Arc<ResultPlan> {
         let engine = self.engine.clone();
         if !engine.config().enabled {
             return Arc::new(ResultPlan {
@@ -352,7 +396,9 @@ impl<'a> ResponseMasker<'a> {
         if let Some((_, p)) = self.plans.iter().find(|(k, _)| *k == key) {
             return p.clone();
         }
-        let lineage = (computed && lineage_on).then(|| sql.map(|s| self.lineage(s))).flatten();
+        let lineage = (computed && lineage_on)
+            .then(|| sql.map(|s| self.lineage(s)))
+            .flatten();
         let statement = lineage
             .as_ref()
             .and_then(|l| l.statements.as_ref())
@@ -368,11 +414,7 @@ impl<'a> ResponseMasker<'a> {
         // Something opaque (or unanalysable) could read any table: know them all.
         let opaque = computed
             && lineage_on
-            && statement.is_none_or(|s| {
-                slot_derivations(s, cols.len())
-                    .iter()
-                    .any(|d| d.opaque)
-            });
+            && statement.is_none_or(|s| slot_derivations(s, cols.len()).iter().any(|d| d.opaque));
         if opaque {
             self.catalog.survey(&engine).await;
         }
@@ -534,9 +576,15 @@ impl<'a> ResponseMasker<'a> {
                             None => Cell::Refuse,
                         }
                     }
-                    Action::Content(p) => {
-                        binary::mask_content(engine, p, value, c.shape, c.format, catalog, &mut report)?
-                    }
+                    Action::Content(p) => binary::mask_content(
+                        engine,
+                        p,
+                        value,
+                        c.shape,
+                        c.format,
+                        catalog,
+                        &mut report,
+                    )?,
                 },
             };
             match masked {
@@ -609,18 +657,16 @@ impl<'a> ResponseMasker<'a> {
                 binary_header_seen: false,
             };
         };
-        self.catalog
-            .ensure(&engine, &[], &st.relations, &[])
-            .await;
+        self.catalog.ensure(&engine, &[], &st.relations, &[]).await;
         let view = self.catalog.view(&engine);
         let rels: Vec<RelName> = st.relations.iter().cloned().collect();
         let mut planned: Vec<Option<ColumnPlan>> = vec![None; ncols];
         // A plain read of `rel.column`: whole if even plain reads are, else its rules.
         let plain = |rel: &RelName, column: &str| -> (Option<DetectorKind>, Option<ColumnPlan>) {
             let l = view.column(rel, column);
-            let whole = view.plain_read_whole(rel, column).or_else(|| {
-                (l.unknown && view.has_sensitive()).then_some(DetectorKind::Column)
-            });
+            let whole = view
+                .plain_read_whole(rel, column)
+                .or_else(|| (l.unknown && view.has_sensitive()).then_some(DetectorKind::Column));
             let plan = engine.plan_column(&ColumnContext {
                 name: column,
                 source: Some(SourceColumn {
@@ -777,9 +823,8 @@ impl<'a> ResponseMasker<'a> {
         let lower = sql.to_ascii_lowercase();
         let may_write = matches!(verb, "INSERT" | "UPDATE" | "MERGE" | "CREATE")
             || (verb == "SELECT" && (lower.contains("into") || lower.contains("create")));
-        let may_export = lower.contains("set_config")
-            || lower.contains("pg_notify")
-            || lower.contains("u&");
+        let may_export =
+            lower.contains("set_config") || lower.contains("pg_notify") || lower.contains("u&");
         if !(may_write || may_export) || !self.engine.config().lineage.enabled {
             return;
         }
@@ -819,8 +864,10 @@ impl<'a> ResponseMasker<'a> {
     /// statement that reads sensitive data is masked whole.
     async fn parameter_status(&mut self, msg: Message) -> Result<Message, MaskFailure> {
         let mut r = codec::CStrReader::new(msg.body());
-        let (Ok(name), Ok(value)) = (r.cstr("ParameterStatus name"), r.cstr("ParameterStatus value"))
-        else {
+        let (Ok(name), Ok(value)) = (
+            r.cstr("ParameterStatus name"),
+            r.cstr("ParameterStatus value"),
+        ) else {
             return Ok(msg);
         };
         if VALIDATED_PARAMETERS.contains(&name) || value.is_empty() {
@@ -849,9 +896,9 @@ impl<'a> ResponseMasker<'a> {
         })
     }
 
-    /// `NotificationResponse`: any session may have sent it, from any data, so its payload is
-    /// masked whole when the database holds sensitive data; the channel goes through the
-    /// detectors.
+    /// `NotificationResponse`: once a statement through sluice sent a value read from the
+    /// database as a notification (in any session), payloads are masked whole; otherwise they,
+    /// and always the channel, go through the detectors.
     async fn notification(&mut self, msg: Message) -> Result<Message, MaskFailure> {
         let body = msg.body();
         if body.len() < 4 {
@@ -862,8 +909,7 @@ impl<'a> ResponseMasker<'a> {
             return Ok(msg);
         };
         let engine = self.engine.clone();
-        self.catalog.survey(&engine).await;
-        let sensitive = engine.config().enabled && self.catalog.view(&engine).has_sensitive();
+        let sensitive = engine.config().enabled && self.catalog.settings_tainted();
         let new_payload: Option<Vec<u8>> = if sensitive && !payload.is_empty() {
             let mut p = Vec::new();
             engine.placeholder(DetectorKind::Column, payload.as_bytes(), &mut p);
@@ -1101,7 +1147,11 @@ fn is_text_field(t: u8) -> bool {
 /// statement reads sensitive data, also every quoted value (`"..."`), every `(...)=(...)` key
 /// and `Failing row contains (...)`, and the whole text of a `RAISE` (SQLSTATE class P0) or a
 /// notice, which can be any value at all.
-pub fn mask_notice(msg: Message, engine: &MaskingEngine, tainted: bool) -> Result<Message, MaskFailure> {
+pub fn mask_notice(
+    msg: Message,
+    engine: &MaskingEngine,
+    tainted: bool,
+) -> Result<Message, MaskFailure> {
     if !engine.config().enabled {
         return Ok(msg);
     }
@@ -1273,6 +1323,5 @@ mod tests {
         assert!(d[0].direct);
         assert!(d[1].direct && d[3].direct);
         assert!(!d[4].direct);
-
     }
 }

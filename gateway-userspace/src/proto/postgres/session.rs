@@ -31,7 +31,7 @@ use super::{
     codec::{self, CodecError, Message},
     hold::{self, HeldBatch, HeldStatement, HoldSpec, PreviewInput, PreviewLogin, SessionIdentity},
     masking_plan::PlanTracker,
-    response::{Handled, MaskFailure, ResponseMasker},
+    response::{self, Handled, MaskFailure, ResponseMasker},
 };
 use crate::{
     config::{AgentAuth, Credentials},
@@ -541,7 +541,9 @@ async fn relay(
     let (ur, uw) = tokio::io::split(upstream);
     let shared = Arc::new(Mutex::new(Shared::default()));
     // Which statement and portal each result belongs to (response masking plans by it).
-    let plans = PlanTracker::default();
+    let catalog = response::catalog_for(ctx, services, identity.login.as_ref());
+    let plans =
+        PlanTracker::with_statement_hook(response::statement_hook(services, catalog.clone()));
     let limits = ctx.resource.limits;
     let mut cw = BufWriter::new(cw);
     let (mut up_bytes, mut down_bytes) = (0u64, 0u64);
@@ -558,7 +560,7 @@ async fn relay(
             limits.client,
             &mut up_bytes,
         );
-        let masker = ResponseMasker::new(ctx, services, &plans, identity.login.as_ref());
+        let masker = ResponseMasker::new(ctx, services, &plans, catalog);
         let to_client = upstream_to_agent(
             BufReader::new(ur),
             &mut cw,

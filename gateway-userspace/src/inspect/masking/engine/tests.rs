@@ -307,7 +307,13 @@ fn decoys_survive() {
     for d in decoys {
         assert!(
             default_engine()
-                .mask_cell(&ColumnContext { name: "ref", ..Default::default() }, d.as_bytes())
+                .mask_cell(
+                    &ColumnContext {
+                        name: "ref",
+                        ..Default::default()
+                    },
+                    d.as_bytes()
+                )
                 .unwrap()
                 .is_none(),
             "{d}"
@@ -398,7 +404,10 @@ fn per_detector_overrides() {
     assert_untouched(&off, &["bob@example.com 4242424242424242"]);
     assert!(!off.could_contain(b"bob@example.com").unwrap());
     assert_eq!(
-        off.plan_column(&ColumnContext { name: "ssn", ..Default::default() }),
+        off.plan_column(&ColumnContext {
+            name: "ssn",
+            ..Default::default()
+        }),
         ColumnPlan::default()
     );
 }
@@ -431,9 +440,15 @@ fn could_contain_is_a_superset_of_findings() {
 fn ssn_and_dob_columns() {
     let e = default_engine();
     let cell = |name: &str, v: &str| {
-        e.mask_cell(&ColumnContext { name, ..Default::default() }, v.as_bytes())
-            .unwrap()
-            .map(|v| String::from_utf8(v).unwrap())
+        e.mask_cell(
+            &ColumnContext {
+                name,
+                ..Default::default()
+            },
+            v.as_bytes(),
+        )
+        .unwrap()
+        .map(|v| String::from_utf8(v).unwrap())
     };
     for name in [
         "ssn",
@@ -472,12 +487,18 @@ fn ssn_and_dob_columns() {
         Some("mail [EMAIL]")
     );
     assert!(
-        e.plan_column(&ColumnContext { name: "ssn", ..Default::default() })
-            .needs_cell_work()
+        e.plan_column(&ColumnContext {
+            name: "ssn",
+            ..Default::default()
+        })
+        .needs_cell_work()
     );
     assert!(
-        !e.plan_column(&ColumnContext { name: "notes", ..Default::default() })
-            .needs_cell_work()
+        !e.plan_column(&ColumnContext {
+            name: "notes",
+            ..Default::default()
+        })
+        .needs_cell_work()
     );
     assert_eq!(cell("notes", ""), None);
 }
@@ -490,9 +511,15 @@ fn configured_column_rules_add_to_detection() {
             "hash_key":"0123456789abcdef0123"}"#,
     );
     let cell = |name: &str, v: &str| {
-        e.mask_cell(&ColumnContext { name, ..Default::default() }, v.as_bytes())
-            .unwrap()
-            .map(|v| String::from_utf8(v).unwrap())
+        e.mask_cell(
+            &ColumnContext {
+                name,
+                ..Default::default()
+            },
+            v.as_bytes(),
+        )
+        .unwrap()
+        .map(|v| String::from_utf8(v).unwrap())
     };
     assert_eq!(
         cell("notes", "anything at all").as_deref(),
@@ -514,7 +541,10 @@ fn configured_column_rules_add_to_detection() {
     );
     assert_eq!(cell("comment", "123456789"), None);
     let mut report = Report::default();
-    let plan = e.plan_column(&ColumnContext { name: "notes", ..Default::default() });
+    let plan = e.plan_column(&ColumnContext {
+        name: "notes",
+        ..Default::default()
+    });
     e.mask_cell_planned(&plan, b"x", &mut report).unwrap();
     assert_eq!(report.findings.get(&DetectorKind::Column), Some(&1));
 }

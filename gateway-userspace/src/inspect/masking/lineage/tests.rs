@@ -56,10 +56,8 @@ fn stars_and_set_operations_keep_positions_where_they_can() {
 
 #[test]
 fn ctes_subqueries_and_lateral_carry_lineage() {
-    let s = one(
-        "with x as (select email as e from customers) \
-         select upper(y.v) from x, lateral (select x.e as v) y",
-    );
+    let s = one("with x as (select email as e from customers) \
+         select upper(y.v) from x, lateral (select x.e as v) y");
     let Output::Rows(slots) = &s.output else {
         panic!()
     };
@@ -72,7 +70,12 @@ fn ctes_subqueries_and_lateral_carry_lineage() {
 fn dml_returning_and_writes() {
     let s = one("update customers set notes = reverse(email) where id = 1 returning notes");
     assert_eq!(s.writes.len(), 1);
-    assert!(s.writes[0].from.sources.contains(&col("customers", "email")));
+    assert!(
+        s.writes[0]
+            .from
+            .sources
+            .contains(&col("customers", "email"))
+    );
     assert!(matches!(s.output, Output::Rows(_)));
     let s = one("insert into audit (v) select card from customers");
     assert_eq!(s.writes[0].column.as_deref(), Some("v"));
@@ -100,14 +103,19 @@ fn copy_reads_its_format_and_its_source() {
 
 #[test]
 fn state_exports_and_unparseable_texts() {
-    assert!(one("select set_config('application_name', email, false) from customers").exports_state);
+    assert!(
+        one("select set_config('application_name', email, false) from customers").exports_state
+    );
     assert!(one("select 1 from customers where pg_notify('c', email) is null").exports_state);
     assert!(!one("select set_config('application_name', 'x', false)").exports_state);
     let l = analyze("select (((", &[]);
     assert!(l.statements.is_none());
     assert!(l.all().opaque);
     assert!(matches!(one("execute p").output, Output::Unknown));
-    assert!(matches!(one("explain select email from customers").output, Output::NoData));
+    assert!(matches!(
+        one("explain select email from customers").output,
+        Output::NoData
+    ));
 }
 
 #[test]
