@@ -649,3 +649,88 @@ fn shape_scanner_finds_what_the_hyperscan_triggers_found() {
         assert!(found > 1000, "the inputs should hold many values ({found})");
     }
 }
+
+#[test]
+fn ssns_written_with_spaces_or_dots_are_found_next_to_a_label_only() {
+    assert_eq!(m("ssn=123 45 6789 on file"), "ssn=[SSN] on file");
+    assert_eq!(m("SSN: 219.09.9999"), "SSN: [SSN]");
+    assert_eq!(
+        m("Social Security No. 078 05 1120."),
+        "Social Security No. [SSN]."
+    );
+    assert_eq!(m("ssn 123456789"), "ssn [SSN]");
+    assert_eq!(m("{\"ssn\": \"457-55-5462\"}"), "{\"ssn\": \"[SSN]\"}");
+    assert_untouched(
+        default_engine(),
+        &[
+            "call 123 45 6789 tomorrow",
+            "ref 219.09.9999",
+            "ssn=000 12 3456",
+            "social media campaign 2024 reached 123 people",
+            "ssn=666 12 3456",
+            "classn 123 45 6789",
+        ],
+    );
+}
+
+#[test]
+fn passwords_in_urls_and_connection_strings() {
+    assert_eq!(
+        m("postgres://app:S3cr3t-Pa55@db.internal:5432/app"),
+        "postgres://app:[PASSWORD]@db.internal:5432/app"
+    );
+    assert_eq!(
+        m("amqp://guest:guest@rabbit/vhost"),
+        "amqp://guest:[PASSWORD]@rabbit/vhost"
+    );
+    assert_eq!(
+        m("host=db user=app password=hunter2-long sslmode=require"),
+        "host=db user=app password=[PASSWORD] sslmode=require"
+    );
+    assert_eq!(
+        m("Server=x;Pwd='a b c';Database=y"),
+        "Server=x;Pwd='[PASSWORD]';Database=y"
+    );
+    assert_untouched(
+        default_engine(),
+        &[
+            "https://example.org:8443/path",
+            "postgres://db.internal:5432/app",
+            "the password field is required",
+        ],
+    );
+}
+
+#[test]
+fn more_token_formats_real_dumps_carry() {
+    for (t, k) in [
+        ("glpat-abcdefghijklmnopqrst", "SECRET"),
+        ("gldt-ABCDEFGHIJKLMNOPQRST", "SECRET"),
+        ("AIzaSyA1234567890abcdefghijklmnopqrstuv", "SECRET"),
+        ("npm_abcdefghijklmnopqrstuvwxyz0123456789", "SECRET"),
+        (
+            "SG.abcdefghijklmnopqrstuv.abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+            "SECRET",
+        ),
+        ("hf_abcdefghijklmnopqrstuvwxyzABCDEFGH", "SECRET"),
+    ] {
+        assert_eq!(m(&format!("key {t} end")), format!("key [{k}] end"), "{t}");
+    }
+    // Look-alikes: too short, wrong alphabet, part of a longer word.
+    assert_untouched(
+        default_engine(),
+        &[
+            "glpat-short",
+            "xglpat-abcdefghijklmnopqrst",
+            "AIzaShort",
+            "npm_install_script",
+            "SG.abc.def",
+            "hf_hub_download",
+            "3f2b8c1e-9a4d-4e6b-8f7a-2c1d0e9b8a76",
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "1Z999AA10123456784",
+            "978-0-306-40615-7",
+            "1700000000",
+        ],
+    );
+}
