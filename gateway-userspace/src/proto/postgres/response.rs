@@ -157,12 +157,7 @@ pub fn statement_hook(
     let engine = services.masker();
     let trusted = engine.config().lineage.trusted_functions.clone();
     Box::new(move |sql: &str| {
-        let mentions = |needle: &str| {
-            sql.as_bytes()
-                .windows(needle.len())
-                .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
-        };
-        if !(mentions("pg_notify") || mentions("set_config") || mentions("u&")) {
+        if !mentions_export(sql) {
             return;
         }
         let l = lineages.get(sql, &trusted);
@@ -620,11 +615,10 @@ impl<'a> ResponseMasker<'a> {
         ) {
             self.catalog.invalidate();
         }
-        let lower = sql.to_ascii_lowercase();
+        // Cheap prefilters (no statement without these words can write or export).
         let may_write = matches!(verb, "INSERT" | "UPDATE" | "MERGE" | "CREATE")
-            || (verb == "SELECT" && (lower.contains("into") || lower.contains("create")));
-        let may_export =
-            lower.contains("set_config") || lower.contains("pg_notify") || lower.contains("u&");
+            || (verb == "SELECT" && (mentions(sql, "into") || mentions(sql, "create")));
+        let may_export = mentions_export(sql);
         if !(may_write || may_export) || !self.engine.config().lineage.enabled {
             return;
         }
@@ -728,6 +722,21 @@ impl<'a> ResponseMasker<'a> {
         out.push(0);
         Ok(Message::new(b'A', &out))
     }
+}
+
+/// Whether `sql` contains `needle`, ASCII case-insensitively.
+fn mentions(sql: &str, needle: &str) -> bool {
+    let n = needle.as_bytes();
+    let first = n[0].to_ascii_lowercase();
+    sql.as_bytes().windows(n.len()).any(|w| {
+        w[0].to_ascii_lowercase() == first && w.eq_ignore_ascii_case(n)
+    })
+}
+
+/// Whether `sql` may pass a value to `set_config` or `pg_notify` (also spelled with Unicode
+/// escapes, `U&"..."`, which the word search cannot see through).
+fn mentions_export(sql: &str) -> bool {
+    mentions(sql, "set_config") || mentions(sql, "pg_notify") || mentions(sql, "u&")
 }
 
 /// A column read from a relation sluice could not look up: masked whole when the database holds
