@@ -682,6 +682,10 @@ fn sensitive_values_written_into_other_columns_stay_masked() {
         "insert into decoys (id, kind, val) select 100 + id, 'copied', reverse(ssn) from people",
         "select val from decoys where kind = 'copied'",
         "select id, reverse(reverse(nick)) from people",
+        "merge into decoys d using people p on d.id = p.id + 200 \
+         when not matched then insert (id, kind, val) values (p.id + 200, 'merged', reverse(p.card))",
+        "select val from decoys where kind = 'merged'",
+        "select v from (select val as v from decoys where kind = 'merged') x",
     ]);
     lab.assert_no_leak("written values", out.as_bytes());
 }

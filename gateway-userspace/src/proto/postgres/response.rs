@@ -264,7 +264,8 @@ impl<'a> ResponseMasker<'a> {
             }
             b'E' | b'N' => {
                 let tainted = self.statements_tainted().await;
-                mask_notice(msg, &self.engine, tainted)?
+                let statements = self.tracker.current_statements();
+                mask_notice(msg, &self.engine, tainted, &statements)?
             }
             b'S' => self.parameter_status(msg).await?,
             b'A' => self.notification(msg).await?,
@@ -725,12 +726,12 @@ impl<'a> ResponseMasker<'a> {
 }
 
 /// Whether `sql` contains `needle`, ASCII case-insensitively.
-fn mentions(sql: &str, needle: &str) -> bool {
+pub(crate) fn mentions(sql: &str, needle: &str) -> bool {
     let n = needle.as_bytes();
     let first = n[0].to_ascii_lowercase();
-    sql.as_bytes().windows(n.len()).any(|w| {
-        w[0].to_ascii_lowercase() == first && w.eq_ignore_ascii_case(n)
-    })
+    sql.as_bytes()
+        .windows(n.len())
+        .any(|w| w[0].to_ascii_lowercase() == first && w.eq_ignore_ascii_case(n))
 }
 
 /// Whether `sql` may pass a value to `set_config` or `pg_notify` (also spelled with Unicode

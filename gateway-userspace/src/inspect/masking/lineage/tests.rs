@@ -128,3 +128,18 @@ fn trusted_functions_are_not_opaque() {
     let Slot::One(d) = &slots[0] else { panic!() };
     assert!(!d.opaque && d.sources.contains(&col("customers", "email")));
 }
+
+#[test]
+fn merge_writes_its_target_from_its_source() {
+    let s = one("merge into audit a using customers c on a.id = c.id \
+         when matched then update set note = reverse(c.email) \
+         when not matched then insert (id, note) values (c.id, c.card)");
+    let note: Vec<&Write> = s
+        .writes
+        .iter()
+        .filter(|w| w.column.as_deref() == Some("note"))
+        .collect();
+    assert_eq!(note.len(), 2, "{:?}", s.writes);
+    assert!(note[0].from.sources.contains(&col("customers", "email")));
+    assert!(note[1].from.sources.contains(&col("customers", "card")));
+}

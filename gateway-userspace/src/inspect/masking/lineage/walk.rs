@@ -73,50 +73,60 @@ impl Walker<'_> {
                     _ => None,
                 };
                 let mut writes = Vec::new();
-                for a in &u.assignments {
-                    let from = self.expr(&a.value, &scope);
-                    let cols: Vec<String> = match &a.target {
-                        ast::AssignmentTarget::ColumnName(n) => {
-                            n.0.last()
-                                .and_then(|p| match p {
-                                    ObjectNamePart::Identifier(i) => Some(ident(i)),
-                                    ObjectNamePart::Function(_) => None,
-                                })
-                                .into_iter()
-                                .collect()
-                        }
-                        ast::AssignmentTarget::Tuple(ns) => ns
-                            .iter()
-                            .filter_map(|n| n.0.last())
-                            .filter_map(|p| match p {
-                                ObjectNamePart::Identifier(i) => Some(ident(i)),
-                                ObjectNamePart::Function(_) => None,
-                            })
-                            .collect(),
-                    };
-                    if let Some(rel) = &target {
-                        if cols.is_empty() {
-                            writes.push(Write {
-                                rel: rel.clone(),
-                                column: None,
-                                from: from.computed(),
-                            });
-                        } else {
-                            for c in cols {
-                                writes.push(Write {
-                                    rel: rel.clone(),
-                                    column: Some(c),
-                                    from: from.clone().computed(),
-                                });
-                            }
-                        }
-                    }
+                if let Some(rel) = &target {
+                    writes = self.assignment_writes(rel, &u.assignments, &scope);
                 }
                 let output = match &u.returning {
                     Some(items) => Output::Rows(self.projection(items, &scope)),
                     None => Output::NoData,
                 };
                 (output, writes)
+            }
+            // MERGE writes its target from its source, through its UPDATE and INSERT actions.
+            Statement::Merge(m) => {
+                let mut scope = root.child();
+                self.table_factor(&m.table, &mut scope);
+                self.table_factor(&m.source, &mut scope);
+                let target = match &m.table {
+                    TableFactor::Table { name, .. } => RelName::from_object(name),
+                    _ => None,
+                };
+                let mut writes = Vec::new();
+                for c in &m.clauses {
+                    let Some(rel) = &target else { break };
+                    match &c.action {
+                        ast::MergeAction::Update(u) => match &u.kind {
+                            ast::MergeUpdateKind::Set(assignments) => {
+                                writes.extend(self.assignment_writes(rel, assignments, &scope));
+                            }
+                            _ => writes.push(Write {
+                                rel: rel.clone(),
+                                column: None,
+                                from: self.generic_all(&c.action, &scope),
+                            }),
+                        },
+                        ast::MergeAction::Insert(i) => {
+                            let columns: Vec<String> = i
+                                .columns
+                                .iter()
+                                .filter_map(|n| n.0.last())
+                                .filter_map(|p| match p {
+                                    ObjectNamePart::Identifier(id) => Some(ident(id)),
+                                    ObjectNamePart::Function(_) => None,
+                                })
+                                .collect();
+                            let slots = match &i.kind {
+                                ast::MergeInsertKind::Values(v) => {
+                                    self.set_expr(&SetExpr::Values(v.clone()), &scope)
+                                }
+                                _ => vec![(None, Slot::Star(self.generic_all(&c.action, &scope)))],
+                            };
+                            writes.extend(insert_writes(rel, &columns, &slots));
+                        }
+                        _ => {}
+                    }
+                }
+                (Output::NoData, writes)
             }
             Statement::Delete(d) => {
                 let mut scope = root.child();
@@ -588,5 +598,52 @@ impl Walker<'_> {
                 });
             }
         }
+    }
+
+    /// What each assigned column (`SET a = ..., (b, c) = ...`) is written from.
+    pub(super) fn assignment_writes(
+        &mut self,
+        rel: &RelName,
+        assignments: &[ast::Assignment],
+        scope: &Scope,
+    ) -> Vec<Write> {
+        let mut writes = Vec::new();
+        for a in assignments {
+            let from = self.expr(&a.value, scope).computed();
+            let names = |n: &ObjectName| {
+                n.0.last().and_then(|p| match p {
+                    ObjectNamePart::Identifier(i) => Some(ident(i)),
+                    ObjectNamePart::Function(_) => None,
+                })
+            };
+            let cols: Vec<String> = match &a.target {
+                ast::AssignmentTarget::ColumnName(n) => names(n).into_iter().collect(),
+                ast::AssignmentTarget::Tuple(ns) => ns.iter().filter_map(names).collect(),
+            };
+            if cols.is_empty() {
+                writes.push(Write {
+                    rel: rel.clone(),
+                    column: None,
+                    from,
+                });
+            } else {
+                writes.extend(cols.into_iter().map(|c| Write {
+                    rel: rel.clone(),
+                    column: Some(c),
+                    from: from.clone(),
+                }));
+            }
+        }
+        writes
+    }
+
+    /// Everything anything in `node` reads (for constructs without a finer case).
+    pub(super) fn generic_all<V: ast::Visit>(&mut self, node: &V, scope: &Scope) -> Derivation {
+        let mut d = Derivation::default();
+        let _ = ast::visit_expressions(node, |e| {
+            d.absorb(self.expr(e, scope));
+            ControlFlow::<()>::Continue(())
+        });
+        d.computed()
     }
 }

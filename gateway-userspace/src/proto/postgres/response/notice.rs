@@ -11,11 +11,13 @@ fn is_text_field(t: u8) -> bool {
 /// Masks an ErrorResponse/NoticeResponse: every text field through the detectors; when the
 /// statement reads sensitive data, also every quoted value (`"..."`), every `(...)=(...)` key
 /// and `Failing row contains (...)`, and the whole text of a `RAISE` (SQLSTATE class P0) or a
-/// notice, which can be any value at all.
+/// notice, which can be any value at all. A quoted word the statements themselves contain
+/// (`column "emial" does not exist`) stays: the agent wrote it.
 pub fn mask_notice(
     msg: Message,
     engine: &MaskingEngine,
     tainted: bool,
+    statements: &[Arc<str>],
 ) -> Result<Message, MaskFailure> {
     if !engine.config().enabled {
         return Ok(msg);
@@ -40,7 +42,9 @@ pub fn mask_notice(
             if raise && matches!(*t, b'M' | b'D' | b'H') {
                 text = "[REDACTED]".into();
             } else {
-                text = redact_quoted(&text);
+                text = redact_quoted(&text, |q| {
+                    !q.is_empty() && statements.iter().any(|s| mentions(s, q))
+                });
             }
         }
         if let Some(m) = engine.mask(text.as_bytes())? {
@@ -60,7 +64,7 @@ pub fn mask_notice(
 
 /// `"..."` → `"[REDACTED]"`, `(...)=(...)` → `(...)=([REDACTED])`, and the row of `Failing row
 /// contains (...)`.
-fn redact_quoted(s: &str) -> String {
+fn redact_quoted(s: &str, keep: impl Fn(&str) -> bool) -> String {
     let mut out = String::with_capacity(s.len());
     let b = s.as_bytes();
     let mut i = 0;
@@ -68,7 +72,12 @@ fn redact_quoted(s: &str) -> String {
         if b[i] == b'"' {
             match s[i + 1..].find('"') {
                 Some(j) => {
-                    out.push_str("\"[REDACTED]\"");
+                    let quoted = &s[i + 1..i + 1 + j];
+                    if keep(quoted) {
+                        out.push_str(&s[i..i + j + 2]);
+                    } else {
+                        out.push_str("\"[REDACTED]\"");
+                    }
                     i += j + 2;
                     continue;
                 }
@@ -113,16 +122,24 @@ mod tests {
     #[test]
     fn quoted_values_in_errors_are_redacted() {
         assert_eq!(
-            redact_quoted(r#"invalid input syntax for type integer: "moc.elpmaxe@ada""#),
+            redact_quoted(
+                r#"invalid input syntax for type integer: "moc.elpmaxe@ada""#,
+                |_| false
+            ),
             r#"invalid input syntax for type integer: "[REDACTED]""#
         );
         assert_eq!(
-            redact_quoted("Key (email)=(ada@example.com) already exists."),
+            redact_quoted("Key (email)=(ada@example.com) already exists.", |_| false),
             "Key (email)=([REDACTED]) already exists."
         );
         assert_eq!(
-            redact_quoted("Failing row contains (1, x (y), null)."),
+            redact_quoted("Failing row contains (1, x (y), null).", |_| false),
             "Failing row contains ([REDACTED])."
+        );
+        // Words of the agent's own statement stay.
+        assert_eq!(
+            redact_quoted(r#"column "emial" must appear in "x""#, |q| q == "emial"),
+            r#"column "emial" must appear in "[REDACTED]""#
         );
     }
 }
