@@ -90,6 +90,10 @@ struct Lab {
 }
 
 fn lab(extra: &str) -> Lab {
+    lab_with(&inject(PG_SCRAM), extra)
+}
+
+fn lab_with(credentials: &str, extra: &str) -> Lab {
     require_root();
     let net = TestNet::new();
     let pg = PgServer::start(&net);
@@ -98,7 +102,7 @@ fn lab(extra: &str) -> Lab {
     }
     let cg = TestCgroup::new();
     let mut policy = Policy::new(Some(&cg), "deny");
-    policy.raw_resources = pg_resource("db", &pg, &inject(PG_SCRAM));
+    policy.raw_resources = pg_resource("db", &pg, credentials);
     policy.extra = format!("{OPEN_POLICY}{extra}");
     let gw = Gateway::start(&policy);
     // Ground truth, from the database itself.
@@ -715,6 +719,40 @@ fn rules_by_table_column_and_type_mask_their_derivations() {
         out.contains("[EMAIL]") && out.contains("[REDACTED]"),
         "{out}"
     );
+}
+
+/// With passthrough credentials sluice has no login of its own (no catalog, no sampling): the
+/// policy's rules, matched by the names statements use, still mask derived values.
+#[test]
+fn passthrough_sessions_mask_what_rules_name() {
+    let lab = lab_with(
+        "{ mode: passthrough }",
+        "masking:
+  columns:
+    - { table: people, column: email, as: email }
+    - { table: people, column: card, as: card }
+",
+    );
+    let out = psql_in(
+        &lab.cg.dir,
+        &lab.pg.conninfo(PG_SCRAM.0, PG_SCRAM.1),
+        &[
+            "select email, reverse(email), translate(card, '0123456789', 'abcdefghij') from people",
+            "select row_to_json(p) from people p",
+            "select x.e || '' from (select email as e from people) x",
+        ],
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    let secrets: Vec<String> = lab
+        .pg
+        .admin_sql("select email from people union all select card from people")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let found = leaks(text.as_bytes(), &secrets);
+    assert!(found.is_empty(), "{found:?} in {text}");
+    assert!(text.contains("[EMAIL]") && text.contains("[CARD]"), "{text}");
 }
 
 /// Transformations applied to each sensitive column: the recall corpus.
