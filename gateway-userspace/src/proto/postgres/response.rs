@@ -372,7 +372,7 @@ impl<'a> ResponseMasker<'a> {
             .map(|c| c.type_oid)
             .collect();
         self.catalog.ensure(&engine, &oids, &names, &types).await;
-        let plan = Arc::new(self.build(&engine, cols, statement, lineage.is_some() || !lineage_on));
+        let plan = Arc::new(self.build(&engine, cols, statement, lineage_on));
         if self.plans.len() >= PLANS_KEPT {
             self.plans.pop_front();
         }
@@ -387,7 +387,7 @@ impl<'a> ResponseMasker<'a> {
         engine: &MaskingEngine,
         cols: &[Column],
         statement: Option<&StatementLineage>,
-        analysed: bool,
+        lineage_on: bool,
     ) -> ResultPlan {
         let catalog = &*self.catalog;
         let view = catalog.view(engine);
@@ -432,9 +432,10 @@ impl<'a> ResponseMasker<'a> {
             } else {
                 let d = match &derivations {
                     Some(ds) => ds[i].clone(),
-                    // Not analysed: lineage off means content only; unparseable means opaque.
-                    None if !analysed => Derivation::opaque(),
-                    None => Derivation::default(),
+                    // Lineage off: the content detectors alone.
+                    None if !lineage_on => Derivation::default(),
+                    // A statement sluice could not analyse (or place in its text): opaque.
+                    None => Derivation::opaque(),
                 };
                 match d.resolve(&view, Some(c.type_oid), &rels) {
                     Verdict::Clean => Action::Content(engine.plan_column(&ColumnContext {
@@ -515,6 +516,8 @@ impl<'a> ResponseMasker<'a> {
                     &mut report,
                 )?,
                 Some(c) => match &c.action {
+                    // An empty value says no more than a NULL does.
+                    Action::Whole(_) if value.is_empty() => Cell::Unchanged,
                     Action::Whole(kind) => {
                         match binary::whole_value(engine, *kind, value, c.shape, c.format) {
                             Some(v) => Cell::Masked(v),
