@@ -121,6 +121,9 @@ pub struct ResponseMasker<'a> {
     plans: VecDeque<(u64, Arc<ResultPlan>)>,
     copy: Option<CopyPlan>,
     discarding: bool,
+    /// Inside a result set whose first message the tracker has seen: further `DataRow`s
+    /// change nothing there, so they skip it (a lock per row on bulk reads).
+    in_rows: bool,
 }
 
 /// Plans kept per session (a session runs few distinct result shapes).
@@ -188,6 +191,7 @@ impl<'a> ResponseMasker<'a> {
             plans: VecDeque::new(),
             copy: None,
             discarding: false,
+            in_rows: false,
         }
     }
 
@@ -202,7 +206,16 @@ impl<'a> ResponseMasker<'a> {
 
     /// One message from the server.
     pub async fn handle(&mut self, msg: Message) -> Result<Handled, MaskFailure> {
-        let event = self.tracker.on_backend(&msg);
+        let event = if msg.tag == b'D' && self.in_rows {
+            Event::Rows
+        } else {
+            self.tracker.on_backend(&msg)
+        };
+        self.in_rows = match msg.tag {
+            b'D' => true,
+            b'T' => matches!(event, Event::ResultSet { .. }),
+            _ => false,
+        };
         if self.discarding {
             match msg.tag {
                 b'Z' => self.discarding = false,
