@@ -456,6 +456,14 @@ const EXFIL: &[&str] = &[
     "select array_to_string(regexp_split_to_array(iban, ''), ' ') from people",
     "select overlay(card placing '#' from 1 for 1) from people",
     "select unnest(array[email, card]) from people",
+    "prepare p1 as select reverse(email) from people; execute p1",
+    "begin; declare c1 cursor for select translate(card, '0123456789', 'abcdefghij') from people; fetch all from c1; commit",
+    "begin; declare c2 binary cursor for select reverse(ssn) from people; fetch all from c2; commit",
+    "update people set name = name where id > 0 returning reverse(iban)",
+    "select x from people p, lateral regexp_split_to_table(p.email, '') x",
+    "select a from (select reverse(phone) from people) s(a)",
+    "with recursive r(i, ch) as (select 1, substr((select email from people where id = 1), 1, 1) union all select i + 1, substr((select email from people where id = 1), i + 1, 1) from r where i < 30) select string_agg(ch, '') from r",
+    "select (p).email from people p",
 ];
 
 #[test]
@@ -752,7 +760,10 @@ fn passthrough_sessions_mask_what_rules_name() {
         .collect();
     let found = leaks(text.as_bytes(), &secrets);
     assert!(found.is_empty(), "{found:?} in {text}");
-    assert!(text.contains("[EMAIL]") && text.contains("[CARD]"), "{text}");
+    assert!(
+        text.contains("[EMAIL]") && text.contains("[CARD]"),
+        "{text}"
+    );
 }
 
 /// Transformations applied to each sensitive column: the recall corpus.
