@@ -27,8 +27,11 @@ fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--cgroup") {
         let dir = args.get(1).expect("--cgroup DIR").clone();
-        std::fs::write(format!("{dir}/cgroup.procs"), std::process::id().to_string())
-            .expect("joining the cgroup");
+        std::fs::write(
+            format!("{dir}/cgroup.procs"),
+            std::process::id().to_string(),
+        )
+        .expect("joining the cgroup");
         args.drain(..2);
     }
     let [addr, user, db] = &args[..] else {
@@ -113,7 +116,11 @@ fn encode(m: &Value) -> Result<(u8, Vec<u8>), String> {
             cstr(&mut b, str_at(v, 0)?);
             cstr(&mut b, str_at(v, 1)?);
             b.extend(0i16.to_be_bytes());
-            let params = v.get(2).and_then(Value::as_array).cloned().unwrap_or_default();
+            let params = v
+                .get(2)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             b.extend((params.len() as i16).to_be_bytes());
             for p in params {
                 match p.as_str() {
@@ -124,7 +131,11 @@ fn encode(m: &Value) -> Result<(u8, Vec<u8>), String> {
                     None => b.extend((-1i32).to_be_bytes()),
                 }
             }
-            let formats = v.get(3).and_then(Value::as_array).cloned().unwrap_or_default();
+            let formats = v
+                .get(3)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             b.extend((formats.len() as i16).to_be_bytes());
             for f in formats {
                 b.extend((f.as_i64().unwrap_or(0) as i16).to_be_bytes());
