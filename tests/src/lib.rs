@@ -1004,3 +1004,33 @@ pub fn agent_bin(name: &str) -> PathBuf {
     }
     path
 }
+
+/// Runs the raw wire client (`pg-wire`) inside `cgroup` against `addr` with a script of
+/// message batches (see `tests/src/bin/pg-wire.rs`); returns its JSON (`messages`: every
+/// message received, tag and hex body).
+pub fn pg_wire(cgroup: &Path, addr: &str, user: &str, db: &str, script: &Value) -> Value {
+    use std::io::Write as _;
+    let mut child = Command::new(bin_path("pg-wire"))
+        .arg("--cgroup")
+        .arg(cgroup)
+        .args([addr, user, db])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running pg-wire");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(script.to_string().as_bytes())
+        .expect("script to pg-wire");
+    let out = child.wait_with_output().expect("pg-wire");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or("null")).unwrap_or_else(|e| {
+        panic!(
+            "pg-wire printed no JSON ({e}): {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}

@@ -29,6 +29,9 @@ pub struct Services {
     pub audit: Arc<audit::AuditLog>,
     /// The SSH server side (the gateway's host key), made on first use.
     ssh: std::sync::Mutex<Option<Arc<russh::server::Config>>>,
+    /// What response masking knows of each PostgreSQL database (sensitive columns, samples,
+    /// statement lineages), shared by its sessions.
+    pub pg_catalogs: crate::proto::postgres::catalog::Registry,
 }
 
 /// See [`Services::previews`].
@@ -57,6 +60,7 @@ impl Services {
             masker: RwLock::new(masker),
             alerts: alerts::AlertSink::start(),
             ssh: std::sync::Mutex::new(None),
+            pg_catalogs: Default::default(),
         }
     }
 

@@ -28,7 +28,7 @@
 mod fallback;
 mod fold;
 mod rules;
-mod shape;
+pub(crate) mod shape;
 pub mod shell;
 #[cfg(test)]
 mod tests;

@@ -30,13 +30,14 @@ use super::{
     capture::Capture,
     codec::{self, CodecError, Message},
     hold::{self, HeldBatch, HeldStatement, HoldSpec, PreviewInput, PreviewLogin, SessionIdentity},
+    masking_plan::PlanTracker,
+    response::{self, Handled, MaskFailure, ResponseMasker},
 };
 use crate::{
     config::{AgentAuth, Credentials},
     conn::ConnCtx,
     inspect::{
         Verdict,
-        masking::{ColumnContext, ColumnPlan, MaskingEngine, Report},
         policy::{Subject, decide_sql},
     },
     proto::{ProxyError, command, tcp::Transfer},
@@ -542,6 +543,10 @@ async fn relay(
     let (cr, cw) = tokio::io::split(client);
     let (ur, uw) = tokio::io::split(upstream);
     let shared = Arc::new(Mutex::new(Shared::default()));
+    // Which statement and portal each result belongs to (response masking plans by it).
+    let catalog = response::catalog_for(ctx, services, identity.login.as_ref());
+    let plans =
+        PlanTracker::with_statement_hook(response::statement_hook(services, catalog.clone()));
     let limits = ctx.resource.limits;
     let mut cw = BufWriter::new(cw);
     let (mut up_bytes, mut down_bytes) = (0u64, 0u64);
@@ -554,9 +559,11 @@ async fn relay(
             identity,
             audit,
             &shared,
+            &plans,
             limits.client,
             &mut up_bytes,
         );
+        let masker = ResponseMasker::new(ctx, services, &plans, catalog);
         let to_client = upstream_to_agent(
             BufReader::new(ur),
             &mut cw,
@@ -564,6 +571,7 @@ async fn relay(
             services,
             audit,
             &shared,
+            masker,
             limits.upstream,
             &mut down_bytes,
         );
@@ -610,6 +618,7 @@ async fn agent_to_upstream<R, W>(
     identity: &SessionIdentity,
     audit: &SessionAudit,
     shared: &Mutex<Shared>,
+    plans: &PlanTracker,
     max: usize,
     sent: &mut u64,
 ) -> Result<(), ProxyError>
@@ -802,8 +811,9 @@ where
                         if is_sync {
                             push(shared, Expect::Pass, std::mem::take(&mut batch_commands));
                         }
-                        *sent += b.bytes.len() as u64;
-                        uw.write_all(&b.bytes).await?;
+                        let bytes = plans.on_forward_batch(&b.bytes);
+                        *sent += bytes.len() as u64;
+                        uw.write_all(&bytes).await?;
                         None
                     }
                     Err(err) if is_sync => {
@@ -864,6 +874,12 @@ where
                     b.bytes.extend_from_slice(&m.raw);
                 }
                 None => {
+                    // Masking hook: records what the server will answer (and may describe a
+                    // portal nobody described first).
+                    if let Some(describe) = plans.on_forward(&m) {
+                        *sent += describe.raw.len() as u64;
+                        uw.write_all(&describe.raw).await?;
+                    }
                     *sent += m.raw.len() as u64;
                     uw.write_all(&m.raw).await?;
                 }
@@ -980,6 +996,7 @@ async fn upstream_to_agent<R, W>(
     services: &Services,
     audit: &SessionAudit,
     shared: &Mutex<Shared>,
+    mut masker: ResponseMasker<'_>,
     max: usize,
     sent: &mut u64,
 ) -> Result<(), ProxyError>
@@ -991,9 +1008,6 @@ where
         .audit
         .enabled()
         .then(|| Capture::new(audit.capture()));
-    let mut engine = services.masker();
-    let mut columns = ResultColumns::new(&[], &engine);
-    let mut copy_out = false;
     loop {
         let msg = match codec::read_message(&mut ur, max, "upstream").await {
             Ok(Some(m)) => m,
@@ -1008,27 +1022,14 @@ where
                 return Err(ProxyError::UpstreamProtocol(e));
             }
         };
+        // Masking: rows, COPY data, errors, notices, settings and notifications.
+        let msg = match masker.handle(msg).await {
+            Ok(Handled::Forward(m)) => m,
+            Ok(Handled::Swallow) => continue,
+            Ok(Handled::Refuse(err)) => err,
+            Err(e) => return Err(masking_failed(e, ctx, cw).await),
+        };
         let out: Message = match msg.tag {
-            b'T' => {
-                // A new result set: the policy's masking settings in force now apply to it.
-                engine = services.masker();
-                let desc =
-                    codec::row_description(msg.body()).map_err(ProxyError::UpstreamProtocol)?;
-                columns = ResultColumns::new(&desc, &engine);
-                msg
-            }
-            b'D' => masked(mask_row(msg, &columns, &engine), ctx, cw).await?,
-            b'H' => {
-                copy_out = true;
-                engine = services.masker();
-                msg
-            }
-            b'd' if copy_out => masked(mask_copy_data(msg, &engine), ctx, cw).await?,
-            b'c' => {
-                copy_out = false;
-                msg
-            }
-            b'E' | b'N' => masked(mask_notice(msg, &engine), ctx, cw).await?,
             b'I' => {
                 let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
                 match s.expect.front_mut() {
@@ -1092,147 +1093,17 @@ where
     Ok(())
 }
 
-/// Text types whose binary wire format is their text: their cells are masked whichever format
-/// the client asked for (a binary-format request must not be a way around masking).
-const TEXT_LIKE_OIDS: &[u32] = &[
-    25,   /* text */
-    1043, /* varchar */
-    1042, /* bpchar */
-    19,   /* name */
-    114,  /* json */
-    142,  /* xml */
-];
-
-/// A result set's columns with their masking plans.
-struct ResultColumns {
-    plans: Vec<(ColumnPlan, bool)>,
-    /// Some column needs work even when the row prefilter finds nothing (column rules).
-    any_column_work: bool,
-}
-
-impl ResultColumns {
-    fn new(columns: &[codec::Column], engine: &MaskingEngine) -> Self {
-        let plans: Vec<(ColumnPlan, bool)> = columns
-            .iter()
-            .map(|c| {
-                let maskable = c.format == 0 || TEXT_LIKE_OIDS.contains(&c.type_oid);
-                (
-                    engine.plan_column(&ColumnContext { name: &c.name }),
-                    maskable,
-                )
-            })
-            .collect();
-        let any_column_work = plans.iter().any(|(p, m)| *m && p.needs_cell_work());
-        ResultColumns {
-            plans,
-            any_column_work,
-        }
-    }
-}
-
-/// Masks the cells of a DataRow; the row is forwarded as received when nothing matched.
-fn mask_row(
-    msg: Message,
-    cols: &ResultColumns,
-    engine: &MaskingEngine,
-) -> Result<Message, MaskFailure> {
-    if !cols.any_column_work && !engine.could_contain(msg.body())? {
-        return Ok(msg);
-    }
-    let fields = codec::data_row_fields(msg.body())?;
-    let body = msg.body();
-    let mut changed = false;
-    let mut report = Report::default();
-    let mut values: Vec<Option<std::borrow::Cow<[u8]>>> = Vec::with_capacity(fields.len());
-    for (i, f) in fields.iter().enumerate() {
-        let Some(range) = f else {
-            values.push(None);
-            continue;
-        };
-        let value = &body[range.clone()];
-        // A row wider than its description (should not happen) is still content-checked.
-        let (plan, maskable) = cols
-            .plans
-            .get(i)
-            .copied()
-            .unwrap_or_else(|| (engine.plan_column(&ColumnContext { name: "" }), true));
-        let masked = if maskable {
-            engine.mask_cell_planned(&plan, value, &mut report)?
-        } else {
-            None
-        };
-        match masked {
-            Some(m) => {
-                changed = true;
-                values.push(Some(m.into()));
-            }
-            None => values.push(Some(value.into())),
-        }
-    }
-    if !changed {
-        return Ok(msg);
-    }
-    let refs: Vec<Option<&[u8]>> = values.iter().map(|v| v.as_deref()).collect();
-    Ok(codec::build_data_row(&refs))
-}
-
-/// The masked message, or (fail closed) an error to the agent and the end of the session.
-async fn masked<W: AsyncWrite + Unpin>(
-    result: Result<Message, MaskFailure>,
+/// Masking failed: an error to the agent and the end of the session (fail closed).
+async fn masking_failed<W: AsyncWrite + Unpin>(
+    e: MaskFailure,
     ctx: &ConnCtx,
     cw: &mut BufWriter<W>,
-) -> Result<Message, ProxyError> {
-    match result {
-        Ok(m) => Ok(m),
-        Err(e) => {
-            tracing::error!(event = "masking_failed", conn_id = ctx.id, error = %e, "response withheld; closing");
-            let text =
-                "sluice: the response could not be checked for sensitive data and was withheld";
-            let _ = cw
-                .write_all(&codec::error_response("XX000", text, None, None).raw)
-                .await;
-            let _ = cw.flush().await;
-            Err(ProxyError::ClientRefused(format!("masking failed: {e}")))
-        }
-    }
-}
-
-/// Masks a COPY data row (text format: one line per message).
-fn mask_copy_data(msg: Message, engine: &MaskingEngine) -> Result<Message, MaskFailure> {
-    match engine.mask(msg.body())? {
-        None => Ok(msg),
-        Some(masked) => Ok(Message::new(msg.tag, &masked)),
-    }
-}
-
-/// Masks the human-readable fields of an ErrorResponse/NoticeResponse: a unique-violation
-/// DETAIL quotes the offending value (`Key (email)=(ada@example.com) already exists`).
-fn mask_notice(msg: Message, engine: &MaskingEngine) -> Result<Message, MaskFailure> {
-    if !engine.could_contain(msg.body())? {
-        return Ok(msg);
-    }
-    let mut fields = codec::notice_fields(msg.body());
-    let mut changed = false;
-    for (t, v) in fields.iter_mut() {
-        if matches!(*t, b'M' | b'D' | b'H' | b'W' | b'q')
-            && let Some(m) = engine.mask(v.as_bytes())?
-        {
-            *v = String::from_utf8_lossy(&m).into_owned();
-            changed = true;
-        }
-    }
-    Ok(if changed {
-        codec::build_notice(msg.tag, &fields)
-    } else {
-        msg
-    })
-}
-
-/// Masking could not be done; the response is withheld and the session ends (fail closed).
-#[derive(Debug, thiserror::Error)]
-enum MaskFailure {
-    #[error("{0}")]
-    Codec(#[from] CodecError),
-    #[error("{0}")]
-    Mask(#[from] crate::inspect::masking::MaskError),
+) -> ProxyError {
+    tracing::error!(event = "masking_failed", conn_id = ctx.id, error = %e, "response withheld; closing");
+    let text = "sluice: the response could not be checked for sensitive data and was withheld";
+    let _ = cw
+        .write_all(&codec::error_response("XX000", text, None, None).raw)
+        .await;
+    let _ = cw.flush().await;
+    ProxyError::ClientRefused(format!("masking failed: {e}"))
 }
