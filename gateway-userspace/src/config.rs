@@ -1008,7 +1008,13 @@ impl RawConfig {
                 }
             }
             for g in &r.guardrails {
-                if !crate::inspect::guardrails::is_rule_id(&g.value) {
+                if g.value == "pinned-setting" {
+                    report.error(
+                        g,
+                        "`pinned-setting` cannot be loosened: the guardrails read SQL as the pinned settings say",
+                        Some("remove it from `guardrails:`; changes of pinned settings are always refused"),
+                    );
+                } else if !crate::inspect::guardrails::is_rule_id(&g.value) {
                     let hint = format!(
                         "one of: {}",
                         crate::inspect::guardrails::all_rule_ids()

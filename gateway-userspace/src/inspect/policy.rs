@@ -151,6 +151,15 @@ impl<'a> Candidates<'a> {
             }
             return; // else decided by the parse error, once
         }
+        // What the analysis saw is only what the server runs while these settings hold.
+        if id == "pinned-setting" {
+            self.list.push(Decision {
+                action: Action::Deny,
+                rule: id.into(),
+                reason: reason.into(),
+            });
+            return;
+        }
         let user = self
             .config
             .rules

@@ -28,10 +28,13 @@
 mod fallback;
 mod fold;
 mod rules;
+mod settings;
 mod shape;
 pub mod shell;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_redteam;
 
 use std::{
     fmt,
@@ -74,10 +77,14 @@ pub enum RuleId {
     DoBlock,
     /// The statement could not be parsed, so no other rule could be checked.
     Unparseable,
+    /// Changes a setting sluice pins for the session: how the server reads statement text
+    /// (`standard_conforming_strings`, `client_encoding`, ...) or the read-only default. Always
+    /// refused; no rule can loosen it.
+    PinnedSetting,
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 13] = [
+    pub const ALL: [RuleId; 14] = [
         RuleId::Drop,
         RuleId::Truncate,
         RuleId::DeleteWithoutWhere,
@@ -91,6 +98,7 @@ impl RuleId {
         RuleId::SetRole,
         RuleId::DoBlock,
         RuleId::Unparseable,
+        RuleId::PinnedSetting,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -108,6 +116,7 @@ impl RuleId {
             RuleId::SetRole => "set-role",
             RuleId::DoBlock => "do-block",
             RuleId::Unparseable => "unparseable",
+            RuleId::PinnedSetting => "pinned-setting",
         }
     }
 }
@@ -171,7 +180,8 @@ pub enum StatementKind {
     Other,
 }
 
-/// Rule ids as policies write them (the order of [`RuleId::ALL`]).
+/// Rule ids as policies write them (the order of [`RuleId::ALL`]); `pinned-setting` is not
+/// one: no rule can loosen it.
 pub const RULE_IDS: &[&str] = &[
     "drop",
     "truncate",
@@ -264,7 +274,11 @@ impl StatementKind {
 #[cfg(test)]
 #[test]
 fn policy_ids_match_the_enums_and_their_serde_form() {
-    let rules: Vec<&str> = RuleId::ALL.iter().map(|r| r.as_str()).collect();
+    let rules: Vec<&str> = RuleId::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .filter(|r| *r != "pinned-setting")
+        .collect();
     assert_eq!(rules, RULE_IDS);
     for k in StatementKind::ALL {
         assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());

@@ -8,7 +8,7 @@ use sqlparser::ast::{
     TableFactor, Update, Visit, Visitor,
 };
 
-use super::{Analysis, Finding, RuleId, StatementKind, fold};
+use super::{Analysis, Finding, RuleId, StatementKind, fold, settings};
 
 /// Reasons quote SQL; keep them short enough for an error message and an audit line.
 const MAX_REASON_SQL: usize = 160;
@@ -109,8 +109,11 @@ fn set_expr_dml_kind(body: &SetExpr) -> Option<StatementKind> {
     }
 }
 
-/// True unless `s` is an `EXPLAIN` that only plans. `EXPLAIN ANALYZE` and `EXPLAIN (ANALYZE)`
-/// run the statement; an ANALYZE option whose value we cannot read counts as running.
+/// True unless `s` is an `EXPLAIN` that only plans. The server takes `ANALYZE` and `ANALYSE`
+/// (with any boolean spelling: `1`, `'on'`, `yes`), so only a known option with a literal
+/// value counts as planning; `ANALYZE` only with a literal false. An unknown option, an option
+/// whose value is not a literal, a second `ANALYZE` after `ANALYZE false`: all count as running
+/// the statement, which is the safe side (the server rejects what it does not know anyway).
 pub(super) fn explain_executes(s: &Statement) -> bool {
     let Statement::Explain {
         analyze, options, ..
@@ -122,13 +125,35 @@ pub(super) fn explain_executes(s: &Statement) -> bool {
         return true;
     }
     options.iter().flatten().any(|o| {
-        o.name.value.eq_ignore_ascii_case("analyze")
-            && match &o.arg {
+        let name = o.name.value.to_ascii_lowercase();
+        let literal = |e: &Expr| matches!(e, Expr::Value(_) | Expr::Identifier(_));
+        match name.as_str() {
+            "analyze" | "analyse" => match &o.arg {
                 None => true,
-                Some(arg) => fold::option_bool(arg) != Some(false),
+                Some(arg) => !literal(arg) || fold::option_bool(arg) != Some(false),
+            },
+            _ if PLANNING_OPTIONS.contains(&name.as_str()) => {
+                o.arg.as_ref().is_some_and(|a| !literal(a))
             }
+            _ => true,
+        }
     })
 }
+
+/// EXPLAIN options that only change what the plan shows (PostgreSQL 15-17).
+const PLANNING_OPTIONS: &[&str] = &[
+    "verbose",
+    "costs",
+    "settings",
+    "buffers",
+    "wal",
+    "timing",
+    "summary",
+    "format",
+    "generic_plan",
+    "memory",
+    "serialize",
+];
 
 fn drop_like(s: &Statement) -> bool {
     matches!(
@@ -230,6 +255,12 @@ impl Walker<'_> {
     }
 
     fn check_statement(&mut self, s: &Statement) {
+        if let Some(why) = settings::refused_statement(s) {
+            self.report(
+                RuleId::PinnedSetting,
+                short(format!("{}: {why}", snippet(s))),
+            );
+        }
         if drop_like(s) {
             self.report(RuleId::Drop, snippet(s));
         } else if alter_like(s) {
@@ -389,10 +420,23 @@ impl Walker<'_> {
             } if name.value.eq_ignore_ascii_case("setting_name") => Some(e),
             _ => None,
         });
+        let value = args.iter().enumerate().find_map(|(i, a)| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) if i == 1 => Some(e),
+            FunctionArg::Named {
+                name,
+                arg: FunctionArgExpr::Expr(e),
+                ..
+            } if name.value.eq_ignore_ascii_case("new_value") => Some(e),
+            _ => None,
+        });
         match setting.and_then(fold::const_string) {
             Some(guc) if is_identity_guc(&guc) => self.report(
                 RuleId::SetRole,
                 format!("calls {name}('{guc}', ...): changes the session's role"),
+            ),
+            Some(guc) if let Some(why) = settings::refused_change(&guc, value) => self.report(
+                RuleId::PinnedSetting,
+                short(format!("calls {name}('{guc}', ...): {why}")),
             ),
             Some(_) => {}
             None => self.report(

@@ -30,6 +30,7 @@ use super::{
     capture::Capture,
     codec::{self, CodecError, Message},
     hold::{self, HeldBatch, HeldStatement, HoldSpec, PreviewInput, PreviewLogin, SessionIdentity},
+    pinned,
 };
 use crate::{
     config::{AgentAuth, Credentials},
@@ -64,14 +65,6 @@ const ALLOWED_STARTUP_PARAMS: &[&str] = &[
     "intervalstyle",
     "search_path",
 ];
-
-/// Settings sluice fixes for every upstream session. The guardrails parse string literals the
-/// standard way (a backslash does not escape a quote); with `standard_conforming_strings = off`
-/// the server would read `'\'; DROP TABLE t; --'` as two statements that the analyser saw as
-/// one literal.
-fn pinned_settings() -> [(String, String); 1] {
-    [("standard_conforming_strings".into(), "on".into())]
-}
 
 /// SQLSTATE for statements refused by policy: insufficient_privilege.
 pub const SQLSTATE_REFUSED: &str = "42501";
@@ -180,6 +173,11 @@ pub async fn serve(
         refuse(&mut client, SQLSTATE_REFUSED, &msg).await;
         return Err(ProxyError::ClientRefused(msg));
     }
+    if let Some(msg) = pinned::encoding_refusal(&params) {
+        let msg = format!("{msg} (set PGCLIENTENCODING=UTF8 or client_encoding=UTF8)");
+        refuse(&mut client, "22023", &msg).await;
+        return Err(ProxyError::ClientRefused(msg));
+    }
     let agent_user = params
         .iter()
         .find(|(k, _)| k == "user")
@@ -252,7 +250,7 @@ async fn established(
                 .cloned()
                 .collect();
             up_params.push(("user".into(), user.clone()));
-            up_params.extend(pinned_settings());
+            up_params = pinned::upstream_params(&up_params, false);
             let db = database
                 .clone()
                 .or_else(|| {
@@ -271,8 +269,7 @@ async fn established(
             auth::login(&mut upstream, &up_params, &user, password.as_ref()).await
         }
         Credentials::Passthrough => {
-            let mut up_params = params.to_vec();
-            up_params.extend(pinned_settings());
+            let up_params = pinned::upstream_params(params, false);
             auth::relay_login(
                 &mut client,
                 &mut upstream,
@@ -300,6 +297,21 @@ async fn established(
         }
     };
 
+    // The login's own reports must show the pinned values (a role or database default cannot
+    // override startup parameters, but a server that does not honour them is refused here).
+    if let Some(why) = start
+        .messages
+        .iter()
+        .filter(|m| m.tag == b'S')
+        .filter_map(|m| pinned::parameter_status(m.body()))
+        .find_map(|(name, value)| pinned::reported_violation(name, value, false))
+    {
+        refuse(&mut client, SQLSTATE_REFUSED, &why).await;
+        return Err(ProxyError::UpstreamRefused {
+            code: SQLSTATE_REFUSED.into(),
+            message: why,
+        });
+    }
     let identity = SessionIdentity {
         subject,
         login: preview_login,
@@ -1026,6 +1038,23 @@ where
                 msg
             }
             b'E' | b'N' => masked(mask_notice(msg, &engine), ctx, cw).await?,
+            // A pinned setting changed under sluice (a function it could not see into): what it
+            // decided next would no longer be what the server runs. Fail closed.
+            b'S' => match pinned::parameter_status(msg.body())
+                .and_then(|(n, v)| pinned::reported_violation(n, v, false))
+            {
+                Some(why) => {
+                    warn!(event = "pinned_setting_changed", conn_id = ctx.id, reason = %why, "closing");
+                    let _ = cw
+                        .write_all(&codec::error_response(SQLSTATE_REFUSED, &why, None, None).raw)
+                        .await;
+                    let _ = cw.flush().await;
+                    return Err(ProxyError::UpstreamProtocol(CodecError::Malformed(
+                        "a pinned setting changed",
+                    )));
+                }
+                None => msg,
+            },
             b'I' => {
                 let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
                 match s.expect.front_mut() {

@@ -1,0 +1,423 @@
+//! The red team's attacks on the PostgreSQL guardrails (issue 16), kept as acceptance tests: a
+//! hostile agent in an intercepted cgroup against a real PostgreSQL 15 through the real gateway.
+//! Every verdict is checked against the server itself (the table is still there, the rows are
+//! unchanged, `pg_prepared_statements`, `pg_stat_*`), never only against sluice's own words.
+//!
+//! Two policies: the shipped example's rules (`examples/policy.yaml`, reads allowed, writes and
+//! DDL held) and a "writes allowed" one that relies on the guardrails alone.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sluice_tests::{
+    Gateway, PG_SCRAM, PgServer, Policy, TestCgroup, TestNet, bin_path, inject, is_event,
+    pg_resource, psql_in, require_root,
+};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// The `rules:` and `guardrails:` sections of the shipped example policy, verbatim.
+fn example_rules() -> String {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/policy.yaml"
+    ))
+    .unwrap();
+    let mut out = String::new();
+    let mut keep = false;
+    for line in text.lines() {
+        if let Some(first) = line.chars().next()
+            && first.is_ascii_alphabetic()
+        {
+            keep = line.starts_with("rules:") || line.starts_with("guardrails:");
+        }
+        if keep {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert!(
+        out.contains("rules:") && out.contains("guardrails:"),
+        "{out}"
+    );
+    out
+}
+
+/// Reads and writes allowed: what stops damage are the guardrails alone.
+const WRITES_ALLOWED: &str = "rules:
+  - name: reads-and-writes
+    statements: [select, show, explain, insert, update, delete, merge, copy, transaction, set]
+    action: allow
+";
+
+struct Red {
+    _net: TestNet,
+    pg: PgServer,
+    cg: TestCgroup,
+    gw: Gateway,
+}
+
+fn red(rules: &str) -> Red {
+    red_with(rules, "")
+}
+
+/// A gateway for `orders-db` with `rules` (and `resource_extra` appended to the resource).
+fn red_with(rules: &str, resource_extra: &str) -> Red {
+    require_root();
+    let net = TestNet::new();
+    let pg = PgServer::start(&net);
+    // The agent's role owns the tables, so the server itself would let a DROP through: only
+    // sluice stands between the attack and the data.
+    pg.admin_sql(
+        "ALTER TABLE customers OWNER TO app; ALTER TABLE accounts OWNER TO app; \
+         ALTER TABLE profiles OWNER TO app",
+    );
+    let cg = TestCgroup::new();
+    let mut policy = Policy::new(Some(&cg), "deny");
+    policy.raw_resources = format!(
+        "{}{resource_extra}",
+        pg_resource("orders-db", &pg, &inject(PG_SCRAM))
+    );
+    policy.extra = rules.to_string();
+    let gw = Gateway::start(&policy);
+    Red {
+        _net: net,
+        pg,
+        cg,
+        gw,
+    }
+}
+
+impl Red {
+    /// The raw wire client in the cgroup (see `sluice-pgwire`), with extra startup parameters.
+    fn wire_with(&self, params: &[&str], script: Value) -> Value {
+        let mut cmd = std::process::Command::new(bin_path("sluice-pgwire"));
+        cmd.arg("--cgroup")
+            .arg(&self.cg.dir)
+            .arg(format!("{}:5432", self.pg.host))
+            .args([PG_SCRAM.0, "postgres"]);
+        for p in params {
+            cmd.args(["--param", p]);
+        }
+        let out = cmd.arg(script.to_string()).output().expect("sluice-pgwire");
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+            panic!(
+                "sluice-pgwire printed no JSON ({e}): {text} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
+    fn wire(&self, script: Value) -> Value {
+        self.wire_with(&[], script)
+    }
+
+    fn psql(&self, sql: &[&str]) -> sluice_tests::ClientRun {
+        psql_in(
+            &self.cg.dir,
+            &self.pg.conninfo(PG_SCRAM.0, "not-the-password"),
+            sql,
+        )
+    }
+
+    /// Ground truth: rows in `table`, counted by the superuser on the server's own socket.
+    fn rows(&self, table: &str) -> i64 {
+        if self
+            .pg
+            .admin_sql(&format!("SELECT to_regclass('{table}') IS NULL"))
+            == "t"
+        {
+            return -1;
+        }
+        self.pg
+            .admin_sql(&format!("SELECT count(*) FROM {table}"))
+            .parse()
+            .unwrap()
+    }
+
+    /// Ground truth: the 3 seeded customers are all there, unchanged.
+    fn assert_customers_intact(&self, what: &str) {
+        assert_eq!(
+            self.rows("customers"),
+            3,
+            "{what}: customers lost rows or was dropped"
+        );
+        assert_eq!(
+            self.pg
+                .admin_sql("SELECT string_agg(name || email, ',' ORDER BY id) FROM customers"),
+            "Ada Lovelaceada@example.com,Alan Turingalan.turing@bletchley.org,Grace Hoppergrace@navy.mil",
+            "{what}: customers changed"
+        );
+    }
+}
+
+/// The messages of tag `t` in a wire answer.
+fn of(answer: &Value, t: &str) -> Vec<Value> {
+    answer["messages"]
+        .as_array()
+        .map(|m| m.iter().filter(|x| x["t"] == t).cloned().collect())
+        .unwrap_or_default()
+}
+
+fn errors(answer: &Value) -> Vec<String> {
+    of(answer, "E")
+        .iter()
+        .map(|e| format!("{} {}", e["code"], e["message"]))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. The lexing state is pinned for the whole session.
+// ---------------------------------------------------------------------------------------------
+
+/// The string that is one literal with standard_conforming_strings on, and a DROP with it off.
+const SCS_PAYLOAD: &str = r"SELECT '\' , ' ; DROP TABLE customers CASCADE ; -- '";
+
+#[test]
+fn lexing_settings_cannot_be_changed_by_any_spelling() {
+    let attempts = [
+        "SET standard_conforming_strings = off",
+        "set STANDARD_CONFORMING_STRINGS to 'off'",
+        "SET \"standard_conforming_strings\" = off",
+        "SET SESSION standard_conforming_strings = off",
+        "SET standard_conforming_strings = DEFAULT",
+        "SELECT set_config('standard_conforming_strings', 'off', false)",
+        "SELECT pg_catalog.set_config('Standard_Conforming_Strings', 'off', false)",
+        "SELECT set_config(name, 'off', false) FROM pg_settings WHERE name = 'standard_conforming_strings'",
+        "SELECT 1 FROM (SELECT set_config('standard_conforming_strings', 'off', false)) s",
+        "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'",
+        "UPDATE pg_catalog.pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'",
+        "RESET standard_conforming_strings",
+        "SET backslash_quote = on",
+        "SET client_encoding = 'SJIS'",
+        "SET NAMES 'SJIS'",
+        "SELECT set_config('client_encoding', 'BIG5', false)",
+    ];
+    for rules in [example_rules(), WRITES_ALLOWED.to_string()] {
+        let r = red(&rules);
+        for attempt in attempts {
+            let a = r.wire(json!([
+                {"Q": attempt},
+                {"Q": "SHOW standard_conforming_strings"},
+                {"Q": "SHOW client_encoding"},
+                {"Q": SCS_PAYLOAD},
+            ]));
+            let rows = of(&a, "D");
+            assert!(
+                errors(&a)[0].contains("42501"),
+                "{attempt}: not refused: {a}"
+            );
+            assert_eq!(rows[0]["values"][0], "on", "{attempt}: {a}");
+            assert_eq!(rows[1]["values"][0], "UTF8", "{attempt}: {a}");
+            r.assert_customers_intact(attempt);
+        }
+        // Inside a transaction too (SET LOCAL lasts to its end).
+        let a = r.wire(json!([
+            {"Q": "BEGIN"},
+            {"Q": "SET LOCAL standard_conforming_strings = off"},
+            {"Q": SCS_PAYLOAD},
+            {"Q": "COMMIT"},
+        ]));
+        assert!(errors(&a)[0].contains("42501"), "{a}");
+        r.assert_customers_intact("SET LOCAL");
+    }
+}
+
+#[test]
+fn a_client_encoding_other_than_utf8_is_refused_at_startup() {
+    let r = red(&example_rules());
+    // `Ã` is C3 83 in UTF-8; in SJIS, 83 5C is one character, which eats the backslash and
+    // ends the literal early: the server would run the DROP sluice saw inside a string.
+    let payload = "SELECT E'\u{c3}\\' ; DROP TABLE customers CASCADE ; --'";
+    for encoding in [
+        "SJIS",
+        "BIG5",
+        "GBK",
+        "sjis",
+        "Shift_JIS",
+        "EUC_JP",
+        "LATIN1",
+    ] {
+        let a = r.wire_with(
+            &[&format!("client_encoding={encoding}")],
+            json!([{"Q": payload}]),
+        );
+        assert_eq!(a["ok"], false, "{encoding}: the login went through: {a}");
+        let e = &of(&a, "E")[0];
+        assert!(
+            e["message"].as_str().unwrap().contains("client_encoding"),
+            "{encoding}: {a}"
+        );
+        r.assert_customers_intact(encoding);
+    }
+    // UTF8 under any of its names is fine, and the session then speaks UTF8 whatever was asked.
+    for encoding in ["UTF8", "utf-8", "unicode", "SQL_ASCII"] {
+        let a = r.wire_with(
+            &[&format!("client_encoding={encoding}")],
+            json!([{"Q": "SHOW client_encoding"}, {"Q": payload}]),
+        );
+        assert_eq!(a["ok"], true, "{encoding}: {a}");
+        assert_eq!(of(&a, "D")[0]["values"][0], "UTF8", "{encoding}: {a}");
+        r.assert_customers_intact(encoding);
+    }
+}
+
+#[test]
+fn a_pinned_setting_changed_where_sluice_cannot_see_ends_the_session() {
+    let r = red(WRITES_ALLOWED);
+    // A function whose body sluice does not read changes the setting (as a user's helper could).
+    r.pg.admin_sql(
+        "CREATE FUNCTION public.tweak() RETURNS int LANGUAGE plpgsql STABLE AS \
+         $$ BEGIN PERFORM set_config('standard_conforming_strings', 'off', false); RETURN 1; END $$; \
+         GRANT EXECUTE ON FUNCTION public.tweak() TO app",
+    );
+    let a = r.wire(json!([{"Q": "SELECT 1"}, {"wait": 1}, {"Q": "SELECT 2"}, {"wait": 1}]));
+    assert_eq!(of(&a, "D").len(), 2, "{a}");
+    let a = r.wire(json!([
+        {"Q": "SELECT length(tweak()::text)"}, {"wait": 1},
+        {"Q": SCS_PAYLOAD},
+    ]));
+    assert_eq!(a["closed"], true, "{a}");
+    assert!(
+        errors(&a)
+            .iter()
+            .any(|e| e.contains("standard_conforming_strings")),
+        "{a}"
+    );
+    r.assert_customers_intact("set_config inside a function");
+    r.gw.log
+        .wait_for(WAIT, |v| is_event(v, "pinned_setting_changed"));
+}
+
+#[test]
+fn role_and_database_defaults_cannot_unpin_the_session() {
+    let r = red(WRITES_ALLOWED);
+    r.pg.admin_sql(
+        "ALTER ROLE app SET standard_conforming_strings = off; \
+         ALTER ROLE app SET client_encoding = 'SJIS'; \
+         ALTER DATABASE postgres SET standard_conforming_strings = off",
+    );
+    let a = r.wire(json!([
+        {"Q": "SHOW standard_conforming_strings"},
+        {"Q": "SHOW client_encoding"},
+        {"Q": SCS_PAYLOAD},
+    ]));
+    let rows = of(&a, "D");
+    assert_eq!(rows[0]["values"][0], "on", "{a}");
+    assert_eq!(rows[1]["values"][0], "UTF8", "{a}");
+    r.assert_customers_intact("role defaults");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. EXPLAIN that executes is its inner statement.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn an_explain_that_executes_is_its_inner_statement() {
+    let executing = [
+        "EXPLAIN (ANALYSE) DELETE FROM customers WHERE id > 0",
+        "EXPLAIN (ANALYZE) DELETE FROM customers WHERE id > 0",
+        "EXPLAIN (analyse true) DELETE FROM customers WHERE id > 0",
+        "EXPLAIN (ANALYZE 1) DELETE FROM customers WHERE id > 0",
+        "EXPLAIN (ANALYZE 'on') DELETE FROM customers WHERE id > 0",
+        "EXPLAIN (ANALYZE yes) DELETE FROM customers WHERE id > 0",
+        "EXPLAIN (\"analyse\") DELETE FROM customers WHERE id > 0",
+        "EXPLAIN (FORMAT JSON, ANALYSE) DELETE FROM customers WHERE id > 0",
+        "EXPLAIN (ANALYSE, ANALYZE false) DELETE FROM customers WHERE id > 0",
+        "EXPLAIN ANALYZE VERBOSE DELETE FROM customers WHERE id > 0",
+        "EXPLAIN (ANALYSE) WITH d AS (DELETE FROM customers WHERE id > 0 RETURNING 1) SELECT * FROM d",
+        "EXPLAIN (ANALYSE) UPDATE customers SET name = 'x' WHERE id > 0",
+    ];
+    let r = red(&example_rules());
+    for sql in executing {
+        let a = r.wire(json!([{"Q": sql}]));
+        assert!(
+            errors(&a).first().is_some_and(|e| e.contains("42501")),
+            "{sql}: {a}"
+        );
+        r.assert_customers_intact(sql);
+    }
+    // Planning only stays an EXPLAIN (allowed by the example's `reads`).
+    for sql in [
+        "EXPLAIN DELETE FROM customers WHERE id > 0",
+        "EXPLAIN (ANALYZE false) DELETE FROM customers WHERE id > 0",
+        "EXPLAIN (ANALYSE off, VERBOSE, COSTS false, FORMAT JSON) DELETE FROM customers WHERE id > 0",
+    ] {
+        let a = r.wire(json!([{"Q": sql}]));
+        assert!(errors(&a).is_empty(), "{sql}: {a}");
+    }
+    r.assert_customers_intact("plain EXPLAIN");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Prepared statements are what the server says they are.
+// ---------------------------------------------------------------------------------------------
+
+const HELD_DELETE: &str = "DELETE FROM customers WHERE id = 1";
+
+#[test]
+fn a_parse_the_server_refused_does_not_replace_the_statement() {
+    let r = red(&example_rules());
+    let a = r.wire(json!([
+        {"P": ["s", HELD_DELETE]}, {"S": null}, {"wait": 1},
+        // Already exists: the server refuses it and `s` stays the DELETE.
+        {"P": ["s", "SELECT 1"]}, {"S": null}, {"wait": 1},
+        {"B": ["", "s", []]}, {"E": ""}, {"S": null},
+    ]));
+    let errs = errors(&a);
+    assert!(errs.iter().any(|e| e.contains("42P05")), "{a}");
+    assert!(errs.last().unwrap().contains("42501"), "{a}");
+    r.assert_customers_intact("Parse s twice");
+    // The audit log files the execution under the DELETE, not under `SELECT 1 / allow`.
+    let held =
+        r.gw.log
+            .matching(|v| is_event(v, "command") && v["command"] == HELD_DELETE);
+    assert!(held.iter().all(|v| v["action"] != "allow"), "{held:?}");
+}
+
+#[test]
+fn a_close_the_server_skipped_is_not_honoured() {
+    let r = red(&example_rules());
+    let a = r.wire(json!([
+        {"P": ["s", HELD_DELETE]}, {"S": null}, {"wait": 1},
+        // The Execute fails, so the server skips the Close up to the Sync: `s` still exists.
+        {"P": ["", "SELECT 1/0"]}, {"B": ["", "", []]}, {"E": ""}, {"C": ["S", "s"]}, {"S": null},
+        {"wait": 1},
+        {"B": ["", "s", []]}, {"E": ""}, {"S": null},
+    ]));
+    let errs = errors(&a);
+    assert!(errs.iter().any(|e| e.contains("22012")), "{a}");
+    assert!(errs.last().unwrap().contains("42501"), "{a}");
+    r.assert_customers_intact("Close skipped by the server");
+}
+
+#[test]
+fn sql_prepare_and_execute_are_decided_as_the_statement_they_run() {
+    // The built-in default (no rule names `other`) plus the example's rules.
+    let r = red(&example_rules());
+    let cases: Vec<Value> = vec![
+        // SQL PREPARE, SQL EXECUTE.
+        json!([{"Q": "PREPARE p AS DELETE FROM customers WHERE id = 2"}, {"Q": "EXECUTE p"}]),
+        json!([{"Q": "PREPARE p(int) AS DELETE FROM customers WHERE id = $1"}, {"Q": "EXECUTE p(2)"}]),
+        // Across protocols: prepared over the wire, executed in SQL, and the reverse.
+        json!([{"P": ["p", "DELETE FROM customers WHERE id = 2"]}, {"S": null}, {"wait": 1},
+               {"Q": "EXECUTE p"}]),
+        json!([{"Q": "PREPARE p AS DELETE FROM customers WHERE id = 2"},
+               {"B": ["", "p", []]}, {"E": ""}, {"S": null}]),
+        // EXPLAIN ANALYZE of it runs it.
+        json!([{"Q": "PREPARE p AS DELETE FROM customers WHERE id = 2"},
+               {"Q": "EXPLAIN (ANALYSE) EXECUTE p"}]),
+        // Re-prepared after DEALLOCATE: the new statement counts, from the server's answer.
+        json!([{"Q": "PREPARE p AS SELECT 1"}, {"Q": "DEALLOCATE p"},
+               {"Q": "PREPARE p AS DELETE FROM customers WHERE id = 2"}, {"Q": "EXECUTE p"}]),
+    ];
+    for script in cases {
+        let a = r.wire(script.clone());
+        assert!(
+            errors(&a).last().is_some_and(|e| e.contains("42501")),
+            "{script}: {a}"
+        );
+        r.assert_customers_intact(&script.to_string());
+    }
+}
