@@ -84,6 +84,8 @@ resources:
     protocol: postgres
     match: [{ address: $HOST, port: 5432 }]
     credentials: { mode: inject, user: bench, password: { value: bench-secret } }
+rules:  # what pgbench runs (statement kinds no rule names are denied)
+  - { name: bench, statements: [select, insert, update, delete, transaction, set], action: allow }
 audit: { enabled: $1 }
 YAML
   # Ready means attached; sluice's own logs at their default level (info).

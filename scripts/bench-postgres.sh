@@ -9,7 +9,8 @@
 #                    ways, one server connection per client.
 #  - sluice          pgbench runs in an intercepted cgroup and connects to 169.254.202.2:5432
 #                    unchanged; sluice injects the credentials. Guardrails and masking are on
-#                    (sluice's defaults for a `postgres` resource, no rules), the audit log off.
+#                    (sluice's defaults for a `postgres` resource, one rule allowing what pgbench
+#                    runs), the audit log off.
 #  - sluice-audited  the same with sluice's default audit log on (every statement durably
 #                    recorded before it is forwarded: an fsync per statement, shared between
 #                    concurrent sessions). To bound the run time it only runs AUDITED_MODES
@@ -188,6 +189,8 @@ resources:
     protocol: postgres
     match: [{ address: $DB, port: 5432 }]
     credentials: { mode: inject, user: bench, password: { value: bench-secret } }
+rules:  # what pgbench runs (statement kinds no rule names are denied)
+  - { name: bench, statements: [select, insert, update, delete, transaction, set], action: allow }
 YAML
   [ "$2" = true ] || echo "audit: { enabled: false }" >> "$dir/policy.yaml"
   # Ready means attached: the target's lease file exists earlier, while connects still go

@@ -246,15 +246,20 @@ pub struct Rule {
 pub struct GuardrailSettings {
     /// For input that does not parse: deny or hold, never allow.
     pub unparseable: Action,
-    /// For statements no rule matches.
+    /// For SQL statement kinds no rule names (built-in: deny).
     pub default: Action,
+    /// For shell programs no rule names: `guardrails.default` when the policy sets it, else
+    /// allow (the shell guardrails' findings still apply to every command line).
+    pub shell_default: Action,
 }
 
 impl Default for GuardrailSettings {
     fn default() -> Self {
         GuardrailSettings {
             unparseable: Action::Deny,
-            default: Action::Allow,
+            // A statement kind no rule names is something nobody decided to allow.
+            default: Action::Deny,
+            shell_default: Action::Allow,
         }
     }
 }
@@ -1094,6 +1099,7 @@ impl RawConfig {
             }
             if let Some(d) = &g.default {
                 guardrails.default = d.value;
+                guardrails.shell_default = d.value;
             }
         }
         let masking = match &self.masking {

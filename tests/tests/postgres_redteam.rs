@@ -356,40 +356,60 @@ fn an_explain_that_executes_is_its_inner_statement() {
 
 const HELD_DELETE: &str = "DELETE FROM customers WHERE id = 1";
 
+/// The script with and without waiting for each answer (pipelined, sluice decides before the
+/// server has confirmed anything).
+fn both_ways(script: Value) -> [Value; 2] {
+    let pipelined: Vec<Value> = script
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s.get("settle").is_none())
+        .cloned()
+        .collect();
+    [script, Value::Array(pipelined)]
+}
+
 #[test]
 fn a_parse_the_server_refused_does_not_replace_the_statement() {
     let r = red(&example_rules());
-    let a = r.wire(json!([
-        {"P": ["s", HELD_DELETE]}, {"S": null}, {"wait": 1},
+    for script in both_ways(json!([
+        {"P": ["s", HELD_DELETE]}, {"S": null}, {"settle": null},
         // Already exists: the server refuses it and `s` stays the DELETE.
-        {"P": ["s", "SELECT 1"]}, {"S": null}, {"wait": 1},
+        {"P": ["s", "SELECT 1"]}, {"S": null}, {"settle": null},
         {"B": ["", "s", []]}, {"E": ""}, {"S": null},
-    ]));
-    let errs = errors(&a);
-    assert!(errs.iter().any(|e| e.contains("42P05")), "{a}");
-    assert!(errs.last().unwrap().contains("42501"), "{a}");
-    r.assert_customers_intact("Parse s twice");
+    ])) {
+        let a = r.wire(script.clone());
+        let errs = errors(&a);
+        assert!(errs.iter().any(|e| e.contains("42P05")), "{script}: {a}");
+        assert!(errs.last().unwrap().contains("42501"), "{script}: {a}");
+        r.assert_customers_intact("Parse s twice");
+    }
     // The audit log files the execution under the DELETE, not under `SELECT 1 / allow`.
     let held =
         r.gw.log
             .matching(|v| is_event(v, "command") && v["command"] == HELD_DELETE);
-    assert!(held.iter().all(|v| v["action"] != "allow"), "{held:?}");
+    assert!(
+        !held.is_empty() && held.iter().all(|v| v["action"] != "allow"),
+        "{held:?}"
+    );
 }
 
 #[test]
 fn a_close_the_server_skipped_is_not_honoured() {
     let r = red(&example_rules());
-    let a = r.wire(json!([
-        {"P": ["s", HELD_DELETE]}, {"S": null}, {"wait": 1},
+    for script in both_ways(json!([
+        {"P": ["s", HELD_DELETE]}, {"S": null}, {"settle": null},
         // The Execute fails, so the server skips the Close up to the Sync: `s` still exists.
         {"P": ["", "SELECT 1/0"]}, {"B": ["", "", []]}, {"E": ""}, {"C": ["S", "s"]}, {"S": null},
-        {"wait": 1},
+        {"settle": null},
         {"B": ["", "s", []]}, {"E": ""}, {"S": null},
-    ]));
-    let errs = errors(&a);
-    assert!(errs.iter().any(|e| e.contains("22012")), "{a}");
-    assert!(errs.last().unwrap().contains("42501"), "{a}");
-    r.assert_customers_intact("Close skipped by the server");
+    ])) {
+        let a = r.wire(script.clone());
+        let errs = errors(&a);
+        assert!(errs.iter().any(|e| e.contains("22012")), "{script}: {a}");
+        assert!(errs.last().unwrap().contains("42501"), "{script}: {a}");
+        r.assert_customers_intact("Close skipped by the server");
+    }
 }
 
 #[test]
@@ -401,7 +421,7 @@ fn sql_prepare_and_execute_are_decided_as_the_statement_they_run() {
         json!([{"Q": "PREPARE p AS DELETE FROM customers WHERE id = 2"}, {"Q": "EXECUTE p"}]),
         json!([{"Q": "PREPARE p(int) AS DELETE FROM customers WHERE id = $1"}, {"Q": "EXECUTE p(2)"}]),
         // Across protocols: prepared over the wire, executed in SQL, and the reverse.
-        json!([{"P": ["p", "DELETE FROM customers WHERE id = 2"]}, {"S": null}, {"wait": 1},
+        json!([{"P": ["p", "DELETE FROM customers WHERE id = 2"]}, {"S": null}, {"settle": null},
                {"Q": "EXECUTE p"}]),
         json!([{"Q": "PREPARE p AS DELETE FROM customers WHERE id = 2"},
                {"B": ["", "p", []]}, {"E": ""}, {"S": null}]),
@@ -420,4 +440,50 @@ fn sql_prepare_and_execute_are_decided_as_the_statement_they_run() {
         );
         r.assert_customers_intact(&script.to_string());
     }
+}
+
+#[test]
+fn prepared_statements_still_work_and_the_audit_files_what_ran() {
+    let r = red(&example_rules());
+    let a = r.wire(json!([
+        {"Q": "PREPARE q(int) AS SELECT name FROM customers WHERE id = $1"},
+        {"Q": "EXECUTE q(2)"},
+        {"P": ["w", "SELECT count(*) FROM customers"]}, {"S": null}, {"settle": null},
+        {"B": ["", "w", []]}, {"E": ""}, {"S": null},
+        {"Q": "EXECUTE w"},
+        {"Q": "SELECT string_agg(name, ',' ORDER BY name) FROM pg_prepared_statements"},
+        {"Q": "DEALLOCATE q"}, {"C": ["S", "w"]}, {"S": null}, {"settle": null},
+        {"Q": "SELECT count(*) FROM pg_prepared_statements"},
+        {"Q": "EXECUTE q(2)"},
+    ]));
+    let rows: Vec<Value> = of(&a, "D").iter().map(|d| d["values"][0].clone()).collect();
+    assert_eq!(rows, ["Alan Turing", "3", "3", "q,w", "0"], "{a}");
+    // After the server confirmed the DEALLOCATE, `q` is unknown: refused, not guessed.
+    let errs = errors(&a);
+    assert_eq!(errs.len(), 1, "{a}");
+    assert!(
+        errs[0].contains("42501") && errs[0].contains("prepared-statements"),
+        "{a}"
+    );
+    // The audit of a held EXECUTE names the statement it runs.
+    let b = r.wire(json!([
+        {"Q": "PREPARE d AS DELETE FROM customers WHERE id = 3"},
+        {"Q": "EXECUTE d"},
+    ]));
+    assert!(errors(&b)[0].contains("42501"), "{b}");
+    let held = r.gw.log.wait_for(WAIT, |v| {
+        is_event(v, "command")
+            && v["command"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("EXECUTE d"))
+    });
+    assert!(
+        held["command"]
+            .as_str()
+            .unwrap()
+            .contains("DELETE FROM customers WHERE id = 3"),
+        "{held}"
+    );
+    assert_eq!(held["action"], "hold", "{held}");
+    r.assert_customers_intact("held EXECUTE");
 }

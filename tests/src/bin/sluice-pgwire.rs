@@ -13,7 +13,8 @@
 //!   (text parameters and results); `{"E": "portal"}` Execute; `{"D": ["S"|"P", "name"]}`
 //!   Describe; `{"C": ["S"|"P", "name"]}` Close; `{"H": null}` Flush; `{"S": null}` Sync;
 //!   `{"F": null}` a fast-path call of OID 0;
-//! - `{"wait": n}` sends what is buffered and reads until `n` more ReadyForQuery arrived.
+//! - `{"wait": n}` sends what is buffered and reads until `n` more ReadyForQuery arrived;
+//!   `{"settle": null}` until every `Q`/`S` sent so far has its ReadyForQuery.
 //!
 //! At the end everything buffered is sent and the client reads until every `Q`/`S` sent has its
 //! ReadyForQuery, the server closes, or 20 s pass. Output: `{"ok": true, "messages": [...]}`,
@@ -177,6 +178,7 @@ fn run(
                     let n = v.as_u64().unwrap() as usize;
                     c.read_until(c.readies + n);
                 }
+                "settle" => c.read_until(expected),
                 other => panic!("unknown step {other}"),
             }
             if c.closed {

@@ -77,6 +77,12 @@ pub enum RuleId {
     DoBlock,
     /// The statement could not be parsed, so no other rule could be checked.
     Unparseable,
+    /// `CREATE TRIGGER`: code that runs on other people's writes.
+    CreateTrigger,
+    /// `CREATE EXTENSION`: installs server code (dblink, adminpack, untrusted languages).
+    CreateExtension,
+    /// `LOAD`: loads a shared library into the server process.
+    LoadLibrary,
     /// Changes a setting sluice pins for the session: how the server reads statement text
     /// (`standard_conforming_strings`, `client_encoding`, ...) or the read-only default. Always
     /// refused; no rule can loosen it.
@@ -84,7 +90,7 @@ pub enum RuleId {
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 14] = [
+    pub const ALL: [RuleId; 17] = [
         RuleId::Drop,
         RuleId::Truncate,
         RuleId::DeleteWithoutWhere,
@@ -98,6 +104,9 @@ impl RuleId {
         RuleId::SetRole,
         RuleId::DoBlock,
         RuleId::Unparseable,
+        RuleId::CreateTrigger,
+        RuleId::CreateExtension,
+        RuleId::LoadLibrary,
         RuleId::PinnedSetting,
     ];
 
@@ -116,6 +125,9 @@ impl RuleId {
             RuleId::SetRole => "set-role",
             RuleId::DoBlock => "do-block",
             RuleId::Unparseable => "unparseable",
+            RuleId::CreateTrigger => "create-trigger",
+            RuleId::CreateExtension => "create-extension",
+            RuleId::LoadLibrary => "load-library",
             RuleId::PinnedSetting => "pinned-setting",
         }
     }
@@ -176,7 +188,25 @@ pub enum StatementKind {
     /// `EXPLAIN` without `ANALYZE` (with `ANALYZE` the inner statement's kind is used).
     Explain,
     Call,
-    /// Everything else: PREPARE, EXECUTE, DO, VACUUM, LOCK, LISTEN, unparseable text, ...
+    /// `PREPARE` and `DEALLOCATE`: preparing runs nothing (sessions decide `PREPARE p AS X` as
+    /// `X` would be, and hold it when it runs).
+    Prepare,
+    /// `EXECUTE p`: sessions decide it as the statement `p` is (see [`PreparedUse`]); on its own
+    /// it says nothing about what runs.
+    Execute,
+    /// `DECLARE ... CURSOR`, `FETCH`, `MOVE`, `CLOSE`.
+    Cursor,
+    /// `LISTEN` / `UNLISTEN`.
+    Listen,
+    /// `NOTIFY`: a message to every listening session.
+    Notify,
+    /// `LOCK TABLE`, and `SELECT ... FOR UPDATE | NO KEY UPDATE | SHARE | KEY SHARE`.
+    Lock,
+    /// `DO` blocks (also reported as [`RuleId::DoBlock`]).
+    Do,
+    /// `VACUUM`, `ANALYZE`, `CLUSTER`, `REINDEX`, `REFRESH MATERIALIZED VIEW`, `CHECKPOINT`.
+    Maintenance,
+    /// Everything else: unparseable text, statements sqlparser knows from other databases, ...
     Other,
 }
 
@@ -196,6 +226,9 @@ pub const RULE_IDS: &[&str] = &[
     "set-role",
     "do-block",
     "unparseable",
+    "create-trigger",
+    "create-extension",
+    "load-library",
 ];
 
 /// Statement kinds as policies write them (the order of [`StatementKind::ALL`]).
@@ -213,6 +246,14 @@ pub const STATEMENT_KINDS: &[&str] = &[
     "show",
     "explain",
     "call",
+    "prepare",
+    "execute",
+    "cursor",
+    "listen",
+    "notify",
+    "lock",
+    "do",
+    "maintenance",
     "other",
 ];
 
@@ -234,7 +275,7 @@ impl fmt::Display for StatementKind {
 }
 
 impl StatementKind {
-    pub const ALL: [StatementKind; 14] = [
+    pub const ALL: [StatementKind; 22] = [
         StatementKind::Select,
         StatementKind::Insert,
         StatementKind::Update,
@@ -248,6 +289,14 @@ impl StatementKind {
         StatementKind::Show,
         StatementKind::Explain,
         StatementKind::Call,
+        StatementKind::Prepare,
+        StatementKind::Execute,
+        StatementKind::Cursor,
+        StatementKind::Listen,
+        StatementKind::Notify,
+        StatementKind::Lock,
+        StatementKind::Do,
+        StatementKind::Maintenance,
         StatementKind::Other,
     ];
 
@@ -259,7 +308,8 @@ impl StatementKind {
     }
 
     /// Whether the statement can change data, schema, privileges or server state. Conservative:
-    /// only plain reads, transaction control, SHOW and plain EXPLAIN are not writes.
+    /// only plain reads, transaction control, SHOW, plain EXPLAIN, preparing and cursors over
+    /// reads are not writes (`EXECUTE` is whatever it runs, which the session knows).
     pub fn is_write(self) -> bool {
         !matches!(
             self,
@@ -267,6 +317,8 @@ impl StatementKind {
                 | StatementKind::Transaction
                 | StatementKind::Show
                 | StatementKind::Explain
+                | StatementKind::Prepare
+                | StatementKind::Cursor
         )
     }
 }
@@ -294,6 +346,28 @@ pub struct Analysis {
     pub findings: Vec<Finding>,
     /// The parser's message when (part of) the input did not parse.
     pub parse_error: Option<String>,
+    /// Prepared statements the text defines, runs or removes (SQL `PREPARE`/`EXECUTE`/
+    /// `DEALLOCATE`/`DISCARD ALL`): a session resolves what `EXECUTE p` runs from them.
+    pub prepared: Vec<PreparedUse>,
+}
+
+/// A use of a SQL-level prepared statement (the same namespace as the protocol's `Parse`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "use", rename_all = "lowercase")]
+pub enum PreparedUse {
+    /// `PREPARE name AS sql` (`sql` as sqlparser prints it).
+    Prepare {
+        statement: usize,
+        name: String,
+        sql: String,
+    },
+    /// `EXECUTE name(...)`, also inside an `EXPLAIN` that runs it.
+    Execute { statement: usize, name: String },
+    /// `DEALLOCATE name`; `None` for `DEALLOCATE ALL` and `DISCARD ALL`.
+    Deallocate {
+        statement: usize,
+        name: Option<String>,
+    },
 }
 
 impl Analysis {
@@ -389,6 +463,7 @@ fn refused(why: String) -> Analysis {
             reason: why.clone(),
         }],
         parse_error: Some(why),
+        ..Analysis::default()
     }
 }
 

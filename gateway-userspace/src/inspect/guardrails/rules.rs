@@ -8,7 +8,7 @@ use sqlparser::ast::{
     TableFactor, Update, Visit, Visitor,
 };
 
-use super::{Analysis, Finding, RuleId, StatementKind, fold, settings};
+use super::{Analysis, Finding, PreparedUse, RuleId, StatementKind, fold, settings};
 
 /// Reasons quote SQL; keep them short enough for an error message and an audit line.
 const MAX_REASON_SQL: usize = 160;
@@ -19,6 +19,7 @@ pub(super) fn analyze_statement(statement: &Statement, out: &mut Analysis) {
     let mut walker = Walker {
         index,
         findings: &mut out.findings,
+        prepared: &mut out.prepared,
         suppressed: 0,
     };
     // The walker never breaks; the result carries nothing.
@@ -66,6 +67,15 @@ pub(super) fn kind(s: &Statement) -> StatementKind {
         | Statement::ShowViews { .. }
         | Statement::ShowCollation { .. } => K::Show,
         Statement::Call { .. } => K::Call,
+        Statement::Prepare { .. } | Statement::Deallocate { .. } => K::Prepare,
+        Statement::Execute { .. } => K::Execute,
+        Statement::Declare { .. } | Statement::Fetch { .. } | Statement::Close { .. } => K::Cursor,
+        Statement::LISTEN { .. } | Statement::UNLISTEN { .. } => K::Listen,
+        Statement::NOTIFY { .. } => K::Notify,
+        Statement::Lock(_) => K::Lock,
+        Statement::Vacuum(_) | Statement::Analyze(_) => K::Maintenance,
+        // DISCARD ALL resets the session like RESET ALL (and deallocates, closes, unlistens).
+        Statement::Discard { .. } => K::Set,
         _ if drop_like(s) || alter_like(s) || create_like(s) => K::Ddl,
         Statement::Truncate { .. } | Statement::Comment { .. } => K::Ddl,
         _ => K::Other,
@@ -73,6 +83,31 @@ pub(super) fn kind(s: &Statement) -> StatementKind {
 }
 
 fn query_kind(q: &Query) -> StatementKind {
+    let kind = query_kind_unlocked(q);
+    // `SELECT ... FOR UPDATE` anywhere in it (also in a subquery or a CTE) takes row locks.
+    if kind == StatementKind::Select && row_locks(q) {
+        StatementKind::Lock
+    } else {
+        kind
+    }
+}
+
+fn row_locks(q: &Query) -> bool {
+    struct Locks;
+    impl Visitor for Locks {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+            if q.locks.is_empty() {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            }
+        }
+    }
+    q.visit(&mut Locks).is_break()
+}
+
+fn query_kind_unlocked(q: &Query) -> StatementKind {
     if let Some(k) = set_expr_dml_kind(&q.body) {
         return k;
     }
@@ -234,6 +269,7 @@ fn create_like(s: &Statement) -> bool {
 struct Walker<'a> {
     index: usize,
     findings: &'a mut Vec<Finding>,
+    prepared: &'a mut Vec<PreparedUse>,
     /// Depth of plain `EXPLAIN`s we are inside: nothing under them runs.
     suppressed: usize,
 }
@@ -279,6 +315,9 @@ impl Walker<'_> {
                 self.report(RuleId::CreateFunction, snippet(s))
             }
             Statement::Set(set) => self.check_set(s, set),
+            Statement::CreateTrigger(_) => self.report(RuleId::CreateTrigger, snippet(s)),
+            Statement::CreateExtension(_) => self.report(RuleId::CreateExtension, snippet(s)),
+            Statement::Load { .. } => self.report(RuleId::LoadLibrary, snippet(s)),
             Statement::Call(f) => {
                 if let FunctionArguments::List(list) = &f.args {
                     self.check_call(&f.name, &list.args);
@@ -447,11 +486,62 @@ impl Walker<'_> {
     }
 }
 
+impl Walker<'_> {
+    /// PREPARE / EXECUTE / DEALLOCATE, for the session to resolve (an EXECUTE inside an EXPLAIN
+    /// that only plans runs nothing and is not noted: the caller skips suppressed statements).
+    fn note_prepared(&mut self, s: &Statement) {
+        let statement = self.index;
+        let used = match s {
+            Statement::Prepare {
+                name, statement: p, ..
+            } => PreparedUse::Prepare {
+                statement,
+                name: ident_name(name),
+                sql: p.to_string(),
+            },
+            Statement::Execute {
+                name: Some(name), ..
+            } => match last_ident(name) {
+                Some(n) => PreparedUse::Execute {
+                    statement,
+                    name: ident_name(n),
+                },
+                None => return,
+            },
+            Statement::Deallocate { name, .. } => PreparedUse::Deallocate {
+                statement,
+                name: (!(name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all")))
+                    .then(|| ident_name(name)),
+            },
+            Statement::Discard {
+                object_type: sqlparser::ast::DiscardObject::ALL,
+            } => PreparedUse::Deallocate {
+                statement,
+                name: None,
+            },
+            _ => return,
+        };
+        self.prepared.push(used);
+    }
+}
+
+/// An identifier as PostgreSQL names the object: unquoted ones fold to lower case.
+fn ident_name(i: &sqlparser::ast::Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_ascii_lowercase()
+    }
+}
+
 impl Visitor for Walker<'_> {
     type Break = ();
 
     fn pre_visit_statement(&mut self, s: &Statement) -> ControlFlow<()> {
         self.check_statement(s);
+        if self.suppressed == 0 {
+            self.note_prepared(s);
+        }
         if !explain_executes(s) {
             self.suppressed += 1;
         }

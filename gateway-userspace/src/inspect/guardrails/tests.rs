@@ -303,7 +303,7 @@ fn do_blocks() {
         ("DO 'BEGIN NULL; END'", &[R::DoBlock]),
     ]);
     let a = analyze("SELECT 1; DO $$ BEGIN DELETE FROM t; END $$; SELECT 2");
-    assert_eq!(a.statements, vec![K::Select, K::Other, K::Select]);
+    assert_eq!(a.statements, vec![K::Select, K::Do, K::Select]);
     assert_eq!(a.findings.len(), 1);
     assert_eq!(
         (a.findings[0].rule, a.findings[0].statement),
@@ -421,11 +421,29 @@ fn statement_kinds() {
         ("EXPLAIN DELETE FROM t", &[K::Explain]),
         ("EXPLAIN ANALYZE DELETE FROM t WHERE id = 1", &[K::Delete]),
         ("CALL p(1)", &[K::Call]),
-        ("PREPARE p AS SELECT 1", &[K::Other]),
-        ("EXECUTE p", &[K::Other]),
-        ("LISTEN ch", &[K::Other]),
-        ("VACUUM ANALYZE t", &[K::Other]),
-        ("VACUUM FULL", &[K::Other]),
+        ("PREPARE p AS SELECT 1", &[K::Prepare]),
+        ("DEALLOCATE p", &[K::Prepare]),
+        ("EXECUTE p", &[K::Execute]),
+        ("EXPLAIN ANALYZE EXECUTE p", &[K::Execute]),
+        ("LISTEN ch", &[K::Listen]),
+        ("UNLISTEN *", &[K::Listen]),
+        ("NOTIFY ch, 'x'", &[K::Notify]),
+        ("DECLARE c CURSOR FOR SELECT 1", &[K::Cursor]),
+        ("FETCH 10 FROM c", &[K::Cursor]),
+        ("CLOSE c", &[K::Cursor]),
+        ("LOCK TABLE t IN ACCESS EXCLUSIVE MODE", &[K::Lock]),
+        ("SELECT * FROM t FOR UPDATE", &[K::Lock]),
+        ("SELECT * FROM (SELECT * FROM t FOR SHARE) s", &[K::Lock]),
+        (
+            "WITH l AS (SELECT * FROM t FOR UPDATE) SELECT 1",
+            &[K::Lock],
+        ),
+        ("VACUUM ANALYZE t", &[K::Maintenance]),
+        ("VACUUM FULL", &[K::Maintenance]),
+        ("ANALYZE t", &[K::Maintenance]),
+        ("REINDEX TABLE t", &[K::Maintenance]),
+        ("DISCARD ALL", &[K::Set]),
+        ("DO $$ BEGIN NULL; END $$", &[K::Do]),
         ("LOAD 'auto_explain'", &[K::Other]),
         (
             "SELECT 1; INSERT INTO t VALUES (1); COMMIT",

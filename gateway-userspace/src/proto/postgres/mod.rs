@@ -2,16 +2,21 @@
 //!
 //! - [`codec`]: bounded framing, message helpers.
 //! - [`auth`]: upstream login (held credential or relayed).
-//! - [`session`]: startup, the query pipeline (parse → decide → forward or refuse), response
-//!   masking, cancel forwarding.
+//! - [`session`]: startup, login, the relay, response masking, cancel forwarding.
+//! - `frontend`: the agent's messages, decided (parse → decide → forward, hold or refuse).
+//! - `pipeline`: what the two directions share; [`prepared`]: prepared statements as the
+//!   server confirmed them.
 //! - [`capture`]: what the agent saw, folded into result sets for the audit log.
 //! - [`pinned`]: settings pinned upstream (how the server reads SQL text), and their checks.
 
 pub mod auth;
 pub mod capture;
 pub mod codec;
+mod frontend;
 pub mod hold;
 pub mod pinned;
+mod pipeline;
+pub mod prepared;
 pub mod session;
 
 pub use session::serve;

@@ -1,0 +1,708 @@
+//! The agent → database direction of a session: every statement is decided, recorded and then
+//! forwarded, held or refused.
+//!
+//! Refusing a statement keeps the protocol exact without sending a byte of it upstream:
+//! - a refused simple `Query` is replaced by an empty query; the upstream answers
+//!   EmptyQueryResponse + ReadyForQuery, and the EmptyQueryResponse is swapped for sluice's
+//!   ErrorResponse. Ordering behind earlier pipelined queries and the transaction status stay
+//!   the upstream's own.
+//! - a refused `Parse` (or `Bind`) drops every message up to the next `Sync` (as PostgreSQL does
+//!   after an error); the `Sync` is forwarded and the ErrorResponse is injected just before its
+//!   ReadyForQuery.
+//!
+//! `EXECUTE p` and a `Bind` of statement `p` are decided as the statement `p` is on the server
+//! (see [`super::prepared`]), whichever protocol prepared it.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tracing::warn;
+
+use super::{
+    codec::{self, CodecError, Message},
+    hold::{self, HeldBatch, HeldStatement, HoldSpec, PreviewInput, SessionIdentity},
+    pipeline::{Expect, Shared, push},
+    prepared::{self, Entry, Op, Reply},
+    session::SQLSTATE_REFUSED,
+};
+use crate::{
+    config::Action,
+    conn::ConnCtx,
+    inspect::{
+        Verdict,
+        guardrails::{Analysis, PreparedUse, StatementKind},
+        policy::{Decision, Subject, decide_sql},
+    },
+    proto::{ProxyError, command},
+    services::{
+        Services,
+        audit::session::{Decided, SessionAudit},
+    },
+};
+
+/// The refusal answered to the agent for a statement the policy denies (held statements are
+/// answered by [`hold::hold`]).
+pub(super) fn denial(rule: &str, reason: &str) -> Message {
+    codec::error_response(
+        SQLSTATE_REFUSED,
+        &format!("sluice: statement blocked by rule \"{rule}\""),
+        Some(reason),
+        Some(
+            "The gateway's policy does not allow this statement; nothing was sent to the database.",
+        ),
+    )
+}
+
+/// Rule name of refusals about prepared statements sluice cannot follow.
+const PREPARED_RULE: &str = "prepared-statements";
+
+/// A decision that is not the policy's, but sluice's own (it cannot tell what would run).
+fn refusal(rule: &str, reason: String) -> Decision {
+    Decision {
+        action: Action::Deny,
+        rule: rule.into(),
+        reason,
+    }
+}
+
+/// A simple query decided: what to record, and what it does to prepared statements once the
+/// server confirms it.
+struct Decided2 {
+    decision: Decision,
+    /// The command the audit log and reviewers see: for `EXECUTE p` also what `p` is.
+    shown: String,
+    /// For `PREPARE` / `DEALLOCATE`: the reply that confirms it and what it does.
+    effect: Option<Effect>,
+}
+
+enum Effect {
+    Prepare { name: String, entry: Entry0 },
+    Deallocate(Reply, Op),
+}
+
+/// An [`Entry`] before its audit number is known.
+struct Entry0 {
+    sql: Arc<str>,
+    analysis: Arc<Analysis>,
+    held: Option<Arc<HeldStatement>>,
+}
+
+pub(super) struct Frontend<'a, W> {
+    pub ctx: &'a ConnCtx,
+    pub services: &'a Services,
+    pub identity: &'a SessionIdentity,
+    pub audit: &'a SessionAudit,
+    pub shared: &'a Mutex<Shared>,
+    pub uw: BufWriter<W>,
+    /// Bytes forwarded upstream.
+    pub sent: u64,
+    /// Largest message accepted from the agent.
+    pub max: usize,
+    /// Audited statements since the last Sync: the result recorded at its ReadyForQuery
+    /// answers them.
+    batch_commands: Vec<u64>,
+    /// Set after a refusal inside a batch: the refusal to deliver at the next Sync.
+    skipping: Option<Message>,
+    /// Portals bound to a statement the policy holds; a batch executing one is held.
+    held_portals: HashMap<String, Arc<HeldStatement>>,
+    batch: Option<HeldBatch>,
+}
+
+impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
+    pub fn new(
+        ctx: &'a ConnCtx,
+        services: &'a Services,
+        identity: &'a SessionIdentity,
+        audit: &'a SessionAudit,
+        shared: &'a Mutex<Shared>,
+        uw: BufWriter<W>,
+        max: usize,
+    ) -> Self {
+        Frontend {
+            ctx,
+            services,
+            identity,
+            audit,
+            shared,
+            uw,
+            sent: 0,
+            max,
+            batch_commands: Vec::new(),
+            skipping: None,
+            held_portals: HashMap::new(),
+            batch: None,
+        }
+    }
+
+    pub async fn run<R: AsyncRead + Unpin>(
+        &mut self,
+        mut cr: BufReader<R>,
+    ) -> Result<(), ProxyError> {
+        loop {
+            let msg = match codec::read_message(&mut cr, self.max, "client").await {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(event = "protocol_error", conn_id = self.ctx.id, side = "client", error = %e, "closing");
+                    // The upstream session ends cleanly; the agent gets its ErrorResponse from
+                    // relay().
+                    self.terminate().await;
+                    return Err(ProxyError::ClientProtocol(e));
+                }
+            };
+            if self.batch.is_some() && matches!(msg.tag, b'Q' | b'F') {
+                // Mixing protocols inside a held batch has no exact answer; nothing of it was
+                // sent.
+                self.terminate().await;
+                return Err(ProxyError::ClientProtocol(CodecError::Malformed(
+                    "simple query inside an extended-protocol batch held for approval",
+                )));
+            }
+            let forward = match msg.tag {
+                b'Q' => self.query(msg, &mut cr).await?,
+                b'P' if self.skipping.is_none() => self.parse(msg).await?,
+                b'B' if self.skipping.is_none() => self.bind(msg).await?,
+                b'E' if self.skipping.is_none() && self.batch.is_none() => {
+                    let portal =
+                        codec::execute_portal(msg.body()).map_err(ProxyError::ClientProtocol)?;
+                    if let Some(h) = self.held_portals.get(portal) {
+                        self.batch = Some(HeldBatch::new(h.clone()));
+                    }
+                    Some(msg)
+                }
+                b'C' if self.skipping.is_none() => {
+                    let (kind, name) =
+                        codec::close_target(msg.body()).map_err(ProxyError::ClientProtocol)?;
+                    let op = match kind {
+                        b'S' => Op::Remove(name.to_string()),
+                        _ => {
+                            self.held_portals.remove(name);
+                            Op::Nothing
+                        }
+                    };
+                    Shared::lock(self.shared)
+                        .prepared
+                        .expect(Reply::CloseComplete, op);
+                    Some(msg)
+                }
+                b'S' | b'H' if self.batch.is_some() => self.release_batch(msg, &mut cr).await?,
+                b'S' => {
+                    let commands = std::mem::take(&mut self.batch_commands);
+                    match self.skipping.take() {
+                        Some(err) => push(self.shared, Expect::InjectBeforeReady(err), commands),
+                        None => push(self.shared, Expect::Pass, commands),
+                    }
+                    Some(msg)
+                }
+                // The fast-path function call names a function by OID, which statement checks
+                // cannot see: refuse it like a refused query (it is answered with
+                // ReadyForQuery too).
+                b'F' => {
+                    let err = codec::error_response(
+                        SQLSTATE_REFUSED,
+                        "sluice: the fast-path function call protocol is not allowed",
+                        None,
+                        Some("Call the function from a SQL statement instead."),
+                    );
+                    push(self.shared, Expect::ReplaceEmpty(err), Vec::new());
+                    Some(codec::empty_query())
+                }
+                b'X' => {
+                    self.uw.write_all(&msg.raw).await?;
+                    self.uw.flush().await?;
+                    break;
+                }
+                // After a refusal, the rest of the batch is discarded like PostgreSQL would.
+                _ if self.skipping.is_some() => None,
+                _ => Some(msg),
+            };
+            if let Some(m) = forward {
+                self.forward(m).await?;
+            }
+            // Flush when the agent has nothing more buffered: batches stay batched.
+            if cr.buffer().is_empty() {
+                self.uw.flush().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn terminate(&mut self) {
+        let _ = self.uw.write_all(&Message::new(b'X', b"").raw).await;
+        let _ = self.uw.flush().await;
+    }
+
+    /// Forwards a message, or keeps it (bounded) in the held batch until its Sync decides.
+    async fn forward(&mut self, m: Message) -> Result<(), ProxyError> {
+        match &mut self.batch {
+            Some(b) => {
+                if b.bytes.len() + m.raw.len() > self.max {
+                    return Err(ProxyError::ClientProtocol(CodecError::TooLarge {
+                        side: "client",
+                        len: b.bytes.len() + m.raw.len(),
+                        max: self.max,
+                    }));
+                }
+                b.bytes.extend_from_slice(&m.raw);
+            }
+            None => {
+                self.sent += m.raw.len() as u64;
+                self.uw.write_all(&m.raw).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn query<R: AsyncRead + Unpin>(
+        &mut self,
+        msg: Message,
+        cr: &mut BufReader<R>,
+    ) -> Result<Option<Message>, ProxyError> {
+        let sql = codec::query_text(msg.body()).map_err(ProxyError::ClientProtocol)?;
+        let started = Instant::now();
+        let analysis = self.services.analyzer.analyze(sql);
+        let decided = self.decide_query(sql, &analysis);
+        command::report(
+            self.ctx,
+            self.services,
+            "simple",
+            &decided.shown,
+            &decided.decision,
+            started.elapsed().as_micros() as u64,
+        );
+        let (verdict, n) = command::record(
+            self.ctx,
+            self.services,
+            self.audit,
+            "simple",
+            &decided.shown,
+            &decided.decision,
+        )
+        .await;
+        let commands = if n > 0 { vec![n] } else { Vec::new() };
+        let verdict = match verdict {
+            Verdict::Hold { rule, reason } => {
+                // Earlier pipelined statements go out before this one waits.
+                self.uw.flush().await?;
+                let spec = HoldSpec {
+                    rule,
+                    reason,
+                    command: decided.shown.clone(),
+                    parameters: Vec::new(),
+                    payload: &msg.raw,
+                    preview: PreviewInput::Simple(sql),
+                };
+                hold::hold(cr, spec, self.ctx, self.services, self.identity).await
+            }
+            Verdict::Allow => Ok(()),
+            Verdict::Deny { rule, reason } => Err(denial(&rule, &reason)),
+        };
+        Ok(match verdict {
+            Ok(()) => {
+                if let Some(effect) = decided.effect {
+                    let (reply, op) = match effect {
+                        Effect::Prepare { name, entry } => (
+                            Reply::Tag("PREPARE"),
+                            Op::Define(name, Arc::new(entry.into_entry(n))),
+                        ),
+                        Effect::Deallocate(reply, op) => (reply, op),
+                    };
+                    Shared::lock(self.shared).prepared.expect(reply, op);
+                }
+                push(self.shared, Expect::Pass, commands);
+                Some(msg)
+            }
+            Err(err) => {
+                push(self.shared, Expect::ReplaceEmpty(err), commands);
+                Some(codec::empty_query())
+            }
+        })
+    }
+
+    fn policy_decide(&self, analysis: &Analysis) -> Decision {
+        decide_sql(
+            &self.services.policy(),
+            &Subject {
+                target: &self.ctx.target,
+                resource: &self.ctx.resource.name,
+            },
+            analysis,
+        )
+    }
+
+    /// The decision for a simple query, with `PREPARE`, `EXECUTE` and `DEALLOCATE` resolved
+    /// against the session's prepared statements.
+    fn decide_query(&self, sql: &str, analysis: &Analysis) -> Decided2 {
+        let plain = |decision| Decided2 {
+            decision,
+            shown: sql.to_string(),
+            effect: None,
+        };
+        let Some(used) = analysis.prepared.first() else {
+            return plain(self.policy_decide(analysis));
+        };
+        if analysis.statements.len() > 1 {
+            return plain(refusal(
+                PREPARED_RULE,
+                "PREPARE, EXECUTE, DEALLOCATE and DISCARD ALL must be sent as a query of their own through sluice".into(),
+            ));
+        }
+        match used {
+            PreparedUse::Prepare {
+                name, sql: inner, ..
+            } => {
+                let inner_analysis = self.services.analyzer.analyze(inner);
+                let d = self.policy_decide(&inner_analysis);
+                let held = match d.action {
+                    Action::Deny => return plain(d),
+                    Action::Hold => Some(Arc::new(HeldStatement {
+                        sql: inner.clone(),
+                        rule: d.rule.clone(),
+                        reason: d.reason.clone(),
+                        param_types: Vec::new(),
+                    })),
+                    Action::Allow | Action::Alert => None,
+                };
+                // Preparing runs nothing: a held statement is held when it is executed.
+                let decision = Decision {
+                    action: if d.action == Action::Alert {
+                        Action::Alert
+                    } else {
+                        Action::Allow
+                    },
+                    reason: match &held {
+                        Some(h) => format!(
+                            "prepared; each execution is held (rule \"{}\": {})",
+                            h.rule, h.reason
+                        ),
+                        None => d.reason.clone(),
+                    },
+                    rule: d.rule,
+                };
+                Decided2 {
+                    decision,
+                    shown: sql.to_string(),
+                    effect: Some(Effect::Prepare {
+                        name: name.clone(),
+                        entry: Entry0 {
+                            sql: inner.as_str().into(),
+                            analysis: inner_analysis,
+                            held,
+                        },
+                    }),
+                }
+            }
+            PreparedUse::Execute { name, .. } => {
+                let candidates = Shared::lock(self.shared).prepared.candidates(name);
+                if candidates.is_empty() {
+                    return plain(refusal(
+                        PREPARED_RULE,
+                        format!(
+                            "runs prepared statement \"{name}\", which this session has not prepared through sluice"
+                        ),
+                    ));
+                }
+                // What runs is the prepared statement, with the EXECUTE's own arguments (which
+                // are expressions and may call functions).
+                let decided = candidates.iter().map(|c| {
+                    let mut merged = (*c.analysis).clone();
+                    merged
+                        .findings
+                        .extend(analysis.findings.iter().cloned().map(|mut f| {
+                            f.statement = 0;
+                            f
+                        }));
+                    if merged.parse_error.is_none() {
+                        merged.parse_error = analysis.parse_error.clone();
+                    }
+                    let mut d = self.policy_decide(&merged);
+                    d.reason = format!("{sql} runs prepared statement {name}: {}", d.reason);
+                    (d, c.sql.clone())
+                });
+                let (decision, runs) = decided
+                    .fold(
+                        None,
+                        |acc: Option<(Decision, Arc<str>)>, (d, s)| match acc {
+                            Some(a) if a.0.action >= d.action => Some(a),
+                            _ => Some((d, s)),
+                        },
+                    )
+                    .expect("candidates is not empty");
+                Decided2 {
+                    decision,
+                    shown: format!("{sql}\n-- {name}: {runs}"),
+                    effect: None,
+                }
+            }
+            PreparedUse::Deallocate { name, .. } => {
+                let decision = self.policy_decide(analysis);
+                let (reply, op) = match name {
+                    Some(n) => (Reply::Tag("DEALLOCATE"), Op::Remove(n.clone())),
+                    None if analysis.statements.first() == Some(&StatementKind::Set) => {
+                        (Reply::Tag("DISCARD ALL"), Op::RemoveAll)
+                    }
+                    None => (Reply::Tag("DEALLOCATE ALL"), Op::RemoveAll),
+                };
+                Decided2 {
+                    decision,
+                    shown: sql.to_string(),
+                    effect: Some(Effect::Deallocate(reply, op)),
+                }
+            }
+        }
+    }
+
+    async fn parse(&mut self, msg: Message) -> Result<Option<Message>, ProxyError> {
+        let (name, sql) = codec::parse_message(msg.body()).map_err(ProxyError::ClientProtocol)?;
+        let started = Instant::now();
+        let analysis = self.services.analyzer.analyze(sql);
+        let decision = if !analysis.prepared.is_empty() {
+            refusal(
+                PREPARED_RULE,
+                "PREPARE, EXECUTE, DEALLOCATE and DISCARD ALL go through sluice as simple queries; in the extended protocol use Parse, Bind and Close".into(),
+            )
+        } else if Shared::lock(self.shared).prepared.len() >= prepared::MAX_STATEMENTS {
+            refusal(
+                PREPARED_RULE,
+                format!(
+                    "this session has {} prepared statements; close the ones you no longer need",
+                    prepared::MAX_STATEMENTS
+                ),
+            )
+        } else {
+            self.policy_decide(&analysis)
+        };
+        command::report(
+            self.ctx,
+            self.services,
+            "extended",
+            sql,
+            &decision,
+            started.elapsed().as_micros() as u64,
+        );
+        let (verdict, n) = command::record(
+            self.ctx,
+            self.services,
+            self.audit,
+            "extended",
+            sql,
+            &decision,
+        )
+        .await;
+        if n > 0 {
+            self.batch_commands.push(n);
+        }
+        let held = match verdict {
+            Verdict::Allow => None,
+            // Preparing runs nothing: the statement is held when a batch executes it.
+            Verdict::Hold { rule, reason } => Some(Arc::new(HeldStatement {
+                sql: sql.to_string(),
+                rule,
+                reason,
+                param_types: codec::parse_param_types(msg.body())
+                    .map_err(ProxyError::ClientProtocol)?,
+            })),
+            Verdict::Deny { rule, reason } => {
+                self.skipping = Some(denial(&rule, &reason));
+                // A held batch in progress is refused with it.
+                self.batch = None;
+                return Ok(None);
+            }
+        };
+        if let (Some(h), Some(b)) = (&held, &mut self.batch) {
+            b.add_statement(h.clone());
+        }
+        let entry = Entry {
+            sql: sql.into(),
+            analysis,
+            held,
+            parsed_as: n,
+            executed: Default::default(),
+        };
+        Shared::lock(self.shared).prepared.expect(
+            Reply::ParseComplete,
+            Op::Define(name.to_string(), Arc::new(entry)),
+        );
+        Ok(Some(msg))
+    }
+
+    async fn bind(&mut self, msg: Message) -> Result<Option<Message>, ProxyError> {
+        let bind = codec::bind_message(msg.body()).map_err(ProxyError::ClientProtocol)?;
+        let candidates = Shared::lock(self.shared)
+            .prepared
+            .candidates(bind.statement);
+        // The one that decides: a held candidate, else the newest.
+        let Some(entry) = candidates
+            .iter()
+            .find(|c| c.held.is_some())
+            .or(candidates.last())
+            .cloned()
+        else {
+            self.skipping = Some(denial(
+                PREPARED_RULE,
+                &format!(
+                    "binds prepared statement \"{}\", which this session has not prepared through sluice",
+                    bind.statement
+                ),
+            ));
+            self.batch = None;
+            return Ok(None);
+        };
+        if let Some(refusal) = self.record_execution(&entry).await {
+            self.skipping = Some(refusal);
+            self.batch = None;
+            return Ok(None);
+        }
+        match &entry.held {
+            Some(h) => {
+                self.held_portals.insert(bind.portal.to_string(), h.clone());
+                let b = self.batch.get_or_insert_with(|| HeldBatch::new(h.clone()));
+                b.add_statement(h.clone());
+                b.add_bind(&bind);
+            }
+            None => {
+                self.held_portals.remove(bind.portal);
+            }
+        }
+        Ok(Some(msg))
+    }
+
+    /// Records a prepared statement executed again (its first execution is covered by its
+    /// Parse's record), durably, before the Bind is forwarded. Returns the refusal when it
+    /// cannot be recorded.
+    async fn record_execution(&mut self, entry: &Entry) -> Option<Message> {
+        if entry.first_execution() {
+            // The first execution answers the Parse's record (also when it comes in a later
+            // batch).
+            if entry.parsed_as > 0 && !self.batch_commands.contains(&entry.parsed_as) {
+                self.batch_commands.push(entry.parsed_as);
+            }
+            return None;
+        }
+        let sql = entry.sql.clone();
+        let recorded = self
+            .audit
+            .command(
+                "execute",
+                &sql,
+                || command::masked_text(self.services, &sql),
+                Decided {
+                    action: if entry.held.is_some() {
+                        "hold"
+                    } else {
+                        "allow"
+                    },
+                    rule: "",
+                    reason: "prepared statement executed again",
+                },
+            )
+            .await;
+        match recorded {
+            Ok(n) => {
+                if n > 0 {
+                    self.batch_commands.push(n);
+                }
+                None
+            }
+            Err(e) => {
+                tracing::error!(event = "audit_refused", conn_id = self.ctx.id, error = %e,
+                                "execution refused: it could not be recorded");
+                Some(denial("audit", &e.to_string()))
+            }
+        }
+    }
+
+    /// The Sync (or Flush) that ends a held batch: hold it, then forward or refuse it whole.
+    async fn release_batch<R: AsyncRead + Unpin>(
+        &mut self,
+        msg: Message,
+        cr: &mut BufReader<R>,
+    ) -> Result<Option<Message>, ProxyError> {
+        let mut b = self.batch.take().expect("checked");
+        b.bytes.extend_from_slice(&msg.raw);
+        self.uw.flush().await?;
+        let outcome = hold_batch(cr, &b, self.ctx, self.services, self.identity).await;
+        let is_sync = msg.tag == b'S';
+        match outcome {
+            Ok(()) => {
+                if is_sync {
+                    push(
+                        self.shared,
+                        Expect::Pass,
+                        std::mem::take(&mut self.batch_commands),
+                    );
+                }
+                self.sent += b.bytes.len() as u64;
+                self.uw.write_all(&b.bytes).await?;
+                Ok(None)
+            }
+            Err(err) if is_sync => {
+                push(
+                    self.shared,
+                    Expect::InjectBeforeReady(err),
+                    std::mem::take(&mut self.batch_commands),
+                );
+                Ok(Some(msg))
+            }
+            // Refused at a Flush: the rest up to Sync is dropped, the error comes there.
+            Err(err) => {
+                self.skipping = Some(err);
+                Ok(None)
+            }
+        }
+    }
+}
+
+impl Entry0 {
+    fn into_entry(self, parsed_as: u64) -> Entry {
+        Entry {
+            sql: self.sql,
+            analysis: self.analysis,
+            held: self.held,
+            parsed_as,
+            executed: Default::default(),
+        }
+    }
+}
+
+/// Holds an extended-protocol batch: the command reviewers see is its held statements' text
+/// with the first execution's parameters; the payload is every byte of the batch.
+async fn hold_batch<R: AsyncRead + Unpin>(
+    cr: &mut BufReader<R>,
+    b: &HeldBatch,
+    ctx: &ConnCtx,
+    services: &Services,
+    identity: &SessionIdentity,
+) -> Result<(), Message> {
+    let first = &b.statements[0];
+    let command = b
+        .statements
+        .iter()
+        .map(|s| s.sql.as_str())
+        .collect::<Vec<_>>()
+        .join(";\n");
+    let mut reason = first.reason.clone();
+    if b.executions > 1 {
+        reason.push_str(&format!(
+            " ({} executions in one batch; parameters of the first shown)",
+            b.executions
+        ));
+    }
+    let spec = HoldSpec {
+        rule: first.rule.clone(),
+        reason,
+        command,
+        parameters: b.shown.clone(),
+        payload: &b.bytes,
+        preview: PreviewInput::Extended {
+            sql: &first.sql,
+            param_types: &first.param_types,
+            bind: b.first_bind.as_ref(),
+        },
+    };
+    hold::hold(cr, spec, ctx, services, identity).await
+}
