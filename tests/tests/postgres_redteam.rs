@@ -487,3 +487,170 @@ fn prepared_statements_still_work_and_the_audit_files_what_ran() {
     assert_eq!(held["action"], "hold", "{held}");
     r.assert_customers_intact("held EXECUTE");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 4. A statement kind no rule names is denied.
+// ---------------------------------------------------------------------------------------------
+
+/// Functions, a procedure, a view and objects a hostile agent would reach for, created by the
+/// owner (the agent cannot create functions through sluice).
+const TRAPS: &str = "
+CREATE FUNCTION public.wipe() RETURNS int LANGUAGE plpgsql VOLATILE AS
+  $$ BEGIN DELETE FROM customers; RETURN 1; END $$;
+CREATE FUNCTION public.wipe_tab() RETURNS SETOF int LANGUAGE sql VOLATILE AS
+  $$ DELETE FROM customers RETURNING id $$;
+CREATE FUNCTION public.purge(c customers) RETURNS int LANGUAGE plpgsql VOLATILE AS
+  $$ BEGIN DELETE FROM customers WHERE id = c.id; RETURN 1; END $$;
+CREATE PROCEDURE public.wipe_proc() LANGUAGE sql AS $$ DELETE FROM customers $$;
+CREATE FUNCTION public.boss() RETURNS int LANGUAGE sql STABLE SECURITY DEFINER AS $$ SELECT 1 $$;
+-- Declared STABLE, but it calls a volatile function: only the server can catch this one.
+CREATE FUNCTION public.sneaky() RETURNS int LANGUAGE plpgsql STABLE AS
+  $$ BEGIN RETURN wipe(); END $$;
+CREATE VIEW public.wiping AS SELECT wipe() AS w;
+CREATE SEQUENCE public.orders_seq;
+SELECT lo_from_bytea(4242, 'keep me');
+GRANT ALL ON ALL TABLES IN SCHEMA public TO app;
+GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO app;
+GRANT SELECT, UPDATE ON LARGE OBJECT 4242 TO app;
+";
+
+#[test]
+fn a_kind_no_rule_names_is_denied_by_the_built_in_default() {
+    let r = red("rules:\n  - { name: reads, statements: [select], action: allow }\n");
+    r.pg.admin_sql(TRAPS);
+    for sql in [
+        "CALL wipe_proc()",
+        "DEALLOCATE ALL",
+        "DECLARE c CURSOR FOR SELECT 1",
+        "LISTEN ch",
+        "NOTIFY ch, 'x'",
+        "LOCK TABLE customers",
+        "SELECT * FROM customers FOR UPDATE",
+        "VACUUM customers",
+        "CREATE TRIGGER t AFTER INSERT ON customers FOR EACH ROW EXECUTE FUNCTION wipe()",
+        "BEGIN",
+        "SET work_mem = '64MB'",
+    ] {
+        let a = r.wire(json!([{"Q": sql}]));
+        assert!(
+            errors(&a).first().is_some_and(|e| e.contains("42501")),
+            "{sql}: {a}"
+        );
+        r.assert_customers_intact(sql);
+    }
+    assert_eq!(
+        r.pg.admin_sql("SELECT count(*) FROM pg_trigger WHERE tgname = 't'"),
+        "0"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Functions are what the server's catalog says they are.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_read_that_calls_a_volatile_function_is_a_write_in_every_position() {
+    for rules in [example_rules(), WRITES_ALLOWED.to_string()] {
+        let r = red(&rules);
+        r.pg.admin_sql(TRAPS);
+        for sql in [
+            "SELECT wipe()",
+            "SELECT public.wipe()",
+            "SELECT \"wipe\"()",
+            "SELECT * FROM wipe_tab()",
+            "SELECT c.purge FROM customers c",
+            "SELECT (c).purge FROM customers c",
+            "SELECT name FROM customers ORDER BY wipe()",
+            "SELECT 1 WHERE wipe() = 1",
+            "SELECT count(*) FROM customers GROUP BY id HAVING wipe() > 0",
+            "VALUES (wipe())",
+            "WITH x AS (SELECT wipe()) SELECT * FROM x",
+            "SELECT * FROM customers WHERE id IN (SELECT wipe())",
+            "SELECT CASE WHEN true THEN wipe() END",
+            "EXPLAIN ANALYZE SELECT wipe()",
+            "SELECT boss()",
+            "SELECT no_such_function()",
+            "SELECT nextval('orders_seq')",
+            "SELECT setval('orders_seq', 100)",
+            "SELECT lo_unlink(4242)",
+            "SELECT lo_put(4242, 0, 'x')",
+            "SELECT lo_from_bytea(0, 'x')",
+            "SELECT pg_notify('ch', 'x')",
+            "SELECT ts_rewrite('a'::tsquery, 'SELECT set_config(''role'', ''postgres'', false)::tsquery, ''b''::tsquery')",
+            "SELECT query_to_xml('DELETE FROM customers RETURNING 1', true, true, '')",
+            "SELECT cursor_to_xml('c', 1, true, true, '')",
+            "SELECT set_config('application_name', 'x', false)",
+            "SELECT pg_advisory_lock(1)",
+            "SELECT pg_sleep(0.1)",
+            "SELECT table_to_xml('customers', true, true, '')",
+        ] {
+            let a = r.wire(json!([{"Q": sql}]));
+            assert!(
+                errors(&a).first().is_some_and(|e| e.contains("42501")),
+                "{sql}: {a}"
+            );
+            r.assert_customers_intact(sql);
+        }
+        // Ground truth beyond the table: the sequence, the large object.
+        assert_eq!(r.pg.admin_sql("SELECT last_value FROM orders_seq"), "1");
+        assert_eq!(
+            r.pg.admin_sql("SELECT convert_from(lo_get(4242), 'UTF8')"),
+            "keep me"
+        );
+        // Reads that call only reads still pass, columns are not mistaken for functions.
+        let a = r.wire(json!([
+            {"Q": "SELECT lower(c.name), length(c.email), now() IS NOT NULL, random() < 2 FROM customers c WHERE c.id = 1"},
+            {"Q": "SELECT c.name, (c).email FROM customers c ORDER BY c.id LIMIT 1"},
+            {"Q": "SELECT count(*), max(id), coalesce(NULL, 1), greatest(1, 2) FROM customers"},
+        ]));
+        assert!(errors(&a).is_empty(), "{a}");
+        assert_eq!(of(&a, "D").len(), 3, "{a}");
+    }
+}
+
+#[test]
+fn another_session_cannot_be_terminated_or_cancelled() {
+    let r = red(WRITES_ALLOWED);
+    std::thread::scope(|scope| {
+        // The victim: a query of the owner's that must finish.
+        let victim = scope.spawn(|| {
+            r.pg.admin_cmd(
+                "psql",
+                &[
+                    "-X",
+                    "-d",
+                    "postgres",
+                    "-c",
+                    "SET application_name = 'victim'; SELECT pg_sleep(6)",
+                ],
+            )
+            .status
+            .success()
+        });
+        let deadline = std::time::Instant::now() + WAIT;
+        let running = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'victim'";
+        while r.pg.admin_sql(running) != "1" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the victim never started"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for sql in [
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'victim'",
+            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'victim'",
+            "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'victim'",
+            r#"SELECT ts_rewrite('a'::tsquery, 'SELECT pg_terminate_backend(pid)::text::tsquery, ''b''::tsquery FROM pg_stat_activity WHERE application_name = ''victim''')"#,
+        ] {
+            let a = r.wire(json!([{"Q": sql}]));
+            assert!(
+                errors(&a).first().is_some_and(|e| e.contains("42501")),
+                "{sql}: {a}"
+            );
+        }
+        assert!(
+            victim.join().unwrap(),
+            "the victim's query was terminated or cancelled"
+        );
+    });
+}

@@ -27,6 +27,9 @@ pub struct Services {
     /// holds must not exhaust the database's connection slots.
     pub previews: tokio::sync::Semaphore,
     pub audit: Arc<audit::AuditLog>,
+    /// PostgreSQL upstreams' function catalogs, for the guardrails (one lookup connection and
+    /// cache per upstream, shared by its sessions).
+    pub pg_catalogs: crate::proto::postgres::catalog::Catalogs,
     /// The SSH server side (the gateway's host key), made on first use.
     ssh: std::sync::Mutex<Option<Arc<russh::server::Config>>>,
 }
@@ -57,6 +60,7 @@ impl Services {
             masker: RwLock::new(masker),
             alerts: alerts::AlertSink::start(),
             ssh: std::sync::Mutex::new(None),
+            pg_catalogs: Default::default(),
         }
     }
 

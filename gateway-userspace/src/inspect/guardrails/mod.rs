@@ -27,6 +27,7 @@
 
 mod fallback;
 mod fold;
+pub mod functions;
 mod rules;
 mod settings;
 mod shape;
@@ -83,6 +84,18 @@ pub enum RuleId {
     CreateExtension,
     /// `LOAD`: loads a shared library into the server process.
     LoadLibrary,
+    /// A read statement calls a function that is not shown to be a read (volatile, unknown,
+    /// SECURITY DEFINER, C code): the statement is a write.
+    VolatileFunction,
+    /// A built-in with effects outside the query: sequences, large objects, notifications,
+    /// index maintenance.
+    SideEffectFunction,
+    /// A function that runs SQL given as text, or dumps whole tables named as a value.
+    SqlFromText,
+    /// `pg_advisory_lock` and its kin.
+    AdvisoryLock,
+    /// `pg_sleep` and its kin.
+    Sleep,
     /// Changes a setting sluice pins for the session: how the server reads statement text
     /// (`standard_conforming_strings`, `client_encoding`, ...) or the read-only default. Always
     /// refused; no rule can loosen it.
@@ -90,7 +103,7 @@ pub enum RuleId {
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 17] = [
+    pub const ALL: [RuleId; 22] = [
         RuleId::Drop,
         RuleId::Truncate,
         RuleId::DeleteWithoutWhere,
@@ -107,6 +120,11 @@ impl RuleId {
         RuleId::CreateTrigger,
         RuleId::CreateExtension,
         RuleId::LoadLibrary,
+        RuleId::VolatileFunction,
+        RuleId::SideEffectFunction,
+        RuleId::SqlFromText,
+        RuleId::AdvisoryLock,
+        RuleId::Sleep,
         RuleId::PinnedSetting,
     ];
 
@@ -128,6 +146,11 @@ impl RuleId {
             RuleId::CreateTrigger => "create-trigger",
             RuleId::CreateExtension => "create-extension",
             RuleId::LoadLibrary => "load-library",
+            RuleId::VolatileFunction => "volatile-function",
+            RuleId::SideEffectFunction => "side-effect-function",
+            RuleId::SqlFromText => "sql-from-text",
+            RuleId::AdvisoryLock => "advisory-lock",
+            RuleId::Sleep => "sleep",
             RuleId::PinnedSetting => "pinned-setting",
         }
     }
@@ -229,6 +252,11 @@ pub const RULE_IDS: &[&str] = &[
     "create-trigger",
     "create-extension",
     "load-library",
+    "volatile-function",
+    "side-effect-function",
+    "sql-from-text",
+    "advisory-lock",
+    "sleep",
 ];
 
 /// Statement kinds as policies write them (the order of [`StatementKind::ALL`]).
@@ -349,6 +377,8 @@ pub struct Analysis {
     /// Prepared statements the text defines, runs or removes (SQL `PREPARE`/`EXECUTE`/
     /// `DEALLOCATE`/`DISCARD ALL`): a session resolves what `EXECUTE p` runs from them.
     pub prepared: Vec<PreparedUse>,
+    /// Functions (and attribute-notation candidates) the statements call; see [`functions`].
+    pub functions: Vec<functions::FunctionCall>,
 }
 
 /// A use of a SQL-level prepared statement (the same namespace as the protocol's `Parse`).
@@ -445,11 +475,16 @@ fn analyze_unguarded(sql: &str) -> Analysis {
             for statement in &statements {
                 rules::analyze_statement(statement, &mut out);
             }
+            functions::resolve(&mut out, functions::without_catalog);
             out
         }
         // One bad statement (often a DO block) makes the whole text fail; redo it statement by
         // statement so the rest is still analysed and the failure is pinned to one index.
-        Err(e) => fallback::analyze_split(sql, &dialect, e.to_string()),
+        Err(e) => {
+            let mut out = fallback::analyze_split(sql, &dialect, e.to_string());
+            functions::resolve(&mut out, functions::without_catalog);
+            out
+        }
     }
 }
 

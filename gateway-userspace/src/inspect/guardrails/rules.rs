@@ -8,7 +8,11 @@ use sqlparser::ast::{
     TableFactor, Update, Visit, Visitor,
 };
 
-use super::{Analysis, Finding, PreparedUse, RuleId, StatementKind, fold, settings};
+use super::{
+    Analysis, Finding, PreparedUse, RuleId, StatementKind, fold,
+    functions::{self, FunctionCall},
+    settings,
+};
 
 /// Reasons quote SQL; keep them short enough for an error message and an audit line.
 const MAX_REASON_SQL: usize = 160;
@@ -20,6 +24,7 @@ pub(super) fn analyze_statement(statement: &Statement, out: &mut Analysis) {
         index,
         findings: &mut out.findings,
         prepared: &mut out.prepared,
+        functions: &mut out.functions,
         suppressed: 0,
     };
     // The walker never breaks; the result carries nothing.
@@ -270,6 +275,7 @@ struct Walker<'a> {
     index: usize,
     findings: &'a mut Vec<Finding>,
     prepared: &'a mut Vec<PreparedUse>,
+    functions: &'a mut Vec<FunctionCall>,
     /// Depth of plain `EXPLAIN`s we are inside: nothing under them runs.
     suppressed: usize,
 }
@@ -441,11 +447,42 @@ impl Walker<'_> {
         } else {
             ident.value.to_ascii_lowercase()
         };
+        if self.suppressed == 0 {
+            let schema = match name.0.as_slice() {
+                [.., ObjectNamePart::Identifier(schema), _] => Some(ident_name(schema)),
+                _ => None,
+            };
+            let call = FunctionCall {
+                statement: self.index,
+                schema,
+                name: func.clone(),
+                attribute: false,
+            };
+            if !self.functions.contains(&call) {
+                self.functions.push(call);
+            }
+        }
         if func == "set_config" {
             return self.check_set_config(name, args);
         }
-        if let Some(why) = dangerous_function(&func) {
-            self.report(RuleId::DangerousFunction, format!("calls {name} ({why})"));
+        if let Some((rule, why)) = functions::named_finding(&func) {
+            self.report(rule, format!("calls {name} ({why})"));
+        }
+    }
+
+    /// `c.purge` and `(c).purge`: PostgreSQL runs `purge(c)` when `c` has no such column.
+    fn note_attribute(&mut self, field: &sqlparser::ast::Ident) {
+        if self.suppressed > 0 {
+            return;
+        }
+        let call = FunctionCall {
+            statement: self.index,
+            schema: None,
+            name: ident_name(field),
+            attribute: true,
+        };
+        if !self.functions.contains(&call) {
+            self.functions.push(call);
         }
     }
 
@@ -477,7 +514,10 @@ impl Walker<'_> {
                 RuleId::PinnedSetting,
                 short(format!("calls {name}('{guc}', ...): {why}")),
             ),
-            Some(_) => {}
+            Some(guc) => self.report(
+                RuleId::SideEffectFunction,
+                format!("calls {name}('{guc}', ...): changes a session setting"),
+            ),
             None => self.report(
                 RuleId::DangerousFunction,
                 format!("calls {name} with a setting name that is not a constant"),
@@ -556,11 +596,22 @@ impl Visitor for Walker<'_> {
     }
 
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-        if let Expr::Function(f) = e {
-            match &f.args {
+        match e {
+            Expr::Function(f) => match &f.args {
                 FunctionArguments::List(list) => self.check_call(&f.name, &list.args),
                 _ => self.check_call(&f.name, &[]),
+            },
+            Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+                self.note_attribute(parts.last().expect("two parts"))
             }
+            Expr::CompoundFieldAccess { access_chain, .. } => {
+                for a in access_chain {
+                    if let sqlparser::ast::AccessExpr::Dot(Expr::Identifier(field)) = a {
+                        self.note_attribute(field);
+                    }
+                }
+            }
+            _ => {}
         }
         ControlFlow::Continue(())
     }
@@ -594,39 +645,6 @@ fn last_ident(name: &ObjectName) -> Option<&sqlparser::ast::Ident> {
         ObjectNamePart::Identifier(i) => Some(i),
         ObjectNamePart::Function(_) => None,
     }
-}
-
-/// Functions that reach outside what a SQL role should do through a gateway: server files,
-/// other sessions, server administration, other connections, SQL hidden in a string.
-fn dangerous_function(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "pg_terminate_backend" => "terminates another session",
-        "pg_cancel_backend" => "cancels another session's query",
-        "pg_read_file" | "pg_read_binary_file" => "reads a file on the database server",
-        "pg_ls_dir"
-        | "pg_ls_logdir"
-        | "pg_ls_waldir"
-        | "pg_ls_tmpdir"
-        | "pg_ls_archive_statusdir"
-        | "pg_logdir_ls" => "lists a directory on the database server",
-        "pg_stat_file" => "inspects a file on the database server",
-        "lo_import" => "reads a server file into a large object",
-        "lo_export" => "writes a large object to a server file",
-        "pg_file_write" | "pg_file_rename" | "pg_file_unlink" | "pg_file_sync" => {
-            "writes files on the database server (adminpack)"
-        }
-        "dblink" | "dblink_exec" | "dblink_connect" | "dblink_connect_u" | "dblink_send_query"
-        | "dblink_open" => "runs SQL over another connection",
-        "pg_reload_conf" => "reloads the server configuration",
-        "pg_rotate_logfile" => "rotates the server log",
-        "pg_promote" => "promotes a standby",
-        "pg_switch_wal" => "forces a WAL switch",
-        "pg_create_restore_point" => "creates a restore point",
-        "query_to_xml" | "query_to_xml_and_xmlschema" | "query_to_xmlschema" | "ts_stat" => {
-            "runs SQL given as a string, which this analysis cannot see"
-        }
-        _ => return None,
-    })
 }
 
 /// PostgreSQL's `U&"..."` escapes with the default escape character: `\XXXX`, `\+XXXXXX`, `\\`.

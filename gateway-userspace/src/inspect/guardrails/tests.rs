@@ -281,7 +281,10 @@ fn set_role() {
             "SELECT set_config(name, 'admin', false) FROM x",
             &[R::DangerousFunction],
         ),
-        ("SELECT set_config('statement_timeout', '5s', true)", &[]),
+        (
+            "SELECT set_config('statement_timeout', '5s', true)",
+            &[R::SideEffectFunction],
+        ),
         ("SET statement_timeout = '5s'", &[]),
         ("SET search_path TO public", &[]),
         ("RESET ROLE", &[]),
@@ -357,7 +360,7 @@ fn dangerous_functions() {
         ),
         (
             "SELECT query_to_xml('DELETE FROM t RETURNING 1', true, true, '')",
-            &[R::DangerousFunction],
+            &[R::SqlFromText],
         ),
         (
             "SELECT now(), lower(name), count(*) FROM t GROUP BY 1, 2",
@@ -554,7 +557,11 @@ fn evasion_corpus() {
             &[R::DangerousFunction],
         ),
         // Quoted upper case is another (user-created) function in PostgreSQL.
-        ("SELECT \"PG_READ_FILE\"('/etc/passwd')", &[]),
+        // A quoted upper-case name is another (user) function: not a built-in, so a write.
+        (
+            "SELECT \"PG_READ_FILE\"('/etc/passwd')",
+            &[R::VolatileFunction],
+        ),
         (
             "SELECT PG_READ_FILE('/etc/passwd')",
             &[R::DangerousFunction],
@@ -666,7 +673,7 @@ fn evasion_corpus() {
         ),
         (
             "SELECT * FROM t WHERE EXISTS (SELECT pg_sleep(0), pg_read_file('/x'))",
-            &[R::DangerousFunction],
+            &[R::DangerousFunction, R::Sleep],
         ),
         (
             "SELECT * FROM t GROUP BY a HAVING max(pg_read_file('/x')) > ''",
@@ -873,10 +880,6 @@ fn analyses_are_shared_by_shape_only_when_no_literal_decided() {
         (
             "EXPLAIN (ANALYZE false) DELETE FROM t",
             "EXPLAIN (ANALYZE true) DELETE FROM t",
-        ),
-        (
-            "SELECT set_config('work_mem', '1MB', false)",
-            "SELECT set_config('role', 'postgres', false)",
         ),
         (
             "DELETE FROM t WHERE (x + 1) IS NULL OR (x + 2) IS NOT NULL",

@@ -23,6 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tracing::warn;
 
 use super::{
+    catalog::Catalog,
     codec::{self, CodecError, Message},
     hold::{self, HeldBatch, HeldStatement, HoldSpec, PreviewInput, SessionIdentity},
     pipeline::{Expect, Shared, push},
@@ -34,7 +35,10 @@ use crate::{
     conn::ConnCtx,
     inspect::{
         Verdict,
-        guardrails::{Analysis, PreparedUse, StatementKind},
+        guardrails::{
+            Analysis, PreparedUse, StatementKind,
+            functions::{self, FunctionCall},
+        },
         policy::{Decision, Subject, decide_sql},
     },
     proto::{ProxyError, command},
@@ -91,12 +95,22 @@ struct Entry0 {
     held: Option<Arc<HeldStatement>>,
 }
 
-pub(super) struct Frontend<'a, W> {
+/// What deciding needs, shareable across awaits (the upstream writer is not).
+#[derive(Clone, Copy)]
+pub(super) struct Env<'a> {
     pub ctx: &'a ConnCtx,
     pub services: &'a Services,
     pub identity: &'a SessionIdentity,
-    pub audit: &'a SessionAudit,
     pub shared: &'a Mutex<Shared>,
+}
+
+pub(super) struct Frontend<'a, W> {
+    env: Env<'a>,
+    ctx: &'a ConnCtx,
+    services: &'a Services,
+    identity: &'a SessionIdentity,
+    audit: &'a SessionAudit,
+    shared: &'a Mutex<Shared>,
     pub uw: BufWriter<W>,
     /// Bytes forwarded upstream.
     pub sent: u64,
@@ -123,6 +137,12 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
         max: usize,
     ) -> Self {
         Frontend {
+            env: Env {
+                ctx,
+                services,
+                identity,
+                shared,
+            },
             ctx,
             services,
             identity,
@@ -264,8 +284,9 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
     ) -> Result<Option<Message>, ProxyError> {
         let sql = codec::query_text(msg.body()).map_err(ProxyError::ClientProtocol)?;
         let started = Instant::now();
-        let analysis = self.services.analyzer.analyze(sql);
-        let decided = self.decide_query(sql, &analysis);
+        let env = self.env;
+        let analysis = env.with_catalog(self.services.analyzer.analyze(sql)).await;
+        let decided = env.decide_query(sql, &analysis).await;
         command::report(
             self.ctx,
             self.services,
@@ -323,143 +344,11 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
         })
     }
 
-    fn policy_decide(&self, analysis: &Analysis) -> Decision {
-        decide_sql(
-            &self.services.policy(),
-            &Subject {
-                target: &self.ctx.target,
-                resource: &self.ctx.resource.name,
-            },
-            analysis,
-        )
-    }
-
-    /// The decision for a simple query, with `PREPARE`, `EXECUTE` and `DEALLOCATE` resolved
-    /// against the session's prepared statements.
-    fn decide_query(&self, sql: &str, analysis: &Analysis) -> Decided2 {
-        let plain = |decision| Decided2 {
-            decision,
-            shown: sql.to_string(),
-            effect: None,
-        };
-        let Some(used) = analysis.prepared.first() else {
-            return plain(self.policy_decide(analysis));
-        };
-        if analysis.statements.len() > 1 {
-            return plain(refusal(
-                PREPARED_RULE,
-                "PREPARE, EXECUTE, DEALLOCATE and DISCARD ALL must be sent as a query of their own through sluice".into(),
-            ));
-        }
-        match used {
-            PreparedUse::Prepare {
-                name, sql: inner, ..
-            } => {
-                let inner_analysis = self.services.analyzer.analyze(inner);
-                let d = self.policy_decide(&inner_analysis);
-                let held = match d.action {
-                    Action::Deny => return plain(d),
-                    Action::Hold => Some(Arc::new(HeldStatement {
-                        sql: inner.clone(),
-                        rule: d.rule.clone(),
-                        reason: d.reason.clone(),
-                        param_types: Vec::new(),
-                    })),
-                    Action::Allow | Action::Alert => None,
-                };
-                // Preparing runs nothing: a held statement is held when it is executed.
-                let decision = Decision {
-                    action: if d.action == Action::Alert {
-                        Action::Alert
-                    } else {
-                        Action::Allow
-                    },
-                    reason: match &held {
-                        Some(h) => format!(
-                            "prepared; each execution is held (rule \"{}\": {})",
-                            h.rule, h.reason
-                        ),
-                        None => d.reason.clone(),
-                    },
-                    rule: d.rule,
-                };
-                Decided2 {
-                    decision,
-                    shown: sql.to_string(),
-                    effect: Some(Effect::Prepare {
-                        name: name.clone(),
-                        entry: Entry0 {
-                            sql: inner.as_str().into(),
-                            analysis: inner_analysis,
-                            held,
-                        },
-                    }),
-                }
-            }
-            PreparedUse::Execute { name, .. } => {
-                let candidates = Shared::lock(self.shared).prepared.candidates(name);
-                if candidates.is_empty() {
-                    return plain(refusal(
-                        PREPARED_RULE,
-                        format!(
-                            "runs prepared statement \"{name}\", which this session has not prepared through sluice"
-                        ),
-                    ));
-                }
-                // What runs is the prepared statement, with the EXECUTE's own arguments (which
-                // are expressions and may call functions).
-                let decided = candidates.iter().map(|c| {
-                    let mut merged = (*c.analysis).clone();
-                    merged
-                        .findings
-                        .extend(analysis.findings.iter().cloned().map(|mut f| {
-                            f.statement = 0;
-                            f
-                        }));
-                    if merged.parse_error.is_none() {
-                        merged.parse_error = analysis.parse_error.clone();
-                    }
-                    let mut d = self.policy_decide(&merged);
-                    d.reason = format!("{sql} runs prepared statement {name}: {}", d.reason);
-                    (d, c.sql.clone())
-                });
-                let (decision, runs) = decided
-                    .fold(
-                        None,
-                        |acc: Option<(Decision, Arc<str>)>, (d, s)| match acc {
-                            Some(a) if a.0.action >= d.action => Some(a),
-                            _ => Some((d, s)),
-                        },
-                    )
-                    .expect("candidates is not empty");
-                Decided2 {
-                    decision,
-                    shown: format!("{sql}\n-- {name}: {runs}"),
-                    effect: None,
-                }
-            }
-            PreparedUse::Deallocate { name, .. } => {
-                let decision = self.policy_decide(analysis);
-                let (reply, op) = match name {
-                    Some(n) => (Reply::Tag("DEALLOCATE"), Op::Remove(n.clone())),
-                    None if analysis.statements.first() == Some(&StatementKind::Set) => {
-                        (Reply::Tag("DISCARD ALL"), Op::RemoveAll)
-                    }
-                    None => (Reply::Tag("DEALLOCATE ALL"), Op::RemoveAll),
-                };
-                Decided2 {
-                    decision,
-                    shown: sql.to_string(),
-                    effect: Some(Effect::Deallocate(reply, op)),
-                }
-            }
-        }
-    }
-
     async fn parse(&mut self, msg: Message) -> Result<Option<Message>, ProxyError> {
         let (name, sql) = codec::parse_message(msg.body()).map_err(ProxyError::ClientProtocol)?;
         let started = Instant::now();
-        let analysis = self.services.analyzer.analyze(sql);
+        let env = self.env;
+        let analysis = env.with_catalog(self.services.analyzer.analyze(sql)).await;
         let decision = if !analysis.prepared.is_empty() {
             refusal(
                 PREPARED_RULE,
@@ -474,7 +363,7 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
                 ),
             )
         } else {
-            self.policy_decide(&analysis)
+            env.policy_decide(&analysis)
         };
         command::report(
             self.ctx,
@@ -652,6 +541,198 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
             Err(err) => {
                 self.skipping = Some(err);
                 Ok(None)
+            }
+        }
+    }
+}
+
+impl<'a> Env<'a> {
+    /// The catalog this session's upstream answers for.
+    fn catalog(&self) -> Arc<Catalog> {
+        let upstream = self
+            .ctx
+            .resource
+            .upstream
+            .clone()
+            .unwrap_or_else(|| self.ctx.orig_dst.to_string());
+        self.services.pg_catalogs.of(&upstream)
+    }
+
+    /// The analysis with the functions it calls looked up in the server's catalog (when
+    /// sluice holds a credential to ask with; else what is known without one). DDL makes the
+    /// upstream's cached answers stale.
+    async fn with_catalog(&self, analysis: Arc<Analysis>) -> Arc<Analysis> {
+        if analysis
+            .statements
+            .iter()
+            .any(|k| matches!(k, StatementKind::Ddl | StatementKind::Dcl))
+        {
+            self.catalog().invalidate();
+        }
+        let in_reads = |c: &FunctionCall| {
+            analysis
+                .statements
+                .get(c.statement)
+                .is_some_and(|k| !k.is_write())
+        };
+        let names: Vec<String> = analysis
+            .functions
+            .iter()
+            .filter(|c| in_reads(c) && !functions::SYNTAX.contains(&c.name.as_str()))
+            .map(|c| c.name.clone())
+            .collect();
+        let Some(login) = &self.identity.login else {
+            return analysis;
+        };
+        if names.is_empty() {
+            return analysis;
+        }
+        match self.catalog().rows(&names, self.ctx, login).await {
+            Ok(rows) => {
+                let mut resolved = (*analysis).clone();
+                functions::resolve(&mut resolved, |c| {
+                    functions::from_catalog(c, rows.get(&c.name).map_or(&[], |r| r.as_slice()))
+                });
+                Arc::new(resolved)
+            }
+            Err(e) => {
+                warn!(event = "catalog_unavailable", conn_id = self.ctx.id, error = %e,
+                      "functions decided without the catalog");
+                analysis
+            }
+        }
+    }
+
+    fn policy_decide(&self, analysis: &Analysis) -> Decision {
+        decide_sql(
+            &self.services.policy(),
+            &Subject {
+                target: &self.ctx.target,
+                resource: &self.ctx.resource.name,
+            },
+            analysis,
+        )
+    }
+
+    /// The decision for a simple query, with `PREPARE`, `EXECUTE` and `DEALLOCATE` resolved
+    /// against the session's prepared statements.
+    async fn decide_query(&self, sql: &str, analysis: &Analysis) -> Decided2 {
+        let plain = |decision| Decided2 {
+            decision,
+            shown: sql.to_string(),
+            effect: None,
+        };
+        let Some(used) = analysis.prepared.first() else {
+            return plain(self.policy_decide(analysis));
+        };
+        if analysis.statements.len() > 1 {
+            return plain(refusal(
+                PREPARED_RULE,
+                "PREPARE, EXECUTE, DEALLOCATE and DISCARD ALL must be sent as a query of their own through sluice".into(),
+            ));
+        }
+        match used {
+            PreparedUse::Prepare {
+                name, sql: inner, ..
+            } => {
+                let inner_analysis = self.services.analyzer.analyze(inner);
+                let inner_analysis = self.with_catalog(inner_analysis).await;
+                let d = self.policy_decide(&inner_analysis);
+                let held = match d.action {
+                    Action::Deny => return plain(d),
+                    Action::Hold => Some(Arc::new(HeldStatement {
+                        sql: inner.clone(),
+                        rule: d.rule.clone(),
+                        reason: d.reason.clone(),
+                        param_types: Vec::new(),
+                    })),
+                    Action::Allow | Action::Alert => None,
+                };
+                // Preparing runs nothing: a held statement is held when it is executed.
+                let decision = Decision {
+                    action: if d.action == Action::Alert {
+                        Action::Alert
+                    } else {
+                        Action::Allow
+                    },
+                    reason: match &held {
+                        Some(h) => format!(
+                            "prepared; each execution is held (rule \"{}\": {})",
+                            h.rule, h.reason
+                        ),
+                        None => d.reason.clone(),
+                    },
+                    rule: d.rule,
+                };
+                Decided2 {
+                    decision,
+                    shown: sql.to_string(),
+                    effect: Some(Effect::Prepare {
+                        name: name.clone(),
+                        entry: Entry0 {
+                            sql: inner.as_str().into(),
+                            analysis: inner_analysis,
+                            held,
+                        },
+                    }),
+                }
+            }
+            PreparedUse::Execute { name, .. } => {
+                let candidates = Shared::lock(self.shared).prepared.candidates(name);
+                if candidates.is_empty() {
+                    return plain(refusal(
+                        PREPARED_RULE,
+                        format!(
+                            "runs prepared statement \"{name}\", which this session has not prepared through sluice"
+                        ),
+                    ));
+                }
+                // What runs is the prepared statement, with the EXECUTE's own arguments (which
+                // are expressions and may call functions).
+                let decided = candidates.iter().map(|c| {
+                    let mut merged = (*c.analysis).clone();
+                    merged
+                        .findings
+                        .extend(analysis.findings.iter().cloned().map(|mut f| {
+                            f.statement = 0;
+                            f
+                        }));
+                    if merged.parse_error.is_none() {
+                        merged.parse_error = analysis.parse_error.clone();
+                    }
+                    let mut d = self.policy_decide(&merged);
+                    d.reason = format!("{sql} runs prepared statement {name}: {}", d.reason);
+                    (d, c.sql.clone())
+                });
+                let (decision, runs) = decided
+                    .fold(
+                        None,
+                        |acc: Option<(Decision, Arc<str>)>, (d, s)| match acc {
+                            Some(a) if a.0.action >= d.action => Some(a),
+                            _ => Some((d, s)),
+                        },
+                    )
+                    .expect("candidates is not empty");
+                Decided2 {
+                    decision,
+                    shown: format!("{sql}\n-- {name}: {runs}"),
+                    effect: None,
+                }
+            }
+            PreparedUse::Deallocate { name, .. } => {
+                let decision = self.policy_decide(analysis);
+                let (reply, op) = match name {
+                    Some(n) => (Reply::Tag("DEALLOCATE"), Op::Remove(n.clone())),
+                    None if analysis.statements.first() == Some(&StatementKind::Set) => {
+                        (Reply::Tag("DISCARD ALL"), Op::RemoveAll)
+                    }
+                    None => (Reply::Tag("DEALLOCATE ALL"), Op::RemoveAll),
+                };
+                Decided2 {
+                    decision,
+                    shown: sql.to_string(),
+                    effect: Some(Effect::Deallocate(reply, op)),
+                }
             }
         }
     }

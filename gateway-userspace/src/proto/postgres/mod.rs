@@ -7,10 +7,12 @@
 //! - `pipeline`: what the two directions share; [`prepared`]: prepared statements as the
 //!   server confirmed them.
 //! - [`capture`]: what the agent saw, folded into result sets for the audit log.
+//! - [`catalog`]: the server's `pg_proc`, asked on sluice's own connection (functions' volatility).
 //! - [`pinned`]: settings pinned upstream (how the server reads SQL text), and their checks.
 
 pub mod auth;
 pub mod capture;
+pub mod catalog;
 pub mod codec;
 mod frontend;
 pub mod hold;
