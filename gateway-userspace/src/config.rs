@@ -123,6 +123,8 @@ pub struct Resource {
     pub agent_auth: AgentAuth,
     /// SSH resources only.
     pub ssh: Option<crate::proto::ssh::settings::SshSettings>,
+    /// PostgreSQL resources (defaults elsewhere, unused).
+    pub postgres: crate::proto::postgres::settings::PgSettings,
 }
 
 /// How an agent authenticates to sluice itself (separate from the upstream login).
@@ -521,6 +523,8 @@ struct RawResource {
     agent_auth: Option<Spanned<AgentAuth>>,
     #[serde(default)]
     ssh: Option<crate::proto::ssh::settings::RawSsh>,
+    #[serde(default)]
+    postgres: Option<crate::proto::postgres::settings::RawPg>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -885,6 +889,15 @@ impl RawConfig {
                 }
                 None
             };
+            if r.postgres.is_some() && r.protocol.value != Protocol::Postgres {
+                report.error(
+                    &r.name,
+                    "`postgres:` settings need `protocol: postgres`",
+                    None,
+                );
+            }
+            let postgres =
+                crate::proto::postgres::settings::RawPg::validate(r.postgres.as_ref(), &mut report);
             if let Some(a) = &r.agent_auth
                 && a.value == AgentAuth::Oidc
                 && !matches!(credentials, Credentials::Inject { .. })
@@ -960,6 +973,7 @@ impl RawConfig {
                 tls,
                 agent_auth: r.agent_auth.as_ref().map(|a| a.value).unwrap_or_default(),
                 ssh,
+                postgres,
             });
         }
 

@@ -25,7 +25,7 @@ fn setup(credentials: &str, extra: &str) -> Setup {
     let cg = TestCgroup::new();
     let mut policy = Policy::new(Some(&cg), "deny");
     policy.raw_resources = pg_resource("orders-db", &pg, credentials);
-    policy.extra = if extra.contains("guardrails:") {
+    policy.extra = if extra.starts_with("guardrails:") || extra.contains("\nguardrails:") {
         extra.to_string()
     } else {
         format!("{DEFAULT_ALLOW}{extra}")
@@ -272,7 +272,10 @@ fn pgbench_runs_through_sluice_in_every_query_mode() {
 
 #[test]
 fn cancel_requests_reach_the_right_backend() {
-    let s = setup(&inject(PG_SCRAM), "");
+    let s = setup(
+        &inject(PG_SCRAM),
+        "rules:\n  - { name: naps, guardrails: [sleep], action: allow }\n",
+    );
     let r = s.pg("cancel", &["select pg_sleep(20)"]);
     let res = &r["results"][0];
     assert_eq!(res["cancel_ok"], true, "{r}");

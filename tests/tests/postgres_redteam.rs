@@ -654,3 +654,264 @@ fn another_session_cannot_be_terminated_or_cancelled() {
         );
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// 6. What sluice took for a read runs read-only in the server.
+// ---------------------------------------------------------------------------------------------
+
+/// `sneaky()` is declared STABLE but calls a volatile function that deletes: the catalog says
+/// "read", so only the server can stop it.
+#[test]
+fn a_misjudged_read_fails_in_the_server_instead_of_writing() {
+    let r = red(WRITES_ALLOWED);
+    r.pg.admin_sql(TRAPS);
+    let read_only = |a: &Value, what: &str| {
+        assert!(
+            errors(a).iter().any(|e| e.contains("25006")),
+            "{what}: not stopped by the read-only transaction: {a}"
+        );
+        r.assert_customers_intact(what);
+    };
+    // Outside a transaction block, simple and extended protocol, and through a view.
+    read_only(&r.wire(json!([{"Q": "SELECT sneaky()"}])), "simple");
+    read_only(
+        &r.wire(
+            json!([{"P": ["", "SELECT sneaky()"]}, {"B": ["", "", []]}, {"E": ""}, {"S": null}]),
+        ),
+        "extended",
+    );
+    read_only(&r.wire(json!([{"Q": "SELECT * FROM wiping"}])), "a view");
+    // Inside the agent's own transaction, after a write made it read-write: the read runs
+    // read-only in a savepoint; the transaction is then aborted, as the server left it.
+    let a = r.wire(json!([
+        {"Q": "BEGIN"},
+        {"Q": "UPDATE accounts SET balance = 1 WHERE id = 1"},
+        {"Q": "SELECT sneaky()"},
+        {"Q": "COMMIT"},
+    ]));
+    read_only(&a, "in a block");
+    assert_eq!(of(&a, "C").last().unwrap()["tag"], "ROLLBACK", "{a}");
+    let a = r.wire(json!([
+        {"Q": "BEGIN READ WRITE"},
+        {"P": ["", "UPDATE accounts SET balance = 2 WHERE id = 1"]}, {"B": ["", "", []]}, {"E": ""}, {"S": null},
+        {"P": ["", "SELECT sneaky()"]}, {"B": ["", "", []]}, {"E": ""}, {"S": null},
+        {"Q": "COMMIT"},
+    ]));
+    read_only(&a, "extended, in a block");
+    assert_eq!(
+        r.pg.admin_sql("SELECT balance FROM accounts WHERE id = 1"),
+        "100"
+    );
+    // The agent cannot turn the read-only default off.
+    for sql in [
+        "SET default_transaction_read_only = off",
+        "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+        "SELECT set_config('default_transaction_read_only', 'off', false)",
+        "RESET default_transaction_read_only",
+    ] {
+        let a = r.wire(json!([{"Q": sql}, {"Q": "SELECT sneaky()"}]));
+        assert!(errors(&a)[0].contains("42501"), "{sql}: {a}");
+        read_only(&a, sql);
+    }
+    let a = r.wire(json!([{"Q": "BEGIN"}, {"Q": "SET TRANSACTION READ WRITE"}, {"Q": "SELECT sneaky()"}, {"Q": "ROLLBACK"}]));
+    assert!(errors(&a)[0].contains("42501"), "{a}");
+    read_only(&a, "SET TRANSACTION READ WRITE");
+}
+
+#[test]
+fn writes_still_work_and_transactions_keep_their_meaning() {
+    let r = red(WRITES_ALLOWED);
+    let balance = |id: u32| {
+        r.pg.admin_sql(&format!("SELECT balance FROM accounts WHERE id = {id}"))
+    };
+    // Outside a block: committed by sluice's own transaction; the agent sees it idle.
+    let a = r.wire(json!([{"Q": "UPDATE accounts SET balance = 5 WHERE id = 1"}, {"Q": "SELECT balance FROM accounts WHERE id = 1"}]));
+    assert!(errors(&a).is_empty(), "{a}");
+    assert_eq!(of(&a, "C")[0]["tag"], "UPDATE 1", "{a}");
+    assert!(of(&a, "Z").iter().all(|z| z["status"] == "I"), "{a}");
+    assert_eq!(balance(1), "5");
+    // In a block: the agent's reads see its writes; COMMIT keeps them, ROLLBACK does not.
+    let a = r.wire(json!([
+        {"Q": "BEGIN"},
+        {"Q": "UPDATE accounts SET balance = 6 WHERE id = 2"},
+        {"Q": "SELECT balance FROM accounts WHERE id = 2"},
+        {"Q": "INSERT INTO accounts VALUES (11, 11)"},
+        {"Q": "COMMIT"},
+        {"Q": "BEGIN"},
+        {"Q": "UPDATE accounts SET balance = 0 WHERE id = 3"},
+        {"Q": "SAVEPOINT mine"},
+        {"Q": "UPDATE accounts SET balance = 0 WHERE id = 4"},
+        {"Q": "ROLLBACK TO SAVEPOINT mine"},
+        {"Q": "SELECT balance FROM accounts WHERE id IN (3, 4) ORDER BY id"},
+        {"Q": "ROLLBACK"},
+    ]));
+    assert!(errors(&a).is_empty(), "{a}");
+    let rows: Vec<Value> = of(&a, "D").iter().map(|d| d["values"][0].clone()).collect();
+    assert_eq!(rows, ["6", "0", "100"], "{a}");
+    let statuses: Vec<Value> = of(&a, "Z")
+        .iter()
+        .skip(1)
+        .map(|z| z["status"].clone())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["T", "T", "T", "T", "I", "T", "T", "T", "T", "T", "T", "I"],
+        "{a}"
+    );
+    assert_eq!(
+        (balance(2), balance(11), balance(3), balance(4)),
+        ("6".into(), "11".into(), "100".into(), "100".into())
+    );
+    // Extended protocol, with parameters, in and out of a block.
+    let a = r.wire(json!([
+        {"P": ["u", "UPDATE accounts SET balance = $1::int WHERE id = $2::int"]}, {"S": null},
+        {"B": ["", "u", ["21", "5"]]}, {"E": ""}, {"S": null},
+        {"Q": "BEGIN"},
+        {"B": ["", "u", ["22", "6"]]}, {"E": ""}, {"S": null},
+        {"Q": "COMMIT"},
+    ]));
+    assert!(errors(&a).is_empty(), "{a}");
+    assert_eq!((balance(5), balance(6)), ("21".into(), "22".into()));
+    // COPY FROM STDIN through the write path: the data goes through, then it is measured.
+    let a = r.wire(json!([
+        {"Q": "COPY accounts FROM STDIN"}, {"d": "12\t12\n"}, {"d": "13\t13\n"}, {"c": null},
+        {"Q": "SELECT count(*) FROM accounts"},
+    ]));
+    assert!(errors(&a).is_empty(), "{a}");
+    assert_eq!(of(&a, "C")[0]["tag"], "COPY 2", "{a}");
+    assert_eq!(r.pg.admin_sql("SELECT count(*) FROM accounts"), "13");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. The blast radius is measured, not guessed from the WHERE clause.
+// ---------------------------------------------------------------------------------------------
+
+/// Writes allowed, CALL and volatile functions too: what stops them is the measurement.
+const WRITES_AND_CODE_ALLOWED: &str = "rules:
+  - name: reads-and-writes
+    statements: [select, show, explain, insert, update, delete, merge, copy, transaction, set, call]
+    action: allow
+  - name: code
+    guardrails: [volatile-function]
+    action: allow
+";
+
+fn assert_blast_refused(r: &Red, a: &Value, what: &str) {
+    let errs = errors(a);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("42501") && e.contains("blast-radius")),
+        "{what}: not refused by the blast radius: {a}"
+    );
+    r.assert_customers_intact(what);
+}
+
+#[test]
+fn a_write_that_changes_too_much_is_rolled_back_and_refused_with_the_count() {
+    let r = red(WRITES_AND_CODE_ALLOWED);
+    r.pg.admin_sql(TRAPS);
+    // A trigger the agent does not see: an INSERT elsewhere empties customers.
+    r.pg.admin_sql(
+        "CREATE FUNCTION public.wipe_trigger() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN DELETE FROM customers; RETURN NEW; END $$; \
+         CREATE TRIGGER wipe_on_insert AFTER INSERT ON accounts FOR EACH ROW WHEN (NEW.id = 99) \
+         EXECUTE FUNCTION wipe_trigger()",
+    );
+    for sql in [
+        "DELETE FROM customers WHERE id > -1",
+        "DELETE FROM customers WHERE email LIKE '%'",
+        "DELETE FROM customers WHERE (SELECT true)",
+        "DELETE FROM customers WHERE current_user = current_user",
+        "DELETE FROM customers WHERE id IN (SELECT id FROM customers)",
+        "DELETE FROM customers c USING customers d WHERE c.id = d.id",
+        "UPDATE customers SET email = 'x@example.com' WHERE id > 0",
+        "UPDATE customers SET name = name || '' WHERE id <> 2",
+        "MERGE INTO customers c USING customers d ON c.id = d.id WHEN MATCHED THEN DELETE",
+        "INSERT INTO customers SELECT * FROM customers ON CONFLICT (id) DO UPDATE SET name = 'x'",
+        "WITH d AS (DELETE FROM customers WHERE id > 0 RETURNING *) SELECT count(*) FROM d",
+        "COPY (DELETE FROM customers WHERE id > 0 RETURNING id) TO STDOUT",
+        "SELECT wipe()",
+        "SELECT * FROM wipe_tab()",
+        "CALL wipe_proc()",
+        "INSERT INTO accounts VALUES (99, 0)",
+    ] {
+        let a = r.wire(json!([{"Q": sql}]));
+        assert_blast_refused(&r, &a, sql);
+        // The session goes on.
+        let ok = r.wire(json!([{"Q": "SELECT count(*) FROM customers"}]));
+        assert_eq!(of(&ok, "D")[0]["values"][0], "3", "{sql}: {ok}");
+    }
+    assert_eq!(
+        r.rows("accounts"),
+        10,
+        "the INSERT that fired the trigger was rolled back too"
+    );
+    // A bound parameter that makes the WHERE always true.
+    let a = r.wire(json!([
+        {"P": ["", "DELETE FROM customers WHERE $1::bool"]}, {"B": ["", "", ["t"]]}, {"E": ""}, {"S": null},
+    ]));
+    assert_blast_refused(&r, &a, "DELETE ... WHERE $1 with $1 = 't'");
+    // In the agent's transaction: refused, rolled back to before it, the transaction goes on.
+    let a = r.wire(json!([
+        {"Q": "BEGIN"},
+        {"Q": "UPDATE accounts SET balance = 7 WHERE id = 1"},
+        {"Q": "DELETE FROM customers WHERE id > -1"},
+        {"Q": "UPDATE accounts SET balance = 8 WHERE id = 2"},
+        {"Q": "COMMIT"},
+    ]));
+    assert_blast_refused(&r, &a, "in a transaction");
+    assert_eq!(of(&a, "C").last().unwrap()["tag"], "COMMIT", "{a}");
+    assert_eq!(
+        r.pg.admin_sql(
+            "SELECT string_agg(balance::text, ',' ORDER BY id) FROM accounts WHERE id <= 2"
+        ),
+        "7,8"
+    );
+    // Within the bound: one row of three, and the default's absolute bound on a big table.
+    let a = r.wire(json!([{"Q": "DELETE FROM customers WHERE id = 3"}]));
+    assert!(errors(&a).is_empty(), "{a}");
+    assert_eq!(r.rows("customers"), 2);
+    r.pg.admin_sql(
+        "CREATE TABLE public.big AS SELECT g AS id FROM generate_series(1, 5000) g; GRANT ALL ON big TO app",
+    );
+    let a = r.wire(json!([{"Q": "DELETE FROM big WHERE id <= 1001"}]));
+    let e = &of(&a, "E")[0];
+    assert!(
+        e["message"].as_str().unwrap().contains("blast-radius"),
+        "{a}"
+    );
+    assert!(
+        e["detail"]
+            .as_str()
+            .unwrap()
+            .contains("changed 1001 rows of big"),
+        "{a}"
+    );
+    let a = r.wire(json!([{"Q": "DELETE FROM big WHERE id <= 1000"}]));
+    assert!(errors(&a).is_empty(), "{a}");
+    assert_eq!(r.rows("big"), 4000);
+    r.gw.log.wait_for(WAIT, |v| is_event(v, "blast_radius"));
+}
+
+#[test]
+fn the_bound_is_the_resources_and_can_be_set_off() {
+    let r = red_with(
+        WRITES_ALLOWED,
+        "    postgres:\n      blast_radius: { max_rows: 2, max_fraction: 1.0 }\n",
+    );
+    let a = r.wire(json!([{"Q": "UPDATE accounts SET balance = 0 WHERE id <= 2"}]));
+    assert!(errors(&a).is_empty(), "{a}");
+    let a = r.wire(json!([{"Q": "UPDATE accounts SET balance = 0 WHERE id <= 3"}]));
+    assert!(errors(&a).iter().any(|e| e.contains("blast-radius")), "{a}");
+    assert_eq!(
+        r.pg.admin_sql("SELECT count(*) FROM accounts WHERE balance = 0"),
+        "2"
+    );
+    let off = red_with(
+        WRITES_ALLOWED,
+        "    postgres:\n      blast_radius: { enabled: false }\n",
+    );
+    let a = off.wire(json!([{"Q": "DELETE FROM customers WHERE id > -1"}]));
+    assert!(errors(&a).is_empty(), "{a}");
+    assert_eq!(off.rows("customers"), 0);
+}

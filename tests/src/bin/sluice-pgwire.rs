@@ -12,7 +12,7 @@
 //! - `{"P": ["name", "sql"]}` Parse; `{"B": ["portal", "statement", ["p1", null, ...]]}` Bind
 //!   (text parameters and results); `{"E": "portal"}` Execute; `{"D": ["S"|"P", "name"]}`
 //!   Describe; `{"C": ["S"|"P", "name"]}` Close; `{"H": null}` Flush; `{"S": null}` Sync;
-//!   `{"F": null}` a fast-path call of OID 0;
+//!   `{"F": null}` a fast-path call of OID 0; `{"d": "line\n"}` CopyData, `{"c": null}` CopyDone;
 //! - `{"wait": n}` sends what is buffered and reads until `n` more ReadyForQuery arrived;
 //!   `{"settle": null}` until every `Q`/`S` sent so far has its ReadyForQuery.
 //!
@@ -164,6 +164,9 @@ fn run(
                     c.msg(k.as_bytes()[0], &b)
                 }
                 "H" => c.msg(b'H', &[]),
+                // COPY data (a line of text) and its end.
+                "d" => c.msg(b'd', v.as_str().unwrap().as_bytes()),
+                "c" => c.msg(b'c', &[]),
                 "S" => {
                     expected += 1;
                     c.msg(b'S', &[])

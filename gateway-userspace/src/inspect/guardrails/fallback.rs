@@ -21,6 +21,7 @@ pub(super) fn analyze_split(sql: &str, dialect: &dyn Dialect, whole_error: Strin
         // Not even tokens (an unterminated string or comment): one opaque statement.
         Err(e) => {
             out.statements.push(StatementKind::Other);
+            out.reads.push(false);
             out.parse_error = Some(e.to_string());
             out.findings.push(Finding {
                 rule: RuleId::Unparseable,
@@ -63,6 +64,7 @@ pub(super) fn analyze_split(sql: &str, dialect: &dyn Dialect, whole_error: Strin
         });
         if out.statements.is_empty() {
             out.statements.push(StatementKind::Other);
+            out.reads.push(false);
         }
     }
     out
@@ -101,6 +103,7 @@ fn classify_failed(chunk: &[TokenWithSpan], error: String, out: &mut Analysis) {
         // sqlparser has no DO statement; the block itself is the finding, not a parse failure.
         push(RuleId::DoBlock, "DO block (anonymous code)".to_owned());
         out.statements.push(StatementKind::Do);
+        out.reads.push(false);
         return;
     }
     let shown = describe(chunk);
@@ -133,6 +136,7 @@ fn classify_failed(chunk: &[TokenWithSpan], error: String, out: &mut Analysis) {
     if out.parse_error.is_none() {
         out.parse_error = Some(error);
     }
+    out.reads.push(false);
     out.statements.push(match first {
         W::SELECT | W::VALUES | W::TABLE => StatementKind::Select,
         W::INSERT => StatementKind::Insert,

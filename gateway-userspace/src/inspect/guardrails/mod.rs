@@ -379,6 +379,32 @@ pub struct Analysis {
     pub prepared: Vec<PreparedUse>,
     /// Functions (and attribute-notation candidates) the statements call; see [`functions`].
     pub functions: Vec<functions::FunctionCall>,
+    /// Per statement: whether PostgreSQL runs it in a read-only transaction, by its syntax
+    /// (what the functions it calls do is in the findings). Sessions run the others as writes.
+    pub reads: Vec<bool>,
+    /// `BEGIN` / `START TRANSACTION` statements: (index, whether `READ ONLY` was asked).
+    pub begins: Vec<(usize, bool)>,
+    /// Indices of `COPY ... FROM STDIN` statements (the agent sends data after the statement).
+    pub copy_in: Vec<usize>,
+}
+
+impl Analysis {
+    /// Whether a session must run this as a write: a statement that does not only read, or a
+    /// read calling a function that is not shown to be a read or has side effects.
+    pub fn writes(&self) -> bool {
+        self.reads.iter().any(|r| !r)
+            || self.findings.iter().any(|f| {
+                matches!(
+                    f.rule,
+                    RuleId::VolatileFunction | RuleId::SideEffectFunction
+                )
+            })
+    }
+
+    /// Whether it has transaction control (`BEGIN`, `COMMIT`, `SAVEPOINT`, ...).
+    pub fn controls_transactions(&self) -> bool {
+        self.statements.contains(&StatementKind::Transaction)
+    }
 }
 
 /// A use of a SQL-level prepared statement (the same namespace as the protocol's `Parse`).
@@ -492,6 +518,7 @@ fn analyze_unguarded(sql: &str) -> Analysis {
 fn refused(why: String) -> Analysis {
     Analysis {
         statements: vec![StatementKind::Other],
+        reads: vec![false],
         findings: vec![Finding {
             rule: RuleId::Unparseable,
             statement: 0,

@@ -19,7 +19,28 @@ const MAX_REASON_SQL: usize = 160;
 
 pub(super) fn analyze_statement(statement: &Statement, out: &mut Analysis) {
     let index = out.statements.len();
-    out.statements.push(kind(statement));
+    let k = kind(statement);
+    out.statements.push(k);
+    out.reads.push(reads(statement, k));
+    match statement {
+        Statement::StartTransaction { modes, .. } => out.begins.push((
+            index,
+            modes.iter().any(|m| {
+                matches!(
+                    m,
+                    sqlparser::ast::TransactionMode::AccessMode(
+                        sqlparser::ast::TransactionAccessMode::ReadOnly
+                    )
+                )
+            }),
+        )),
+        Statement::Copy {
+            to: false,
+            target: CopyTarget::Stdin,
+            ..
+        } => out.copy_in.push(index),
+        _ => {}
+    }
     let mut walker = Walker {
         index,
         findings: &mut out.findings,
@@ -29,6 +50,39 @@ pub(super) fn analyze_statement(statement: &Statement, out: &mut Analysis) {
     };
     // The walker never breaks; the result carries nothing.
     let _ = statement.visit(&mut walker);
+}
+
+/// Whether PostgreSQL runs the statement in a read-only transaction (by its syntax; functions
+/// it calls are judged apart). Statements that cannot run inside a transaction block at all
+/// (VACUUM) and those a read-only transaction allows (SET, LISTEN, NOTIFY) count as reads: a
+/// session runs them as they are.
+fn reads(s: &Statement, k: StatementKind) -> bool {
+    use StatementKind as K;
+    match s {
+        Statement::Copy {
+            to: true, source, ..
+        } => match source {
+            sqlparser::ast::CopySource::Table { .. } => true,
+            sqlparser::ast::CopySource::Query(q) => query_kind(q) == K::Select,
+        },
+        Statement::Explain { statement, .. } if explain_executes(s) => {
+            reads(statement, kind(statement))
+        }
+        Statement::Declare { .. } => true,
+        _ => matches!(
+            k,
+            K::Select
+                | K::Show
+                | K::Explain
+                | K::Transaction
+                | K::Set
+                | K::Prepare
+                | K::Cursor
+                | K::Listen
+                | K::Notify
+                | K::Maintenance
+        ),
+    }
 }
 
 pub(super) fn kind(s: &Statement) -> StatementKind {

@@ -19,6 +19,7 @@ use std::{
     time::Instant,
 };
 
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tracing::warn;
 
@@ -73,6 +74,63 @@ fn refusal(rule: &str, reason: String) -> Decision {
     }
 }
 
+/// What enforcing a statement (or a batch) needs to know about it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Shape {
+    /// Runs as a write (`Analysis::writes`).
+    pub writes: bool,
+    /// Has transaction control.
+    pub controls: bool,
+    /// A lone `BEGIN`/`START TRANSACTION`: `Some(read_only)`.
+    pub lone_begin: Option<bool>,
+    /// `COPY ... FROM STDIN`.
+    pub copy_in: bool,
+    /// Only SELECT / SHOW / EXPLAIN: can run read-only in a savepoint rolled back after it.
+    pub plain_read: bool,
+    /// Statements it has (an empty query has none).
+    pub statements: usize,
+}
+
+impl Shape {
+    pub fn of(a: &Analysis) -> Shape {
+        Shape {
+            writes: a.writes(),
+            controls: a.controls_transactions(),
+            lone_begin: match (a.statements.as_slice(), a.begins.as_slice()) {
+                ([_], [(0, read_only)]) => Some(*read_only),
+                _ => None,
+            },
+            copy_in: !a.copy_in.is_empty(),
+            plain_read: !a.statements.is_empty()
+                && a.statements.iter().all(|k| {
+                    matches!(
+                        k,
+                        StatementKind::Select | StatementKind::Show | StatementKind::Explain
+                    )
+                })
+                && !a.writes(),
+            statements: a.statements.len(),
+        }
+    }
+
+    /// Two statements in one batch.
+    pub fn and(self, o: Shape) -> Shape {
+        Shape {
+            writes: self.writes || o.writes,
+            controls: self.controls || o.controls,
+            lone_begin: match (self.statements, o.statements) {
+                (0, _) => o.lone_begin,
+                (_, 0) => self.lone_begin,
+                _ => None,
+            },
+            copy_in: self.copy_in || o.copy_in,
+            plain_read: (self.statements == 0 || self.plain_read)
+                && (o.statements == 0 || o.plain_read),
+            statements: self.statements + o.statements,
+        }
+    }
+}
+
 /// A simple query decided: what to record, and what it does to prepared statements once the
 /// server confirms it.
 struct Decided2 {
@@ -81,6 +139,8 @@ struct Decided2 {
     shown: String,
     /// For `PREPARE` / `DEALLOCATE`: the reply that confirms it and what it does.
     effect: Option<Effect>,
+    /// What runs, for enforcing it.
+    shape: Shape,
 }
 
 enum Effect {
@@ -106,11 +166,11 @@ pub(super) struct Env<'a> {
 
 pub(super) struct Frontend<'a, W> {
     env: Env<'a>,
-    ctx: &'a ConnCtx,
-    services: &'a Services,
-    identity: &'a SessionIdentity,
+    pub(super) ctx: &'a ConnCtx,
+    pub(super) services: &'a Services,
+    pub(super) identity: &'a SessionIdentity,
     audit: &'a SessionAudit,
-    shared: &'a Mutex<Shared>,
+    pub(super) shared: &'a Mutex<Shared>,
     pub uw: BufWriter<W>,
     /// Bytes forwarded upstream.
     pub sent: u64,
@@ -118,12 +178,23 @@ pub(super) struct Frontend<'a, W> {
     pub max: usize,
     /// Audited statements since the last Sync: the result recorded at its ReadyForQuery
     /// answers them.
-    batch_commands: Vec<u64>,
+    pub(super) batch_commands: Vec<u64>,
     /// Set after a refusal inside a batch: the refusal to deliver at the next Sync.
-    skipping: Option<Message>,
+    pub(super) skipping: Option<Message>,
     /// Portals bound to a statement the policy holds; a batch executing one is held.
     held_portals: HashMap<String, Arc<HeldStatement>>,
-    batch: Option<HeldBatch>,
+    pub(super) batch: Option<HeldBatch>,
+    /// Reads run read-only and writes are measured in the server (`read_only: transaction`).
+    pub(super) enforce: bool,
+    /// The agent's transaction block runs read-write (sluice opened it so).
+    pub(super) block_rw: bool,
+    /// The extended-protocol batch so far (enforcing: sent whole at its Sync, once sluice
+    /// knows whether it writes), what it runs, and which statement each portal runs.
+    pub(super) pending: BytesMut,
+    pub(super) batch_shape: Shape,
+    portals: HashMap<String, Arc<Entry>>,
+    /// A `COPY ... FROM STDIN` write whose data the agent is sending.
+    pub(super) copy_write: Option<super::enforce::InFlight>,
 }
 
 impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
@@ -155,6 +226,12 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
             skipping: None,
             held_portals: HashMap::new(),
             batch: None,
+            enforce: ctx.resource.postgres.measures_writes(),
+            block_rw: false,
+            pending: BytesMut::new(),
+            batch_shape: Shape::default(),
+            portals: HashMap::new(),
+            copy_write: None,
         }
     }
 
@@ -174,6 +251,21 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
                     return Err(ProxyError::ClientProtocol(e));
                 }
             };
+            // A COPY ... FROM STDIN write: its data goes straight through; its end completes it.
+            if self.copy_write.is_some() {
+                match msg.tag {
+                    b'd' => {
+                        self.write_up(&msg).await?;
+                        continue;
+                    }
+                    b'c' | b'f' => {
+                        self.write_up(&msg).await?;
+                        self.finish_copy_write().await?;
+                        continue;
+                    }
+                    _ => self.finish_copy_write().await?,
+                }
+            }
             if self.batch.is_some() && matches!(msg.tag, b'Q' | b'F') {
                 // Mixing protocols inside a held batch has no exact answer; nothing of it was
                 // sent.
@@ -186,13 +278,34 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
                 b'Q' => self.query(msg, &mut cr).await?,
                 b'P' if self.skipping.is_none() => self.parse(msg).await?,
                 b'B' if self.skipping.is_none() => self.bind(msg).await?,
-                b'E' if self.skipping.is_none() && self.batch.is_none() => {
+                b'E' if self.skipping.is_none() => {
                     let portal =
                         codec::execute_portal(msg.body()).map_err(ProxyError::ClientProtocol)?;
-                    if let Some(h) = self.held_portals.get(portal) {
+                    if self.batch.is_none()
+                        && let Some(h) = self.held_portals.get(portal)
+                    {
                         self.batch = Some(HeldBatch::new(h.clone()));
                     }
-                    Some(msg)
+                    // A portal sluice did not see bound runs as a write (checked, measured).
+                    let shape = self.portals.get(portal).map_or(
+                        Shape {
+                            writes: true,
+                            statements: 1,
+                            ..Shape::default()
+                        },
+                        |e| Shape::of(&e.analysis),
+                    );
+                    self.batch_shape = self.batch_shape.and(shape);
+                    if self.enforce && shape.copy_in {
+                        self.skipping = Some(denial(
+                            "copy-in",
+                            "COPY ... FROM STDIN goes through sluice as a simple query (the write is measured when its data has arrived)",
+                        ));
+                        self.batch = None;
+                        None
+                    } else {
+                        Some(msg)
+                    }
                 }
                 b'C' if self.skipping.is_none() => {
                     let (kind, name) =
@@ -209,7 +322,15 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
                         .expect(Reply::CloseComplete, op);
                     Some(msg)
                 }
+                b'S' | b'H' if self.batch.is_some() && self.enforce => {
+                    self.end_batch(msg, &mut cr).await?;
+                    None
+                }
                 b'S' | b'H' if self.batch.is_some() => self.release_batch(msg, &mut cr).await?,
+                b'S' | b'H' if self.enforce => {
+                    self.end_batch(msg, &mut cr).await?;
+                    None
+                }
                 b'S' => {
                     let commands = std::mem::take(&mut self.batch_commands);
                     match self.skipping.take() {
@@ -256,8 +377,28 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
         let _ = self.uw.flush().await;
     }
 
-    /// Forwards a message, or keeps it (bounded) in the held batch until its Sync decides.
+    /// Sends a message upstream now.
+    pub(super) async fn write_up(&mut self, m: &Message) -> Result<(), ProxyError> {
+        self.sent += m.raw.len() as u64;
+        self.uw.write_all(&m.raw).await?;
+        Ok(())
+    }
+
+    /// Forwards a message, or keeps it (bounded) in the held batch until its Sync decides, or
+    /// (enforcing) in the batch until its Sync.
     async fn forward(&mut self, m: Message) -> Result<(), ProxyError> {
+        if self.enforce && self.batch.is_none() && matches!(m.tag, b'P' | b'B' | b'E' | b'D' | b'C')
+        {
+            if self.pending.len() + m.raw.len() > self.max {
+                return Err(ProxyError::ClientProtocol(CodecError::TooLarge {
+                    side: "client",
+                    len: self.pending.len() + m.raw.len(),
+                    max: self.max,
+                }));
+            }
+            self.pending.extend_from_slice(&m.raw);
+            return Ok(());
+        }
         match &mut self.batch {
             Some(b) => {
                 if b.bytes.len() + m.raw.len() > self.max {
@@ -322,16 +463,22 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
             Verdict::Allow => Ok(()),
             Verdict::Deny { rule, reason } => Err(denial(&rule, &reason)),
         };
+        let effect = decided.effect.map(|effect| match effect {
+            Effect::Prepare { name, entry } => (
+                Reply::Tag("PREPARE"),
+                Op::Define(name, Arc::new(entry.into_entry(n))),
+            ),
+            Effect::Deallocate(reply, op) => (reply, op),
+        });
         Ok(match verdict {
+            Ok(()) if self.enforce => {
+                let sql = sql.to_string();
+                self.enforce_query(msg, &sql, decided.shape, commands, effect)
+                    .await?;
+                None
+            }
             Ok(()) => {
-                if let Some(effect) = decided.effect {
-                    let (reply, op) = match effect {
-                        Effect::Prepare { name, entry } => (
-                            Reply::Tag("PREPARE"),
-                            Op::Define(name, Arc::new(entry.into_entry(n))),
-                        ),
-                        Effect::Deallocate(reply, op) => (reply, op),
-                    };
+                if let Some((reply, op)) = effect {
                     Shared::lock(self.shared).prepared.expect(reply, op);
                 }
                 push(self.shared, Expect::Pass, commands);
@@ -446,6 +593,16 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
             self.batch = None;
             return Ok(None);
         }
+        if self.portals.len() >= prepared::MAX_STATEMENTS {
+            self.portals.clear();
+        }
+        // Any candidate may be what runs: a writing one makes the portal a write.
+        let runs = candidates
+            .iter()
+            .find(|c| c.analysis.writes())
+            .unwrap_or(&entry)
+            .clone();
+        self.portals.insert(bind.portal.to_string(), runs);
         match &entry.held {
             Some(h) => {
                 self.held_portals.insert(bind.portal.to_string(), h.clone());
@@ -621,6 +778,7 @@ impl<'a> Env<'a> {
             decision,
             shown: sql.to_string(),
             effect: None,
+            shape: Shape::of(analysis),
         };
         let Some(used) = analysis.prepared.first() else {
             return plain(self.policy_decide(analysis));
@@ -667,6 +825,7 @@ impl<'a> Env<'a> {
                 Decided2 {
                     decision,
                     shown: sql.to_string(),
+                    shape: Shape::of(analysis),
                     effect: Some(Effect::Prepare {
                         name: name.clone(),
                         entry: Entry0 {
@@ -713,10 +872,21 @@ impl<'a> Env<'a> {
                         },
                     )
                     .expect("candidates is not empty");
+                // It runs like the prepared statement (any of the candidates), with the
+                // EXECUTE's own arguments.
+                let shape = candidates.iter().map(|c| Shape::of(&c.analysis)).fold(
+                    Shape::of(analysis),
+                    |a, b| Shape {
+                        writes: a.writes || b.writes,
+                        plain_read: b.plain_read && !analysis.writes(),
+                        ..b
+                    },
+                );
                 Decided2 {
                     decision,
                     shown: format!("{sql}\n-- {name}: {runs}"),
                     effect: None,
+                    shape,
                 }
             }
             PreparedUse::Deallocate { name, .. } => {
@@ -732,6 +902,7 @@ impl<'a> Env<'a> {
                     decision,
                     shown: sql.to_string(),
                     effect: Some(Effect::Deallocate(reply, op)),
+                    shape: Shape::of(analysis),
                 }
             }
         }
@@ -752,7 +923,7 @@ impl Entry0 {
 
 /// Holds an extended-protocol batch: the command reviewers see is its held statements' text
 /// with the first execution's parameters; the payload is every byte of the batch.
-async fn hold_batch<R: AsyncRead + Unpin>(
+pub(super) async fn hold_batch<R: AsyncRead + Unpin>(
     cr: &mut BufReader<R>,
     b: &HeldBatch,
     ctx: &ConnCtx,

@@ -386,7 +386,8 @@ async fn run_preview(
         }
     }
     if settings.dry_run {
-        match run_wrapped(&mut up, "BEGIN", timeout_ms, input, false).await? {
+        // Read-write in spite of the session's read-only default: it is rolled back.
+        match run_wrapped(&mut up, "BEGIN READ WRITE", timeout_ms, input, false).await? {
             Step::Tag(tag) => {
                 out.rows_affected = tag.rsplit(' ').next().and_then(|n| n.parse().ok())
             }

@@ -14,11 +14,13 @@ pub mod auth;
 pub mod capture;
 pub mod catalog;
 pub mod codec;
+mod enforce;
 mod frontend;
 pub mod hold;
 pub mod pinned;
 mod pipeline;
 pub mod prepared;
 pub mod session;
+pub mod settings;
 
 pub use session::serve;

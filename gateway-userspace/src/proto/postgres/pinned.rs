@@ -8,13 +8,23 @@
 //! pinned value changed (a function sluice could not see into called `set_config`), the session
 //! ends at once, before another statement is decided with the wrong reading.
 
-/// What sluice sends upstream at login, after the agent's own parameters.
-pub fn upstream_settings(read_only: bool) -> Vec<(String, String)> {
+use super::settings::{PgSettings, ReadOnly};
+
+/// What sluice sends upstream at login, after the agent's own parameters: how text is read,
+/// the read-only default (when enforced), and the resource's timeouts.
+pub fn upstream_settings(pg: &PgSettings) -> Vec<(String, String)> {
+    let ms = |d: std::time::Duration| d.as_millis().to_string();
     let mut v = vec![
         ("standard_conforming_strings".to_string(), "on".to_string()),
         ("client_encoding".into(), "UTF8".into()),
+        ("statement_timeout".into(), ms(pg.statement_timeout)),
+        ("lock_timeout".into(), ms(pg.lock_timeout)),
+        (
+            "idle_in_transaction_session_timeout".into(),
+            ms(pg.idle_in_transaction_timeout),
+        ),
     ];
-    if read_only {
+    if pg.read_only == ReadOnly::Transaction {
         v.push(("default_transaction_read_only".into(), "on".into()));
     }
     v
@@ -22,13 +32,13 @@ pub fn upstream_settings(read_only: bool) -> Vec<(String, String)> {
 
 /// The agent's startup parameters as sent upstream: its `client_encoding` is replaced by the
 /// pinned one (see [`encoding_refusal`]).
-pub fn upstream_params(params: &[(String, String)], read_only: bool) -> Vec<(String, String)> {
+pub fn upstream_params(params: &[(String, String)], pg: &PgSettings) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = params
         .iter()
         .filter(|(k, _)| !k.eq_ignore_ascii_case("client_encoding"))
         .cloned()
         .collect();
-    out.extend(upstream_settings(read_only));
+    out.extend(upstream_settings(pg));
     out
 }
 
@@ -104,7 +114,7 @@ mod tests {
             assert!(encoding_refusal(&p(bad)).is_some(), "{bad}");
         }
         assert_eq!(encoding_refusal(&[("user".into(), "a".into())]), None);
-        let up = upstream_params(&p("SQL_ASCII"), true);
+        let up = upstream_params(&p("SQL_ASCII"), &PgSettings::default());
         let enc: Vec<&str> = up
             .iter()
             .filter(|(k, _)| k == "client_encoding")

@@ -86,6 +86,9 @@ pub const MAX_STATEMENTS: usize = 10_000;
 pub struct Registry {
     confirmed: HashMap<String, Arc<Entry>>,
     awaited: VecDeque<Awaited>,
+    /// Requests of the batch the agent is still sending (their batch is numbered when its
+    /// `Sync` goes out: sluice may send queries of its own before it).
+    unsent: VecDeque<(Reply, Op)>,
     /// Batches (`Query` or `Sync`) sent upstream, each answered by one ReadyForQuery.
     batches_sent: u64,
     /// ReadyForQuery messages seen.
@@ -93,23 +96,40 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Frontend: a tracked request is about to be sent in the current batch.
+    /// Frontend: a tracked request of the agent's current batch.
     pub fn expect(&mut self, reply: Reply, op: Op) {
-        self.awaited.push_back(Awaited {
-            batch: self.batches_sent,
-            reply,
-            op,
-        });
+        self.unsent.push_back((reply, op));
     }
 
-    /// Frontend: a `Query` or `Sync` was sent (its ReadyForQuery closes the batch).
-    pub fn batch_sent(&mut self) {
+    /// Frontend: a `Query` or `Sync` goes out (its ReadyForQuery closes the batch). The
+    /// agent's own carries the requests of its batch; one of sluice's carries none.
+    pub fn batch_sent(&mut self, agents: bool) {
+        if agents {
+            let batch = self.batches_sent;
+            self.awaited
+                .extend(
+                    self.unsent
+                        .drain(..)
+                        .map(|(reply, op)| Awaited { batch, reply, op }),
+                );
+        }
         self.batches_sent += 1;
     }
 
     /// What `name` may refer to when the next message reaches the server: the confirmed
-    /// statement and every definition still in flight (most recent last).
+    /// statement and every definition still in flight (most recent last). Inside the batch
+    /// being sent, the server stops at the first error: a definition earlier in the same
+    /// batch is what runs if anything does, and a removal there means nothing runs.
     pub fn candidates(&self, name: &str) -> Vec<Arc<Entry>> {
+        let in_batch = self.unsent.iter().rev().find_map(|(_, op)| match op {
+            Op::Define(n, e) if n == name => Some(Some(e.clone())),
+            Op::Remove(n) if n == name => Some(None),
+            Op::RemoveAll => Some(None),
+            _ => None,
+        });
+        if let Some(latest) = in_batch {
+            return latest.into_iter().collect();
+        }
         let mut out: Vec<Arc<Entry>> = self.confirmed.get(name).cloned().into_iter().collect();
         for a in &self.awaited {
             if let Op::Define(n, e) = &a.op
@@ -122,7 +142,7 @@ impl Registry {
     }
 
     pub fn len(&self) -> usize {
-        self.confirmed.len() + self.awaited.len()
+        self.confirmed.len() + self.awaited.len() + self.unsent.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -136,12 +156,20 @@ impl Registry {
             Reply::CloseComplete => "Close",
             Reply::Tag(_) => "PREPARE or DEALLOCATE",
         };
-        let front = self.awaited.front().ok_or(Desync(what))?;
-        if front.batch != self.batches_done || front.reply != reply {
-            return Err(Desync(what));
-        }
-        let a = self.awaited.pop_front().expect("checked");
-        match a.op {
+        // The batch being sent may already be answered in part (a Flush, or a result larger
+        // than the server's output buffer): its requests are the unsent ones then.
+        let op = match self.awaited.front() {
+            Some(front) if front.batch == self.batches_done && front.reply == reply => {
+                self.awaited.pop_front().expect("checked").op
+            }
+            None if self.batches_done == self.batches_sent
+                && self.unsent.front().is_some_and(|(r, _)| *r == reply) =>
+            {
+                self.unsent.pop_front().expect("checked").1
+            }
+            _ => return Err(Desync(what)),
+        };
+        match op {
             Op::Define(name, entry) => {
                 self.confirmed.insert(name, entry);
             }
@@ -200,7 +228,7 @@ mod tests {
             Reply::ParseComplete,
             Op::Define("s".into(), entry("DELETE")),
         );
-        r.batch_sent();
+        r.batch_sent(true);
         r.confirmed_by(Reply::ParseComplete).unwrap();
         r.batch_done();
         // Parse s again: in flight, both are candidates; the server refuses it.
@@ -208,7 +236,7 @@ mod tests {
             Reply::ParseComplete,
             Op::Define("s".into(), entry("SELECT 1")),
         );
-        r.batch_sent();
+        r.batch_sent(true);
         assert_eq!(sqls(r.candidates("s")), ["DELETE", "SELECT 1"]);
         r.batch_done(); // ErrorResponse, then ReadyForQuery: no ParseComplete
         assert_eq!(sqls(r.candidates("s")), ["DELETE"]);
@@ -221,15 +249,15 @@ mod tests {
             Reply::ParseComplete,
             Op::Define("s".into(), entry("DELETE")),
         );
-        r.batch_sent();
+        r.batch_sent(true);
         // Next batch (pipelined before the first answer): a failing Execute, then Close s.
         r.expect(Reply::CloseComplete, Op::Remove("s".into()));
-        r.batch_sent();
+        r.batch_sent(true);
         r.expect(
             Reply::Tag("PREPARE"),
             Op::Define("p".into(), entry("UPDATE")),
         );
-        r.batch_sent();
+        r.batch_sent(true);
         r.confirmed_by(Reply::ParseComplete).unwrap();
         r.batch_done();
         // A CloseComplete now would belong to batch 2, but the answer is an error, then Z.
@@ -245,6 +273,26 @@ mod tests {
     }
 
     #[test]
+    fn inside_one_batch_the_latest_definition_is_what_runs() {
+        let mut r = Registry::default();
+        r.expect(Reply::ParseComplete, Op::Define("".into(), entry("UPDATE")));
+        r.batch_sent(true);
+        r.confirmed_by(Reply::ParseComplete).unwrap();
+        r.batch_done();
+        // Parse "" then Bind "" in one batch: the new statement, or (the Parse failed) nothing.
+        r.expect(
+            Reply::ParseComplete,
+            Op::Define("".into(), entry("SELECT 1")),
+        );
+        assert_eq!(sqls(r.candidates("")), ["SELECT 1"]);
+        r.expect(Reply::CloseComplete, Op::Remove("".into()));
+        assert!(r.candidates("").is_empty());
+        r.batch_sent(true);
+        // Once sent, the server may have refused it: the old one counts again.
+        assert_eq!(sqls(r.candidates("")), ["UPDATE", "SELECT 1"]);
+    }
+
+    #[test]
     fn deallocate_all_and_tags() {
         let mut r = Registry::default();
         for n in ["a", "b"] {
@@ -254,7 +302,7 @@ mod tests {
             );
         }
         r.expect(Reply::Tag("DISCARD ALL"), Op::RemoveAll);
-        r.batch_sent();
+        r.batch_sent(true);
         r.confirmed_by(Reply::ParseComplete).unwrap();
         r.confirmed_by(Reply::ParseComplete).unwrap();
         assert!(

@@ -213,7 +213,7 @@ async fn established(
                 .cloned()
                 .collect();
             up_params.push(("user".into(), user.clone()));
-            up_params = pinned::upstream_params(&up_params, false);
+            up_params = pinned::upstream_params(&up_params, &resource.postgres);
             let db = database
                 .clone()
                 .or_else(|| {
@@ -232,7 +232,7 @@ async fn established(
             auth::login(&mut upstream, &up_params, &user, password.as_ref()).await
         }
         Credentials::Passthrough => {
-            let up_params = pinned::upstream_params(params, false);
+            let up_params = pinned::upstream_params(params, &resource.postgres);
             auth::relay_login(
                 &mut client,
                 &mut upstream,
@@ -260,6 +260,7 @@ async fn established(
         }
     };
 
+    let read_only = resource.postgres.read_only == super::settings::ReadOnly::Transaction;
     // The login's own reports must show the pinned values (a role or database default cannot
     // override startup parameters, but a server that does not honour them is refused here).
     if let Some(why) = start
@@ -267,7 +268,7 @@ async fn established(
         .iter()
         .filter(|m| m.tag == b'S')
         .filter_map(|m| pinned::parameter_status(m.body()))
-        .find_map(|(name, value)| pinned::reported_violation(name, value, false))
+        .find_map(|(name, value)| pinned::reported_violation(name, value, read_only))
     {
         refuse(&mut client, SQLSTATE_REFUSED, &why).await;
         return Err(ProxyError::UpstreamRefused {
@@ -469,7 +470,7 @@ async fn relay(
 ) -> Result<Transfer, ProxyError> {
     let (cr, cw) = tokio::io::split(client);
     let (ur, uw) = tokio::io::split(upstream);
-    let shared = Arc::new(Mutex::new(Shared::default()));
+    let shared = Arc::new(Mutex::new(Shared::new()));
     let limits = ctx.resource.limits;
     let mut cw = BufWriter::new(cw);
     let mut down_bytes = 0u64;
@@ -536,6 +537,8 @@ where
     let mut engine = services.masker();
     let mut columns = ResultColumns::new(&[], &engine);
     let mut copy_out = false;
+    let mut routing = pipeline::Routing::default();
+    let read_only = ctx.resource.postgres.read_only == super::settings::ReadOnly::Transaction;
     loop {
         let msg = match codec::read_message(&mut ur, max, "upstream").await {
             Ok(Some(m)) => m,
@@ -563,100 +566,109 @@ where
                 "an unexpected confirmation",
             )));
         }
-        let out: Message = match msg.tag {
-            b'T' => {
-                // A new result set: the policy's masking settings in force now apply to it.
-                engine = services.masker();
-                let desc =
-                    codec::row_description(msg.body()).map_err(ProxyError::UpstreamProtocol)?;
-                columns = ResultColumns::new(&desc, &engine);
-                msg
-            }
-            b'D' => masked(mask_row(msg, &columns, &engine), ctx, cw).await?,
-            b'H' => {
-                copy_out = true;
-                engine = services.masker();
-                msg
-            }
-            b'd' if copy_out => masked(mask_copy_data(msg, &engine), ctx, cw).await?,
-            b'c' => {
-                copy_out = false;
-                msg
-            }
-            b'E' | b'N' => masked(mask_notice(msg, &engine), ctx, cw).await?,
-            // A pinned setting changed under sluice (a function it could not see into): what it
-            // decided next would no longer be what the server runs. Fail closed.
-            b'S' => match pinned::parameter_status(msg.body())
-                .and_then(|(n, v)| pinned::reported_violation(n, v, false))
-            {
-                Some(why) => {
-                    warn!(event = "pinned_setting_changed", conn_id = ctx.id, reason = %why, "closing");
-                    let _ = cw
-                        .write_all(&codec::error_response(SQLSTATE_REFUSED, &why, None, None).raw)
-                        .await;
-                    let _ = cw.flush().await;
-                    return Err(ProxyError::UpstreamProtocol(CodecError::Malformed(
-                        "a pinned setting changed",
-                    )));
+        let ready = msg.tag == b'Z';
+        // sluice's own queries and kept answers are not relayed as they come (pipeline.rs).
+        for msg in pipeline::route(shared, &mut routing, msg) {
+            let out: Message = match msg.tag {
+                b'T' => {
+                    // A new result set: the policy's masking settings in force now apply to it.
+                    engine = services.masker();
+                    let desc =
+                        codec::row_description(msg.body()).map_err(ProxyError::UpstreamProtocol)?;
+                    columns = ResultColumns::new(&desc, &engine);
+                    msg
                 }
-                None => msg,
-            },
-            b'I' => {
-                let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
-                match s.expect.front_mut() {
-                    Some(Pending {
-                        expect: expect @ Expect::ReplaceEmpty(_),
+                b'D' => masked(mask_row(msg, &columns, &engine), ctx, cw).await?,
+                b'H' => {
+                    copy_out = true;
+                    engine = services.masker();
+                    msg
+                }
+                b'd' if copy_out => masked(mask_copy_data(msg, &engine), ctx, cw).await?,
+                b'c' => {
+                    copy_out = false;
+                    msg
+                }
+                b'E' | b'N' => masked(mask_notice(msg, &engine), ctx, cw).await?,
+                // A pinned setting changed under sluice (a function it could not see into): what it
+                // decided next would no longer be what the server runs. Fail closed.
+                b'S' => match pinned::parameter_status(msg.body())
+                    .and_then(|(n, v)| pinned::reported_violation(n, v, read_only))
+                {
+                    Some(why) => {
+                        warn!(event = "pinned_setting_changed", conn_id = ctx.id, reason = %why, "closing");
+                        let _ = cw
+                            .write_all(
+                                &codec::error_response(SQLSTATE_REFUSED, &why, None, None).raw,
+                            )
+                            .await;
+                        let _ = cw.flush().await;
+                        return Err(ProxyError::UpstreamProtocol(CodecError::Malformed(
+                            "a pinned setting changed",
+                        )));
+                    }
+                    None => msg,
+                },
+                b'I' => {
+                    let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+                    match s.expect.front_mut() {
+                        Some(Pending {
+                            expect: expect @ Expect::ReplaceEmpty(_),
+                            ..
+                        }) => {
+                            // Keep the entry for its ReadyForQuery, now as a plain pass.
+                            match std::mem::replace(expect, Expect::Pass) {
+                                Expect::ReplaceEmpty(err) => err,
+                                _ => unreachable!("matched above"),
+                            }
+                        }
+                        _ => msg,
+                    }
+                }
+                b'Z' => {
+                    let pending = shared
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .expect
+                        .pop_front();
+                    if let Some(Pending {
+                        expect: Expect::InjectBeforeReady(err),
                         ..
-                    }) => {
-                        // Keep the entry for its ReadyForQuery, now as a plain pass.
-                        match std::mem::replace(expect, Expect::Pass) {
-                            Expect::ReplaceEmpty(err) => err,
-                            _ => unreachable!("matched above"),
+                    }) = &pending
+                    {
+                        *sent += err.raw.len() as u64;
+                        cw.write_all(&err.raw).await?;
+                        if let Some(c) = &mut capture {
+                            c.observe(err);
                         }
                     }
-                    _ => msg,
-                }
-            }
-            b'Z' => {
-                let pending = shared
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .expect
-                    .pop_front();
-                if let Some(Pending {
-                    expect: Expect::InjectBeforeReady(err),
-                    ..
-                }) = &pending
-                {
-                    *sent += err.raw.len() as u64;
-                    cw.write_all(&err.raw).await?;
                     if let Some(c) = &mut capture {
-                        c.observe(err);
+                        let sets = c.take();
+                        if let Some(p) = pending
+                            && (!p.commands.is_empty() || !sets.is_empty())
+                        {
+                            audit.result(&ResultRecord {
+                                commands: p.commands,
+                                elapsed_us: p.sent.elapsed().as_micros() as u64,
+                                sets,
+                            });
+                        }
                     }
+                    msg
                 }
-                if let Some(c) = &mut capture {
-                    let sets = c.take();
-                    if let Some(p) = pending
-                        && (!p.commands.is_empty() || !sets.is_empty())
-                    {
-                        audit.result(&ResultRecord {
-                            commands: p.commands,
-                            elapsed_us: p.sent.elapsed().as_micros() as u64,
-                            sets,
-                        });
-                    }
-                }
-                msg
+                _ => msg,
+            };
+            if let Some(c) = &mut capture
+                && out.tag != b'Z'
+            {
+                c.observe(&out);
             }
-            _ => msg,
-        };
-        if let Some(c) = &mut capture
-            && out.tag != b'Z'
-        {
-            c.observe(&out);
+            *sent += out.raw.len() as u64;
+            cw.write_all(&out.raw).await?;
         }
-        *sent += out.raw.len() as u64;
-        cw.write_all(&out.raw).await?;
+        if ready {
+            pipeline::ready(shared);
+        }
         if ur.buffer().is_empty() {
             cw.flush().await?;
         }

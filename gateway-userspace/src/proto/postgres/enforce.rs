@@ -1,0 +1,712 @@
+//! Enforcing in the server what sluice decided: reads run read-only, writes run in a
+//! transaction (or savepoint) sluice opens, and what a write changed is measured there before it
+//! is kept.
+//!
+//! Upstream sessions default to read-only transactions (`default_transaction_read_only`,
+//! pinned). For a write it allowed, sluice opens `BEGIN READ WRITE` (outside a transaction
+//! block) or a savepoint (inside the agent's read-write block), runs the statement, reads
+//! `pg_stat_xact_user_tables` (rows inserted, updated and deleted by this transaction, triggers
+//! and functions included) and either keeps the write (`COMMIT` / `RELEASE SAVEPOINT`, then the
+//! agent gets its answer) or rolls it back and refuses it with the count. A read inside the
+//! agent's read-write block runs between `SAVEPOINT ...; SET TRANSACTION READ ONLY` and
+//! `ROLLBACK TO SAVEPOINT ...`.
+
+use super::settings::BlastRadius;
+
+/// Rows changed by this transaction so far, per table.
+pub const STATS: &str = "SELECT relid::regclass::text, n_tup_upd + n_tup_del, n_tup_ins, n_tup_del \
+     FROM pg_catalog.pg_stat_xact_user_tables WHERE n_tup_ins + n_tup_upd + n_tup_del > 0";
+
+pub const SAVEPOINT_WRITE: &str = "sluice_write";
+pub const SAVEPOINT_READ: &str = "sluice_read";
+
+/// The agent's read text wrapped to run read-only inside its read-write transaction. The
+/// server reads the whole string before running any of it (a simple query), and an error
+/// stops it, so the savepoint is rolled back only when the read succeeded: a failed read leaves
+/// the transaction aborted, as the agent expects. Returns the text and how many of sluice's
+/// statements come before and after the agent's.
+pub fn wrap_read(sql: &str) -> (String, usize, usize) {
+    (
+        format!(
+            "SAVEPOINT {SAVEPOINT_READ}; SET TRANSACTION READ ONLY;\n{sql}\n;ROLLBACK TO SAVEPOINT {SAVEPOINT_READ}; RELEASE SAVEPOINT {SAVEPOINT_READ}"
+        ),
+        2,
+        2,
+    )
+}
+
+pub fn read_prefix() -> String {
+    format!("SAVEPOINT {SAVEPOINT_READ}; SET TRANSACTION READ ONLY")
+}
+
+pub fn read_suffix() -> String {
+    format!("ROLLBACK TO SAVEPOINT {SAVEPOINT_READ}; RELEASE SAVEPOINT {SAVEPOINT_READ}")
+}
+
+/// What one table's rows did during a statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delta {
+    pub table: String,
+    /// Updated plus deleted.
+    pub changed: u64,
+    pub inserted: u64,
+    pub deleted: u64,
+}
+
+/// The change between two [`STATS`] answers (rows of text: table, changed, inserted, deleted).
+pub fn deltas(before: &[Vec<Option<String>>], after: &[Vec<Option<String>>]) -> Vec<Delta> {
+    let parse = |rows: &[Vec<Option<String>>]| -> Vec<Delta> {
+        rows.iter()
+            .filter_map(|r| {
+                let n = |i: usize| -> u64 {
+                    r.get(i)
+                        .cloned()
+                        .flatten()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0)
+                };
+                Some(Delta {
+                    table: r.first()?.clone()?,
+                    changed: n(1),
+                    inserted: n(2),
+                    deleted: n(3),
+                })
+            })
+            .collect()
+    };
+    let before = parse(before);
+    parse(after)
+        .into_iter()
+        .filter_map(|a| {
+            let b = before.iter().find(|b| b.table == a.table);
+            let sub = |x: u64, f: fn(&Delta) -> u64| x.saturating_sub(b.map_or(0, f));
+            let d = Delta {
+                changed: sub(a.changed, |b| b.changed),
+                inserted: sub(a.inserted, |b| b.inserted),
+                deleted: sub(a.deleted, |b| b.deleted),
+                table: a.table,
+            };
+            (d.changed + d.inserted > 0).then_some(d)
+        })
+        .collect()
+}
+
+/// A table whose size decides: `over` if fewer than `limit` rows are left in it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SizeCheck {
+    pub delta: Delta,
+    /// Rows counted at most (enough to know the bound is kept).
+    pub limit: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Judgement {
+    Within,
+    /// Over the bound: why, for the agent and the log.
+    Over(String),
+    /// Needs the size of these tables (a bounded count each).
+    Count(Vec<SizeCheck>),
+}
+
+fn over_rows(d: &Delta, max: u64) -> String {
+    format!(
+        "the statement changed {} rows of {} (updated or deleted, triggers included), more than the {max} allowed at once",
+        d.changed, d.table
+    )
+}
+
+/// Is the change within the bound? Only updated and deleted rows count: inserts destroy
+/// nothing. One changed row is never "more than half" of a table with more than one row.
+pub fn judge(bounds: &BlastRadius, deltas: &[Delta]) -> Judgement {
+    let mut checks = Vec::new();
+    for d in deltas {
+        if d.changed > bounds.max_rows {
+            return Judgement::Over(over_rows(d, bounds.max_rows));
+        }
+        if d.changed >= 2 {
+            let need = (d.changed as f64 / bounds.max_fraction).ceil() as u64;
+            checks.push(SizeCheck {
+                delta: d.clone(),
+                limit: need + d.inserted,
+            });
+        }
+    }
+    if checks.is_empty() {
+        Judgement::Within
+    } else {
+        Judgement::Count(checks)
+    }
+}
+
+/// One query counting each table's rows now, up to its limit (`ONLY`: the statistics are per
+/// table, partitions included as their own tables).
+pub fn count_query(checks: &[SizeCheck]) -> String {
+    checks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            format!(
+                "SELECT {i}, count(*) FROM (SELECT FROM ONLY {} LIMIT {}) s",
+                c.delta.table, c.limit
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+}
+
+/// The verdict once the tables were counted (rows: index, count).
+pub fn judge_counts(
+    bounds: &BlastRadius,
+    checks: &[SizeCheck],
+    rows: &[Vec<Option<String>>],
+) -> Judgement {
+    for (i, c) in checks.iter().enumerate() {
+        let now: Option<u64> = rows
+            .iter()
+            .find(|r| r.first().cloned().flatten().as_deref() == Some(&i.to_string()))
+            .and_then(|r| r.get(1).cloned().flatten())
+            .and_then(|v| v.parse().ok());
+        let Some(now) = now else {
+            return Judgement::Over(format!("the size of {} could not be read", c.delta.table));
+        };
+        if now >= c.limit {
+            continue;
+        }
+        let before = (now + c.delta.deleted).saturating_sub(c.delta.inserted);
+        if before > 1 && c.delta.changed as f64 > bounds.max_fraction * before as f64 {
+            return Judgement::Over(format!(
+                "the statement changed {} of the {before} rows of {} (updated or deleted, triggers included), more than {}% of the table",
+                c.delta.changed,
+                c.delta.table,
+                (bounds.max_fraction * 100.0).round()
+            ));
+        }
+    }
+    Judgement::Within
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(v: &[&str]) -> Vec<Option<String>> {
+        v.iter().map(|x| Some(x.to_string())).collect()
+    }
+
+    const B: BlastRadius = BlastRadius {
+        max_rows: 1000,
+        max_fraction: 0.5,
+    };
+
+    #[test]
+    fn deltas_subtract_what_the_transaction_had_done_before() {
+        let before = [row(&["customers", "1", "0", "1"])];
+        let after = [
+            row(&["customers", "4", "0", "4"]),
+            row(&["orders", "0", "2", "0"]),
+        ];
+        let d = deltas(&before, &after);
+        assert_eq!(
+            d[0],
+            Delta {
+                table: "customers".into(),
+                changed: 3,
+                inserted: 0,
+                deleted: 3
+            }
+        );
+        assert_eq!(d[1].inserted, 2);
+        assert!(deltas(&after, &after).is_empty());
+    }
+
+    #[test]
+    fn the_bound_is_rows_and_half_of_a_table() {
+        let d = |changed, inserted, deleted| Delta {
+            table: "t".into(),
+            changed,
+            inserted,
+            deleted,
+        };
+        assert!(matches!(judge(&B, &[d(1001, 0, 0)]), Judgement::Over(_)));
+        assert_eq!(judge(&B, &[d(1, 0, 1)]), Judgement::Within);
+        assert_eq!(judge(&B, &[d(0, 500, 0)]), Judgement::Within);
+        let Judgement::Count(checks) = judge(&B, &[d(3, 0, 3)]) else {
+            panic!()
+        };
+        assert_eq!(checks[0].limit, 6);
+        assert_eq!(
+            count_query(&checks),
+            "SELECT 0, count(*) FROM (SELECT FROM ONLY t LIMIT 6) s"
+        );
+        // All 3 rows of a 3-row table deleted: 0 left.
+        assert!(matches!(
+            judge_counts(&B, &checks, &[row(&["0", "0"])]),
+            Judgement::Over(_)
+        ));
+        // 3 of 10 deleted: 7 left (capped at 6 counted): within.
+        assert_eq!(
+            judge_counts(&B, &checks, &[row(&["0", "6"])]),
+            Judgement::Within
+        );
+        // 3 of 5: 2 left.
+        assert!(matches!(
+            judge_counts(&B, &checks, &[row(&["0", "2"])]),
+            Judgement::Over(_)
+        ));
+        // 3 updated of 6: exactly half is not more than half.
+        let Judgement::Count(upd) = judge(&B, &[d(3, 0, 0)]) else {
+            panic!()
+        };
+        assert_eq!(
+            judge_counts(&B, &upd, &[row(&["0", "6"])]),
+            Judgement::Within
+        );
+        assert!(matches!(
+            judge_counts(&B, &upd, &[row(&["0", "5"])]),
+            Judgement::Over(_)
+        ));
+        // A table of 2 rows with both updated is over, one of 2 is fine.
+        let Judgement::Count(two) = judge(&B, &[d(2, 0, 0)]) else {
+            panic!()
+        };
+        assert!(matches!(
+            judge_counts(&B, &two, &[row(&["0", "2"])]),
+            Judgement::Over(_)
+        ));
+        assert!(
+            matches!(judge_counts(&B, &two, &[]), Judgement::Over(_)),
+            "unknown size"
+        );
+    }
+}
+
+// --- The session side: how the frontend runs what it allowed. ---
+
+use bytes::BytesMut;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader},
+    sync::oneshot,
+};
+use tracing::{info, warn};
+
+use super::{
+    codec::{self, Message},
+    frontend::{Frontend, Shape, denial, hold_batch},
+    pipeline::{Answer, Expect, Shared, drained, push},
+    prepared::{Op, Reply},
+    session::SQLSTATE_REFUSED,
+};
+use crate::proto::ProxyError;
+
+/// A write sent upstream whose answer sluice has not decided on yet.
+pub(super) struct InFlight {
+    /// The transaction status it started in: `I` (sluice opened a transaction) or `T` (a
+    /// savepoint inside the agent's block).
+    status: u8,
+    before: Option<oneshot::Receiver<Answer>>,
+    answer: oneshot::Receiver<Answer>,
+    after: Option<oneshot::Receiver<Answer>>,
+    /// The answer is an extended-protocol batch's.
+    extended: bool,
+}
+
+/// The session ended while sluice waited for an answer of its own.
+fn gone(_: oneshot::error::RecvError) -> ProxyError {
+    ProxyError::UpstreamRefused {
+        code: "08006".into(),
+        message: "the database connection ended".into(),
+    }
+}
+
+fn blast_refusal(why: &str) -> Message {
+    codec::error_response(
+        SQLSTATE_REFUSED,
+        "sluice: statement blocked by rule \"blast-radius\"",
+        Some(&format!(
+            "{why}. It was rolled back: nothing it changed was kept."
+        )),
+        Some(
+            "Narrow the statement (a precise WHERE), or ask for the resource's blast_radius to be raised.",
+        ),
+    )
+}
+
+impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
+    /// Sends one of sluice's own queries; its answer never reaches the agent.
+    async fn internal(&mut self, sql: &str) -> Result<oneshot::Receiver<Answer>, ProxyError> {
+        let (tx, rx) = oneshot::channel();
+        push(self.shared, Expect::Internal(tx), Vec::new());
+        let mut buf = BytesMut::new();
+        postgres_protocol::message::frontend::query(sql, &mut buf)
+            .map_err(|e| ProxyError::ClientRefused(e.to_string()))?;
+        self.sent += buf.len() as u64;
+        self.uw.write_all(&buf).await?;
+        Ok(rx)
+    }
+
+    /// Sends sluice's query that ends a held answer (see [`Expect::Release`]).
+    async fn release(&mut self, sql: &str, refusal: Option<Message>) -> Result<(), ProxyError> {
+        push(self.shared, Expect::Release(refusal), Vec::new());
+        let mut buf = BytesMut::new();
+        postgres_protocol::message::frontend::query(sql, &mut buf)
+            .map_err(|e| ProxyError::ClientRefused(e.to_string()))?;
+        self.sent += buf.len() as u64;
+        self.uw.write_all(&buf).await?;
+        self.uw.flush().await?;
+        Ok(())
+    }
+
+    /// Waits for every answer; what the server says about the transaction then.
+    async fn settle(&mut self) -> Result<u8, ProxyError> {
+        self.uw.flush().await?;
+        let status = drained(self.shared).await;
+        if status != b'T' {
+            self.block_rw = false;
+        }
+        Ok(status)
+    }
+
+    fn register(&self, effect: Option<(Reply, Op)>) {
+        if let Some((reply, op)) = effect {
+            Shared::lock(self.shared).prepared.expect(reply, op);
+        }
+    }
+
+    /// An allowed simple query, run as what it is (see the module doc).
+    pub(super) async fn enforce_query(
+        &mut self,
+        msg: Message,
+        sql: &str,
+        shape: Shape,
+        commands: Vec<u64>,
+        effect: Option<(Reply, Op)>,
+    ) -> Result<(), ProxyError> {
+        if shape.writes && shape.controls {
+            let err = denial(
+                "transaction-control",
+                "a write and transaction control (BEGIN, COMMIT, SAVEPOINT, ...) in one query string: sluice runs each write in a transaction or savepoint of its own",
+            );
+            push(self.shared, Expect::ReplaceEmpty(err), commands);
+            return self.write_up(&codec::empty_query()).await;
+        }
+        if shape.writes {
+            let status = self.settle().await?;
+            let flight = self
+                .start_write(
+                    msg.raw.to_vec(),
+                    commands,
+                    effect,
+                    status,
+                    false,
+                    shape.copy_in,
+                )
+                .await?;
+            match flight {
+                Some(f) if shape.copy_in => self.copy_write = Some(f),
+                Some(f) => self.finish_write(f).await?,
+                None => {}
+            }
+            return Ok(());
+        }
+        if shape.controls {
+            self.register(effect);
+            push(self.shared, Expect::Pass, commands);
+            self.write_up(&msg).await?;
+            return self.after_controls(shape).await;
+        }
+        self.register(effect);
+        if self.block_rw && shape.plain_read {
+            let (text, head, tail) = wrap_read(sql);
+            push(self.shared, Expect::Wrapped { head, tail }, commands);
+            let mut buf = BytesMut::new();
+            postgres_protocol::message::frontend::query(&text, &mut buf)
+                .map_err(|e| ProxyError::ClientRefused(e.to_string()))?;
+            self.sent += buf.len() as u64;
+            self.uw.write_all(&buf).await?;
+            return Ok(());
+        }
+        push(self.shared, Expect::Pass, commands);
+        self.write_up(&msg).await
+    }
+
+    /// After transaction control: learn the new status, and open a block the agent began
+    /// (without READ ONLY) read-write: its writes are then measured in savepoints and its
+    /// reads run read-only in savepoints rolled back after them.
+    async fn after_controls(&mut self, shape: Shape) -> Result<(), ProxyError> {
+        let elevation = match shape.lone_begin {
+            Some(false) => Some(self.internal("SET TRANSACTION READ WRITE").await?),
+            _ => None,
+        };
+        let status = self.settle().await?;
+        match elevation {
+            Some(rx) => {
+                let a = rx.await.map_err(gone)?;
+                self.block_rw = status == b'T' && a.error.is_none();
+            }
+            None if status == b'T' => {}
+            None => self.block_rw = false,
+        }
+        Ok(())
+    }
+
+    /// Sends a write: in a transaction of sluice's (idle) or a savepoint (the agent's
+    /// read-write block), its answer held, and (unless its COPY data is still to come) the
+    /// measurement after it. `None`: sent as it is (a read-only or aborted block: the server
+    /// refuses or skips it).
+    async fn start_write(
+        &mut self,
+        payload: Vec<u8>,
+        commands: Vec<u64>,
+        effect: Option<(Reply, Op)>,
+        status: u8,
+        extended: bool,
+        copy_in: bool,
+    ) -> Result<Option<InFlight>, ProxyError> {
+        let measure = self.ctx.resource.postgres.blast_radius.is_some();
+        let before = match status {
+            b'I' => {
+                drop(self.internal("BEGIN READ WRITE").await?);
+                None
+            }
+            b'T' if self.block_rw => {
+                let sql = if measure {
+                    format!("SAVEPOINT {SAVEPOINT_WRITE}; {STATS}")
+                } else {
+                    format!("SAVEPOINT {SAVEPOINT_WRITE}")
+                };
+                Some(self.internal(&sql).await?)
+            }
+            _ => {
+                self.register(effect);
+                push(self.shared, Expect::Pass, commands);
+                self.sent += payload.len() as u64;
+                self.uw.write_all(&payload).await?;
+                return Ok(None);
+            }
+        };
+        self.register(effect);
+        let (tx, answer) = oneshot::channel();
+        push(self.shared, Expect::Held(tx), commands);
+        self.sent += payload.len() as u64;
+        self.uw.write_all(&payload).await?;
+        let mut flight = InFlight {
+            status,
+            before,
+            answer,
+            after: None,
+            extended,
+        };
+        if copy_in {
+            // Measured once its data has arrived (see finish_copy_write).
+            self.uw.flush().await?;
+            return Ok(Some(flight));
+        }
+        if measure {
+            flight.after = Some(self.internal(STATS).await?);
+        }
+        self.uw.flush().await?;
+        Ok(Some(flight))
+    }
+
+    /// The COPY data has all been sent: measure and decide.
+    pub(super) async fn finish_copy_write(&mut self) -> Result<(), ProxyError> {
+        let Some(mut f) = self.copy_write.take() else {
+            return Ok(());
+        };
+        if self.ctx.resource.postgres.blast_radius.is_some() {
+            f.after = Some(self.internal(STATS).await?);
+        }
+        self.uw.flush().await?;
+        self.finish_write(f).await
+    }
+
+    /// Decides on a write that ran: keep it (the agent gets its answer) or roll it back and
+    /// refuse it with the count.
+    async fn finish_write(&mut self, f: InFlight) -> Result<(), ProxyError> {
+        let in_block = f.status == b'T';
+        let before = match f.before {
+            Some(rx) => Some(rx.await.map_err(gone)?),
+            None => None,
+        };
+        let answer = f.answer.await.map_err(gone)?;
+        let after = match f.after {
+            Some(rx) => Some(rx.await.map_err(gone)?),
+            None => None,
+        };
+        if answer.error.is_some() || answer.status == b'E' {
+            // The server refused it: that is the agent's answer. An aborted block stays
+            // aborted (an empty query carries the answer); sluice's own transaction is
+            // rolled back.
+            return self
+                .release(if in_block { "" } else { "ROLLBACK" }, None)
+                .await;
+        }
+        let refusal = match (&self.ctx.resource.postgres.blast_radius, &after) {
+            _ if answer.overflow => Some(format!(
+                "the statement's answer is larger than the {} MiB sluice keeps while measuring a write",
+                super::pipeline::MAX_HELD_ANSWER >> 20
+            )),
+            (None, _) => None,
+            (Some(_), None) => Some("the write could not be measured".to_string()),
+            (Some(bounds), Some(after)) => {
+                let bounds = *bounds;
+                let before_rows = before.as_ref().map_or(&[][..], |b| b.rows.as_slice());
+                if let Some((_, e)) = after
+                    .error
+                    .as_ref()
+                    .or(before.as_ref().and_then(|b| b.error.as_ref()))
+                {
+                    Some(format!("the write could not be measured: {e}"))
+                } else {
+                    let d = deltas(before_rows, &after.rows);
+                    match judge(&bounds, &d) {
+                        Judgement::Within => None,
+                        Judgement::Over(why) => Some(why),
+                        Judgement::Count(checks) => {
+                            let counted = self.internal(&count_query(&checks)).await?;
+                            self.uw.flush().await?;
+                            let counted = counted.await.map_err(gone)?;
+                            match counted.error {
+                                Some((_, e)) => {
+                                    Some(format!("the tables it changed could not be counted: {e}"))
+                                }
+                                None => match judge_counts(&bounds, &checks, &counted.rows) {
+                                    Judgement::Over(why) => Some(why),
+                                    _ => None,
+                                },
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        match refusal {
+            None => {
+                self.release(
+                    if in_block {
+                        "RELEASE SAVEPOINT sluice_write"
+                    } else {
+                        "COMMIT"
+                    },
+                    None,
+                )
+                .await
+            }
+            Some(why) => {
+                warn!(event = "blast_radius", conn_id = self.ctx.id, resource = %self.ctx.resource.name,
+                      reason = %why, "write rolled back and refused");
+                let _ = f.extended;
+                let err = blast_refusal(&why);
+                self.release(
+                    if in_block {
+                        "ROLLBACK TO SAVEPOINT sluice_write; RELEASE SAVEPOINT sluice_write"
+                    } else {
+                        "ROLLBACK"
+                    },
+                    Some(err),
+                )
+                .await
+            }
+        }
+    }
+
+    /// The Sync (or Flush) that ends an extended-protocol batch while enforcing: hold it if a
+    /// statement in it is held, then send it as what it runs.
+    pub(super) async fn end_batch<R: AsyncRead + Unpin>(
+        &mut self,
+        msg: Message,
+        cr: &mut BufReader<R>,
+    ) -> Result<(), ProxyError> {
+        let is_sync = msg.tag == b'S';
+        let shape = std::mem::take(&mut self.batch_shape);
+        let mut payload = std::mem::take(&mut self.pending);
+        if let Some(b) = self.batch.take() {
+            self.uw.flush().await?;
+            match hold_batch(cr, &b, self.ctx, self.services, self.identity).await {
+                Ok(()) => payload.extend_from_slice(&b.bytes),
+                Err(err) => {
+                    payload.clear();
+                    self.skipping = Some(err);
+                }
+            }
+        }
+        if let Some(err) = self.skipping.take() {
+            // A refusal refuses its whole batch: nothing of it is sent.
+            if is_sync {
+                let commands = std::mem::take(&mut self.batch_commands);
+                push(self.shared, Expect::InjectBeforeReady(err), commands);
+                return self.write_up(&msg).await;
+            }
+            self.skipping = Some(err);
+            return Ok(());
+        }
+        if !is_sync {
+            // A Flush: the client wants the answers so far, before its Sync. A write cannot
+            // be answered before it is measured.
+            if shape.writes && self.block_rw {
+                self.skipping = Some(denial(
+                    "flush",
+                    "a write in a read-write transaction is measured before it is answered: end its batch with Sync, not Flush",
+                ));
+                return Ok(());
+            }
+            // Outside a read-write block, the server's read-only default stands guard.
+            self.batch_shape = shape;
+            self.sent += payload.len() as u64;
+            self.uw.write_all(&payload).await?;
+            return self.write_up(&msg).await;
+        }
+        payload.extend_from_slice(&msg.raw);
+        let commands = std::mem::take(&mut self.batch_commands);
+        if shape.writes && shape.controls {
+            let err = denial(
+                "transaction-control",
+                "a write and transaction control (BEGIN, COMMIT, SAVEPOINT, ...) in one batch: sluice runs each write in a transaction or savepoint of its own",
+            );
+            push(self.shared, Expect::InjectBeforeReady(err), commands);
+            return self.write_up(&msg).await;
+        }
+        if shape.writes {
+            let status = self.settle().await?;
+            if let Some(f) = self
+                .start_write(payload.to_vec(), commands, None, status, true, false)
+                .await?
+            {
+                self.finish_write(f).await?;
+            }
+            return Ok(());
+        }
+        if shape.controls {
+            push(self.shared, Expect::Pass, commands);
+            self.sent += payload.len() as u64;
+            self.uw.write_all(&payload).await?;
+            return self.after_controls(shape).await;
+        }
+        if self.block_rw && shape.plain_read && shape.statements > 0 {
+            // Read-only for the batch, in a savepoint rolled back after it (unless it failed:
+            // the block then stays aborted, as the agent expects).
+            drop(self.internal(&read_prefix()).await?);
+            let (tx, rx) = oneshot::channel();
+            push(self.shared, Expect::PassNotify(tx), commands);
+            self.sent += payload.len() as u64;
+            self.uw.write_all(&payload).await?;
+            self.uw.flush().await?;
+            let a = rx.await.map_err(gone)?;
+            if a.status == b'T' && a.error.is_none() {
+                drop(self.internal(&read_suffix()).await?);
+            }
+            return Ok(());
+        }
+        push(self.shared, Expect::Pass, commands);
+        self.sent += payload.len() as u64;
+        self.uw.write_all(&payload).await?;
+        if shape.statements > 0 && self.block_rw && !shape.plain_read {
+            info!(
+                event = "unwrapped_read",
+                conn_id = self.ctx.id,
+                "a read that cannot run in a savepoint ran as it is"
+            );
+        }
+        Ok(())
+    }
+}
