@@ -99,7 +99,21 @@ impl Red {
         for p in params {
             cmd.args(["--param", p]);
         }
-        let out = cmd.arg(script.to_string()).output().expect("sluice-pgwire");
+        let text = script.to_string();
+        let file = (text.len() > 64 * 1024).then(|| {
+            let path = std::env::temp_dir().join(sluice_tests::unique("sluice-pgwire-script-"));
+            std::fs::write(&path, &text).unwrap();
+            path
+        });
+        let out = match &file {
+            Some(path) => cmd.arg(format!("@{}", path.display())),
+            None => cmd.arg(&text),
+        }
+        .output()
+        .expect("sluice-pgwire");
+        if let Some(path) = file {
+            let _ = std::fs::remove_file(path);
+        }
         let text = String::from_utf8_lossy(&out.stdout);
         serde_json::from_str(text.trim()).unwrap_or_else(|e| {
             panic!(
@@ -914,4 +928,107 @@ fn the_bound_is_the_resources_and_can_be_set_off() {
     let a = off.wire(json!([{"Q": "DELETE FROM customers WHERE id > -1"}]));
     assert!(errors(&a).is_empty(), "{a}");
     assert_eq!(off.rows("customers"), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. One agent cannot stall the gateway or the database for others.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_monster_statement_does_not_stall_other_sessions() {
+    let r = red(WRITES_ALLOWED);
+    // ~1 MiB of tiny statements: seconds of parsing.
+    let monster = "SELECT 1;".repeat(116_000);
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<&str>();
+    std::thread::scope(|scope| {
+        let tx = done_tx.clone();
+        let (r, monster) = (&r, &monster);
+        let big = scope.spawn(move || {
+            let a = r.wire(json!([{"Q": monster}]));
+            tx.send("monster").unwrap();
+            a
+        });
+        // Once the monster is being analysed, another session asks for a little.
+        r.gw.log.wait_for(WAIT, |v| is_event(v, "session_start"));
+        std::thread::sleep(Duration::from_millis(200));
+        let small = r.wire(json!([{"Q": "SELECT 1"}, {"Q": "SELECT 2"}]));
+        done_tx.send("small").unwrap();
+        assert_eq!(of(&small, "D").len(), 2, "{small}");
+        let big = big.join().unwrap();
+        assert!(
+            errors(&big).first().is_some_and(|e| e.contains("42501")),
+            "the monster is refused as unparseable: {big}"
+        );
+        assert_eq!(
+            done_rx.recv().unwrap(),
+            "small",
+            "the small query waited for the monster's analysis"
+        );
+    });
+}
+
+#[test]
+fn sessions_per_resource_are_capped_in_postgres_shape() {
+    let r = red_with(WRITES_ALLOWED, "    postgres:\n      max_sessions: 2\n");
+    let conninfo = r.pg.conninfo(PG_SCRAM.0, "x");
+    let mut holder = sluice_tests::client_command(
+        &r.cg.dir,
+        &[
+            bin_path("sluice-probe").to_str().unwrap(),
+            "pg",
+            &conninfo,
+            "hold-many",
+            "2",
+            "SELECT 1",
+        ],
+    )
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut out = std::io::BufReader::new(holder.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "connected", "{line}");
+    let a = r.wire(json!([{"Q": "SELECT 1"}]));
+    assert_eq!(a["ok"], false, "{a}");
+    assert_eq!(of(&a, "E")[0]["code"], "53300", "{a}");
+    // Ground truth: the server saw two sessions of the agent's role, not three.
+    assert_eq!(
+        r.pg.admin_sql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app'"),
+        "2"
+    );
+    use std::io::Write;
+    holder.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert!(holder.wait().unwrap().success());
+    let a = r.wire(json!([{"Q": "SELECT 1"}]));
+    assert_eq!(of(&a, "D").len(), 1, "a slot is free again: {a}");
+}
+
+#[test]
+fn upstream_sessions_get_the_policys_timeouts_and_the_agent_cannot_lift_them() {
+    let r = red_with(
+        &format!("{WRITES_ALLOWED}  - {{ name: naps, guardrails: [sleep], action: allow }}\n"),
+        "    postgres:\n      timeouts: { statement: 1s, lock: 2s, idle_in_transaction: 1s }\n",
+    );
+    let a = r.wire(json!([
+        {"Q": "SHOW statement_timeout"},
+        {"Q": "SHOW lock_timeout"},
+        {"Q": "SHOW idle_in_transaction_session_timeout"},
+        {"Q": "SET statement_timeout = 0"},
+        {"Q": "SELECT set_config('lock_timeout', '0', false)"},
+        {"Q": "RESET idle_in_transaction_session_timeout"},
+        {"Q": "SELECT pg_sleep(3)"},
+    ]));
+    let rows: Vec<Value> = of(&a, "D").iter().map(|d| d["values"][0].clone()).collect();
+    assert_eq!(rows, ["1s", "2s", "1s"], "{a}");
+    let codes: Vec<Value> = of(&a, "E").iter().map(|e| e["code"].clone()).collect();
+    assert_eq!(codes, ["42501", "42501", "42501", "57014"], "{a}");
+    // Idle in a transaction longer than allowed: the server ends the session.
+    let a = r.wire(json!([{"Q": "BEGIN"}, {"sleep": 2500}, {"Q": "SELECT 1"}]));
+    assert_eq!(a["closed"], true, "{a}");
+    assert!(
+        of(&a, "E").iter().any(|e| e["code"] == "25P03"),
+        "idle_in_transaction_session_timeout: {a}"
+    );
 }

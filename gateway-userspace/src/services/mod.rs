@@ -30,6 +30,8 @@ pub struct Services {
     /// PostgreSQL upstreams' function catalogs, for the guardrails (one lookup connection and
     /// cache per upstream, shared by its sessions).
     pub pg_catalogs: crate::proto::postgres::catalog::Catalogs,
+    /// PostgreSQL resources' upstream sessions at once (`postgres.max_sessions`).
+    pub pg_sessions: crate::proto::postgres::settings::SessionCaps,
     /// The SSH server side (the gateway's host key), made on first use.
     ssh: std::sync::Mutex<Option<Arc<russh::server::Config>>>,
 }
@@ -61,6 +63,7 @@ impl Services {
             alerts: alerts::AlertSink::start(),
             ssh: std::sync::Mutex::new(None),
             pg_catalogs: Default::default(),
+            pg_sessions: Default::default(),
         }
     }
 

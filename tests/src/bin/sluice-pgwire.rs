@@ -6,7 +6,7 @@
 //! sluice-pgwire [--cgroup DIR] ADDR USER DATABASE [--encoding ENC] [--param K=V]... SCRIPT
 //! ```
 //!
-//! SCRIPT is a JSON array of steps:
+//! SCRIPT is a JSON array of steps (or `@FILE`, a file holding it):
 //! - `{"Q": "sql"}` simple query; `{"Qhex": "..."}` a query whose bytes are given in hex (for
 //!   texts in another client encoding);
 //! - `{"P": ["name", "sql"]}` Parse; `{"B": ["portal", "statement", ["p1", null, ...]]}` Bind
@@ -14,7 +14,8 @@
 //!   Describe; `{"C": ["S"|"P", "name"]}` Close; `{"H": null}` Flush; `{"S": null}` Sync;
 //!   `{"F": null}` a fast-path call of OID 0; `{"d": "line\n"}` CopyData, `{"c": null}` CopyDone;
 //! - `{"wait": n}` sends what is buffered and reads until `n` more ReadyForQuery arrived;
-//!   `{"settle": null}` until every `Q`/`S` sent so far has its ReadyForQuery.
+//!   `{"settle": null}` until every `Q`/`S` sent so far has its ReadyForQuery;
+//!   `{"sleep": ms}` sends what is buffered and waits.
 //!
 //! At the end everything buffered is sent and the client reads until every `Q`/`S` sent has its
 //! ReadyForQuery, the server closes, or 20 s pass. Output: `{"ok": true, "messages": [...]}`,
@@ -65,7 +66,12 @@ fn main() {
         std::process::exit(2);
     };
     let addr: SocketAddr = addr.parse().expect("ADDR");
-    let script: Vec<Value> = serde_json::from_str(script).expect("SCRIPT is a JSON array");
+    // `@FILE`: the script is in a file (a long statement does not fit in argv).
+    let text = match script.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).expect("reading the script file"),
+        None => script.clone(),
+    };
+    let script: Vec<Value> = serde_json::from_str(&text).expect("SCRIPT is a JSON array");
     let out = run(addr, user, database, &params, &script);
     println!("{out}");
 }
@@ -182,6 +188,10 @@ fn run(
                     c.read_until(c.readies + n);
                 }
                 "settle" => c.read_until(expected),
+                "sleep" => {
+                    c.read_until(c.readies);
+                    std::thread::sleep(Duration::from_millis(v.as_u64().unwrap()));
+                }
                 other => panic!("unknown step {other}"),
             }
             if c.closed {

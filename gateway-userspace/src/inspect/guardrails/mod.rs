@@ -96,6 +96,8 @@ pub enum RuleId {
     AdvisoryLock,
     /// `pg_sleep` and its kin.
     Sleep,
+    /// Changes a session limit the gateway sets (`statement_timeout`, `lock_timeout`, ...).
+    TimeoutSetting,
     /// Changes a setting sluice pins for the session: how the server reads statement text
     /// (`standard_conforming_strings`, `client_encoding`, ...) or the read-only default. Always
     /// refused; no rule can loosen it.
@@ -103,7 +105,7 @@ pub enum RuleId {
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 22] = [
+    pub const ALL: [RuleId; 23] = [
         RuleId::Drop,
         RuleId::Truncate,
         RuleId::DeleteWithoutWhere,
@@ -125,6 +127,7 @@ impl RuleId {
         RuleId::SqlFromText,
         RuleId::AdvisoryLock,
         RuleId::Sleep,
+        RuleId::TimeoutSetting,
         RuleId::PinnedSetting,
     ];
 
@@ -151,6 +154,7 @@ impl RuleId {
             RuleId::SqlFromText => "sql-from-text",
             RuleId::AdvisoryLock => "advisory-lock",
             RuleId::Sleep => "sleep",
+            RuleId::TimeoutSetting => "timeout-setting",
             RuleId::PinnedSetting => "pinned-setting",
         }
     }
@@ -257,6 +261,7 @@ pub const RULE_IDS: &[&str] = &[
     "sql-from-text",
     "advisory-lock",
     "sleep",
+    "timeout-setting",
 ];
 
 /// Statement kinds as policies write them (the order of [`StatementKind::ALL`]).
@@ -543,7 +548,17 @@ pub const MAX_CACHED_LEN: usize = 16 * 1024;
 /// shape would be analysed alike.
 pub struct SqlAnalyzer {
     cache: Option<Mutex<LruCache<String, Arc<Analysis>>>>,
+    /// Long texts are analysed on the blocking pool, this many at once (see
+    /// [`SqlAnalyzer::analyze_bounded`]).
+    long: Arc<tokio::sync::Semaphore>,
 }
+
+/// Texts up to this length are analysed where they are asked for (microseconds); longer ones
+/// on tokio's blocking pool, so that a monster cannot stall the sessions sharing a worker.
+pub const INLINE_LEN: usize = CALLER_STACK_LEN;
+
+/// Long analyses running at once; more wait (within their budget) for a slot.
+pub const MAX_LONG_ANALYSES: usize = 2;
 
 /// Shape keys start with a byte no SQL text holds (PostgreSQL rejects NUL in a query string),
 /// so they never collide with exact texts in the shared cache.
@@ -554,6 +569,49 @@ impl SqlAnalyzer {
     pub fn new(capacity: usize) -> Self {
         SqlAnalyzer {
             cache: NonZeroUsize::new(capacity).map(|c| Mutex::new(LruCache::new(c))),
+            long: Arc::new(tokio::sync::Semaphore::new(MAX_LONG_ANALYSES)),
+        }
+    }
+
+    /// [`SqlAnalyzer::analyze`] without blocking the async runtime: texts longer than
+    /// `max_bytes` are refused unread, long texts are analysed on the blocking pool (at most
+    /// [`MAX_LONG_ANALYSES`] at once), and an analysis that does not finish within `budget`
+    /// (waiting for a slot included) is reported unparseable. It still runs to its end in
+    /// the background, holding its slot, so abandoned analyses cannot pile up.
+    pub async fn analyze_bounded(
+        &self,
+        sql: &str,
+        max_bytes: usize,
+        budget: std::time::Duration,
+    ) -> Arc<Analysis> {
+        if sql.len() > max_bytes {
+            return Arc::new(refused(format!(
+                "statement text of {} bytes is larger than the {max_bytes} bytes analysed",
+                sql.len()
+            )));
+        }
+        if sql.len() <= INLINE_LEN {
+            return self.analyze(sql);
+        }
+        let long = self.long.clone();
+        let text = sql.to_owned();
+        let run = async move {
+            let permit = long.acquire_owned().await.ok()?;
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                analyze(&text)
+            })
+            .await
+            .ok()
+        };
+        match tokio::time::timeout(budget, run).await {
+            Ok(Some(a)) => Arc::new(a),
+            Ok(None) => Arc::new(refused("the analysis could not run".to_owned())),
+            Err(_) => Arc::new(refused(format!(
+                "the analysis of {} bytes took longer than its budget of {}",
+                sql.len(),
+                humantime::format_duration(budget)
+            ))),
         }
     }
 

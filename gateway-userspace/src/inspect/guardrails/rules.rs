@@ -357,6 +357,12 @@ impl Walker<'_> {
                 short(format!("{}: {why}", snippet(s))),
             );
         }
+        if let Some(why) = settings::timeout_statement(s) {
+            self.report(
+                RuleId::TimeoutSetting,
+                short(format!("{}: {why}", snippet(s))),
+            );
+        }
         if drop_like(s) {
             self.report(RuleId::Drop, snippet(s));
         } else if alter_like(s) {
@@ -567,6 +573,12 @@ impl Walker<'_> {
             Some(guc) if let Some(why) = settings::refused_change(&guc, value) => self.report(
                 RuleId::PinnedSetting,
                 short(format!("calls {name}('{guc}', ...): {why}")),
+            ),
+            Some(guc) if settings::is_timeout(&guc) => self.report(
+                RuleId::TimeoutSetting,
+                format!(
+                    "calls {name}('{guc}', ...): changes a limit the gateway sets on the session"
+                ),
             ),
             Some(guc) => self.report(
                 RuleId::SideEffectFunction,

@@ -32,6 +32,51 @@ const LEXING: &[&str] = &[
 /// Settings that turn the read-only default sluice enforces off when set to false.
 const READ_ONLY: &[&str] = &["default_transaction_read_only", "transaction_read_only"];
 
+/// Limits the gateway sets on each upstream session from the policy: an agent changing one can
+/// hold locks or a connection slot longer than the policy allows.
+const TIMEOUTS: &[&str] = &[
+    "statement_timeout",
+    "lock_timeout",
+    "idle_in_transaction_session_timeout",
+    "idle_session_timeout",
+    "transaction_timeout",
+];
+
+/// Whether `name` is a session limit the policy sets ([`RuleId::TimeoutSetting`]).
+pub(super) fn is_timeout(name: &str) -> bool {
+    TIMEOUTS.contains(&name.trim().to_ascii_lowercase().as_str())
+}
+
+/// The timeouts a statement changes (`SET`, `RESET`, `ALTER ROLE ... SET`).
+pub(super) fn timeout_statement(s: &Statement) -> Option<String> {
+    let names: Vec<String> = match s {
+        Statement::Set(Set::SingleAssignment { variable, .. }) => {
+            last(variable).into_iter().collect()
+        }
+        Statement::Set(Set::MultipleAssignments { assignments }) => {
+            assignments.iter().filter_map(|a| last(&a.name)).collect()
+        }
+        Statement::Set(Set::ParenthesizedAssignments { variables, .. }) => {
+            variables.iter().filter_map(last).collect()
+        }
+        Statement::Reset(r) => match &r.reset {
+            Reset::ConfigurationParameter(n) => last(n).into_iter().collect(),
+            _ => Vec::new(),
+        },
+        Statement::AlterRole {
+            operation: AlterRoleOperation::Set { config_name, .. },
+            ..
+        } => last(config_name).into_iter().collect(),
+        _ => Vec::new(),
+    };
+    names.into_iter().find(|n| is_timeout(n)).map(|n| {
+        format!(
+            "changes `{}`, a limit the gateway sets on the session",
+            n.to_ascii_lowercase()
+        )
+    })
+}
+
 /// Why changing setting `name` to `value` (`None`: to its default or an unknown value) is
 /// refused, if it is. GUC names are case-insensitive, also when quoted.
 pub(super) fn refused_change(name: &str, value: Option<&Expr>) -> Option<String> {

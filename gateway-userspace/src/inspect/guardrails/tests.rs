@@ -283,9 +283,9 @@ fn set_role() {
         ),
         (
             "SELECT set_config('statement_timeout', '5s', true)",
-            &[R::SideEffectFunction],
+            &[R::TimeoutSetting],
         ),
-        ("SET statement_timeout = '5s'", &[]),
+        ("SET statement_timeout = '5s'", &[R::TimeoutSetting]),
         ("SET search_path TO public", &[]),
         ("RESET ROLE", &[]),
         ("SHOW role", &[]),

@@ -426,7 +426,7 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
         let sql = codec::query_text(msg.body()).map_err(ProxyError::ClientProtocol)?;
         let started = Instant::now();
         let env = self.env;
-        let analysis = env.with_catalog(self.services.analyzer.analyze(sql)).await;
+        let analysis = env.with_catalog(env.analyze(sql).await).await;
         let decided = env.decide_query(sql, &analysis).await;
         command::report(
             self.ctx,
@@ -495,7 +495,7 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
         let (name, sql) = codec::parse_message(msg.body()).map_err(ProxyError::ClientProtocol)?;
         let started = Instant::now();
         let env = self.env;
-        let analysis = env.with_catalog(self.services.analyzer.analyze(sql)).await;
+        let analysis = env.with_catalog(env.analyze(sql).await).await;
         let decision = if !analysis.prepared.is_empty() {
             refusal(
                 PREPARED_RULE,
@@ -704,6 +704,16 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
 }
 
 impl<'a> Env<'a> {
+    /// The analysis of a statement text, bounded in size and time (never on the runtime's
+    /// own threads when long).
+    pub async fn analyze(&self, sql: &str) -> Arc<Analysis> {
+        let pg = &self.ctx.resource.postgres;
+        self.services
+            .analyzer
+            .analyze_bounded(sql, pg.max_statement_bytes, pg.analysis_budget)
+            .await
+    }
+
     /// The catalog this session's upstream answers for.
     fn catalog(&self) -> Arc<Catalog> {
         let upstream = self
@@ -793,7 +803,7 @@ impl<'a> Env<'a> {
             PreparedUse::Prepare {
                 name, sql: inner, ..
             } => {
-                let inner_analysis = self.services.analyzer.analyze(inner);
+                let inner_analysis = self.analyze(inner).await;
                 let inner_analysis = self.with_catalog(inner_analysis).await;
                 let d = self.policy_decide(&inner_analysis);
                 let held = match d.action {

@@ -306,7 +306,11 @@ async fn preview(
     input: &PreviewInput<'_>,
     settings: PreviewSettings,
 ) -> Preview {
-    let analysis = services.analyzer.analyze(input.sql());
+    let pg = &ctx.resource.postgres;
+    let analysis = services
+        .analyzer
+        .analyze_bounded(input.sql(), pg.max_statement_bytes, pg.analysis_budget)
+        .await;
     let previewable = analysis.statements.len() == 1
         && matches!(
             analysis.statements[0],

@@ -189,6 +189,19 @@ async fn established(
     audit: &SessionAudit,
 ) -> Result<Transfer, ProxyError> {
     let resource = ctx.resource.clone();
+    // Bounded per resource before a connection is opened; refused as PostgreSQL refuses.
+    let Some(_slot) = services
+        .pg_sessions
+        .try_acquire(&resource.name, resource.postgres.max_sessions)
+    else {
+        let msg = format!(
+            "sluice: resource `{}` has its {} sessions already (postgres.max_sessions)",
+            resource.name, resource.postgres.max_sessions
+        );
+        warn!(event = "session_cap", conn_id = ctx.id, resource = %resource.name, "session refused");
+        refuse(&mut client, "53300", &msg).await;
+        return Err(ProxyError::ClientRefused(msg));
+    };
     let (mut upstream, upstream_addr) = match connect(ctx).await {
         Ok(u) => u,
         Err(e) => {

@@ -229,3 +229,30 @@ impl RawPg {
         s
     }
 }
+
+/// The `max_sessions` cap of each resource: one agent must not fill the database's
+/// connection slots. A session holds its slot until it ends.
+#[derive(Default)]
+pub struct SessionCaps {
+    by_resource: std::sync::Mutex<
+        std::collections::HashMap<(String, usize), std::sync::Arc<tokio::sync::Semaphore>>,
+    >,
+}
+
+impl SessionCaps {
+    /// A slot for a new session of `resource`, or `None` when it has `max` already.
+    pub fn try_acquire(
+        &self,
+        resource: &str,
+        max: usize,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let sem = self
+            .by_resource
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((resource.to_string(), max))
+            .or_insert_with(|| std::sync::Arc::new(tokio::sync::Semaphore::new(max)))
+            .clone();
+        sem.try_acquire_owned().ok()
+    }
+}
