@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sluice_tests::{
     Gateway, PG_SCRAM, PgServer, Policy, TestCgroup, TestNet, bin_path, inject, is_event,
-    pg_resource, psql_in, require_root,
+    pg_resource, require_root,
 };
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -125,14 +125,6 @@ impl Red {
 
     fn wire(&self, script: Value) -> Value {
         self.wire_with(&[], script)
-    }
-
-    fn psql(&self, sql: &[&str]) -> sluice_tests::ClientRun {
-        psql_in(
-            &self.cg.dir,
-            &self.pg.conninfo(PG_SCRAM.0, "not-the-password"),
-            sql,
-        )
     }
 
     /// Ground truth: rows in `table`, counted by the superuser on the server's own socket.
@@ -626,20 +618,16 @@ fn a_read_that_calls_a_volatile_function_is_a_write_in_every_position() {
 fn another_session_cannot_be_terminated_or_cancelled() {
     let r = red(WRITES_ALLOWED);
     std::thread::scope(|scope| {
-        // The victim: a query of the owner's that must finish.
+        // The victim: another session of the agent's own role (which may signal it), not
+        // through sluice, whose query must finish.
         let victim = scope.spawn(|| {
-            r.pg.admin_cmd(
-                "psql",
-                &[
-                    "-X",
-                    "-d",
-                    "postgres",
-                    "-c",
-                    "SET application_name = 'victim'; SELECT pg_sleep(6)",
-                ],
-            )
-            .status
-            .success()
+            std::process::Command::new("psql")
+                .args(["-X", "-d", &r.pg.conninfo(PG_SCRAM.0, PG_SCRAM.1)])
+                .args(["-c", "SET application_name = 'victim'; SELECT pg_sleep(6)"])
+                .output()
+                .unwrap()
+                .status
+                .success()
         });
         let deadline = std::time::Instant::now() + WAIT;
         let running = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'victim'";

@@ -28,6 +28,7 @@
 mod fallback;
 mod fold;
 pub mod functions;
+mod kinds;
 mod rules;
 mod settings;
 mod shape;

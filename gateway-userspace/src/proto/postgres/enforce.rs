@@ -11,11 +11,23 @@
 //! agent's read-write block runs between `SAVEPOINT ...; SET TRANSACTION READ ONLY` and
 //! `ROLLBACK TO SAVEPOINT ...`.
 
-use super::settings::BlastRadius;
+use bytes::BytesMut;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader},
+    sync::oneshot,
+};
+use tracing::{info, warn};
 
-/// Rows changed by this transaction so far, per table.
-pub const STATS: &str = "SELECT relid::regclass::text, n_tup_upd + n_tup_del, n_tup_ins, n_tup_del \
-     FROM pg_catalog.pg_stat_xact_user_tables WHERE n_tup_ins + n_tup_upd + n_tup_del > 0";
+use super::{
+    blast::{Judgement, STATS, count_query, deltas, judge, judge_counts},
+    codec::{self, Message},
+    decide::Shape,
+    frontend::{Frontend, denial, hold_batch},
+    pipeline::{Answer, Expect, Shared, drained, push},
+    prepared::{Op, Reply},
+    session::SQLSTATE_REFUSED,
+};
+use crate::proto::ProxyError;
 
 pub const SAVEPOINT_WRITE: &str = "sluice_write";
 pub const SAVEPOINT_READ: &str = "sluice_read";
@@ -42,261 +54,6 @@ pub fn read_prefix() -> String {
 pub fn read_suffix() -> String {
     format!("ROLLBACK TO SAVEPOINT {SAVEPOINT_READ}; RELEASE SAVEPOINT {SAVEPOINT_READ}")
 }
-
-/// What one table's rows did during a statement.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Delta {
-    pub table: String,
-    /// Updated plus deleted.
-    pub changed: u64,
-    pub inserted: u64,
-    pub deleted: u64,
-}
-
-/// The change between two [`STATS`] answers (rows of text: table, changed, inserted, deleted).
-pub fn deltas(before: &[Vec<Option<String>>], after: &[Vec<Option<String>>]) -> Vec<Delta> {
-    let parse = |rows: &[Vec<Option<String>>]| -> Vec<Delta> {
-        rows.iter()
-            .filter_map(|r| {
-                let n = |i: usize| -> u64 {
-                    r.get(i)
-                        .cloned()
-                        .flatten()
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0)
-                };
-                Some(Delta {
-                    table: r.first()?.clone()?,
-                    changed: n(1),
-                    inserted: n(2),
-                    deleted: n(3),
-                })
-            })
-            .collect()
-    };
-    let before = parse(before);
-    parse(after)
-        .into_iter()
-        .filter_map(|a| {
-            let b = before.iter().find(|b| b.table == a.table);
-            let sub = |x: u64, f: fn(&Delta) -> u64| x.saturating_sub(b.map_or(0, f));
-            let d = Delta {
-                changed: sub(a.changed, |b| b.changed),
-                inserted: sub(a.inserted, |b| b.inserted),
-                deleted: sub(a.deleted, |b| b.deleted),
-                table: a.table,
-            };
-            (d.changed + d.inserted > 0).then_some(d)
-        })
-        .collect()
-}
-
-/// A table whose size decides: `over` if fewer than `limit` rows are left in it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SizeCheck {
-    pub delta: Delta,
-    /// Rows counted at most (enough to know the bound is kept).
-    pub limit: u64,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum Judgement {
-    Within,
-    /// Over the bound: why, for the agent and the log.
-    Over(String),
-    /// Needs the size of these tables (a bounded count each).
-    Count(Vec<SizeCheck>),
-}
-
-fn over_rows(d: &Delta, max: u64) -> String {
-    format!(
-        "the statement changed {} rows of {} (updated or deleted, triggers included), more than the {max} allowed at once",
-        d.changed, d.table
-    )
-}
-
-/// Is the change within the bound? Only updated and deleted rows count: inserts destroy
-/// nothing. One changed row is never "more than half" of a table with more than one row.
-pub fn judge(bounds: &BlastRadius, deltas: &[Delta]) -> Judgement {
-    let mut checks = Vec::new();
-    for d in deltas {
-        if d.changed > bounds.max_rows {
-            return Judgement::Over(over_rows(d, bounds.max_rows));
-        }
-        if d.changed >= 2 {
-            let need = (d.changed as f64 / bounds.max_fraction).ceil() as u64;
-            checks.push(SizeCheck {
-                delta: d.clone(),
-                limit: need + d.inserted,
-            });
-        }
-    }
-    if checks.is_empty() {
-        Judgement::Within
-    } else {
-        Judgement::Count(checks)
-    }
-}
-
-/// One query counting each table's rows now, up to its limit (`ONLY`: the statistics are per
-/// table, partitions included as their own tables).
-pub fn count_query(checks: &[SizeCheck]) -> String {
-    checks
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            format!(
-                "SELECT {i}, count(*) FROM (SELECT FROM ONLY {} LIMIT {}) s",
-                c.delta.table, c.limit
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" UNION ALL ")
-}
-
-/// The verdict once the tables were counted (rows: index, count).
-pub fn judge_counts(
-    bounds: &BlastRadius,
-    checks: &[SizeCheck],
-    rows: &[Vec<Option<String>>],
-) -> Judgement {
-    for (i, c) in checks.iter().enumerate() {
-        let now: Option<u64> = rows
-            .iter()
-            .find(|r| r.first().cloned().flatten().as_deref() == Some(&i.to_string()))
-            .and_then(|r| r.get(1).cloned().flatten())
-            .and_then(|v| v.parse().ok());
-        let Some(now) = now else {
-            return Judgement::Over(format!("the size of {} could not be read", c.delta.table));
-        };
-        if now >= c.limit {
-            continue;
-        }
-        let before = (now + c.delta.deleted).saturating_sub(c.delta.inserted);
-        if before > 1 && c.delta.changed as f64 > bounds.max_fraction * before as f64 {
-            return Judgement::Over(format!(
-                "the statement changed {} of the {before} rows of {} (updated or deleted, triggers included), more than {}% of the table",
-                c.delta.changed,
-                c.delta.table,
-                (bounds.max_fraction * 100.0).round()
-            ));
-        }
-    }
-    Judgement::Within
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(v: &[&str]) -> Vec<Option<String>> {
-        v.iter().map(|x| Some(x.to_string())).collect()
-    }
-
-    const B: BlastRadius = BlastRadius {
-        max_rows: 1000,
-        max_fraction: 0.5,
-    };
-
-    #[test]
-    fn deltas_subtract_what_the_transaction_had_done_before() {
-        let before = [row(&["customers", "1", "0", "1"])];
-        let after = [
-            row(&["customers", "4", "0", "4"]),
-            row(&["orders", "0", "2", "0"]),
-        ];
-        let d = deltas(&before, &after);
-        assert_eq!(
-            d[0],
-            Delta {
-                table: "customers".into(),
-                changed: 3,
-                inserted: 0,
-                deleted: 3
-            }
-        );
-        assert_eq!(d[1].inserted, 2);
-        assert!(deltas(&after, &after).is_empty());
-    }
-
-    #[test]
-    fn the_bound_is_rows_and_half_of_a_table() {
-        let d = |changed, inserted, deleted| Delta {
-            table: "t".into(),
-            changed,
-            inserted,
-            deleted,
-        };
-        assert!(matches!(judge(&B, &[d(1001, 0, 0)]), Judgement::Over(_)));
-        assert_eq!(judge(&B, &[d(1, 0, 1)]), Judgement::Within);
-        assert_eq!(judge(&B, &[d(0, 500, 0)]), Judgement::Within);
-        let Judgement::Count(checks) = judge(&B, &[d(3, 0, 3)]) else {
-            panic!()
-        };
-        assert_eq!(checks[0].limit, 6);
-        assert_eq!(
-            count_query(&checks),
-            "SELECT 0, count(*) FROM (SELECT FROM ONLY t LIMIT 6) s"
-        );
-        // All 3 rows of a 3-row table deleted: 0 left.
-        assert!(matches!(
-            judge_counts(&B, &checks, &[row(&["0", "0"])]),
-            Judgement::Over(_)
-        ));
-        // 3 of 10 deleted: 7 left (capped at 6 counted): within.
-        assert_eq!(
-            judge_counts(&B, &checks, &[row(&["0", "6"])]),
-            Judgement::Within
-        );
-        // 3 of 5: 2 left.
-        assert!(matches!(
-            judge_counts(&B, &checks, &[row(&["0", "2"])]),
-            Judgement::Over(_)
-        ));
-        // 3 updated of 6: exactly half is not more than half.
-        let Judgement::Count(upd) = judge(&B, &[d(3, 0, 0)]) else {
-            panic!()
-        };
-        assert_eq!(
-            judge_counts(&B, &upd, &[row(&["0", "6"])]),
-            Judgement::Within
-        );
-        assert!(matches!(
-            judge_counts(&B, &upd, &[row(&["0", "5"])]),
-            Judgement::Over(_)
-        ));
-        // A table of 2 rows with both updated is over, one of 2 is fine.
-        let Judgement::Count(two) = judge(&B, &[d(2, 0, 0)]) else {
-            panic!()
-        };
-        assert!(matches!(
-            judge_counts(&B, &two, &[row(&["0", "2"])]),
-            Judgement::Over(_)
-        ));
-        assert!(
-            matches!(judge_counts(&B, &two, &[]), Judgement::Over(_)),
-            "unknown size"
-        );
-    }
-}
-
-// --- The session side: how the frontend runs what it allowed. ---
-
-use bytes::BytesMut;
-use tokio::{
-    io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader},
-    sync::oneshot,
-};
-use tracing::{info, warn};
-
-use super::{
-    codec::{self, Message},
-    frontend::{Frontend, Shape, denial, hold_batch},
-    pipeline::{Answer, Expect, Shared, drained, push},
-    prepared::{Op, Reply},
-    session::SQLSTATE_REFUSED,
-};
-use crate::proto::ProxyError;
 
 /// A write sent upstream whose answer sluice has not decided on yet.
 pub(super) struct InFlight {

@@ -3,7 +3,8 @@
 //! - [`codec`]: bounded framing, message helpers.
 //! - [`auth`]: upstream login (held credential or relayed).
 //! - [`session`]: startup, login, the relay, response masking, cancel forwarding.
-//! - `frontend`: the agent's messages, decided (parse → decide → forward, hold or refuse).
+//! - `frontend`: the agent's messages, decided (parse → decide → forward, hold or refuse);
+//!   `decide`: the decision for a statement; `enforce`: running it read-only or measured.
 //! - `pipeline`: what the two directions share; [`prepared`]: prepared statements as the
 //!   server confirmed them.
 //! - [`capture`]: what the agent saw, folded into result sets for the audit log.
@@ -11,9 +12,11 @@
 //! - [`pinned`]: settings pinned upstream (how the server reads SQL text), and their checks.
 
 pub mod auth;
+mod blast;
 pub mod capture;
 pub mod catalog;
 pub mod codec;
+mod decide;
 mod enforce;
 mod frontend;
 pub mod hold;
