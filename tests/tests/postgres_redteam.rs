@@ -782,6 +782,20 @@ fn writes_still_work_and_transactions_keep_their_meaning() {
     assert!(errors(&a).is_empty(), "{a}");
     assert_eq!(of(&a, "C")[0]["tag"], "COPY 2", "{a}");
     assert_eq!(r.pg.admin_sql("SELECT count(*) FROM accounts"), "13");
+    // A COPY the server refuses before any data: the agent gets the error, then goes on
+    // (sent at once, and waited for).
+    for script in [
+        json!([{"Q": "COPY nosuch FROM STDIN"}, {"Q": "SELECT 1"}]),
+        json!([{"Q": "COPY nosuch FROM STDIN"}, {"wait": 1}, {"Q": "SELECT 1"}]),
+    ] {
+        let a = r.wire(script.clone());
+        assert_eq!(of(&a, "E")[0]["code"], "42P01", "{script}: {a}");
+        assert_eq!(of(&a, "D").len(), 1, "{script}: {a}");
+        assert!(
+            of(&a, "Z").iter().all(|z| z["status"] == "I"),
+            "{script}: {a}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

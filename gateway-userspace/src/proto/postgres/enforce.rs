@@ -65,6 +65,30 @@ pub(super) struct InFlight {
     after: Option<oneshot::Receiver<Answer>>,
     /// The answer is an extended-protocol batch's.
     extended: bool,
+    /// The answer, when it came while sluice was waiting for the agent's COPY data.
+    answered: Option<Answer>,
+}
+
+impl InFlight {
+    /// Waits for the agent's next bytes or the write's answer, whichever comes first; true if
+    /// the answer came first (a COPY the server refused before any data).
+    pub(super) async fn answered_before<R: AsyncRead + Unpin>(
+        &mut self,
+        agent: &mut BufReader<R>,
+    ) -> bool {
+        if self.answered.is_some() {
+            return true;
+        }
+        tokio::select! {
+            biased;
+            // fill_buf only looks: cancelling it loses nothing.
+            _ = tokio::io::AsyncBufReadExt::fill_buf(agent) => false,
+            a = &mut self.answer => {
+                self.answered = Some(a.unwrap_or_default());
+                true
+            }
+        }
+    }
 }
 
 /// The session ended while sluice waited for an answer of its own.
@@ -252,6 +276,7 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
             answer,
             after: None,
             extended,
+            answered: None,
         };
         if copy_in {
             // Measured once its data has arrived (see finish_copy_write).
@@ -270,7 +295,7 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
         let Some(mut f) = self.copy_write.take() else {
             return Ok(());
         };
-        if self.ctx.resource.postgres.blast_radius.is_some() {
+        if self.ctx.resource.postgres.blast_radius.is_some() && f.answered.is_none() {
             f.after = Some(self.internal(STATS).await?);
         }
         self.uw.flush().await?;
@@ -285,7 +310,10 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
             Some(rx) => Some(rx.await.map_err(gone)?),
             None => None,
         };
-        let answer = f.answer.await.map_err(gone)?;
+        let answer = match f.answered {
+            Some(a) => a,
+            None => f.answer.await.map_err(gone)?,
+        };
         let after = match f.after {
             Some(rx) => Some(rx.await.map_err(gone)?),
             None => None,

@@ -130,6 +130,14 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
         mut cr: BufReader<R>,
     ) -> Result<(), ProxyError> {
         loop {
+            // A COPY FROM STDIN the server refused before its data (no table, no privilege)
+            // is answered at once: the agent sends no data then, and waits for that answer.
+            if let Some(f) = &mut self.copy_write
+                && f.answered_before(&mut cr).await
+            {
+                self.finish_copy_write().await?;
+                continue;
+            }
             let msg = match codec::read_message(&mut cr, self.max, "client").await {
                 Ok(Some(m)) => m,
                 Ok(None) => break,
