@@ -137,6 +137,16 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
         Ok(())
     }
 
+    /// Has the backend deliver the kept answer as it is, without a message from the database.
+    fn deliver_now(&self) {
+        let release = {
+            let mut s = Shared::lock(self.shared);
+            s.release_now = true;
+            s.release.clone()
+        };
+        release.notify_one();
+    }
+
     /// Waits for every answer; what the server says about the transaction then.
     async fn settle(&mut self) -> Result<u8, ProxyError> {
         self.uw.flush().await?;
@@ -320,11 +330,12 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
         };
         if answer.error.is_some() || answer.status == b'E' {
             // The server refused it: that is the agent's answer. An aborted block stays
-            // aborted (an empty query carries the answer); sluice's own transaction is
-            // rolled back.
-            return self
-                .release(if in_block { "" } else { "ROLLBACK" }, None)
-                .await;
+            // aborted; sluice's own transaction is rolled back first.
+            if in_block {
+                self.deliver_now();
+                return Ok(());
+            }
+            return self.release("ROLLBACK", None).await;
         }
         let refusal = match (&self.ctx.resource.postgres.blast_radius, &after) {
             _ if answer.overflow => Some(format!(
@@ -366,17 +377,15 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
             }
         };
         match refusal {
-            None => {
-                self.release(
-                    if in_block {
-                        "RELEASE SAVEPOINT sluice_write"
-                    } else {
-                        "COMMIT"
-                    },
-                    None,
-                )
-                .await
+            // Inside the agent's block the answer goes now and the savepoint is released
+            // behind it (a RELEASE of a savepoint that exists cannot fail); outside, the
+            // COMMIT (which can: deferred constraints) comes first.
+            None if in_block => {
+                self.deliver_now();
+                drop(self.internal("RELEASE SAVEPOINT sluice_write").await?);
+                Ok(())
             }
+            None => self.release("COMMIT", None).await,
             Some(why) => {
                 warn!(event = "blast_radius", conn_id = self.ctx.id, resource = %self.ctx.resource.name,
                       reason = %why, "write rolled back and refused");

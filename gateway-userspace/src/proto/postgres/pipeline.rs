@@ -77,6 +77,10 @@ pub(super) struct Shared {
     pub status: u8,
     /// Woken at each ReadyForQuery (the frontend waits for the queue to drain).
     pub ready: std::sync::Arc<Notify>,
+    /// Set (and `release` woken) by the frontend: deliver the kept answer now, as it is,
+    /// without waiting for a message from the database.
+    pub release_now: bool,
+    pub release: std::sync::Arc<Notify>,
 }
 
 impl Shared {
@@ -153,8 +157,10 @@ pub(super) fn ready(shared: &Mutex<Shared>) {
 #[derive(Default)]
 pub(super) struct Routing {
     answer: Answer,
-    /// The kept answer of a [`Expect::Held`] statement, and the audit commands it answers.
+    /// The kept answer of a [`Expect::Held`] statement (its ReadyForQuery apart), and the
+    /// audit commands it answers.
     held: Vec<Message>,
+    held_ready: Option<Message>,
     held_bytes: usize,
     held_commands: Vec<u64>,
     /// [`Expect::Wrapped`]: CommandCompletes seen, and the last ones held back.
@@ -166,6 +172,10 @@ pub(super) struct Routing {
 /// Backend: what to relay for one message from the database: nothing (sluice's own answers,
 /// kept answers), the message, or several (a released answer).
 pub(super) fn route(shared: &Mutex<Shared>, r: &mut Routing, msg: Message) -> Vec<Message> {
+    // A notification may come at any time: it is the agent's, whoever's answer is pending.
+    if msg.tag == b'A' {
+        return vec![msg];
+    }
     let mut s = Shared::lock(shared);
     let Some(front) = s.expect.front_mut() else {
         return vec![msg];
@@ -216,6 +226,7 @@ pub(super) fn route(shared: &Mutex<Shared>, r: &mut Routing, msg: Message) -> Ve
             }) = s.expect.pop_front()
             {
                 r.held_commands = commands;
+                r.held_ready = Some(msg);
                 let _ = tx.send(std::mem::take(&mut r.answer));
             }
             Vec::new()
@@ -236,6 +247,7 @@ pub(super) fn route(shared: &Mutex<Shared>, r: &mut Routing, msg: Message) -> Ve
             front.commands = std::mem::take(&mut r.held_commands);
             let held = std::mem::take(&mut r.held);
             r.held_bytes = 0;
+            r.held_ready = None;
             let mut out = match (refusal, own_error) {
                 // The batch's acknowledgements stay (ParseComplete, BindComplete, ...): only
                 // the execution's outcome is replaced by the refusal.
@@ -295,6 +307,26 @@ pub(super) fn route(shared: &Mutex<Shared>, r: &mut Routing, msg: Message) -> Ve
             }
         }
     }
+}
+
+/// Backend: the kept answer, to deliver now as it is (the frontend asked, see
+/// [`Shared::release_now`]), with its own ReadyForQuery; `None` if there is nothing to deliver.
+/// An entry at the front of the queue files its result under the commands it answers.
+pub(super) fn release_now(shared: &Mutex<Shared>, r: &mut Routing) -> Option<Vec<Message>> {
+    let mut s = Shared::lock(shared);
+    if !std::mem::take(&mut s.release_now) {
+        return None;
+    }
+    let ready = r.held_ready.take()?;
+    s.expect.push_front(Pending {
+        expect: Expect::Pass,
+        commands: std::mem::take(&mut r.held_commands),
+        sent: Instant::now(),
+    });
+    r.held_bytes = 0;
+    let mut out = std::mem::take(&mut r.held);
+    out.push(ready);
+    Some(out)
 }
 
 /// Folds a message into an answer summary (`rows`: keep DataRows as text).

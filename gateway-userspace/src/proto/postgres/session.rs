@@ -552,36 +552,56 @@ where
     let mut copy_out = false;
     let mut routing = pipeline::Routing::default();
     let read_only = ctx.resource.postgres.read_only == super::settings::ReadOnly::Transaction;
+    let release = Shared::lock(shared).release.clone();
     loop {
-        let msg = match codec::read_message(&mut ur, max, "upstream").await {
-            Ok(Some(m)) => m,
-            Ok(None) => break,
-            Err(e) => {
-                warn!(event = "protocol_error", conn_id = ctx.id, side = "upstream", error = %e, "closing");
-                let text = format!("sluice: the database sent a message sluice cannot relay: {e}");
-                let _ = cw
-                    .write_all(&codec::error_response(SQLSTATE_PROTOCOL, &text, None, None).raw)
-                    .await;
-                let _ = cw.flush().await;
-                return Err(ProxyError::UpstreamProtocol(e));
+        // sluice may deliver a kept answer it has measured without waiting for the database
+        // (pipeline::release_now); otherwise the next message from it.
+        let released = tokio::select! {
+            biased;
+            _ = release.notified() => pipeline::release_now(shared, &mut routing),
+            r = tokio::io::AsyncBufReadExt::fill_buf(&mut ur) => {
+                r.map_err(|e| ProxyError::UpstreamProtocol(e.into()))?;
+                None
             }
         };
-        // What the server confirmed (prepared statements); an answer sluice did not ask for
-        // means it no longer knows what a statement name runs: fail closed.
-        if let Err(e) = pipeline::observe(shared, &msg) {
-            warn!(event = "protocol_desync", conn_id = ctx.id, error = %e, "closing");
-            let text = format!("sluice: {e}; the session is closed");
-            let _ = cw
-                .write_all(&codec::error_response(SQLSTATE_PROTOCOL, &text, None, None).raw)
-                .await;
-            let _ = cw.flush().await;
-            return Err(ProxyError::UpstreamProtocol(CodecError::Malformed(
-                "an unexpected confirmation",
-            )));
-        }
-        let ready = msg.tag == b'Z';
-        // sluice's own queries and kept answers are not relayed as they come (pipeline.rs).
-        for msg in pipeline::route(shared, &mut routing, msg) {
+        let (msgs, ready) = match released {
+            Some(msgs) => (msgs, true),
+            None => {
+                let msg = match codec::read_message(&mut ur, max, "upstream").await {
+                    Ok(Some(m)) => m,
+                    Ok(None) => break,
+                    Err(e) => {
+                        warn!(event = "protocol_error", conn_id = ctx.id, side = "upstream", error = %e, "closing");
+                        let text =
+                            format!("sluice: the database sent a message sluice cannot relay: {e}");
+                        let _ = cw
+                            .write_all(
+                                &codec::error_response(SQLSTATE_PROTOCOL, &text, None, None).raw,
+                            )
+                            .await;
+                        let _ = cw.flush().await;
+                        return Err(ProxyError::UpstreamProtocol(e));
+                    }
+                };
+                // What the server confirmed (prepared statements); an answer sluice did not ask for
+                // means it no longer knows what a statement name runs: fail closed.
+                if let Err(e) = pipeline::observe(shared, &msg) {
+                    warn!(event = "protocol_desync", conn_id = ctx.id, error = %e, "closing");
+                    let text = format!("sluice: {e}; the session is closed");
+                    let _ = cw
+                        .write_all(&codec::error_response(SQLSTATE_PROTOCOL, &text, None, None).raw)
+                        .await;
+                    let _ = cw.flush().await;
+                    return Err(ProxyError::UpstreamProtocol(CodecError::Malformed(
+                        "an unexpected confirmation",
+                    )));
+                }
+                let ready = msg.tag == b'Z';
+                // sluice's own queries and kept answers are not relayed as they come (pipeline.rs).
+                (pipeline::route(shared, &mut routing, msg), ready)
+            }
+        };
+        for msg in msgs {
             let out: Message = match msg.tag {
                 b'T' => {
                     // A new result set: the policy's masking settings in force now apply to it.
