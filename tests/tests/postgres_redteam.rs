@@ -280,18 +280,26 @@ fn a_pinned_setting_changed_where_sluice_cannot_see_ends_the_session() {
     );
     let a = r.wire(json!([{"Q": "SELECT 1"}, {"wait": 1}, {"Q": "SELECT 2"}, {"wait": 1}]));
     assert_eq!(of(&a, "D").len(), 2, "{a}");
-    let a = r.wire(json!([
-        {"Q": "SELECT length(tweak()::text)"}, {"wait": 1},
-        {"Q": SCS_PAYLOAD},
-    ]));
-    assert_eq!(a["closed"], true, "{a}");
-    assert!(
-        errors(&a)
-            .iter()
-            .any(|e| e.contains("standard_conforming_strings")),
-        "{a}"
-    );
-    r.assert_customers_intact("set_config inside a function");
+    // Waiting for the answer, and pipelined (the payload sent before the server reported the
+    // change: sluice holds it back until the answer of a statement that runs user code is in).
+    for script in [
+        json!([{"Q": "SELECT length(tweak()::text)"}, {"wait": 1}, {"Q": SCS_PAYLOAD}]),
+        json!([{"Q": "SELECT length(tweak()::text)"}, {"Q": SCS_PAYLOAD}]),
+        json!([
+            {"P": ["", "SELECT length(tweak()::text)"]}, {"B": ["", "", []]}, {"E": ""}, {"S": null},
+            {"Q": SCS_PAYLOAD},
+        ]),
+    ] {
+        let a = r.wire(script.clone());
+        assert_eq!(a["closed"], true, "{script}: {a}");
+        assert!(
+            errors(&a)
+                .iter()
+                .any(|e| e.contains("standard_conforming_strings")),
+            "{script}: {a}"
+        );
+        r.assert_customers_intact("set_config inside a function");
+    }
     r.gw.log
         .wait_for(WAIT, |v| is_event(v, "pinned_setting_changed"));
 }

@@ -403,6 +403,15 @@ pub fn calls_user_code(analysis: &Analysis, classify: impl Fn(&FunctionCall) -> 
     })
 }
 
+/// Whether the catalog's rows for a call include a function that is not PostgreSQL's own.
+pub fn user_code_in_catalog(call: &FunctionCall, rows: &[ProcRow]) -> bool {
+    rows.iter()
+        .filter(|r| r.name == call.name)
+        .filter(|r| call.schema.as_ref().is_none_or(|s| *s == r.schema))
+        .filter(|r| !call.attribute || r.args == 1)
+        .any(|r| r.schema != "pg_catalog" && r.schema != "information_schema")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

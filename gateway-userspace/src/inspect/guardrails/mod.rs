@@ -392,6 +392,9 @@ pub struct Analysis {
     pub begins: Vec<(usize, bool)>,
     /// Indices of `COPY ... FROM STDIN` statements (the agent sends data after the statement).
     pub copy_in: Vec<usize>,
+    /// It calls code that is not PostgreSQL's own, which could change what sluice pins (a
+    /// session waits for its answer before it decides the next statement).
+    pub user_code: bool,
 }
 
 impl Analysis {
@@ -508,6 +511,7 @@ fn analyze_unguarded(sql: &str) -> Analysis {
                 rules::analyze_statement(statement, &mut out);
             }
             functions::resolve(&mut out, functions::without_catalog);
+            out.user_code = functions::calls_user_code(&out, functions::without_catalog);
             out
         }
         // One bad statement (often a DO block) makes the whole text fail; redo it statement by
@@ -515,6 +519,8 @@ fn analyze_unguarded(sql: &str) -> Analysis {
         Err(e) => {
             let mut out = fallback::analyze_split(sql, &dialect, e.to_string());
             functions::resolve(&mut out, functions::without_catalog);
+            out.user_code = functions::calls_user_code(&out, functions::without_catalog);
+            out.user_code = functions::calls_user_code(&out, functions::without_catalog);
             out
         }
     }

@@ -52,6 +52,8 @@ pub(super) struct Shape {
     pub plain_read: bool,
     /// Statements it has (an empty query has none).
     pub statements: usize,
+    /// Calls code that is not PostgreSQL's own: the next statement waits for its answer.
+    pub user_code: bool,
 }
 
 impl Shape {
@@ -73,6 +75,7 @@ impl Shape {
                 })
                 && !a.writes(),
             statements: a.statements.len(),
+            user_code: a.user_code,
         }
     }
 
@@ -90,6 +93,7 @@ impl Shape {
             plain_read: (self.statements == 0 || self.plain_read)
                 && (o.statements == 0 || o.plain_read),
             statements: self.statements + o.statements,
+            user_code: self.user_code || o.user_code,
         }
     }
 }
@@ -181,9 +185,13 @@ impl<'a> Env<'a> {
         match self.catalog().rows(&names, self.ctx, login).await {
             Ok(rows) => {
                 let mut resolved = (*analysis).clone();
-                functions::resolve(&mut resolved, |c| {
-                    functions::from_catalog(c, rows.get(&c.name).map_or(&[], |r| r.as_slice()))
-                });
+                let rows_of =
+                    |c: &FunctionCall| rows.get(&c.name).map_or(&[][..], |r| r.as_slice());
+                functions::resolve(&mut resolved, |c| functions::from_catalog(c, rows_of(c)));
+                resolved.user_code |= resolved
+                    .functions
+                    .iter()
+                    .any(|c| functions::user_code_in_catalog(c, rows_of(c)));
                 Arc::new(resolved)
             }
             Err(e) => {
@@ -312,6 +320,7 @@ impl<'a> Env<'a> {
                     Shape::of(analysis),
                     |a, b| Shape {
                         writes: a.writes || b.writes,
+                        user_code: a.user_code || b.user_code,
                         plain_read: b.plain_read && !analysis.writes(),
                         ..b
                     },

@@ -197,7 +197,7 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
                 Some(f) => self.finish_write(f).await?,
                 None => {}
             }
-            return Ok(());
+            return self.barrier(shape).await;
         }
         if shape.controls {
             self.register(effect);
@@ -214,10 +214,21 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
                 .map_err(|e| ProxyError::ClientRefused(e.to_string()))?;
             self.sent += buf.len() as u64;
             self.uw.write_all(&buf).await?;
-            return Ok(());
+            return self.barrier(shape).await;
         }
         push(self.shared, Expect::Pass, commands);
-        self.write_up(&msg).await
+        self.write_up(&msg).await?;
+        self.barrier(shape).await
+    }
+
+    /// After a statement that calls code sluice cannot see into, nothing more is decided
+    /// until its answer is in: that code may have changed a pinned setting, and the server's
+    /// report of it (which ends the session) must come before the next statement goes out.
+    async fn barrier(&mut self, shape: Shape) -> Result<(), ProxyError> {
+        if shape.user_code {
+            self.settle().await?;
+        }
+        Ok(())
     }
 
     /// After transaction control: learn the new status, and open a block the agent began
@@ -468,7 +479,7 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
             {
                 self.finish_write(f).await?;
             }
-            return Ok(());
+            return self.barrier(shape).await;
         }
         if shape.controls {
             push(self.shared, Expect::Pass, commands);
@@ -489,11 +500,12 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
             if a.status == b'T' && a.error.is_none() {
                 drop(self.internal(&read_suffix()).await?);
             }
-            return Ok(());
+            return self.barrier(shape).await;
         }
         push(self.shared, Expect::Pass, commands);
         self.sent += payload.len() as u64;
         self.uw.write_all(&payload).await?;
+        self.barrier(shape).await?;
         if shape.statements > 0 && self.block_rw && !shape.plain_read {
             info!(
                 event = "unwrapped_read",
