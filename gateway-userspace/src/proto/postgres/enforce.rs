@@ -60,7 +60,7 @@ pub(super) struct InFlight {
     /// The transaction status it started in: `I` (sluice opened a transaction) or `T` (a
     /// savepoint inside the agent's block).
     status: u8,
-    before: Option<oneshot::Receiver<Answer>>,
+    before: Before,
     answer: oneshot::Receiver<Answer>,
     after: Option<oneshot::Receiver<Answer>>,
     /// The answer is an extended-protocol batch's.
@@ -89,6 +89,16 @@ impl InFlight {
             }
         }
     }
+}
+
+/// What the transaction had changed before a write.
+enum Before {
+    /// Nothing to compare with (sluice's own fresh transaction, or no measurement).
+    Nothing,
+    /// Asked for just before the write.
+    Asked(oneshot::Receiver<Answer>),
+    /// The last measurement in this transaction (see [`Frontend::stats`]).
+    Known(Vec<Vec<Option<String>>>),
 }
 
 /// The session ended while sluice waited for an answer of its own.
@@ -153,6 +163,7 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
         let status = drained(self.shared).await;
         if status != b'T' {
             self.block_rw = false;
+            self.stats = None;
         }
         Ok(status)
     }
@@ -240,10 +251,17 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
             _ => None,
         };
         let status = self.settle().await?;
+        // A new transaction (or a savepoint rolled back) starts the counts over or leaves
+        // them where they were: the next write asks.
+        self.stats = None;
         match elevation {
             Some(rx) => {
                 let a = rx.await.map_err(gone)?;
                 self.block_rw = status == b'T' && a.error.is_none();
+                // Nothing changed yet in a transaction just begun.
+                if self.block_rw {
+                    self.stats = Some(Vec::new());
+                }
             }
             None if status == b'T' => {}
             None => self.block_rw = false,
@@ -268,16 +286,28 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
         let before = match status {
             b'I' => {
                 drop(self.internal("BEGIN READ WRITE").await?);
-                None
+                Before::Nothing
             }
-            b'T' if self.block_rw => {
-                let sql = if measure {
-                    format!("SAVEPOINT {SAVEPOINT_WRITE}; {STATS}")
-                } else {
-                    format!("SAVEPOINT {SAVEPOINT_WRITE}")
-                };
-                Some(self.internal(&sql).await?)
-            }
+            b'T' if self.block_rw => match self.stats.clone() {
+                Some(rows) if measure => {
+                    drop(
+                        self.internal(&format!("SAVEPOINT {SAVEPOINT_WRITE}"))
+                            .await?,
+                    );
+                    Before::Known(rows)
+                }
+                _ if measure => Before::Asked(
+                    self.internal(&format!("SAVEPOINT {SAVEPOINT_WRITE}; {STATS}"))
+                        .await?,
+                ),
+                _ => {
+                    drop(
+                        self.internal(&format!("SAVEPOINT {SAVEPOINT_WRITE}"))
+                            .await?,
+                    );
+                    Before::Nothing
+                }
+            },
             _ => {
                 self.register(effect);
                 push(self.shared, Expect::Pass, commands);
@@ -328,8 +358,12 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
     async fn finish_write(&mut self, f: InFlight) -> Result<(), ProxyError> {
         let in_block = f.status == b'T';
         let before = match f.before {
-            Some(rx) => Some(rx.await.map_err(gone)?),
-            None => None,
+            Before::Asked(rx) => Some(rx.await.map_err(gone)?),
+            Before::Known(rows) => Some(Answer {
+                rows,
+                ..Answer::default()
+            }),
+            Before::Nothing => None,
         };
         let answer = match f.answered {
             Some(a) => a,
@@ -338,6 +372,11 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
         let after = match f.after {
             Some(rx) => Some(rx.await.map_err(gone)?),
             None => None,
+        };
+        // The next write in this block compares with this one's measurement.
+        self.stats = match &after {
+            Some(a) if in_block && a.error.is_none() => Some(a.rows.clone()),
+            _ => None,
         };
         if answer.error.is_some() || answer.status == b'E' {
             // The server refused it: that is the agent's answer. An aborted block stays

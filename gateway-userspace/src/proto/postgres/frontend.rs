@@ -85,6 +85,9 @@ pub(super) struct Frontend<'a, W> {
     portals: HashMap<String, Arc<Entry>>,
     /// A `COPY ... FROM STDIN` write whose data the agent is sending.
     pub(super) copy_write: Option<super::enforce::InFlight>,
+    /// What the agent's read-write transaction had changed at its last write (rows of the
+    /// blast-radius measurement), the next write's "before"; `None`: to be asked.
+    pub(super) stats: Option<Vec<Vec<Option<String>>>>,
 }
 
 impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
@@ -122,6 +125,7 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
             batch_shape: Shape::default(),
             portals: HashMap::new(),
             copy_write: None,
+            stats: None,
         }
     }
 
