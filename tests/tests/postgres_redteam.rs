@@ -772,6 +772,25 @@ fn writes_still_work_and_transactions_keep_their_meaning() {
         (balance(2), balance(11), balance(3), balance(4)),
         ("6".into(), "11".into(), "100".into(), "100".into())
     );
+    // Many small writes in quick succession (the server's per-session counts pile up until it
+    // reports them, about once a second): each is measured on its own, none is refused.
+    let mut script = Vec::new();
+    for id in 1..=8 {
+        script.push(
+            json!({"Q": format!("UPDATE accounts SET balance = balance + 1 WHERE id = {id}")}),
+        );
+        script.push(json!({"Q": "BEGIN"}));
+        script.push(
+            json!({"Q": format!("UPDATE accounts SET balance = balance + 1 WHERE id = {id}")}),
+        );
+        script.push(json!({"Q": "COMMIT"}));
+    }
+    let a = r.wire(Value::Array(script));
+    assert!(errors(&a).is_empty(), "{a}");
+    assert_eq!(
+        r.pg.admin_sql("SELECT sum(balance) FROM accounts WHERE id BETWEEN 7 AND 8"),
+        "204"
+    );
     // Extended protocol, with parameters, in and out of a block.
     let a = r.wire(json!([
         {"P": ["u", "UPDATE accounts SET balance = $1::int WHERE id = $2::int"]}, {"S": null},

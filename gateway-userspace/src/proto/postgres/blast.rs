@@ -5,8 +5,10 @@ use super::settings::BlastRadius;
 
 /// Rows changed by this transaction so far, per table (what `pg_stat_xact_user_tables` says,
 /// read from its functions directly: the view's joins cost four times as much per write).
-/// The counts only grow within a transaction (an aborted subtransaction's changes stay
-/// counted), so an older answer taken as "before" can only make a delta larger.
+/// They are the session's counts since it last reported to the statistics system (at most once
+/// a second, between transactions), so a delta needs a "before" from the same transaction;
+/// within one they only grow (an aborted subtransaction's changes stay counted), so an older
+/// answer of the same transaction taken as "before" can only make a delta larger.
 pub const STATS: &str = "SELECT c.oid::regclass::text, \
      pg_stat_get_xact_tuples_updated(c.oid) + pg_stat_get_xact_tuples_deleted(c.oid), \
      pg_stat_get_xact_tuples_inserted(c.oid), pg_stat_get_xact_tuples_deleted(c.oid) \

@@ -251,17 +251,12 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
             _ => None,
         };
         let status = self.settle().await?;
-        // A new transaction (or a savepoint rolled back) starts the counts over or leaves
-        // them where they were: the next write asks.
+        // After transaction control the next write asks what was counted before it.
         self.stats = None;
         match elevation {
             Some(rx) => {
                 let a = rx.await.map_err(gone)?;
                 self.block_rw = status == b'T' && a.error.is_none();
-                // Nothing changed yet in a transaction just begun.
-                if self.block_rw {
-                    self.stats = Some(Vec::new());
-                }
             }
             None if status == b'T' => {}
             None => self.block_rw = false,
@@ -284,6 +279,11 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
     ) -> Result<Option<InFlight>, ProxyError> {
         let measure = self.ctx.resource.postgres.blast_radius.is_some();
         let before = match status {
+            // The counts are the session's since its last report to the statistics system
+            // (at most once a second), not this transaction's alone: "before" is always asked.
+            b'I' if measure => {
+                Before::Asked(self.internal(&format!("BEGIN READ WRITE; {STATS}")).await?)
+            }
             b'I' => {
                 drop(self.internal("BEGIN READ WRITE").await?);
                 Before::Nothing
