@@ -288,25 +288,20 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
                 drop(self.internal("BEGIN READ WRITE").await?);
                 Before::Nothing
             }
-            b'T' if self.block_rw => match self.stats.clone() {
-                Some(rows) if measure => {
+            // Inside the agent's read-write block a write needs a savepoint only to be rolled
+            // back if it changed too much; unmeasured, it runs as it is.
+            b'T' if self.block_rw && measure => match self.stats.clone() {
+                Some(rows) => {
                     drop(
                         self.internal(&format!("SAVEPOINT {SAVEPOINT_WRITE}"))
                             .await?,
                     );
                     Before::Known(rows)
                 }
-                _ if measure => Before::Asked(
+                None => Before::Asked(
                     self.internal(&format!("SAVEPOINT {SAVEPOINT_WRITE}; {STATS}"))
                         .await?,
                 ),
-                _ => {
-                    drop(
-                        self.internal(&format!("SAVEPOINT {SAVEPOINT_WRITE}"))
-                            .await?,
-                    );
-                    Before::Nothing
-                }
             },
             _ => {
                 self.register(effect);
