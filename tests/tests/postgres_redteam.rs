@@ -889,6 +889,23 @@ fn a_write_that_changes_too_much_is_rolled_back_and_refused_with_the_count() {
         10,
         "the INSERT that fired the trigger was rolled back too"
     );
+    // What a command tag does not count: a foreign key's ON DELETE CASCADE, and a rule.
+    r.pg.admin_sql(
+        "CREATE TABLE public.parent (id int PRIMARY KEY); INSERT INTO parent VALUES (1), (2); \
+         CREATE TABLE public.child (id int, parent int REFERENCES parent ON DELETE CASCADE); \
+         INSERT INTO child SELECT g, 1 FROM generate_series(1, 100) g; \
+         CREATE TABLE public.notes (id int PRIMARY KEY, body text); INSERT INTO notes VALUES (1, 'x'); \
+         CREATE RULE wipe_on_note AS ON UPDATE TO notes DO ALSO DELETE FROM customers; \
+         GRANT ALL ON parent, child, notes TO app",
+    );
+    let a = r.wire(json!([{"Q": "DELETE FROM parent WHERE id = 1"}]));
+    assert!(
+        errors(&a).iter().any(|e| e.contains("blast-radius")),
+        "cascade: {a}"
+    );
+    assert_eq!(r.rows("child"), 100);
+    let a = r.wire(json!([{"Q": "UPDATE notes SET body = 'y' WHERE id = 1"}]));
+    assert_blast_refused(&r, &a, "a rule");
     // A bound parameter that makes the WHERE always true.
     let a = r.wire(json!([
         {"P": ["", "DELETE FROM customers WHERE $1::bool"]}, {"B": ["", "", ["t"]]}, {"E": ""}, {"S": null},

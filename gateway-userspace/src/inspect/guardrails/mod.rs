@@ -395,6 +395,10 @@ pub struct Analysis {
     /// It calls code that is not PostgreSQL's own, which could change what sluice pins (a
     /// session waits for its answer before it decides the next statement).
     pub user_code: bool,
+    /// A lone UPDATE, DELETE, MERGE or INSERT (without ON CONFLICT) of one named table that
+    /// calls no function: if that table has no triggers or rules, its command tag says exactly
+    /// how many rows it changed. (The table as written, and its name as the catalog has it.)
+    pub simple_dml: Option<(String, String)>,
 }
 
 impl Analysis {
@@ -512,6 +516,9 @@ fn analyze_unguarded(sql: &str) -> Analysis {
             }
             functions::resolve(&mut out, functions::without_catalog);
             out.user_code = functions::calls_user_code(&out, functions::without_catalog);
+            if statements.len() != 1 || !out.functions.is_empty() {
+                out.simple_dml = None;
+            }
             out
         }
         // One bad statement (often a DO block) makes the whole text fail; redo it statement by

@@ -18,6 +18,41 @@ use super::{
 /// Reasons quote SQL; keep them short enough for an error message and an audit line.
 const MAX_REASON_SQL: usize = 160;
 
+/// The one table a plain DML statement changes (see [`Analysis::simple_dml`]).
+fn simple_dml(s: &Statement) -> Option<(String, String)> {
+    fn plain(t: &sqlparser::ast::TableWithJoins) -> Option<&ObjectName> {
+        match &t.relation {
+            TableFactor::Table {
+                name, args: None, ..
+            } if t.joins.is_empty() => Some(name),
+            _ => None,
+        }
+    }
+    let name = match s {
+        Statement::Update(u) => plain(&u.table)?,
+        Statement::Delete(d) => match &d.from {
+            FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t)
+                if t.len() == 1 && d.tables.is_empty() =>
+            {
+                plain(&t[0])?
+            }
+            _ => return None,
+        },
+        Statement::Merge(m) => match &m.table {
+            TableFactor::Table {
+                name, args: None, ..
+            } => name,
+            _ => return None,
+        },
+        Statement::Insert(i) if i.on.is_none() => match &i.table {
+            sqlparser::ast::TableObject::TableName(n) => n,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some((name.to_string(), ident_name(last_ident(name)?)))
+}
+
 pub(super) fn analyze_statement(statement: &Statement, out: &mut Analysis) {
     let index = out.statements.len();
     let k = kind(statement);
@@ -41,6 +76,9 @@ pub(super) fn analyze_statement(statement: &Statement, out: &mut Analysis) {
             ..
         } => out.copy_in.push(index),
         _ => {}
+    }
+    if index == 0 {
+        out.simple_dml = simple_dml(statement);
     }
     let mut walker = Walker {
         index,

@@ -65,6 +65,34 @@ pub fn deltas(before: &[Vec<Option<String>>], after: &[Vec<Option<String>>]) -> 
         .collect()
 }
 
+/// What a statement that changes one table without triggers did, by its command tag
+/// (`UPDATE n`, `DELETE n`, `MERGE n`, `INSERT 0 n`): `table` as written in it.
+pub fn tag_delta(table: &str, tags: &[String]) -> Vec<Delta> {
+    let Some(tag) = tags.last() else {
+        return Vec::new();
+    };
+    let n: u64 = tag
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX);
+    let (changed, inserted, deleted) = match tag.split(' ').next() {
+        Some("UPDATE") => (n, 0, 0),
+        Some("DELETE") => (n, 0, n),
+        // Some of a MERGE's rows may have been inserted: counted as changed (more, not less).
+        Some("MERGE") => (n, 0, 0),
+        Some("INSERT") => (0, n, 0),
+        // Anything else is not what the tag of such a statement is: the most it could be.
+        _ => (u64::MAX, 0, 0),
+    };
+    vec![Delta {
+        table: table.to_string(),
+        changed,
+        inserted,
+        deleted,
+    }]
+}
+
 /// A table whose size decides: `over` if fewer than `limit` rows are left in it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SizeCheck {
@@ -193,6 +221,18 @@ mod tests {
         );
         assert_eq!(d[1].inserted, 2);
         assert!(deltas(&after, &after).is_empty());
+    }
+
+    #[test]
+    fn a_command_tag_is_a_delta() {
+        let d = |t: &str| tag_delta("public.t", &[t.to_string()])[0].clone();
+        assert_eq!((d("UPDATE 3").changed, d("UPDATE 3").deleted), (3, 0));
+        assert_eq!((d("DELETE 2").changed, d("DELETE 2").deleted), (2, 2));
+        assert_eq!((d("INSERT 0 7").changed, d("INSERT 0 7").inserted), (0, 7));
+        assert_eq!(d("MERGE 4").changed, 4);
+        assert_eq!(d("SELECT 1").changed, u64::MAX);
+        assert!(matches!(judge(&B, &[d("UPDATE 1")]), Judgement::Within));
+        assert!(matches!(judge(&B, &[d("WHAT")]), Judgement::Over(_)));
     }
 
     #[test]

@@ -53,12 +53,58 @@ pub struct Catalog {
     /// The lookup connection; one lookup at a time uses it.
     conn: tokio::sync::Mutex<Option<BoxIo>>,
     cache: Mutex<HashMap<String, Cached>>,
+    /// Table name → every table of that name is a plain table (no triggers, rules or
+    /// children), and when that was read.
+    tables: Mutex<HashMap<String, (bool, Instant)>>,
 }
 
 impl Catalog {
     /// Forget everything (after DDL).
     pub fn invalidate(&self) {
         lock(&self.cache).clear();
+        lock(&self.tables).clear();
+    }
+
+    /// Whether every table called `name` (in any schema) is an ordinary table without
+    /// triggers (foreign-key actions are triggers too), rules or inheritance children: a
+    /// statement changing it changes exactly the rows its command tag counts.
+    pub async fn plain_table(
+        &self,
+        name: &str,
+        ctx: &ConnCtx,
+        login: &PreviewLogin,
+    ) -> Result<bool, String> {
+        if let Some((plain, at)) = lock(&self.tables).get(name)
+            && at.elapsed() < TTL
+        {
+            return Ok(*plain);
+        }
+        let sql = format!(
+            "SELECT bool_and(c.relkind = 'r' AND NOT c.relhastriggers AND NOT c.relhasrules \
+             AND NOT c.relhassubclass) FROM pg_catalog.pg_class c WHERE c.relname = '{}'",
+            name.replace('\'', "''")
+        );
+        let rows = tokio::time::timeout(LOOKUP_TIMEOUT, self.query(&sql, ctx, login))
+            .await
+            .map_err(|_| format!("the catalog lookup took longer than {LOOKUP_TIMEOUT:?}"))
+            .and_then(|r| r);
+        let rows = match rows {
+            Ok(r) => r,
+            Err(e) => {
+                *self.conn.lock().await = None;
+                return Err(e);
+            }
+        };
+        let plain = rows
+            .first()
+            .and_then(|r| r.first().cloned().flatten())
+            .is_some_and(|v| v == "t");
+        let mut tables = lock(&self.tables);
+        if tables.len() >= MAX_CACHED_NAMES {
+            tables.clear();
+        }
+        tables.insert(name.to_string(), (plain, Instant::now()));
+        Ok(plain)
     }
 
     /// The rows of each name (empty: no such function), from the cache or one query.
@@ -118,17 +164,6 @@ impl Catalog {
         ctx: &ConnCtx,
         login: &PreviewLogin,
     ) -> Result<Vec<ProcRow>, String> {
-        let mut slot = self.conn.lock().await;
-        if slot.is_none() {
-            let (mut up, _) = super::session::connect(ctx)
-                .await
-                .map_err(|e| e.to_string())?;
-            auth::login(&mut up, &login.params, &login.user, login.password.as_ref())
-                .await
-                .map_err(|e| e.to_string())?;
-            *slot = Some(up);
-        }
-        let up = slot.as_mut().expect("connected above");
         let list = names
             .iter()
             .map(|n| format!("'{}'", n.replace('\'', "''")))
@@ -141,8 +176,43 @@ impl Catalog {
              JOIN pg_catalog.pg_language l ON l.oid = p.prolang \
              WHERE p.proname IN ({list})"
         );
+        let rows = self.query(&sql, ctx, login).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let text = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+                ProcRow {
+                    schema: text(0),
+                    name: text(1),
+                    volatility: text(2).chars().next().unwrap_or('v'),
+                    security_definer: text(3) == "t",
+                    language: text(4),
+                    args: text(5).parse().unwrap_or(0),
+                }
+            })
+            .collect())
+    }
+
+    /// Runs one query on the lookup connection (connecting first if needed); rows as text.
+    async fn query(
+        &self,
+        sql: &str,
+        ctx: &ConnCtx,
+        login: &PreviewLogin,
+    ) -> Result<Vec<Vec<Option<String>>>, String> {
+        let mut slot = self.conn.lock().await;
+        if slot.is_none() {
+            let (mut up, _) = super::session::connect(ctx)
+                .await
+                .map_err(|e| e.to_string())?;
+            auth::login(&mut up, &login.params, &login.user, login.password.as_ref())
+                .await
+                .map_err(|e| e.to_string())?;
+            *slot = Some(up);
+        }
+        let up = slot.as_mut().expect("connected above");
         let mut buf = BytesMut::new();
-        postgres_protocol::message::frontend::query(&sql, &mut buf).map_err(|e| e.to_string())?;
+        postgres_protocol::message::frontend::query(sql, &mut buf).map_err(|e| e.to_string())?;
         up.write_all(&buf).await.map_err(|e| e.to_string())?;
         up.flush().await.map_err(|e| e.to_string())?;
         let mut rows = Vec::new();
@@ -156,22 +226,12 @@ impl Catalog {
                 b'D' => {
                     let body = m.body();
                     let fields = codec::data_row_fields(body).map_err(|e| e.to_string())?;
-                    let text = |i: usize| -> String {
+                    rows.push(
                         fields
-                            .get(i)
-                            .cloned()
-                            .flatten()
-                            .map(|r| String::from_utf8_lossy(&body[r]).into_owned())
-                            .unwrap_or_default()
-                    };
-                    rows.push(ProcRow {
-                        schema: text(0),
-                        name: text(1),
-                        volatility: text(2).chars().next().unwrap_or('v'),
-                        security_definer: text(3) == "t",
-                        language: text(4),
-                        args: text(5).parse().unwrap_or(0),
-                    });
+                            .into_iter()
+                            .map(|f| f.map(|r| String::from_utf8_lossy(&body[r]).into_owned()))
+                            .collect(),
+                    );
                 }
                 b'E' => {
                     error = Some(

@@ -108,6 +108,8 @@ pub(super) struct Decided2 {
     pub effect: Option<Effect>,
     /// What runs, for enforcing it.
     pub shape: Shape,
+    /// [`Analysis::simple_dml`] of what runs.
+    pub simple_dml: Option<(String, String)>,
 }
 
 pub(super) enum Effect {
@@ -143,7 +145,7 @@ impl<'a> Env<'a> {
     }
 
     /// The catalog this session's upstream answers for.
-    fn catalog(&self) -> Arc<Catalog> {
+    pub(super) fn catalog(&self) -> Arc<Catalog> {
         let upstream = self
             .ctx
             .resource
@@ -221,6 +223,7 @@ impl<'a> Env<'a> {
             shown: sql.to_string(),
             effect: None,
             shape: Shape::of(analysis),
+            simple_dml: analysis.simple_dml.clone(),
         };
         let Some(used) = analysis.prepared.first() else {
             return plain(self.policy_decide(analysis));
@@ -268,6 +271,7 @@ impl<'a> Env<'a> {
                     decision,
                     shown: sql.to_string(),
                     shape: Shape::of(analysis),
+                    simple_dml: None,
                     effect: Some(Effect::Prepare {
                         name: name.clone(),
                         entry: Entry0 {
@@ -330,6 +334,7 @@ impl<'a> Env<'a> {
                     shown: format!("{sql}\n-- {name}: {runs}"),
                     effect: None,
                     shape,
+                    simple_dml: None,
                 }
             }
             PreparedUse::Deallocate { name, .. } => {
@@ -346,6 +351,7 @@ impl<'a> Env<'a> {
                     shown: sql.to_string(),
                     effect: Some(Effect::Deallocate(reply, op)),
                     shape: Shape::of(analysis),
+                    simple_dml: None,
                 }
             }
         }

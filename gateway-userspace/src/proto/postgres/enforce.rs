@@ -19,13 +19,14 @@ use tokio::{
 use tracing::{info, warn};
 
 use super::{
-    blast::{Judgement, STATS, count_query, deltas, judge, judge_counts},
+    blast::{Delta, Judgement, STATS, count_query, deltas, judge, judge_counts, tag_delta},
     codec::{self, Message},
-    decide::Shape,
+    decide::{Env, Shape},
     frontend::{Frontend, denial, hold_batch},
     pipeline::{Answer, Expect, Shared, drained, push},
     prepared::{Op, Reply},
     session::SQLSTATE_REFUSED,
+    settings::BlastRadius,
 };
 use crate::proto::ProxyError;
 
@@ -67,6 +68,8 @@ pub(super) struct InFlight {
     extended: bool,
     /// The answer, when it came while sluice was waiting for the agent's COPY data.
     answered: Option<Answer>,
+    /// The table it changes alone, counted by its command tag (as written).
+    fast: Option<String>,
 }
 
 impl InFlight {
@@ -99,6 +102,21 @@ enum Before {
     Asked(oneshot::Receiver<Answer>),
     /// The last measurement in this transaction (see [`Frontend::stats`]).
     Known(Vec<Vec<Option<String>>>),
+}
+
+/// The table a write changes alone, if its command tag counts exactly what it changed (a
+/// plain DML statement, and by the catalog a table without triggers, rules or children): it
+/// is then measured without the statistics queries.
+async fn counted_by_its_tag(env: Env<'_>, simple_dml: Option<(String, String)>) -> Option<String> {
+    let (written, name) = simple_dml?;
+    env.ctx.resource.postgres.blast_radius?;
+    let login = env.identity.login.as_ref()?;
+    env.catalog()
+        .plain_table(&name, env.ctx, login)
+        .await
+        .ok()
+        .filter(|plain| *plain)
+        .map(|_| written)
 }
 
 /// The session ended while sluice waited for an answer of its own.
@@ -180,6 +198,7 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
         msg: Message,
         sql: &str,
         shape: Shape,
+        simple_dml: Option<(String, String)>,
         commands: Vec<u64>,
         effect: Option<(Reply, Op)>,
     ) -> Result<(), ProxyError> {
@@ -192,6 +211,7 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
             return self.write_up(&codec::empty_query()).await;
         }
         if shape.writes {
+            let fast = counted_by_its_tag(self.env, simple_dml).await;
             let status = self.settle().await?;
             let flight = self
                 .start_write(
@@ -201,6 +221,7 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
                     status,
                     false,
                     shape.copy_in,
+                    fast,
                 )
                 .await?;
             match flight {
@@ -276,12 +297,15 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
         status: u8,
         extended: bool,
         copy_in: bool,
+        fast: Option<String>,
     ) -> Result<Option<InFlight>, ProxyError> {
         let measure = self.ctx.resource.postgres.blast_radius.is_some();
+        // Counted by its tag: no statistics before or after.
+        let stats_needed = measure && fast.is_none();
         let before = match status {
             // The counts are the session's since its last report to the statistics system
             // (at most once a second), not this transaction's alone: "before" is always asked.
-            b'I' if measure => {
+            b'I' if stats_needed => {
                 Before::Asked(self.internal(&format!("BEGIN READ WRITE; {STATS}")).await?)
             }
             b'I' => {
@@ -290,6 +314,13 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
             }
             // Inside the agent's read-write block a write needs a savepoint only to be rolled
             // back if it changed too much; unmeasured, it runs as it is.
+            b'T' if self.block_rw && measure && !stats_needed => {
+                drop(
+                    self.internal(&format!("SAVEPOINT {SAVEPOINT_WRITE}"))
+                        .await?,
+                );
+                Before::Nothing
+            }
             b'T' if self.block_rw && measure => match self.stats.clone() {
                 Some(rows) => {
                     drop(
@@ -323,13 +354,14 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
             after: None,
             extended,
             answered: None,
+            fast,
         };
         if copy_in {
             // Measured once its data has arrived (see finish_copy_write).
             self.uw.flush().await?;
             return Ok(Some(flight));
         }
-        if measure {
+        if stats_needed {
             flight.after = Some(self.internal(STATS).await?);
         }
         self.uw.flush().await?;
@@ -368,11 +400,13 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
             Some(rx) => Some(rx.await.map_err(gone)?),
             None => None,
         };
-        // The next write in this block compares with this one's measurement.
-        self.stats = match &after {
-            Some(a) if in_block && a.error.is_none() => Some(a.rows.clone()),
-            _ => None,
-        };
+        // The next write in this block compares with this one's measurement (one counted by
+        // its tag leaves the last measurement: an older "before" only makes a delta larger).
+        match &after {
+            Some(a) if in_block && a.error.is_none() => self.stats = Some(a.rows.clone()),
+            None if in_block && f.fast.is_some() => {}
+            _ => self.stats = None,
+        }
         if answer.error.is_some() || answer.status == b'E' {
             // The server refused it: that is the agent's answer. An aborted block stays
             // aborted; sluice's own transaction is rolled back first.
@@ -382,15 +416,20 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
             }
             return self.release("ROLLBACK", None).await;
         }
-        let refusal = match (&self.ctx.resource.postgres.blast_radius, &after) {
+        let refusal = match (self.ctx.resource.postgres.blast_radius, &after) {
             _ if answer.overflow => Some(format!(
                 "the statement's answer is larger than the {} MiB sluice keeps while measuring a write",
                 super::pipeline::MAX_HELD_ANSWER >> 20
             )),
             (None, _) => None,
-            (Some(_), None) => Some("the write could not be measured".to_string()),
+            (Some(bounds), None) => match &f.fast {
+                Some(table) => {
+                    self.judged(&bounds, &tag_delta(table, &answer.tags))
+                        .await?
+                }
+                None => Some("the write could not be measured".to_string()),
+            },
             (Some(bounds), Some(after)) => {
-                let bounds = *bounds;
                 let before_rows = before.as_ref().map_or(&[][..], |b| b.rows.as_slice());
                 if let Some((_, e)) = after
                     .error
@@ -399,25 +438,8 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
                 {
                     Some(format!("the write could not be measured: {e}"))
                 } else {
-                    let d = deltas(before_rows, &after.rows);
-                    match judge(&bounds, &d) {
-                        Judgement::Within => None,
-                        Judgement::Over(why) => Some(why),
-                        Judgement::Count(checks) => {
-                            let counted = self.internal(&count_query(&checks)).await?;
-                            self.uw.flush().await?;
-                            let counted = counted.await.map_err(gone)?;
-                            match counted.error {
-                                Some((_, e)) => {
-                                    Some(format!("the tables it changed could not be counted: {e}"))
-                                }
-                                None => match judge_counts(&bounds, &checks, &counted.rows) {
-                                    Judgement::Over(why) => Some(why),
-                                    _ => None,
-                                },
-                            }
-                        }
-                    }
+                    self.judged(&bounds, &deltas(before_rows, &after.rows))
+                        .await?
                 }
             }
         };
@@ -447,6 +469,32 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
                 .await
             }
         }
+    }
+
+    /// Why the change is over the bound, if it is (counting the tables that need it).
+    async fn judged(
+        &mut self,
+        bounds: &BlastRadius,
+        d: &[Delta],
+    ) -> Result<Option<String>, ProxyError> {
+        Ok(match judge(bounds, d) {
+            Judgement::Within => None,
+            Judgement::Over(why) => Some(why),
+            Judgement::Count(checks) => {
+                let counted = self.internal(&count_query(&checks)).await?;
+                self.uw.flush().await?;
+                let counted = counted.await.map_err(gone)?;
+                match counted.error {
+                    Some((_, e)) => {
+                        Some(format!("the tables it changed could not be counted: {e}"))
+                    }
+                    None => match judge_counts(bounds, &checks, &counted.rows) {
+                        Judgement::Over(why) => Some(why),
+                        _ => None,
+                    },
+                }
+            }
+        })
     }
 
     /// The Sync (or Flush) that ends an extended-protocol batch while enforcing: hold it if a
@@ -508,7 +556,7 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
         if shape.writes {
             let status = self.settle().await?;
             if let Some(f) = self
-                .start_write(payload.to_vec(), commands, None, status, true, false)
+                .start_write(payload.to_vec(), commands, None, status, true, false, None)
                 .await?
             {
                 self.finish_write(f).await?;

@@ -55,7 +55,7 @@ pub(super) fn denial(rule: &str, reason: &str) -> Message {
 }
 
 pub(super) struct Frontend<'a, W> {
-    env: Env<'a>,
+    pub(super) env: Env<'a>,
     pub(super) ctx: &'a ConnCtx,
     pub(super) services: &'a Services,
     pub(super) identity: &'a SessionIdentity,
@@ -375,8 +375,15 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
         Ok(match verdict {
             Ok(()) if self.enforce => {
                 let sql = sql.to_string();
-                self.enforce_query(msg, &sql, decided.shape, commands, effect)
-                    .await?;
+                self.enforce_query(
+                    msg,
+                    &sql,
+                    decided.shape,
+                    decided.simple_dml,
+                    commands,
+                    effect,
+                )
+                .await?;
                 None
             }
             Ok(()) => {
