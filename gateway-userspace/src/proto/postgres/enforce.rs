@@ -94,6 +94,20 @@ impl InFlight {
     }
 }
 
+/// A write to send: its bytes, the audit commands its answer answers, what it does to
+/// prepared statements, and how it is measured.
+struct Write {
+    payload: Vec<u8>,
+    commands: Vec<u64>,
+    effect: Option<(Reply, Op)>,
+    /// An extended-protocol batch (else a simple query).
+    extended: bool,
+    /// `COPY ... FROM STDIN`: measured once its data has arrived.
+    copy_in: bool,
+    /// The one table it changes, counted by its command tag ([`counted_by_its_tag`]).
+    fast: Option<String>,
+}
+
 /// What the transaction had changed before a write.
 enum Before {
     /// Nothing to compare with (sluice's own fresh transaction, or no measurement).
@@ -215,13 +229,15 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
             let status = self.settle().await?;
             let flight = self
                 .start_write(
-                    msg.raw.to_vec(),
-                    commands,
-                    effect,
+                    Write {
+                        payload: msg.raw.to_vec(),
+                        commands,
+                        effect,
+                        extended: false,
+                        copy_in: shape.copy_in,
+                        fast,
+                    },
                     status,
-                    false,
-                    shape.copy_in,
-                    fast,
                 )
                 .await?;
             match flight {
@@ -289,16 +305,15 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
     /// read-write block), its answer held, and (unless its COPY data is still to come) the
     /// measurement after it. `None`: sent as it is (a read-only or aborted block: the server
     /// refuses or skips it).
-    async fn start_write(
-        &mut self,
-        payload: Vec<u8>,
-        commands: Vec<u64>,
-        effect: Option<(Reply, Op)>,
-        status: u8,
-        extended: bool,
-        copy_in: bool,
-        fast: Option<String>,
-    ) -> Result<Option<InFlight>, ProxyError> {
+    async fn start_write(&mut self, w: Write, status: u8) -> Result<Option<InFlight>, ProxyError> {
+        let Write {
+            payload,
+            commands,
+            effect,
+            extended,
+            copy_in,
+            fast,
+        } = w;
         let measure = self.ctx.resource.postgres.blast_radius.is_some();
         // Counted by its tag: no statistics before or after.
         let stats_needed = measure && fast.is_none();
@@ -556,7 +571,17 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
         if shape.writes {
             let status = self.settle().await?;
             if let Some(f) = self
-                .start_write(payload.to_vec(), commands, None, status, true, false, None)
+                .start_write(
+                    Write {
+                        payload: payload.to_vec(),
+                        commands,
+                        effect: None,
+                        extended: true,
+                        copy_in: false,
+                        fast: None,
+                    },
+                    status,
+                )
                 .await?
             {
                 self.finish_write(f).await?;
