@@ -170,6 +170,8 @@ pub struct Resource {
     pub agent_auth: AgentAuth,
     /// SSH resources only.
     pub ssh: Option<crate::proto::ssh::settings::SshSettings>,
+    /// PostgreSQL resources (defaults elsewhere, unused).
+    pub postgres: crate::proto::postgres::settings::PgSettings,
 }
 
 /// How an agent authenticates to sluice itself (separate from the upstream login).
@@ -301,15 +303,20 @@ pub struct Rule {
 pub struct GuardrailSettings {
     /// For input that does not parse: deny or hold, never allow.
     pub unparseable: Action,
-    /// For statements no rule matches.
+    /// For SQL statement kinds no rule names (built-in: deny).
     pub default: Action,
+    /// For shell programs no rule names: `guardrails.default` when the policy sets it, else
+    /// allow (the shell guardrails' findings still apply to every command line).
+    pub shell_default: Action,
 }
 
 impl Default for GuardrailSettings {
     fn default() -> Self {
         GuardrailSettings {
             unparseable: Action::Deny,
-            default: Action::Allow,
+            // A statement kind no rule names is something nobody decided to allow.
+            default: Action::Deny,
+            shell_default: Action::Allow,
         }
     }
 }
@@ -600,6 +607,8 @@ struct RawResource {
     agent_auth: Option<Spanned<AgentAuth>>,
     #[serde(default)]
     ssh: Option<crate::proto::ssh::settings::RawSsh>,
+    #[serde(default)]
+    postgres: Option<crate::proto::postgres::settings::RawPg>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1015,6 +1024,15 @@ impl RawConfig {
                 }
                 None
             };
+            if r.postgres.is_some() && r.protocol.value != Protocol::Postgres {
+                report.error(
+                    &r.name,
+                    "`postgres:` settings need `protocol: postgres`",
+                    None,
+                );
+            }
+            let postgres =
+                crate::proto::postgres::settings::RawPg::validate(r.postgres.as_ref(), &mut report);
             if let Some(a) = &r.agent_auth
                 && a.value == AgentAuth::Oidc
                 && !matches!(credentials, Credentials::Inject { .. })
@@ -1097,6 +1115,7 @@ impl RawConfig {
                 tls,
                 agent_auth: r.agent_auth.as_ref().map(|a| a.value).unwrap_or_default(),
                 ssh,
+                postgres,
             });
         }
 
@@ -1173,7 +1192,13 @@ impl RawConfig {
                 }
             }
             for g in &r.guardrails {
-                if !crate::inspect::guardrails::is_rule_id(&g.value) {
+                if g.value == "pinned-setting" {
+                    report.error(
+                        g,
+                        "`pinned-setting` cannot be loosened: the guardrails read SQL as the pinned settings say",
+                        Some("remove it from `guardrails:`; changes of pinned settings are always refused"),
+                    );
+                } else if !crate::inspect::guardrails::is_rule_id(&g.value) {
                     let hint = format!(
                         "one of: {}",
                         crate::inspect::guardrails::all_rule_ids()
@@ -1253,6 +1278,7 @@ impl RawConfig {
             }
             if let Some(d) = &g.default {
                 guardrails.default = d.value;
+                guardrails.shell_default = d.value;
             }
         }
         let masking = match &self.masking {

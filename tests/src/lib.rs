@@ -834,6 +834,11 @@ pub fn pg_resource(name: &str, pg: &PgServer, credentials: &str) -> String {
     )
 }
 
+/// The policy default that lets every SQL statement kind through (guardrail findings are still
+/// denied): for tests about the protocol rather than the policy. The built-in default denies
+/// kinds no rule names.
+pub const DEFAULT_ALLOW: &str = "guardrails:\n  default: allow\n";
+
 /// `credentials:` value injecting a role's password inline.
 pub fn inject(role: (&str, &str)) -> String {
     format!(

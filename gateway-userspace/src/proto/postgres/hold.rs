@@ -316,7 +316,11 @@ async fn preview(
     input: &PreviewInput<'_>,
     settings: PreviewSettings,
 ) -> Preview {
-    let analysis = services.analyzer.analyze(input.sql());
+    let pg = &ctx.resource.postgres;
+    let analysis = services
+        .analyzer
+        .analyze_bounded(input.sql(), pg.max_statement_bytes, pg.analysis_budget)
+        .await;
     let previewable = analysis.statements.len() == 1
         && matches!(
             analysis.statements[0],
@@ -396,7 +400,8 @@ async fn run_preview(
         }
     }
     if settings.dry_run {
-        match run_wrapped(&mut up, "BEGIN", timeout_ms, input, false).await? {
+        // Read-write in spite of the session's read-only default: it is rolled back.
+        match run_wrapped(&mut up, "BEGIN READ WRITE", timeout_ms, input, false).await? {
             Step::Tag(tag) => {
                 out.rows_affected = tag.rsplit(' ').next().and_then(|n| n.parse().ok())
             }

@@ -95,6 +95,8 @@ enum Step {
         name: String,
     },
     Sync,
+    /// sluice's own simple query (guardrails' enforcement): its answer is not the agent's.
+    Internal,
 }
 
 /// What a message from the server is, for masking.
@@ -115,6 +117,9 @@ pub enum Event {
     Swallow,
     /// The server is ready: a batch ended.
     Ready,
+    /// Part of the answer to sluice's own query: passed as it is (sluice reads it, the agent
+    /// never sees it).
+    Internal,
     /// Anything else (async messages, answers that need no masking).
     Other,
 }
@@ -283,10 +288,34 @@ impl PlanTracker {
         out
     }
 
+    /// sluice's own simple queries, written upstream between the agent's batches.
+    pub fn on_forward_internal(&self, bytes: &[u8]) {
+        let mut s = self.lock();
+        let mut at = 0;
+        while at + 5 <= bytes.len() {
+            let len =
+                i32::from_be_bytes([bytes[at + 1], bytes[at + 2], bytes[at + 3], bytes[at + 4]]);
+            if bytes[at] == b'Q' {
+                s.steps.push_back(Step::Internal);
+            }
+            at += 1 + len.max(4) as usize;
+        }
+    }
+
     /// Called for every message from the server, in order, before it is masked.
     pub fn on_backend(&self, msg: &Message) -> Event {
         let mut s = self.lock();
         let s = &mut *s;
+        // Asynchronous messages (notices, settings, notifications) are masked whoever's answer
+        // they come in.
+        if matches!(s.steps.front(), Some(Step::Internal))
+            && matches!(msg.tag, b'T' | b'D' | b'C' | b'I' | b'E' | b'Z')
+        {
+            if msg.tag == b'Z' {
+                s.steps.pop_front();
+            }
+            return Event::Internal;
+        }
         match msg.tag {
             b'1' => {
                 if let Some(Step::Parse { name, sql }) =

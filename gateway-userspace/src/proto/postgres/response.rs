@@ -211,6 +211,10 @@ impl<'a> ResponseMasker<'a> {
         } else {
             self.tracker.on_backend(&msg)
         };
+        if matches!(event, Event::Internal) {
+            self.in_rows = false;
+            return Ok(Handled::Forward(msg));
+        }
         self.in_rows = match msg.tag {
             b'D' => true,
             b'T' => matches!(event, Event::ResultSet { .. }),
