@@ -25,11 +25,12 @@ use sluice_tests::{
 /// Everything allowed, so that only masking stands between the agent and the data.
 const OPEN_POLICY: &str = "rules:
   - name: everything
-    statements: [select, insert, update, delete, merge, copy, ddl, dcl, transaction, set, show, explain, call, other]
+    statements: [select, insert, update, delete, merge, copy, ddl, dcl, transaction, set, show, explain, call, prepare, execute, cursor, listen, notify, lock, do, maintenance, other]
     action: allow
-  # SQL run from a string (`query_to_xml`): allowed here so that masking alone is tested.
-  - name: sql-from-text
-    guardrails: [dangerous-function]
+  # Functions with effects and SQL run from a string (`query_to_xml`): allowed here so that
+  # masking alone is tested (the guardrails refuse them otherwise).
+  - name: functions
+    guardrails: [dangerous-function, volatile-function, side-effect-function, sql-from-text]
     action: allow
 guardrails:
   default: allow
@@ -456,10 +457,10 @@ const EXFIL: &[&str] = &[
     "select array_to_string(regexp_split_to_array(iban, ''), ' ') from people",
     "select overlay(card placing '#' from 1 for 1) from people",
     "select unnest(array[email, card]) from people",
-    "prepare p1 as select reverse(email) from people; execute p1",
+    "prepare p1 as select reverse(email) from people ;; execute p1",
     "begin; declare c1 cursor for select translate(card, '0123456789', 'abcdefghij') from people; fetch all from c1; commit",
     "begin; declare c2 binary cursor for select reverse(ssn) from people; fetch all from c2; commit",
-    "update people set name = name where id > 0 returning reverse(iban)",
+    "update people set name = name where id = 1 returning reverse(iban)",
     "select x from people p, lateral regexp_split_to_table(p.email, '') x",
     "select a from (select reverse(phone) from people) s(a)",
     "with recursive r(i, ch) as (select 1, substr((select email from people where id = 1), 1, 1) union all select i + 1, substr((select email from people where id = 1), i + 1, 1) from r where i < 30) select string_agg(ch, '') from r",
@@ -473,7 +474,10 @@ fn transformed_values_never_reach_the_agent_in_text_results() {
     let mut leaked = Vec::new();
     let mut unanswered = Vec::new();
     for sql in EXFIL {
-        let out = lab.psql(&[sql]);
+        // ` ;; ` separates queries sent one after the other in one session (PREPARE must be
+        // a query of its own through sluice).
+        let queries: Vec<&str> = sql.split(" ;; ").collect();
+        let out = lab.psql(&queries);
         let found = leaks(out.as_bytes(), &lab.secrets);
         if !found.is_empty() {
             leaked.push(format!("{sql}: {found:?}\n{out}"));

@@ -146,7 +146,13 @@ pub struct PlanTracker {
     state: Mutex<State>,
     /// Called with each statement text sent upstream, before it is sent.
     on_statement: Option<StatementHook>,
+    /// The text of a prepared statement by name, when exactly one can run (see
+    /// [`PlanTracker::with_prepared`]).
+    prepared: Option<PreparedLookup>,
 }
+
+/// See [`PlanTracker::with_prepared`].
+pub type PreparedLookup = Box<dyn Fn(&str) -> Option<Arc<str>> + Send + Sync>;
 
 /// See [`PlanTracker::with_statement_hook`].
 pub type StatementHook = Box<dyn Fn(&str) + Send + Sync>;
@@ -158,7 +164,46 @@ impl PlanTracker {
         PlanTracker {
             state: Mutex::default(),
             on_statement: Some(hook),
+            prepared: None,
         }
+    }
+
+    /// A query that is one SQL `EXECUTE name` is planned as the prepared statement it runs
+    /// (`lookup` gives its text), not as output sluice cannot attribute (masked whole).
+    pub fn with_prepared(mut self, lookup: PreparedLookup) -> PlanTracker {
+        self.prepared = Some(lookup);
+        self
+    }
+
+    /// The statement a simple query runs, for its plan: the prepared statement's text for a
+    /// lone `EXECUTE` whose statement is known, else the query itself.
+    fn planned_text(&self, sql: &str) -> Arc<str> {
+        let lone_execute = self.prepared.as_ref().and_then(|lookup| {
+            let head = sql.trim_start().get(..7)?;
+            if !head.eq_ignore_ascii_case("execute") {
+                return None;
+            }
+            let dialect = sqlparser::dialect::PostgreSqlDialect {};
+            let parsed = sqlparser::parser::Parser::parse_sql(&dialect, sql).ok()?;
+            match parsed.as_slice() {
+                [
+                    sqlparser::ast::Statement::Execute {
+                        name: Some(name), ..
+                    },
+                ] => match name.0.as_slice() {
+                    [sqlparser::ast::ObjectNamePart::Identifier(i)] => {
+                        lookup(&if i.quote_style.is_some() {
+                            i.value.clone()
+                        } else {
+                            i.value.to_ascii_lowercase()
+                        })
+                    }
+                    _ => None,
+                },
+                _ => None,
+            }
+        });
+        lone_execute.unwrap_or_else(|| sql.into())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -176,11 +221,14 @@ impl PlanTracker {
                 _ => {}
             }
         }
+        // Resolved before the lock: the lookup takes the session's own.
+        let planned = (msg.tag == b'Q')
+            .then(|| self.planned_text(codec::query_text(body).unwrap_or_default()));
         let mut s = self.lock();
         match msg.tag {
             b'Q' => {
-                let sql = codec::query_text(body).unwrap_or_default();
-                s.steps.push_back(Step::Query { sql: sql.into() });
+                let sql = planned.unwrap_or_default();
+                s.steps.push_back(Step::Query { sql });
             }
             b'P' => {
                 let (name, sql) = codec::parse_message(body).unwrap_or_default();
@@ -714,5 +762,55 @@ mod tests {
             panic!()
         };
         assert_eq!(&*p.statement.sql, "select email from customers");
+    }
+
+    fn query(sql: &str) -> Message {
+        let mut b = sql.as_bytes().to_vec();
+        b.push(0);
+        Message::new(b'Q', &b)
+    }
+
+    /// A lone SQL `EXECUTE` is planned as the statement it runs; anything else around it, or
+    /// a name the session cannot pin to one statement, stays unattributed (masked whole).
+    #[test]
+    fn a_lone_sql_execute_is_planned_as_its_prepared_statement() {
+        let t = PlanTracker::default().with_prepared(Box::new(|name| {
+            (name == "q").then(|| Arc::from("select count(*) from customers where id = $1"))
+        }));
+        let result_of = |sql: &str| {
+            t.on_forward(&query(sql));
+            let e = t.on_backend(&row_desc(&["x"]));
+            t.on_backend(&m(b'Z'));
+            match e {
+                Event::ResultSet { sql, index } => (sql.to_string(), index),
+                other => panic!("{other:?}"),
+            }
+        };
+        let prepared = "select count(*) from customers where id = $1".to_string();
+        assert_eq!(result_of("EXECUTE q(2)"), (prepared.clone(), 0));
+        assert_eq!(result_of("  execute Q (2);"), (prepared, 0));
+        assert_eq!(result_of("execute \"Q\"(2)").0, "execute \"Q\"(2)");
+        assert_eq!(result_of("execute other").0, "execute other");
+        assert_eq!(
+            result_of("execute q(2); select 1").0,
+            "execute q(2); select 1"
+        );
+    }
+
+    /// sluice's own queries pass masking as they are, and the agent's answers around them keep
+    /// their own plans.
+    #[test]
+    fn sluices_own_queries_are_internal_and_do_not_shift_the_agents_answers() {
+        let t = PlanTracker::default();
+        let mut own = Vec::new();
+        own.extend_from_slice(&query("BEGIN READ WRITE").raw);
+        t.on_forward_internal(&own);
+        t.on_forward(&query("select email from customers"));
+        assert!(matches!(t.on_backend(&m(b'C')), Event::Internal));
+        assert!(matches!(t.on_backend(&m(b'Z')), Event::Internal));
+        assert!(matches!(
+            t.on_backend(&row_desc(&["email"])),
+            Event::ResultSet { index: 0, .. }
+        ));
     }
 }

@@ -490,8 +490,16 @@ async fn relay(
     let shared = Arc::new(Mutex::new(Shared::new()));
     // Which statement and portal each result belongs to (response masking plans by it).
     let catalog = response::catalog_for(ctx, services, identity.login.as_ref());
+    let prepared = shared.clone();
     let plans =
-        PlanTracker::with_statement_hook(response::statement_hook(services, catalog.clone()));
+        PlanTracker::with_statement_hook(response::statement_hook(services, catalog.clone()))
+            .with_prepared(Box::new(move |name| {
+                let candidates = Shared::lock(&prepared).prepared.candidates(name);
+                match candidates.as_slice() {
+                    [one] => Some(one.sql.clone()),
+                    _ => None,
+                }
+            }));
     let limits = ctx.resource.limits;
     let mut cw = BufWriter::new(cw);
     let mut down_bytes = 0u64;
