@@ -237,6 +237,8 @@ pub struct Rule {
     pub statements: Vec<String>,
     /// Programs of a shell command line (`ls`, `cat`, `psql`; basenames, wrappers included).
     pub commands: Vec<String>,
+    /// Kinds of shell commands (`read`, `write`, `unknown`): what is not on the read-only list.
+    pub shell: Vec<String>,
     pub action: Action,
     /// Who approves what this rule holds (else `approvals.default`).
     pub approval: Option<ApprovalPolicy>,
@@ -428,6 +430,8 @@ struct RawRule {
     statements: Vec<Spanned<String>>,
     #[serde(default)]
     commands: Vec<Spanned<String>>,
+    #[serde(default)]
+    shell: Vec<Spanned<String>>,
     action: Spanned<Action>,
     #[serde(default)]
     approval: Option<RawPolicy>,
@@ -1044,12 +1048,29 @@ impl RawConfig {
                     );
                 }
             }
-            if r.guardrails.is_empty() && r.statements.is_empty() && r.commands.is_empty() {
+            for k in &r.shell {
+                if !crate::inspect::guardrails::shell::SHELL_KINDS.contains(&k.value.as_str()) {
+                    let hint = format!(
+                        "one of: {}",
+                        crate::inspect::guardrails::shell::SHELL_KINDS.join(", ")
+                    );
+                    report.error(
+                        k,
+                        format!("unknown shell command kind `{}`", k.value),
+                        Some(&hint),
+                    );
+                }
+            }
+            if r.guardrails.is_empty()
+                && r.statements.is_empty()
+                && r.commands.is_empty()
+                && r.shell.is_empty()
+            {
                 report.error(
                     &r.name,
                     format!("rule `{}` matches no command", r.name.value),
                     Some(
-                        "give `guardrails:` (findings), `statements:` (SQL kinds) and/or `commands:` (shell programs)",
+                        "give `guardrails:` (findings), `statements:` (SQL kinds), `commands:` (shell programs) and/or `shell:` (read, write, unknown)",
                     ),
                 );
             }
@@ -1060,6 +1081,7 @@ impl RawConfig {
                 guardrails: r.guardrails.iter().map(|x| x.value.clone()).collect(),
                 statements: r.statements.iter().map(|x| x.value.clone()).collect(),
                 commands: r.commands.iter().map(|x| x.value.clone()).collect(),
+                shell: r.shell.iter().map(|x| x.value.clone()).collect(),
                 action: r.action.value,
                 approval: r.approval.as_ref().map(|a| {
                     if r.action.value != Action::Hold {
@@ -1313,6 +1335,10 @@ mod tests {
         assert_eq!(
             enum_of("statements"),
             crate::inspect::guardrails::STATEMENT_KINDS
+        );
+        assert_eq!(
+            enum_of("shell"),
+            crate::inspect::guardrails::shell::SHELL_KINDS
         );
     }
 

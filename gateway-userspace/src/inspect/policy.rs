@@ -12,7 +12,10 @@ use crate::{
     config::{Action, Config, Rule},
     inspect::{
         Verdict,
-        guardrails::{Analysis, shell::ShellAnalysis},
+        guardrails::{
+            Analysis,
+            shell::{ShellAnalysis, ShellKind, ShellRun},
+        },
     },
 };
 
@@ -81,8 +84,11 @@ pub fn decide_sql(config: &Config, subject: &Subject, analysis: &Analysis) -> De
 /// The decision for one shell command line, with the semantics of [`decide_sql`]: each finding
 /// maps to the rule that lists its id in `guardrails:` (SQL ids for SQL the line hands to a
 /// client, shell ids otherwise) or is denied; a parse error follows `guardrails.unparseable`;
-/// each program in `commands` maps to the rule that lists it in `commands:`, else
-/// `guardrails.default`.
+/// a line the shell will not run as written (history expansion) is denied (`uncertain-line`).
+/// Each run (a program, or a redirect or assignment) maps to the rule that lists its program in
+/// `commands:`, else to the rule that lists its kind in `shell:` (`read`, `write`, `unknown`),
+/// else to `guardrails.default`, but never below `hold` for what is not a read: only a rule
+/// allows a command that is not known to be read-only.
 ///
 /// An `incomplete` analysis is not decided here: the caller waits for the rest of the command
 /// (as the shell's PS2 prompt does) and analyses the whole text again. Passing one anyway
@@ -94,14 +100,20 @@ pub fn decide_shell(config: &Config, subject: &Subject, analysis: &ShellAnalysis
         analysis.parse_error.as_deref(),
         "command line",
     );
+    if let Some(why) = &analysis.uncertain {
+        c.list.push(Decision {
+            action: Action::Deny,
+            rule: "uncertain-line".into(),
+            reason: format!(
+                "the shell would not run this line as written ({why}); type the command in full"
+            ),
+        });
+    }
     for finding in &analysis.findings {
         c.finding(finding.rule.as_str(), &finding.reason);
     }
-    for program in &analysis.commands {
-        c.matched(
-            |r| r.commands.iter().any(|p| p == program),
-            format!("runs {program}"),
-        );
+    for run in &analysis.runs {
+        c.shell_run(run);
     }
     c.decide("empty command line")
 }
@@ -188,6 +200,48 @@ impl<'a> Candidates<'a> {
                 action: self.config.guardrails.default,
                 rule: "default".into(),
                 reason: format!("{what} (no rule matched)"),
+            },
+        });
+    }
+
+    /// One run of a shell command line: its program's rule, else its kind's rule, else the
+    /// default (at least `hold` for what is not a read).
+    fn shell_run(&mut self, run: &ShellRun) {
+        let in_scope = |r: &&Rule| in_scope(r, self.subject);
+        let by_program = run.program.as_ref().and_then(|p| {
+            self.config
+                .rules
+                .iter()
+                .filter(in_scope)
+                .find(|r| r.commands.iter().any(|c| c == p))
+        });
+        let rule = by_program.or_else(|| {
+            self.config
+                .rules
+                .iter()
+                .filter(in_scope)
+                .find(|r| r.shell.iter().any(|k| k == run.kind.as_str()))
+        });
+        let what = match (&run.program, run.kind) {
+            (Some(p), ShellKind::Read) => format!("runs {p}"),
+            (_, ShellKind::Read) => "a shell assignment".into(),
+            (_, kind) => format!("{} ({kind})", run.reason),
+        };
+        self.list.push(match rule {
+            Some(r) => Decision {
+                action: r.action,
+                rule: r.name.clone(),
+                reason: what,
+            },
+            None if run.kind == ShellKind::Read => Decision {
+                action: self.config.guardrails.default,
+                rule: "default".into(),
+                reason: format!("{what} (no rule matched)"),
+            },
+            None => Decision {
+                action: self.config.guardrails.default.max(Action::Hold),
+                rule: "default".into(),
+                reason: format!("{what}; not known to be read-only, and no rule allows it"),
             },
         });
     }

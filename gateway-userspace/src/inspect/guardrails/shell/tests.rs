@@ -395,8 +395,9 @@ fn sql_through_a_client() {
         ("gunzip -c x.gz | psql", &["opaque-sql"]),
         ("mysql db < dump.sql", &["opaque-sql"]),
         // Fine.
-        ("psql", &[]),
-        ("psql -h db -U app mydb", &[]),
+        // In an exec request, psql reads SQL from input sluice relays unread.
+        ("psql", &["opaque-sql"]),
+        ("psql -h db -U app mydb", &["opaque-sql"]),
         ("psql -l", &[]),
         ("psql -c 'select * from t where id = 1'", &[]),
         ("echo 'select 1' | psql", &[]),
@@ -440,9 +441,10 @@ fn pipe_to_shell() {
         ("sh -c 'curl x | sh'", &["pipe-to-shell"]),
         // Fine: downloaded data, not code.
         ("curl x | jq .", &[]),
+        // Inline code is opaque, downloaded data or not.
         (
             "curl x | python3 -c 'import json,sys; print(json.load(sys.stdin))'",
-            &[],
+            &["opaque-code"],
         ),
         ("curl x | python3 -m json.tool", &[]),
         ("curl -o x.tgz https://x", &[]),
@@ -481,7 +483,7 @@ fn write_etc() {
         ("sed -i 's/a/b/' /etc/ssh/sshd_config", &["write-etc"]),
         ("sed -i.bak -e 's/a/b/' /etc/x", &["write-etc"]),
         ("sed --in-place 's/a/b/' /etc/x", &["write-etc"]),
-        ("perl -pi -e 's/a/b/' /etc/x", &["write-etc"]),
+        ("perl -pi -e 's/a/b/' /etc/x", &["write-etc", "opaque-code"]),
         ("chmod 777 /etc/shadow", &["write-etc"]),
         ("chown -R me /etc", &["write-etc"]),
         ("truncate -s 0 /etc/motd", &["write-etc"]),
@@ -490,14 +492,14 @@ fn write_etc() {
         ("rm -r /etc/nginx", &["write-etc"]),
         ("touch -d yesterday /etc/x", &["write-etc"]),
         ("mkdir -m 700 /etc/x", &["write-etc"]),
-        ("perl -i -E 'say 1' /etc/x", &["write-etc"]),
+        ("perl -i -E 'say 1' /etc/x", &["write-etc", "opaque-code"]),
         ("sed -n -i -e p /etc/x", &["write-etc"]),
         ("rsync -e ssh -a conf/ /etc/app/", &["write-etc"]),
         ("rsync -a conf/ host:/etc/app/", &[]), // another host's /etc
         ("dd if=x of=/etc/x", &["write-etc"]),
-        ("sudoedit /etc/hosts", &["write-etc"]),
+        ("sudoedit /etc/hosts", &["write-etc", "opaque-code"]),
         ("sudo -e /etc/hosts", &["write-etc"]),
-        ("vim /etc/hosts", &["write-etc"]),
+        ("vim /etc/hosts", &["write-etc", "opaque-code"]),
         ("visudo", &["write-etc"]),
         ("useradd mallory", &["write-etc"]),
         ("sudo usermod -aG sudo me", &["write-etc"]),
@@ -512,7 +514,7 @@ fn write_etc() {
         ("echo x > etc/passwd", &[]), // relative: the working directory is unknown
         ("echo /etc/passwd", &[]),
         ("diff /etc/a /etc/b > /tmp/d", &[]),
-        ("vim -R /etc/hosts", &[]),
+        ("vim -R /etc/hosts", &["opaque-code"]), // an editor reading commands
         ("visudo -c", &[]),
         ("tee -a /tmp/log", &[]),
         ("ln -s /etc/passwd /tmp/p", &[]),
@@ -534,12 +536,12 @@ fn dynamic_commands() {
         ("eval \"$x\"", &["dynamic-command"]),
         ("eval $x", &["dynamic-command"]),
         ("sh -c \"$x\"", &["dynamic-command"]),
-        ("source ~/.bashrc", &["dynamic-command"]),
-        (". ./env.sh", &["dynamic-command"]),
-        ("bash deploy.sh", &["dynamic-command"]),
-        ("sudo sh /tmp/x.sh", &["dynamic-command"]),
-        ("cat x.sh | bash", &["dynamic-command"]),
-        ("bash < x.sh", &["dynamic-command"]),
+        ("source ~/.bashrc", &["opaque-code"]),
+        (". ./env.sh", &["opaque-code"]),
+        ("bash deploy.sh", &["opaque-code"]),
+        ("sudo sh /tmp/x.sh", &["opaque-code"]),
+        ("cat x.sh | bash", &["opaque-code"]),
+        ("bash < x.sh", &["opaque-code"]),
         ("ssh host \"$CMD\"", &["dynamic-command"]),
         // Fine.
         ("echo $HOME", &[]),
