@@ -70,9 +70,9 @@ pub(super) fn run(
         "find" => find(w, args),
         "shred" | "blkdiscard" | "wipefs" | "fdisk" | "cfdisk" | "sfdisk" | "parted" | "gdisk"
         | "sgdisk" | "mke2fs" | "mkswap" | "mkdosfs" | "mkntfs" => mkfs(w, program, args),
-        "shutdown" | "reboot" | "halt" | "poweroff" | "init" | "telinit" | "systemctl" | "kill" => {
-            shutdown(w, program, args)
-        }
+        "shutdown" | "reboot" | "halt" | "poweroff" | "init" | "telinit" | "systemctl" | "kill"
+        | "killall5" | "pkill" | "killall" | "loginctl" | "kexec" | "dbus-send" | "busctl"
+        | "gdbus" | "qdbus" => shutdown(w, program, args),
         "kubectl" | "oc" | "kubecolor" | "helm" => kube(w, program, args),
         "microk8s" | "k3s" => match args.split_first() {
             Some((first, rest)) if first.exact().is_some_and(|t| t == "kubectl") => {

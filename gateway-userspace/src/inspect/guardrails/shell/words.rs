@@ -292,7 +292,10 @@ impl Builder {
             let source = raw.get(p.start_index..p.end_index).unwrap_or_default();
             match &p.piece {
                 WordPiece::Text(t) => {
-                    if !quoted && t.contains(['*', '?', '[']) {
+                    // `[` starts a pattern only with a `]` after it (`[` alone is the test
+                    // command).
+                    let bracket = t.find('[').is_some_and(|i| t[i + 1..].contains(']'));
+                    if !quoted && (t.contains(['*', '?']) || bracket) {
                         self.arg.glob = true;
                     }
                     // An extglob such as `!(x)` or `@(a|b)` is kept as text by the parser.

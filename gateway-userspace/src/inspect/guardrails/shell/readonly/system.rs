@@ -595,6 +595,19 @@ fn ip(_: &Ctx, args: &[Arg]) -> Verdict {
         "add", "append", "change", "chg", "delete", "del", "flush", "replace", "set", "restore",
         "save", "exec", "attach", "detach", "update", "identify", "pids", "prepend", "test",
     ];
+    // For these objects iproute2 tries the writing commands below before `show`, so `ip a s`
+    // is `show` (but `ip link s` is `set`).
+    const SHOW_FIRST: &[&str] = &[
+        "address",
+        "route",
+        "neighbour",
+        "neighbor",
+        "rule",
+        "maddress",
+    ];
+    const WRITE_BEFORE_SHOW: &[&str] = &[
+        "add", "change", "chg", "replace", "delete", "flush", "prepend", "append", "test",
+    ];
     // Global options; `-batch FILE` and `-force` run commands from a file.
     let mut i = 0;
     while let Some(a) = args.get(i) {
@@ -634,9 +647,11 @@ fn ip(_: &Ctx, args: &[Arg]) -> Verdict {
             shown(&command.text)
         ));
     };
-    // `ip addr dev eth0`-style: no command, straight to selectors (a listing).
+    let show_first = SHOW_FIRST.iter().any(|o| o.starts_with(object));
+    let writing: &[&str] = if show_first { WRITE_BEFORE_SHOW } else { WRITE };
     let lists = READ.iter().any(|r| r.starts_with(c));
-    let writes = WRITE.iter().any(|w| w.starts_with(c));
+    let writes = writing.iter().any(|w| w.starts_with(c));
+    // `ip addr dev eth0`-style: no command, straight to selectors (a listing).
     let selector = matches!(
         c,
         "dev" | "to" | "from" | "table" | "scope" | "label" | "up" | "type"
@@ -705,7 +720,26 @@ fn iptables(ctx: &Ctx, args: &[Arg]) -> Verdict {
 }
 
 fn network_tool(ctx: &Ctx, args: &[Arg]) -> Verdict {
-    let ops = match verbs(args, "iFfsnaMN", &["file", "family", "handle"]) {
+    // Options that take a value, per tool (so the value is not read as the subcommand).
+    let (short_arg, long_arg): (&str, &[&str]) = match ctx.program {
+        "tc" => ("n", &["netns"]),
+        "nft" => ("I", &["includepath"]),
+        "nmcli" => (
+            "fgemw",
+            &["fields", "get-values", "escape", "mode", "wait", "colors"],
+        ),
+        "route" => ("A", &[]),
+        "conntrack" => ("psdrqtufmcgnzo", &[]),
+        _ => ("", &[]),
+    };
+    if ctx.program == "tc"
+        && args
+            .iter()
+            .any(|a| matches!(a.exact(), Some("-b" | "-batch" | "-force")))
+    {
+        return Verdict::Unknown("tc -batch runs commands from a file".into());
+    }
+    let ops = match verbs(args, short_arg, long_arg) {
         Ok(o) => o,
         Err(v) => return v,
     };
