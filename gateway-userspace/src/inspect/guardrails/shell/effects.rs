@@ -37,6 +37,9 @@ pub(super) fn apply(w: &mut Walker, program: &str, args: &[Arg]) {
         "ln" => link(w, args),
         "cp" | "mv" | "install" => copy(w, program, args),
         "curl" | "wget" => download(w, program, args),
+        // Metadata and removal change no file's content: what it was stays known.
+        "chmod" | "chown" | "chgrp" | "chattr" | "setfacl" | "touch" | "rm" | "rmdir"
+        | "unlink" => {}
         _ => {
             for target in write_targets(program, args) {
                 wrote(w, &target, Written::Unseen);

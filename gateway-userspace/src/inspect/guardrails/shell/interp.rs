@@ -253,6 +253,21 @@ pub(super) fn interpreter(w: &mut Walker, program: &str, args: &[Arg], stdin: &I
     if crate::inspect::guardrails::shell::readonly::only_version(args) {
         return;
     }
+    // Their operands are a database or a process, not a program: without a command (SQL,
+    // `-batch`/`-ex`) they read commands from the input.
+    let commands_given = match program {
+        "sqlite3" => args.iter().filter(|a| !a.is_option()).nth(1).is_some(),
+        "gdb" | "lldb" => args.iter().any(|a| {
+            matches!(
+                a.exact(),
+                Some("-batch" | "--batch" | "-ex" | "-x" | "--eval-command" | "-o" | "-s")
+            )
+        }),
+        _ => true,
+    };
+    if !commands_given {
+        return stdin_code(w, program, stdin);
+    }
     let mut program_src = Program::Stdin;
     let mut module_name: Option<&Arg> = None;
     let mut i = 0;
@@ -367,6 +382,30 @@ pub(super) fn interpreter(w: &mut Walker, program: &str, args: &[Arg], stdin: &I
             }
         }
     }
+}
+
+/// An interpreter reading its program from standard input.
+fn stdin_code(w: &mut Walker, program: &str, stdin: &Input) {
+    let why = match stdin {
+        Input::Download(by) => {
+            return w.find(
+                R::PipeToShell,
+                format!("{program} runs code downloaded by {by}"),
+            );
+        }
+        Input::Terminal if w.origin.terminal => {
+            return w.find(
+                R::InteractiveProgram,
+                format!(
+                    "{program} reads code from the terminal (a REPL), which sluice does not follow"
+                ),
+            );
+        }
+        Input::Terminal => format!("{program} runs code read from the session's input"),
+        Input::Text(_) => format!("{program} runs code given as literal text"),
+        Input::Opaque(what) => format!("{program} runs code read from {what}"),
+    };
+    w.find(R::OpaqueCode, why);
 }
 
 /// Editors and key-driven programs: `interactive-program` on a terminal, `opaque-code`

@@ -39,6 +39,8 @@ mod state;
 mod stdout;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_attacks;
 mod walk;
 mod words;
 mod wrappers;

@@ -2,7 +2,7 @@
 //! in its reason; none looks at the raw command text.
 
 use super::{
-    ShellRuleId as R,
+    ShellKind, ShellRuleId as R,
     cluster::kube,
     editing::changes_line_editing,
     effects,
@@ -183,6 +183,8 @@ pub(super) fn run(
     }
     effects::apply(w, program, args);
     if let Some(why) = changes_line_editing(program, args, w.origin.terminal) {
+        // Held: once it runs, the session stops following the terminal.
+        w.run(Some(program), ShellKind::Unknown, why.clone());
         w.changes_editing(why);
     }
     let (kind, reason) = readonly::classify(w, program, args, stdin);

@@ -967,6 +967,7 @@ const TABLE: &[(&str, &[&str], &[&str])] = &[
     (
         "curl",
         &[
+            "curl -sS -o /dev/null -w '%{http_code}' http://x",
             "curl -sS http://localhost:8080/health",
             "curl -I https://example.com",
             "curl -fsSL -H 'Accept: application/json' http://x/api",

@@ -605,6 +605,23 @@ fn packages(ctx: &Ctx, args: &[Arg]) -> Verdict {
 /// curl: a plain transfer to standard output. Writing files, sending data, other methods and
 /// config files (which may say any of that) are not reads.
 fn curl(_: &Ctx, args: &[Arg]) -> Verdict {
+    // `-o /dev/null` (and `-o -`) stores nothing: the common "just the status code" form.
+    let mut kept: Vec<Arg> = Vec::new();
+    let mut i = 0;
+    while let Some(a) = args.get(i) {
+        if matches!(a.exact(), Some("-o" | "--output")) {
+            let target = args.get(i + 1);
+            if !target.is_some_and(|t| matches!(t.exact(), Some("/dev/null" | "-"))) {
+                let shown_target = target.map_or(String::new(), |t| shown(&t.text));
+                return Verdict::Write(format!("curl -o {shown_target} writes a file"));
+            }
+            i += 2;
+            continue;
+        }
+        kept.push(a.clone());
+        i += 1;
+    }
+    let args = kept.as_slice();
     let writes = Opts {
         short: "oODcKTdFe",
         long: &[
