@@ -454,6 +454,8 @@ struct Relay {
     input_closed: bool,
     /// The shell state the lines run in (kept from each line that runs).
     session: inspect::LineSession,
+    /// The line being released changes the line editing: the tracker stops after it.
+    lose_after_line: Option<String>,
 }
 
 impl Relay {
@@ -497,6 +499,7 @@ impl Relay {
             transfer: input == Input::Transfer,
             input_closed: false,
             session,
+            lose_after_line: None,
         }
     }
 
@@ -780,6 +783,10 @@ impl Relay {
                         LineOutcome::Continue => tracker.continue_line(),
                         LineOutcome::Refused => tracker.refuse(),
                     };
+                    // The line's Enter went with `allow`; from now on nothing more does.
+                    if let Some(why) = self.lose_after_line.take() {
+                        tracker.lose(why);
+                    }
                     queue.extend(next);
                     if outcome == LineOutcome::Refused && self.script {
                         // Later lines of a script may depend on the refused one: the shell gets
@@ -837,9 +844,9 @@ impl Relay {
                 // The line runs: the shell is now in the state it leaves.
                 if let Some(a) = analysis {
                     self.session.state = a.state;
-                    if let (Some(why), Some(tracker)) = (a.line_editing, self.tracker.as_mut()) {
+                    if let Some(why) = a.line_editing {
                         info!(event = "ssh_line_editing_changed", conn_id = conn.ctx.id, why = %why, "later lines are refused");
-                        tracker.lose(why);
+                        self.lose_after_line = Some(why);
                     }
                 }
                 LineOutcome::Run

@@ -147,9 +147,17 @@ fn link(w: &mut Walker, args: &[Arg]) {
             None => Arg::lit(basename(&t.text)),
         };
         let at = places(w, &link_at);
-        match (symbolic, t.exact()) {
-            (true, Some(target)) => w.state.link(&at, target),
-            _ => {}
+        if symbolic && t.literal {
+            // `~` in the target is the home directory, as the shell expanded it.
+            let target = if t.home {
+                match places(w, t).as_slice() {
+                    [p] => p.text(),
+                    _ => continue,
+                }
+            } else {
+                t.text.clone()
+            };
+            w.state.link(&at, &target);
         }
         let how = copy_of(t);
         w.wrote(&at, how);

@@ -257,7 +257,9 @@ impl ShellState {
                 return p;
             };
             let rest = text[link.len()..].trim_start_matches('/');
-            let base = if target.starts_with('/') {
+            let base = if target == "~" {
+                Place::Home(String::new())
+            } else if target.starts_with('/') {
                 join(&Place::Abs("/".into()), target)
             } else if let Some(home_rel) = target.strip_prefix("~/") {
                 join(&Place::Home(String::new()), home_rel)
