@@ -1265,10 +1265,28 @@ mod tests {
         // process environment (tests run in parallel).
         let text = std::fs::read_to_string(path)
             .unwrap()
-            .replace("{ env: ORDERS_DB_PASSWORD }", "{ value: x }");
+            .replace("{ env: ORDERS_DB_PASSWORD }", "{ value: x }")
+            .replace("{ env: WEB_SSH_PASSWORD }", "{ value: x }");
         let c = Config::parse(&text, path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.targets[0].egress, EgressMode::Deny);
         assert!(!c.resources.is_empty());
+        // Its ssh resource: reads run, everything else is held, destruction is denied.
+        use crate::inspect::{
+            guardrails::shell::analyze_shell,
+            policy::{Subject, decide_shell},
+        };
+        let web = Subject {
+            target: "agents",
+            resource: "web",
+        };
+        let decide = |cmd: &str| decide_shell(&c, &web, &analyze_shell(cmd));
+        assert_eq!(
+            decide("journalctl -u nginx --since today | tail").action,
+            Action::Allow
+        );
+        assert_eq!(decide("systemctl restart nginx").action, Action::Hold);
+        assert_eq!(decide("./fix.sh").action, Action::Hold);
+        assert_eq!(decide("rm -rf /").action, Action::Deny);
     }
 
     /// Every key of the example policy is described by the JSON Schema shipped for editors, and

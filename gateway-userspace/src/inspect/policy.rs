@@ -400,6 +400,76 @@ mod tests {
     }
 
     #[test]
+    fn shell_kinds_match_rules_and_what_is_not_a_read_never_falls_to_allow() {
+        // No rule: reads follow the default (allow); anything else is held at least.
+        let c = config("");
+        assert_eq!(shell(&c, "ls -la | grep x").action, Action::Allow);
+        let d = shell(&c, "rm /tmp/x");
+        assert_eq!((d.action, d.rule.as_str()), (Action::Hold, "default"));
+        assert!(d.reason.contains("rm removes files"), "{d:?}");
+        assert_eq!(shell(&c, "frobnicate").action, Action::Hold);
+        assert_eq!(shell(&c, "ls > /tmp/x").action, Action::Hold);
+        // A stricter default is kept.
+        let c = config("guardrails:\n  default: deny\n");
+        assert_eq!(shell(&c, "rm /tmp/x").action, Action::Deny);
+        assert_eq!(shell(&c, "ls").action, Action::Deny);
+        // Rules by kind.
+        let c = config(
+            "guardrails:\n  default: deny\nrules:\n  - { name: reads, shell: [read], action: allow }\n  - { name: changes, shell: [write], action: hold }\n",
+        );
+        assert_eq!(shell(&c, "df -h && ps aux | grep x").action, Action::Allow);
+        let d = shell(&c, "df -h; rm /tmp/x");
+        assert_eq!((d.action, d.rule.as_str()), (Action::Hold, "changes"));
+        let d = shell(&c, "df -h; frobnicate");
+        assert_eq!((d.action, d.rule.as_str()), (Action::Deny, "default"));
+        // A policy may allow what is not a read explicitly; findings stay denied.
+        let c = config("rules:\n  - { name: lax, shell: [read, write, unknown], action: allow }\n");
+        assert_eq!(shell(&c, "rm /tmp/x; frobnicate").action, Action::Allow);
+        assert_eq!(shell(&c, "rm -rf /").rule, "rm-rf");
+        assert_eq!(shell(&c, "python3 -c 'print(1)'").rule, "opaque-code");
+        // A program's own rule comes before its kind's.
+        let c = config(
+            "rules:\n  - { name: reads, shell: [read], action: allow }\n  - { name: rm-ok, commands: [rm], action: alert }\n  - { name: rest, shell: [write, unknown], action: hold }\n",
+        );
+        assert_eq!(shell(&c, "sudo rm /tmp/x").action, Action::Alert);
+        assert_eq!(
+            shell(&c, "rm /tmp/x > /tmp/y").rule,
+            "rest",
+            "the redirect is no program"
+        );
+        // History expansion in a line the shell expands: refused.
+        let a = crate::inspect::guardrails::shell::analyze_shell_in(
+            "cat !$",
+            crate::inspect::guardrails::shell::ShellOrigin {
+                terminal: true,
+                line: true,
+                interactive: true,
+            },
+            &Default::default(),
+        );
+        let d = decide_shell(&c, &SUBJECT, &a);
+        assert_eq!(
+            (d.action, d.rule.as_str()),
+            (Action::Deny, "uncertain-line")
+        );
+    }
+
+    #[test]
+    fn rules_validate_shell_kinds() {
+        let err = Config::parse(
+            "rules:\n  - { name: r, shell: [reads], action: allow }\n",
+            Path::new("t.yaml"),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("unknown shell command kind `reads`"),
+            "{text}"
+        );
+        assert!(text.contains("read, write, unknown"), "{text}");
+    }
+
+    #[test]
     fn unparseable_shell_follows_its_setting_never_allow() {
         let d = shell(&config(""), "ls )");
         assert_eq!((d.action, d.rule.as_str()), (Action::Deny, "unparseable"));
