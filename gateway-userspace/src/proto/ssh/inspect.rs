@@ -104,7 +104,7 @@ pub fn decide_exec_text(
     } else {
         decide_shell(policy, subject, &analysis)
     };
-    let reads_shell_from_stdin = analysis.reads_session_input.then(|| LineSession {
+    let reads_shell_from_stdin = analysis.reads_session_input.then_some(LineSession {
         origin: ShellOrigin {
             terminal: pty,
             line: true,

@@ -312,6 +312,6 @@ mod tests {
         assert!(!changes("bash", &["-l"]));
         assert!(!changes("bash", &["-c", "ls"]));
         assert!(!changes("zsh", &["-c", "ls"]));
-        assert!(!changes_line_editing("zsh", &[], false).is_some());
+        assert!(changes_line_editing("zsh", &[], false).is_none());
     }
 }

@@ -143,10 +143,8 @@ pub(super) fn shutdown(w: &mut Walker, program: &str, args: &[Arg]) {
                 w.find(R::Shutdown, format!("{} signals {whom}", text()));
             }
         }
-        "killall5" => {
-            if !args.iter().any(|a| a.exact() == Some("-0")) {
-                w.find(R::Shutdown, format!("{} signals every process", text()));
-            }
+        "killall5" if !args.iter().any(|a| a.exact() == Some("-0")) => {
+            w.find(R::Shutdown, format!("{} signals every process", text()));
         }
         "pkill" | "killall" => {
             let s = scan_options(
@@ -200,15 +198,15 @@ pub(super) fn shutdown(w: &mut Walker, program: &str, args: &[Arg]) {
                 );
             }
         }
-        "kexec" => {
+        "kexec"
             if args.iter().any(|a| {
                 matches!(a.exact(), Some("-e" | "--exec" | "-f" | "--force"))
                     || a.exact().is_some_and(|t| {
                         t.starts_with('-') && !t.starts_with("--") && t.contains(['e', 'f'])
                     })
-            }) {
-                w.find(R::Shutdown, format!("{} boots another kernel now", text()));
-            }
+            }) =>
+        {
+            w.find(R::Shutdown, format!("{} boots another kernel now", text()));
         }
         // D-Bus calls to logind's or systemd's power methods.
         "dbus-send" | "busctl" | "gdbus" | "qdbus" => {

@@ -1153,11 +1153,8 @@ fn kill(_: &Ctx, args: &[Arg]) -> Verdict {
 
 fn limits(ctx: &Ctx, args: &[Arg]) -> Verdict {
     let sets = match ctx.program {
-        "umask" => operands(args, "", &[]).first().is_some(),
-        _ => {
-            operands(args, "", &[]).first().is_some()
-                && !args.iter().any(|a| a.exact() == Some("-a"))
-        }
+        "umask" => !operands(args, "", &[]).is_empty(),
+        _ => !operands(args, "", &[]).is_empty() && !args.iter().any(|a| a.exact() == Some("-a")),
     };
     if sets {
         Verdict::Unknown(format!(
