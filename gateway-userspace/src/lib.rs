@@ -21,6 +21,8 @@ pub mod conn;
 pub mod ebpf;
 pub mod exec;
 pub mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inspect;
 pub mod proto;
 pub mod server;

@@ -90,6 +90,15 @@ pub fn decide_exec_text(
             transfer: true,
         };
     }
+    // sshd hands the command to the shell as a C string: a NUL cuts it short there, so the
+    // shell would run less than sluice read.
+    if text.contains('\0') {
+        return ExecDecision {
+            decision: unparseable_in(policy, "the command contains a NUL byte"),
+            reads_shell_from_stdin: None,
+            transfer: false,
+        };
+    }
     let origin = ShellOrigin {
         terminal: pty,
         line: false,
@@ -234,5 +243,25 @@ mod tests {
         );
         assert_eq!(transfer_kind(&words("scp a b")), None);
         assert!(shell_words("scp -t '/tmp/x'").is_none());
+    }
+
+    #[test]
+    fn an_exec_with_a_nul_byte_is_unparseable() {
+        let policy = Config::parse(
+            "targets:\n  - { name: a, egress: deny }\nresources:\n  - { name: r, protocol: tcp, match: [{ address: 10.0.0.1, port: 22 }] }\n",
+            std::path::Path::new("t.yaml"),
+        )
+        .unwrap();
+        let subject = Subject {
+            target: "a",
+            resource: "r",
+        };
+        let d = decide_exec_text(&policy, &subject, None, "ls\0; rm -rf ~", false);
+        assert_eq!(
+            (d.decision.action, d.decision.rule.as_str()),
+            (Action::Deny, "unparseable")
+        );
+        let d = decide_exec_text(&policy, &subject, None, "ls -la", false);
+        assert_eq!(d.decision.action, Action::Allow);
     }
 }

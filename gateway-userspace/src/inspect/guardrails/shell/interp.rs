@@ -419,6 +419,15 @@ pub(super) fn key_driven(w: &mut Walker, program: &str, args: &[Arg]) {
                     "attach" | "a" | "new" | "new-session" | "-r" | "-x" | "-R" | "-S"
                 )
             }));
+    // `top` on a terminal takes single keys (`W` writes its configuration); `top -b` prints.
+    let key_driven = key_driven
+        || (program == "top"
+            && !args.iter().any(|a| {
+                a.exact().is_some_and(|t| {
+                    t == "--batch"
+                        || (t.starts_with('-') && !t.starts_with("--") && t.contains('b'))
+                })
+            }));
     if !EDITORS.contains(&program) && !key_driven {
         return;
     }

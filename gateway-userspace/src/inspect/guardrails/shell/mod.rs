@@ -390,6 +390,29 @@ fn analyze_unguarded(text: &str, origin: ShellOrigin, state: &ShellState) -> She
     }
 }
 
+/// [`analyze_shell_in`] without its guard: a panic in the parser or the walk propagates (the
+/// fuzz targets want to see it; the gateway turns it into `unparseable`).
+#[doc(hidden)]
+pub fn analyze_shell_unguarded(
+    text: &str,
+    origin: ShellOrigin,
+    state: &ShellState,
+) -> ShellAnalysis {
+    if text.len() > MAX_SHELL_LEN {
+        return analyze_shell_in(text, origin, state);
+    }
+    if text.len() <= CALLER_STACK_LEN {
+        return analyze_unguarded(text, origin, state);
+    }
+    std::thread::scope(|scope| {
+        let t = std::thread::Builder::new()
+            .stack_size(big_stack_size(text.len()))
+            .spawn_scoped(scope, || analyze_unguarded(text, origin, state))
+            .expect("a thread for the analysis");
+        t.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
 /// One unparseable line.
 fn refused(why: String, state: &ShellState) -> ShellAnalysis {
     ShellAnalysis {

@@ -107,6 +107,14 @@ pub(super) fn run(
         }
         "sudo" | "doas" => shell(w, "sh", &[], stdin), // `sudo -i`: a shell on the input
         "script" => script(w, args, stdin),
+        // `fc` (but `fc -l`) runs commands from the history, not this line's text.
+        "fc" if !args.iter().any(|a| {
+            a.exact()
+                .is_some_and(|t| t.starts_with('-') && t.contains('l'))
+        }) =>
+        {
+            w.uncertain("fc runs commands from the history, which sluice does not see here".into());
+        }
         "eval" => eval(w, args, stdin),
         "source" | "." => source(w, program, args),
         "alias" => {

@@ -347,6 +347,13 @@ fn line_editing_changes_and_history_expansion_are_reported() {
             "{line}"
         );
     }
+    // `fc` re-runs history too.
+    let (d, _) = session(&["fc -s echo="]).pop().unwrap();
+    assert_eq!(d.rule, "uncertain-line");
+    assert_eq!(session(&["fc -l"])[0].0.action, Action::Allow);
+    // `top` takes keys on a terminal; `top -b` prints.
+    assert_eq!(session(&["top"])[0].0.rule, "interactive-program");
+    assert_eq!(session(&["top -b -n 1"])[0].0.action, Action::Allow);
     // An exec request is not read by an interactive shell: `!` is just a character there.
     assert_eq!(exec("echo hi!x").action, Action::Allow);
 }

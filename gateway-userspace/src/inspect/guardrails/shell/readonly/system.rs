@@ -324,6 +324,10 @@ pub(super) const ENTRIES: &[Entry] = &[
         check: Custom(kill),
     },
     Entry {
+        names: &["fc"],
+        check: Custom(fc),
+    },
+    Entry {
         names: &["ulimit", "umask"],
         check: Custom(limits),
     },
@@ -1138,6 +1142,19 @@ fn mount(ctx: &Ctx, args: &[Arg]) -> Verdict {
             "{} in this form changes what is mounted",
             ctx.program
         ))
+    }
+}
+
+/// `fc -l` lists the history; without `-l` it runs (or edits) history entries.
+fn fc(_: &Ctx, args: &[Arg]) -> Verdict {
+    let lists = args.iter().any(|a| {
+        a.exact()
+            .is_some_and(|t| t.starts_with('-') && t.contains('l'))
+    });
+    if lists {
+        Verdict::Read
+    } else {
+        Verdict::Unknown("fc runs or edits commands from the history".into())
     }
 }
 

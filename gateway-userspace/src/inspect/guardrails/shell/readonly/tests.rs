@@ -717,6 +717,7 @@ const TABLE: &[(&str, &[&str], &[&str])] = &[
         &["swapon --show", "swapon -s"],
         &["swapon /swapfile", "swapon -a"],
     ),
+    ("fc", &["fc -l", "fc -ln -5"], &["fc -s echo=", "fc 3"]),
     (
         "kill",
         &["kill -l", "kill -0 1234"],
