@@ -761,3 +761,32 @@ fn shells_reading_the_sessions_input_are_reported() {
         assert!(!analyze_shell(line).reads_session_input, "{line}");
     }
 }
+
+/// Found by fuzzing: brush's brace parser is exponential in nested or unclosed braces. Past a
+/// small depth the word stays unexpanded (and unknown); the rules still see the program.
+#[test]
+fn deeply_nested_braces_are_bounded() {
+    for word in [
+        format!("-r{}f", "{".repeat(40)),
+        format!("{}a{}", "{".repeat(40), "}".repeat(40)),
+        "{a,".repeat(40),
+        "{".repeat(300),
+    ] {
+        let line = format!("cd / && rm {word} srv");
+        let start = std::time::Instant::now();
+        let a = analyze_shell(&line);
+        // Generous for a debug build on a loaded machine; the exponential case took minutes.
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{line}"
+        );
+        assert_eq!(a.commands, ["cd", "rm"], "{line}");
+        assert_eq!(a.kind(), ShellKind::Write, "{line}");
+        // An unknown word that may be `-rf`, with `srv` in `/`: still the finding.
+        if word.starts_with("-r") {
+            assert!(a.has(ShellRuleId::RmRf), "{line}: {a:?}");
+        }
+    }
+    // Shallow braces still expand.
+    check(&[("rm -rf /{etc,{usr,var}}", &["rm-rf", "write-etc"])]);
+}

@@ -120,6 +120,12 @@ pub(super) fn brace_expand(raw: &str) -> Braces {
     if !raw.contains('{') {
         return Braces::None;
     }
+    // brush's brace parser backtracks exponentially on deeply nested or unclosed braces
+    // (`{{{{{{{{{{{{{{{{x` took seconds, found by fuzzing): past a small depth the word is
+    // left unexpanded and unknown, like one with too many expansions.
+    if too_deep(raw) {
+        return Braces::TooMany;
+    }
     let Some(pieces) = word::parse_brace_expansions(raw, &options()).ok().flatten() else {
         return Braces::None;
     };
@@ -135,6 +141,28 @@ pub(super) fn brace_expand(raw: &str) -> Braces {
     } else {
         Braces::TooMany
     }
+}
+
+/// Braces nested (or left open) deeper than this, or more of them than [`MAX_BRACES`], are not
+/// expanded. Quotes are not skipped: a word with that many braces in quotes is rare enough to
+/// be left unknown.
+const MAX_BRACE_DEPTH: usize = 4;
+const MAX_BRACES: usize = 256;
+
+fn too_deep(raw: &str) -> bool {
+    let (mut depth, mut max, mut count) = (0usize, 0usize, 0usize);
+    for c in raw.chars() {
+        match c {
+            '{' => {
+                depth += 1;
+                count += 1;
+                max = max.max(depth);
+            }
+            '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max > MAX_BRACE_DEPTH || count > MAX_BRACES
 }
 
 /// Appends every expansion of `pieces` to each string of `acc`; false when too many.
