@@ -790,3 +790,18 @@ fn deeply_nested_braces_are_bounded() {
     // Shallow braces still expand.
     check(&[("rm -rf /{etc,{usr,var}}", &["rm-rf", "write-etc"])]);
 }
+
+/// Functions that call each other many times are walked at each call: bounded in all.
+#[test]
+fn function_call_fan_out_is_bounded() {
+    let mut line = "f0() { ls; }".to_owned();
+    for i in 1..9 {
+        let calls = format!("f{} ", i - 1).repeat(10).replace(' ', "; ");
+        line.push_str(&format!("; f{i}() {{ {calls} }}"));
+    }
+    line.push_str("; f8");
+    let start = std::time::Instant::now();
+    let a = analyze_shell(&line);
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    assert!(a.has(RuleId::Unparseable), "{:?}", a.findings);
+}

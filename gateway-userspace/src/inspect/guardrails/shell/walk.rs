@@ -23,6 +23,10 @@ use super::{
 /// accepted them, but nobody types 64 levels of `( ( ( ...`.
 const MAX_NESTING: usize = 64;
 
+/// Nested command lines (substitutions, `sh -c`, function calls, alias expansions) one line
+/// may make the walk enter, in all.
+const MAX_ENTERED: usize = 4096;
+
 /// What feeds a command's standard input, as far as the line shows it.
 #[derive(Clone, Debug)]
 pub(super) enum Input {
@@ -70,6 +74,8 @@ pub(super) struct Walker {
     pub path_prefix: Option<String>,
     /// Strings handed back to a shell, substitutions and wrappers entered so far, on this path.
     depth: usize,
+    /// Levels entered so far, in all (see [`MAX_ENTERED`]).
+    entered: usize,
     /// Compound commands entered, on this path.
     nesting: usize,
     /// Downloaders invoked so far: a substitution that raised it runs a download.
@@ -96,6 +102,7 @@ impl Walker {
             concurrent: 0,
             path_prefix: None,
             depth: 0,
+            entered: 0,
             nesting: 0,
             downloads: 0,
             source: String::new(),
@@ -223,6 +230,18 @@ impl Walker {
     /// One more level of strings-in-strings; false (with an `unparseable` finding) past
     /// [`MAX_DEPTH`].
     pub fn enter(&mut self) -> bool {
+        // Function bodies and aliases are walked again at each call: a line of functions that
+        // call each other many times would take exponential time without a budget.
+        if self.entered >= MAX_ENTERED {
+            self.find(
+                RuleId::Unparseable,
+                format!(
+                    "more than {MAX_ENTERED} nested command lines, function calls and aliases to check"
+                ),
+            );
+            return false;
+        }
+        self.entered += 1;
         if self.depth >= MAX_DEPTH {
             self.find(
                 RuleId::Unparseable,
