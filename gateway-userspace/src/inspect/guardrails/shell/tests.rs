@@ -805,3 +805,11 @@ fn function_call_fan_out_is_bounded() {
     assert!(start.elapsed() < std::time::Duration::from_secs(10));
     assert!(a.has(RuleId::Unparseable), "{:?}", a.findings);
 }
+
+/// Found by fuzzing: an option word that is a glob (`--i*nste`) has no exact text.
+#[test]
+fn glob_option_words_are_unknown_options() {
+    let a = analyze_shell("apt l --i*nste | grep -c x");
+    assert!(a.findings.is_empty(), "{a:?}");
+    assert_eq!(analyze_shell("sort --o* x").kind(), ShellKind::Unknown);
+}

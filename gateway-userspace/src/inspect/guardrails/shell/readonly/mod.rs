@@ -318,7 +318,8 @@ pub(super) fn operands<'a>(args: &'a [Arg], short_arg: &str, long_arg: &[&str]) 
             i += 1;
             continue;
         }
-        let t = t.unwrap_or_default();
+        // An option word may be a glob (`--i*`): its text as written.
+        let t = a.text.as_str();
         if let Some(long) = t.strip_prefix("--") {
             if !long.contains('=') && long_matches_exact_or_prefix(long, long_arg) {
                 i += 1;
