@@ -14,7 +14,11 @@
 //! (`opaque-code`, `interactive-program`, nested command lines).
 
 mod awk;
+mod builtins;
+mod clients;
+mod network;
 mod sed;
+mod services;
 mod system;
 mod text;
 mod tools;
@@ -83,7 +87,11 @@ pub(super) fn entries() -> impl Iterator<Item = &'static Entry> {
     text::ENTRIES
         .iter()
         .chain(system::ENTRIES)
+        .chain(network::ENTRIES)
+        .chain(builtins::ENTRIES)
         .chain(tools::ENTRIES)
+        .chain(clients::ENTRIES)
+        .chain(services::ENTRIES)
         .chain(super::sql_client::ENTRIES)
 }
 
@@ -380,4 +388,23 @@ pub(super) fn subcommand<'a>(
 /// The literal text of the `n`th of `words`.
 pub(super) fn nth<'a>(words: &[&'a Arg], n: usize) -> Option<&'a str> {
     words.get(n).and_then(|a| a.exact())
+}
+
+/// The subcommand (first operand) and the ones after it, for tools whose options may come
+/// anywhere.
+pub(super) fn verbs<'a>(
+    args: &'a [Arg],
+    short_arg: &str,
+    long_arg: &[&str],
+) -> Result<Vec<&'a Arg>, Verdict> {
+    if let Some(a) = args
+        .iter()
+        .find(|a| a.exact().is_none() && a.may_be_option())
+    {
+        return Err(Verdict::Unknown(format!(
+            "an argument only known at run time ({}) may change what it does",
+            shown(&a.text)
+        )));
+    }
+    Ok(operands(args, short_arg, long_arg))
 }
