@@ -813,3 +813,30 @@ fn glob_option_words_are_unknown_options() {
     assert!(a.findings.is_empty(), "{a:?}");
     assert_eq!(analyze_shell("sort --o* x").kind(), ShellKind::Unknown);
 }
+
+/// Found by fuzzing: brush-parser panics on integers too long for 64 bits in brace sequences
+/// and tilde prefixes; such words are not handed to it.
+#[test]
+fn overlong_numbers_do_not_reach_the_parsers_unwraps() {
+    for line in [
+        "rmog/{{{{1111111111111111111111111111111..2}",
+        "echo {1..99999999999999999999}",
+        "ls ~+99999999999999999999999",
+        "ls ~-99999999999999999999999/x",
+        "cat <<EOF\n~99999999999999999999999\nEOF",
+        "echo ${x:-~99999999999999999999999}",
+    ] {
+        let a =
+            super::analyze_shell_unguarded(line, ShellOrigin::default(), &ShellState::default());
+        assert!(
+            a.parse_error.is_none() || a.has(RuleId::Unparseable),
+            "{line}: {a:?}"
+        );
+    }
+    // Ordinary long numbers are fine.
+    assert!(
+        analyze_shell("sleep 100000000000000000000000")
+            .findings
+            .is_empty()
+    );
+}
