@@ -5,6 +5,10 @@ use crate::inspect::guardrails::shell::words::Arg;
 
 pub(super) const ENTRIES: &[Entry] = &[
     Entry {
+        names: &["chronyc", "ntpq"],
+        check: Custom(time_sync),
+    },
+    Entry {
         names: &["crontab"],
         check: Custom(crontab),
     },
@@ -206,5 +210,80 @@ fn redis_cli(_: &Ctx, args: &[Arg]) -> Verdict {
         Verdict::Read
     } else {
         Verdict::Write(format!("redis-cli {cmd} is not a read-only Redis command"))
+    }
+}
+
+/// chronyc and ntpq: their status reports; every other command changes the clock or the
+/// daemon (`chronyc makestep`, `ntpq -c :config`).
+fn time_sync(ctx: &Ctx, args: &[Arg]) -> Verdict {
+    const CHRONYC: &[&str] = &[
+        "tracking",
+        "sources",
+        "sourcestats",
+        "activity",
+        "ntpdata",
+        "serverstats",
+        "clients",
+        "authdata",
+        "selectdata",
+        "rtcdata",
+        "smoothing",
+        "waitsync",
+        "help",
+    ];
+    const NTPQ: &[&str] = &[
+        "peers",
+        "lpeers",
+        "opeers",
+        "rv",
+        "readvar",
+        "associations",
+        "lassociations",
+        "sysinfo",
+        "sysstats",
+        "iostats",
+        "monstats",
+        "kerninfo",
+        "version",
+        "pstats",
+    ];
+    let words: Vec<&str> = args.iter().filter_map(|a| a.exact()).collect();
+    if words.len() != args.len() {
+        return Verdict::Unknown(format!(
+            "{} with arguments only known at run time",
+            ctx.program
+        ));
+    }
+    let read = match ctx.program {
+        "chronyc" => {
+            let ops: Vec<&&str> = words.iter().filter(|w| !w.starts_with('-')).collect();
+            ops.first().is_some_and(|c| CHRONYC.contains(c))
+        }
+        _ => {
+            let mut ok = !words.is_empty();
+            let mut i = 0;
+            while let Some(w) = words.get(i) {
+                match *w {
+                    "-c" => {
+                        let cmd = words.get(i + 1).and_then(|c| c.split_whitespace().next());
+                        ok &= cmd.is_some_and(|c| NTPQ.contains(&c));
+                        i += 1;
+                    }
+                    "-p" | "-pn" | "-n" | "-4" | "-6" | "-w" => {}
+                    w if w.starts_with('-') => ok = false,
+                    _ => {} // a host
+                }
+                i += 1;
+            }
+            ok
+        }
+    };
+    if read {
+        Verdict::Read
+    } else {
+        Verdict::Write(format!(
+            "{} in this form changes the clock or the time daemon",
+            ctx.program
+        ))
     }
 }

@@ -8,6 +8,16 @@ use crate::inspect::guardrails::shell::{walk::shown, words::Arg};
 
 pub(super) const ENTRIES: &[Entry] = &[
     Entry {
+        names: &["sar"],
+        check: Unless(Opts {
+            short: "o",
+            long: &[],
+            short_arg: "fsePnqIuwbBdFHmrRSvWy",
+            long_arg: &["dev", "iface", "fs"],
+            why: "writes a data file",
+        }),
+    },
+    Entry {
         names: &[
             // processes and the machine
             "ps",

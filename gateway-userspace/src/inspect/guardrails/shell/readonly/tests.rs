@@ -719,6 +719,25 @@ const TABLE: &[(&str, &[&str], &[&str])] = &[
     ),
     ("fc", &["fc -l", "fc -ln -5"], &["fc -s echo=", "fc 3"]),
     (
+        "sar",
+        &[
+            "sar -u 1 3",
+            "sar -n DEV 1 1",
+            "sar -f /var/log/sysstat/sa07",
+        ],
+        &["sar -o /tmp/sa 1 3"],
+    ),
+    (
+        "chronyc",
+        &["chronyc tracking", "chronyc -n sources -v"],
+        &["chronyc makestep", "chronyc settime 10:00", "chronyc"],
+    ),
+    (
+        "ntpq",
+        &["ntpq -p", "ntpq -pn", "ntpq -c rv"],
+        &["ntpq -c ':config disable monitor'", "ntpq"],
+    ),
+    (
         "kill",
         &["kill -l", "kill -0 1234"],
         &["kill 1234", "kill -9 1234", "kill -s TERM 1234"],
