@@ -440,6 +440,9 @@ fn parse(text: &str) -> Parsed {
         .strip_suffix("\r\n")
         .or_else(|| text.strip_suffix('\n'))
         .unwrap_or(text);
+    if let Some(why) = too_nested_to_parse(text) {
+        return Parsed::Error(why);
+    }
     match parse_program(text) {
         Ok(p) => Parsed::Program(p),
         Err(e) if wants_more(&e) => {
@@ -462,6 +465,48 @@ fn parse(text: &str) -> Parsed {
         }
         Err(e) => Parsed::Error(e.to_string()),
     }
+}
+
+/// Parentheses (quoted or not) nested deeper than this are not parsed.
+const MAX_PAREN_DEPTH: usize = 12;
+/// `case` commands nested deeper than this are not parsed.
+const MAX_CASE_DEPTH: usize = 6;
+
+/// brush's parser backtracks exponentially on nested unclosed parentheses and `case` patterns
+/// (`(( ((((((((((((x` or `case a in b) case a in b) ...` took seconds to minutes; found by
+/// fuzzing). Nobody types that deep: such lines are refused before parsing. Quotes are not
+/// skipped, so this counts at least as deep as the parser would go.
+fn too_nested_to_parse(text: &str) -> Option<String> {
+    let (mut depth, mut max) = (0usize, 0usize);
+    for c in text.chars() {
+        match c {
+            '(' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            ')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if max > MAX_PAREN_DEPTH {
+        return Some(format!(
+            "parentheses nested {max} deep (more than the {MAX_PAREN_DEPTH} analysed)"
+        ));
+    }
+    let (mut cases, mut max_cases) = (0usize, 0usize);
+    for word in text.split(|c: char| c.is_whitespace() || ";&|()`".contains(c)) {
+        match word {
+            "case" => {
+                cases += 1;
+                max_cases = max_cases.max(cases);
+            }
+            "esac" => cases = cases.saturating_sub(1),
+            _ => {}
+        }
+    }
+    (max_cases > MAX_CASE_DEPTH).then(|| {
+        format!("case commands nested {max_cases} deep (more than the {MAX_CASE_DEPTH} analysed)")
+    })
 }
 
 fn parse_program(text: &str) -> Result<ast::Program, ParseError> {

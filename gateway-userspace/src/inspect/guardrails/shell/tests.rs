@@ -840,3 +840,29 @@ fn overlong_numbers_do_not_reach_the_parsers_unwraps() {
             .is_empty()
     );
 }
+
+/// Found by fuzzing: brush's parser is exponential in nested unclosed parentheses and `case`
+/// patterns; such lines are refused before parsing, in bounded time.
+#[test]
+fn deeply_nested_parentheses_and_case_are_refused_quickly() {
+    for line in [
+        format!("(( {}o", "(".repeat(30)),
+        format!("{}x", "( ".repeat(30)),
+        format!("{}x", "case a in b) ".repeat(30)),
+        "(( ((((((((((((o((((((((((((op".to_owned(),
+    ] {
+        let start = std::time::Instant::now();
+        let a = analyze_shell(&line);
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(2),
+            "{line}"
+        );
+        assert!(
+            a.parse_error.is_some() && a.has(RuleId::Unparseable),
+            "{line}: {a:?}"
+        );
+    }
+    // Ordinary nesting still parses.
+    assert!(analyze_shell("( (cd /tmp && ls) ; (echo $(( (1+2) * (3+4) ))) )").is_clean());
+    assert!(analyze_shell("case $x in a) case $y in b) ls;; esac;; esac").is_clean());
+}
