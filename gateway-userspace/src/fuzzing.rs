@@ -246,14 +246,31 @@ mod tests {
     }
 
     /// The committed corpora (with every input that once crashed) through the fuzz targets'
-    /// own functions: a cheap regression run, no fuzzer needed.
+    /// own functions: a cheap regression run, no fuzzer needed. On a thread with the stack of
+    /// the fuzzer's (release) build in mind: a debug build's frames are many times larger, and
+    /// sqlparser recurses once per nested parenthesis.
     #[test]
     fn the_fuzz_corpora_replay_cleanly() {
+        std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn(replay)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    fn replay() {
         for (path, data) in corpus("shell") {
+            if std::env::var_os("SLUICE_FUZZ_TRACE").is_some() {
+                eprintln!("replaying {}", path.display());
+            }
             let r = std::panic::catch_unwind(|| super::shell(&data));
             assert!(r.is_ok(), "shell corpus input {} fails", path.display());
         }
         for (path, data) in corpus("postgres") {
+            if std::env::var_os("SLUICE_FUZZ_TRACE").is_some() {
+                eprintln!("replaying {}", path.display());
+            }
             let r = std::panic::catch_unwind(|| super::postgres(&data));
             assert!(r.is_ok(), "postgres corpus input {} fails", path.display());
         }

@@ -504,9 +504,26 @@ fn too_nested_to_parse(text: &str) -> Option<String> {
             _ => {}
         }
     }
-    (max_cases > MAX_CASE_DEPTH).then(|| {
-        format!("case commands nested {max_cases} deep (more than the {MAX_CASE_DEPTH} analysed)")
-    })
+    if max_cases > MAX_CASE_DEPTH {
+        return Some(format!(
+            "case commands nested {max_cases} deep (more than the {MAX_CASE_DEPTH} analysed)"
+        ));
+    }
+    // brush unwraps a redirect's file-descriptor number as a 32-bit integer (`99999999999>x`
+    // panicked inside it; found by fuzzing).
+    let b = text.as_bytes();
+    let mut run = 0usize;
+    for (i, &c) in b.iter().enumerate() {
+        if c.is_ascii_digit() {
+            run += 1;
+        } else {
+            if run >= 10 && matches!(c, b'<' | b'>') && i >= run {
+                return Some("a file descriptor number too large for a redirect".into());
+            }
+            run = 0;
+        }
+    }
+    None
 }
 
 fn parse_program(text: &str) -> Result<ast::Program, ParseError> {

@@ -862,6 +862,14 @@ fn deeply_nested_parentheses_and_case_are_refused_quickly() {
             "{line}: {a:?}"
         );
     }
+    // Found by fuzzing too: a redirect's descriptor number too large for 32 bits.
+    let a = super::analyze_shell_unguarded(
+        "ln -s x <99999999999999999999999999999999999999<<<o",
+        ShellOrigin::default(),
+        &ShellState::default(),
+    );
+    assert!(a.parse_error.is_some(), "{a:?}");
+    assert!(analyze_shell("ls 2>/dev/null 9>&1").is_clean());
     // Ordinary nesting still parses.
     assert!(analyze_shell("( (cd /tmp && ls) ; (echo $(( (1+2) * (3+4) ))) )").is_clean());
     assert!(analyze_shell("case $x in a) case $y in b) ls;; esac;; esac").is_clean());
