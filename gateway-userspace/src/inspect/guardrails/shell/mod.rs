@@ -509,6 +509,20 @@ fn too_nested_to_parse(text: &str) -> Option<String> {
             "case commands nested {max_cases} deep (more than the {MAX_CASE_DEPTH} analysed)"
         ));
     }
+    // brush's tokenizer loops forever, growing memory, on a here-document operator followed
+    // by a control character such as a carriage return (`cat <<\r;; ls `; found by fuzzing).
+    let chars: Vec<char> = text.chars().collect();
+    for (i, w) in chars.windows(2).enumerate() {
+        if w == ['<', '<'] && chars.get(i + 2) != Some(&'<') {
+            let after = chars[i + 2..]
+                .iter()
+                .skip_while(|c| **c == '-')
+                .find(|c| **c != ' ' && **c != '\t');
+            if after.is_some_and(|c| c.is_control() && *c != '\n') {
+                return Some("a here-document operator followed by a control character".into());
+            }
+        }
+    }
     // brush unwraps a redirect's file-descriptor number as a 32-bit integer (`99999999999>x`
     // panicked inside it; found by fuzzing).
     let b = text.as_bytes();

@@ -874,3 +874,29 @@ fn deeply_nested_parentheses_and_case_are_refused_quickly() {
     assert!(analyze_shell("( (cd /tmp && ls) ; (echo $(( (1+2) * (3+4) ))) )").is_clean());
     assert!(analyze_shell("case $x in a) case $y in b) ls;; esac;; esac").is_clean());
 }
+
+/// Found by fuzzing: brush's tokenizer never returns (and grows without bound) on a
+/// here-document operator followed by a control character. Such lines are refused first.
+#[test]
+fn here_document_operators_followed_by_control_characters_are_refused() {
+    for line in [
+        "cat <<\r;; ls ",
+        "a<<-\r;d ",
+        "a<<\u{c};;d ",
+        "a<< \r|d ",
+        "slockse --s\u{fffd}a<<\r;;\u{7}\u{fffd}d ",
+    ] {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let text = line.to_owned();
+        std::thread::spawn(move || {
+            let _ = tx.send(analyze_shell(&text));
+        });
+        let a = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{line:?} does not return"));
+        assert!(a.parse_error.is_some(), "{line:?}: {a:?}");
+    }
+    assert!(analyze_shell("cat <<EOF\nx\nEOF").is_clean());
+    assert!(analyze_shell("cat <<-'EOF'\n\tx\n\tEOF").is_clean());
+    assert!(analyze_shell("tr a b <<< x").is_clean());
+}
