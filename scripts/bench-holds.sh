@@ -44,6 +44,7 @@ resources:
     protocol: postgres
     match: [{ address: $DB, port: 5432 }]
     credentials: { mode: inject, user: bench, password: { value: bench-secret } }
+    postgres: { max_sessions: $((N + 50)) }   # sluice's default (20) is below what this opens
 rules:
   - name: writes
     statements: [update]

@@ -84,6 +84,9 @@ resources:
     protocol: postgres
     match: [{ address: $HOST, port: 5432 }]
     credentials: { mode: inject, user: bench, password: { value: bench-secret } }
+    postgres: { max_sessions: $((MAX_N + 100)) }   # sluice's default (20) is below what this opens
+rules:  # what pgbench runs (statement kinds no rule names are denied)
+  - { name: bench, statements: [select, insert, update, delete, transaction, set], action: allow }
 audit: { enabled: $1 }
 YAML
   # Ready means attached; sluice's own logs at their default level (info).

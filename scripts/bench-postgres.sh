@@ -9,11 +9,18 @@
 #                    ways, one server connection per client.
 #  - sluice          pgbench runs in an intercepted cgroup and connects to 169.254.202.2:5432
 #                    unchanged; sluice injects the credentials. Guardrails and masking are on
-#                    (sluice's defaults for a `postgres` resource, no rules), the audit log off.
+#                    (sluice's defaults for a `postgres` resource, one rule allowing what pgbench
+#                    runs), the audit log off.
 #  - sluice-audited  the same with sluice's default audit log on (every statement durably
 #                    recorded before it is forwarded: an fsync per statement, shared between
 #                    concurrent sessions). To bound the run time it only runs AUDITED_MODES
 #                    (simple) at AUDITED_CLIENTS (1 8), for both workloads, and not the bulk read.
+#  - sluice-off, sluice-ro, sluice-again, sluice-base (for measuring sluice against itself, not
+#                    in the default SETUPS): sluice with `postgres.read_only: off` (no enforcement
+#                    in the server); with read-only enforcement but no blast-radius measurement;
+#                    the same as `sluice` (the noise between two gateways of one binary); and
+#                    $BASE_BIN/sluice, an older build, with the same policy minus the `postgres:`
+#                    block it may not know.
 #  Each sluice setup has its own gateway and cgroup; both gateways run for the whole benchmark
 #  (the idle one costs nothing), so the setups can be interleaved run by run: drift and other
 #  load on the machine hit them alike.
@@ -43,7 +50,7 @@
 # Knobs: DURATION (8 s), CLIENTS ("1 8 32"), MODES ("simple prepared"), WORKLOADS ("select-only
 # tpcb"), SETUPS ("direct pgbouncer sluice sluice-audited"), SCALE (10), AUDITED_MODES,
 # AUDITED_CLIENTS, BULK_ROWS, BULK_REPEAT, PG_SYNC_COMMIT, PG_OPTS, GW_LOG,
-# OUT (target/bench-results), BIN (target/release).
+# OUT (target/bench-results), BIN (target/release), BASE_BIN (for sluice-base).
 # Bounded: about 6 minutes with the defaults (40 pgbench runs of 8 s, setup, bulk reads); every
 # client run has a timeout. Loopback and a private namespace only.
 # Writes ${OUT}/postgres.csv (workload,protocol,clients,setup,tps,mean_ms,p99_ms,failed; a failed
@@ -75,7 +82,8 @@ DB=169.254.202.2
 PGB_ADDR=169.254.202.1
 PGB_PORT=6432
 for s in $SETUPS; do
-  case $s in direct|pgbouncer|sluice|sluice-audited) ;; *) echo "unknown setup $s" >&2; exit 2 ;; esac
+  case $s in direct|pgbouncer|sluice|sluice-audited|sluice-off|sluice-ro|sluice-again|sluice-base) ;;
+    *) echo "unknown setup $s" >&2; exit 2 ;; esac
 done
 for w in $WORKLOADS; do
   case $w in select-only|tpcb) ;; *) echo "unknown workload $w" >&2; exit 2 ;; esac
@@ -89,6 +97,8 @@ CG_ROOT=$(cgroup2_root)
 declare -A CG GW_PID
 CG[sluice]="$CG_ROOT/sluice-benchpg-$$"
 CG[sluice-audited]="$CG_ROOT/sluice-benchpg-audited-$$"
+for v in off ro again base; do CG[sluice-$v]="$CG_ROOT/sluice-benchpg-$v-$$"; done
+[[ " $SETUPS " != *" sluice-base "* ]] || [ -x "${BASE_BIN:-}/sluice" ] || { echo "sluice-base needs BASE_BIN" >&2; exit 1; }
 PGB_PID=
 stop_gw() {
   local pid=${GW_PID[$1]:-}
@@ -99,8 +109,9 @@ stop_gw() {
   return 0
 }
 cleanup() {
-  stop_gw sluice; stop_gw sluice-audited
-  kill_cgroup "${CG[sluice]}"; kill_cgroup "${CG[sluice-audited]}"
+  for s in sluice sluice-audited sluice-off sluice-ro sluice-again sluice-base; do
+    stop_gw "$s"; kill_cgroup "${CG[$s]}"
+  done
   if [ -n "$PGB_PID" ]; then kill "$PGB_PID" 2>/dev/null || true; wait "$PGB_PID" 2>/dev/null || true; fi
   pg_down "$WORK/pg"
   netns_down "$NS"
@@ -174,8 +185,9 @@ INI
 fi
 
 # --- the sluice gateways: one per sluice setup, each serving its own cgroup.
-start_gw() { # setup audit(true|false)
-  local name=$1 dir="$WORK/$1"
+start_gw() { # setup audit(true|false) [postgres settings, or "none"] [bin dir]
+  local name=$1 dir="$WORK/$1" pg=${3:-} bin=${4:-$BIN}
+  [ "$pg" = none ] && pg="" || pg="    postgres: { max_sessions: $MAX_CONN${pg:+, $pg} }"
   mkdir -p "${CG[$name]}" "$dir"
   cat > "$dir/policy.yaml" <<YAML
 listen: 127.0.0.1:0
@@ -188,17 +200,25 @@ resources:
     protocol: postgres
     match: [{ address: $DB, port: 5432 }]
     credentials: { mode: inject, user: bench, password: { value: bench-secret } }
+$pg
+rules:  # what pgbench runs (statement kinds no rule names are denied)
+  - { name: bench, statements: [select, insert, update, delete, transaction, set], action: allow }
 YAML
   [ "$2" = true ] || echo "audit: { enabled: false }" >> "$dir/policy.yaml"
   # Ready means attached: the target's lease file exists earlier, while connects still go
   # straight to the database.
-  RUST_LOG=$GW_LOG "$BIN/sluice" run --config "$dir/policy.yaml" 2>> "$dir/gw.log" &
+  # (postgres.max_sessions: sluice's default, 20, is below what this opens.)
+  RUST_LOG=$GW_LOG "$bin/sluice" run --config "$dir/policy.yaml" 2>> "$dir/gw.log" &
   GW_PID[$name]=$!
   gw_wait_ready "$dir/gw.log" "${GW_PID[$name]}" || {
     echo "$name: sluice run did not become ready:" >&2; tail -20 "$dir/gw.log" >&2; exit 1; }
 }
 has_setup sluice && start_gw sluice false
 has_setup sluice-audited && start_gw sluice-audited true
+has_setup sluice-off && start_gw sluice-off false "read_only: off"
+has_setup sluice-ro && start_gw sluice-ro false "blast_radius: { enabled: false }"
+has_setup sluice-again && start_gw sluice-again false
+has_setup sluice-base && start_gw sluice-base false none "$BASE_BIN"
 
 conn() { # setup -> libpq connection string (sluice: the real address, its password ignored)
   case $1 in
@@ -335,7 +355,7 @@ if [ "$BULK_ROWS" -gt 0 ] && [ "${#BULK_SETUPS[@]}" -gt 0 ]; then
     unset secs
   done
 fi
-for s in sluice sluice-audited; do stop_gw "$s"; done
+for s in sluice sluice-audited sluice-off sluice-ro sluice-again sluice-base; do stop_gw "$s"; done
 
 # --- report
 ratio() { # a b -> a/b, or "-" when either is missing

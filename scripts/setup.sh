@@ -102,8 +102,21 @@ for project in oidc browser; do
   fi
 done
 
+# `sluice exec` refuses to run an agent as root: tests and the demo run theirs as this user.
+if ! id -u sluice-agent >/dev/null 2>&1; then
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin sluice-agent
+  log "created user sluice-agent"
+fi
+
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 log "bpffs mounted"
+
+# An unprivileged account for tests that run a process as another user than the gateway's
+# (an agent, an impostor squatting the approval socket). No home, no login shell.
+if ! id -u sluice-agent >/dev/null 2>&1; then
+  useradd --system --no-create-home --shell /usr/sbin/nologin sluice-agent
+  log "created user sluice-agent"
+fi
 
 # cgroup v2 must be reachable (pure v2 at /sys/fs/cgroup or hybrid at /sys/fs/cgroup/unified).
 if [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ] && ! mountpoint -q /sys/fs/cgroup/unified; then

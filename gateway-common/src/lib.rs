@@ -22,9 +22,21 @@ pub const RESOURCE_MAP_ENTRIES: u32 = 4_096;
 pub enum Action {
     /// Rewrite the destination to the sluice listener and record the original.
     Redirect = 1,
-    /// Let the connect through untouched (DNS servers, explicitly allowed egress).
+    /// Let the connect through untouched (DNS servers, explicitly allowed egress), for the
+    /// transports in [`ResourceEntry::protocols`].
     Allow = 2,
+    /// Refuse, whatever the egress mode: sluice's own listener and API ports. An agent that
+    /// reached them directly could claim another connection's record or squat a port.
+    Deny = 3,
+    /// A listed resource's port on an address the policy does not list (prefix 0): refused
+    /// under `egress: deny`, let through with an alert under `egress: allow` (monitoring mode).
+    Monitor = 4,
 }
+
+/// [`ResourceEntry::protocols`] bit: TCP.
+pub const PROTO_TCP: u32 = 1;
+/// [`ResourceEntry::protocols`] bit: UDP.
+pub const PROTO_UDP: u32 = 2;
 
 /// Value of the resource LPM tries.
 #[repr(C)]
@@ -34,6 +46,8 @@ pub struct ResourceEntry {
     pub resource_id: u32,
     /// An [`Action`] as `u32` (enums are not safe to read from map memory).
     pub action: u32,
+    /// For [`Action::Allow`]: the transports allowed, [`PROTO_TCP`] | [`PROTO_UDP`].
+    pub protocols: u32,
 }
 
 /// Data part of an IPv4 LPM key: port first, so a key is "this port, then this prefix". The
@@ -88,6 +102,11 @@ pub struct ConnRecord {
     pub cgroup_id: u64,
     /// `comm` of the connecting task, NUL padded.
     pub comm: [u8; 16],
+    /// Cookie of the agent's socket: the record lives exactly as long as that socket (it is
+    /// removed when the socket closes), so it cannot be claimed by another connection later.
+    pub cookie: u64,
+    /// `bpf_ktime_get_ns()` at connect; userspace refuses records older than a bound.
+    pub created_ns: u64,
 }
 
 /// Key of the by-client map: the client's local address as the proxy sees it in `getpeername()`.
@@ -147,24 +166,63 @@ pub const fn v4_mapped(addr: [u8; 16]) -> Option<[u8; 4]> {
     }
 }
 
-/// Event kinds sent on the ring buffer.
-pub const EVENT_EGRESS_DENIED: u32 = 1;
+/// What an [`Event`] reports: a refusal by a containment hook, or a monitoring alert.
+pub mod event {
+    /// A TCP connect refused by `egress: deny` (detail 1: to one of sluice's own ports).
+    pub const EGRESS_DENIED: u16 = 1;
+    /// A UDP connect or datagram to a destination the policy does not allow.
+    pub const UDP_DENIED: u16 = 2;
+    /// An inet socket of a kind the policy does not allow (raw, ICMP, SCTP, MPTCP...).
+    pub const SOCKET_DENIED: u16 = 3;
+    /// A bind refused by the inbound policy or to one of sluice's ports.
+    pub const BIND_DENIED: u16 = 4;
+    /// An incoming connection request (TCP SYN) or datagram dropped by the inbound policy.
+    pub const INBOUND_DROPPED: u16 = 5;
+    /// A write to a sysctl (`/proc/sys`).
+    pub const SYSCTL_DENIED: u16 = 6;
+    /// Access to a block device or to kernel memory, or creating a device node.
+    pub const DEVICE_DENIED: u16 = 7;
+    /// Monitoring mode (`egress: allow`): a connect to a listed resource's port on an address
+    /// the policy does not list; let through, reported.
+    pub const RESOURCE_PORT_UNLISTED: u16 = 8;
+}
 
-/// A connect refused by `egress: deny`, reported to userspace for logging and audit.
+/// Something the kernel side refused (or, in monitoring mode, reported), with the process that
+/// tried it; sent on the ring buffer for userspace to log and audit.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DenyEvent {
-    pub kind: u32,
+pub struct Event {
+    /// An [`event`] constant.
+    pub kind: u16,
+    /// Kind-specific sub-reason.
+    pub detail: u16,
+    /// Address family of `addr`, when there is one.
     pub family: u16,
-    /// Destination port, host order.
-    pub dst_port: u16,
-    pub dst_addr: [u8; 16],
+    /// Port, host order, when there is one.
+    pub port: u16,
+    /// An address, or (sysctl) the first bytes of a name.
+    pub addr: [u8; 16],
+    /// The process; 0 for packets (the hook runs in no process's context).
     pub pid: u32,
     pub tid: u32,
     pub uid: u32,
     pub gid: u32,
     pub cgroup_id: u64,
     pub comm: [u8; 16],
+    /// Kind-specific values (socket type and protocol, device numbers...).
+    pub arg: u64,
+    pub arg2: u64,
+}
+
+/// `inbound:` of a target, as the kernel side reads it.
+pub mod inbound {
+    /// No binds to a fixed port; no connection requests or unsolicited datagrams from outside
+    /// the host.
+    pub const DENY: u8 = 0;
+    /// Binds to a fixed port only on loopback; connection requests and unsolicited datagrams
+    /// only from loopback.
+    pub const LOOPBACK: u8 = 1;
+    pub const ALLOW: u8 = 2;
 }
 
 #[cfg(feature = "user")]
@@ -174,7 +232,7 @@ mod pod {
     unsafe impl aya::Pod for super::ResourceEntry {}
     unsafe impl aya::Pod for super::ConnRecord {}
     unsafe impl aya::Pod for super::ClientKey {}
-    unsafe impl aya::Pod for super::DenyEvent {}
+    unsafe impl aya::Pod for super::Event {}
 }
 
 #[cfg(test)]
@@ -187,10 +245,10 @@ mod tests {
     fn layouts_have_no_implicit_padding() {
         // Sums of field sizes: a mismatch means the compiler inserted padding, which the kernel
         // would not initialise and aya::Pod would expose.
-        assert_eq!(size_of::<ResourceEntry>(), 4 + 4);
-        assert_eq!(size_of::<ConnRecord>(), 16 + 2 + 2 + 4 * 5 + 8 + 16);
+        assert_eq!(size_of::<ResourceEntry>(), 4 + 4 + 4);
+        assert_eq!(size_of::<ConnRecord>(), 16 + 2 + 2 + 4 * 5 + 8 + 16 + 8 + 8);
         assert_eq!(size_of::<ClientKey>(), 16 + 2 + 2 + 4);
-        assert_eq!(size_of::<DenyEvent>(), 4 + 2 + 2 + 16 + 4 * 4 + 8 + 16);
+        assert_eq!(size_of::<Event>(), 2 * 4 + 16 + 4 * 4 + 8 + 16 + 8 + 8);
     }
 
     #[test]

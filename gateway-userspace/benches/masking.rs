@@ -388,7 +388,12 @@ fn bench(c: &mut Criterion) {
     let payload_bytes: usize = payloads.iter().map(Vec::len).sum();
     let plans: Vec<_> = cols
         .iter()
-        .map(|n| engine.plan_column(&ColumnContext { name: n }))
+        .map(|n| {
+            engine.plan_column(&ColumnContext {
+                name: n,
+                ..Default::default()
+            })
+        })
         .collect();
     g.throughput(Throughput::Bytes(payload_bytes as u64));
     g.bench_function("db_rows/all/sluice_per_row", |b| {

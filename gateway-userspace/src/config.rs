@@ -31,6 +31,15 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:15001";
 pub const DEFAULT_STATE_DIR: &str = "/run/sluice";
 /// Default cap on concurrent proxied connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default cap on one target's concurrent connections: one target's agents cannot take every
+/// slot of the gateway.
+pub const DEFAULT_TARGET_MAX_CONNECTIONS: usize = 1_000;
+/// Default cap on one process's concurrent connections: one agent process cannot take every slot
+/// of its target (a connection pool of a few dozen stays far below it).
+pub const DEFAULT_PROCESS_MAX_CONNECTIONS: usize = 256;
+/// Default time a connection has from accept to an authenticated session (PostgreSQL startup
+/// and login, SSH key exchange and authentication).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A validated policy.
 #[derive(Clone, Debug)]
@@ -44,6 +53,8 @@ pub struct Config {
     /// Persistent data (the audit log and its key).
     pub data_dir: PathBuf,
     pub max_connections: usize,
+    /// From accept to an authenticated session; slower connections are closed.
+    pub handshake_timeout: std::time::Duration,
     pub targets: Vec<Target>,
     pub resources: Vec<Resource>,
     pub egress: Egress,
@@ -57,6 +68,8 @@ pub struct Config {
     /// How reviewers (and agents presenting tokens) are authenticated.
     pub identity: IdentitySettings,
     pub audit: AuditSettings,
+    /// Where the policy's secrets were read from (`sluice exec` keeps them from the agent).
+    pub secrets: SecretSources,
 }
 
 /// An intercepted cgroup and its egress default.
@@ -65,6 +78,40 @@ pub struct Target {
     pub name: String,
     pub cgroup: TargetCgroup,
     pub egress: EgressMode,
+    /// `run_as` and `landlock`: how `sluice exec` confines the agent.
+    pub sandbox: crate::exec::settings::TargetSandbox,
+    pub inbound: InboundMode,
+    /// Whether its sockets may connect to unix-domain sockets (paths and abstract names).
+    pub unix: UnixMode,
+    /// Concurrent connections of this target, and of one of its processes.
+    pub max_connections: usize,
+    pub max_connections_per_process: usize,
+}
+
+/// Unix-domain sockets: a local database's socket, `docker.sock`, any daemon's: another way out
+/// of the network policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnixMode {
+    /// No connect or send to a unix socket by path or abstract name, from the target's sockets
+    /// (socket pairs between its own processes keep working).
+    #[default]
+    Deny,
+    Allow,
+}
+
+/// What a target's processes may accept from others.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InboundMode {
+    /// No binds to a fixed port; connection requests and unsolicited datagrams from outside the
+    /// host are dropped.
+    Deny,
+    /// Servers on loopback only (tools that talk to themselves): binds to a fixed port only on
+    /// loopback; connection requests from outside the host are dropped.
+    #[default]
+    Loopback,
+    Allow,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,6 +170,8 @@ pub struct Resource {
     pub agent_auth: AgentAuth,
     /// SSH resources only.
     pub ssh: Option<crate::proto::ssh::settings::SshSettings>,
+    /// PostgreSQL resources (defaults elsewhere, unused).
+    pub postgres: crate::proto::postgres::settings::PgSettings,
 }
 
 /// How an agent authenticates to sluice itself (separate from the upstream login).
@@ -182,6 +231,14 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
     }
+}
+
+/// The environment variables and files the policy's secrets come from: an agent must never get
+/// such a variable (`sluice exec`) nor a Landlock grant over such a file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SecretSources {
+    pub env: std::collections::BTreeSet<String>,
+    pub files: std::collections::BTreeSet<PathBuf>,
 }
 
 /// Largest message accepted from each side; anything larger ends the connection with an error.
@@ -248,15 +305,20 @@ pub struct Rule {
 pub struct GuardrailSettings {
     /// For input that does not parse: deny or hold, never allow.
     pub unparseable: Action,
-    /// For statements no rule matches.
+    /// For SQL statement kinds no rule names (built-in: deny).
     pub default: Action,
+    /// For shell runs no rule names that are known to be read-only: `guardrails.default` when
+    /// the policy sets it, else allow. Any other run is held at least (see `decide_shell`).
+    pub shell_default: Action,
 }
 
 impl Default for GuardrailSettings {
     fn default() -> Self {
         GuardrailSettings {
             unparseable: Action::Deny,
-            default: Action::Allow,
+            // A statement kind no rule names is something nobody decided to allow.
+            default: Action::Deny,
+            shell_default: Action::Allow,
         }
     }
 }
@@ -283,9 +345,24 @@ impl fmt::Display for Destination {
 #[derive(Clone, Debug, Default)]
 pub struct Egress {
     /// Destinations every intercepted process may reach directly even under `egress: deny`.
-    pub allow: Vec<Destination>,
-    /// Also allow TCP port 53 to the nameservers of /etc/resolv.conf (UDP is never intercepted).
+    pub allow: Vec<EgressAllow>,
+    /// Also allow port 53 (UDP and TCP) of the nameservers of /etc/resolv.conf.
     pub dns: bool,
+}
+
+/// A destination reachable directly, over one transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EgressAllow {
+    pub destination: Destination,
+    pub transport: Transport,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Tcp,
+    Udp,
 }
 
 /// One problem in a policy file.
@@ -393,6 +470,8 @@ struct RawConfig {
     data_dir: Option<String>,
     #[serde(default)]
     max_connections: Option<Spanned<usize>>,
+    #[serde(default)]
+    handshake_timeout: Option<Spanned<String>>,
     // `Option` so that a key left empty (`resources:`) reads as an empty list.
     #[serde(default)]
     targets: Option<Vec<RawTarget>>,
@@ -499,6 +578,18 @@ struct RawTarget {
     #[serde(default)]
     cgroup: Option<Spanned<String>>,
     egress: Spanned<EgressMode>,
+    #[serde(default)]
+    inbound: Option<InboundMode>,
+    #[serde(default)]
+    unix: Option<UnixMode>,
+    #[serde(default)]
+    max_connections: Option<Spanned<usize>>,
+    #[serde(default)]
+    max_connections_per_process: Option<Spanned<usize>>,
+    #[serde(default)]
+    run_as: Option<Spanned<String>>,
+    #[serde(default)]
+    landlock: Option<Spanned<crate::exec::settings::RawLandlock>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -520,6 +611,8 @@ struct RawResource {
     agent_auth: Option<Spanned<AgentAuth>>,
     #[serde(default)]
     ssh: Option<crate::proto::ssh::settings::RawSsh>,
+    #[serde(default)]
+    postgres: Option<crate::proto::postgres::settings::RawPg>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -556,12 +649,22 @@ struct RawDestination {
 #[serde(deny_unknown_fields)]
 struct RawEgress {
     #[serde(default)]
-    allow: Vec<RawDestination>,
+    allow: Vec<RawAllow>,
     #[serde(default = "default_true")]
     dns: bool,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAllow {
+    address: Spanned<String>,
+    port: Spanned<u16>,
+    #[serde(default)]
+    protocol: Transport,
+}
+
 pub(crate) fn resolve_secret(raw: &Spanned<RawSecret>, report: &mut Report) -> Option<Secret> {
+    report.1.note(&raw.value);
     match &raw.value {
         RawSecret::Value(v) => Some(Secret(v.clone())),
         RawSecret::Env(name) => match std::env::var(name) {
@@ -575,11 +678,11 @@ pub(crate) fn resolve_secret(raw: &Spanned<RawSecret>, report: &mut Report) -> O
                 None
             }
         },
-        RawSecret::File(path) => match std::fs::read_to_string(path) {
-            // A trailing newline from `echo secret > file` is not part of the secret.
-            Ok(v) => Some(Secret(v.trim_end_matches(['\n', '\r']).to_string())),
+        // Refused when group or others could read it, or another user owns it (files.rs).
+        RawSecret::File(path) => match crate::files::read_secret_text(Path::new(path)) {
+            Ok(v) => Some(Secret(v)),
             Err(e) => {
-                report.error(raw, format!("cannot read secret file `{path}`: {e}"), None);
+                report.error(raw, e.to_string(), None);
                 None
             }
         },
@@ -590,9 +693,25 @@ fn default_true() -> bool {
     true
 }
 
-/// Collects diagnostics while validating.
+/// Collects diagnostics while validating (and where secrets came from).
 #[derive(Default)]
-pub(crate) struct Report(Vec<Diagnostic>);
+pub(crate) struct Report(Vec<Diagnostic>, SecretSources);
+
+impl SecretSources {
+    fn note(&mut self, raw: &RawSecret) {
+        match raw {
+            RawSecret::Value(_) => {}
+            RawSecret::Env(name) => {
+                self.env.insert(name.clone());
+            }
+            RawSecret::File(path) => self.note_file(Path::new(path)),
+        }
+    }
+
+    pub(crate) fn note_file(&mut self, path: &Path) {
+        self.files.insert(path.into());
+    }
+}
 
 impl Report {
     pub(crate) fn error<T>(
@@ -749,10 +868,35 @@ impl RawConfig {
                     TargetCgroup::Path(path)
                 }
             };
+            let at_least_one = |v: &Option<Spanned<usize>>, what: &str, report: &mut Report| {
+                v.as_ref().and_then(|s| {
+                    if s.value == 0 {
+                        report.error(s, format!("`{what}` must be at least 1"), None);
+                        None
+                    } else {
+                        Some(s.value)
+                    }
+                })
+            };
             targets.push(Target {
                 name: t.name.value.clone(),
                 cgroup,
                 egress: t.egress.value,
+                inbound: t.inbound.unwrap_or_default(),
+                unix: t.unix.unwrap_or_default(),
+                max_connections: at_least_one(&t.max_connections, "max_connections", &mut report)
+                    .unwrap_or(DEFAULT_TARGET_MAX_CONNECTIONS.min(max_connections)),
+                max_connections_per_process: at_least_one(
+                    &t.max_connections_per_process,
+                    "max_connections_per_process",
+                    &mut report,
+                )
+                .unwrap_or(DEFAULT_PROCESS_MAX_CONNECTIONS),
+                sandbox: crate::exec::settings::validate(
+                    t.run_as.as_ref(),
+                    t.landlock.as_ref(),
+                    &mut report,
+                ),
             });
         }
         // Programs attached to a cgroup also run for its descendants: a nested target would be
@@ -884,6 +1028,15 @@ impl RawConfig {
                 }
                 None
             };
+            if r.postgres.is_some() && r.protocol.value != Protocol::Postgres {
+                report.error(
+                    &r.name,
+                    "`postgres:` settings need `protocol: postgres`",
+                    None,
+                );
+            }
+            let postgres =
+                crate::proto::postgres::settings::RawPg::validate(r.postgres.as_ref(), &mut report);
             if let Some(a) = &r.agent_auth
                 && a.value == AgentAuth::Oidc
                 && !matches!(credentials, Credentials::Inject { .. })
@@ -936,11 +1089,18 @@ impl RawConfig {
                         },
                     }
                 }
+                if let Some(k) = &t.agent_key {
+                    report.1.note_file(Path::new(&k.value));
+                }
                 match (&t.agent_cert, &t.agent_key) {
                     (Some(c), Some(k)) => {
-                        match crate::tls::agent_config(Path::new(&c.value), Path::new(&k.value)) {
-                            Ok(config) => tls.agent = Some(config),
-                            Err(e) => report.error(c, e, None),
+                        // The certificate is public; the key is a secret file like any other.
+                        match crate::files::read_secret_file(Path::new(&k.value)) {
+                            Ok(key) => match crate::tls::agent_config(Path::new(&c.value), &key) {
+                                Ok(config) => tls.agent = Some(config),
+                                Err(e) => report.error(c, e, None),
+                            },
+                            Err(e) => report.error(k, e.to_string(), None),
                         }
                     }
                     (Some(c), None) => report.error(c, "`agent_cert` needs `agent_key`", None),
@@ -959,6 +1119,7 @@ impl RawConfig {
                 tls,
                 agent_auth: r.agent_auth.as_ref().map(|a| a.value).unwrap_or_default(),
                 ssh,
+                postgres,
             });
         }
 
@@ -971,9 +1132,32 @@ impl RawConfig {
                 allow: e
                     .allow
                     .iter()
-                    .filter_map(|d| d.validate(&mut report))
+                    .filter_map(|a| {
+                        let d = RawDestination {
+                            address: a.address.clone(),
+                            port: a.port.clone(),
+                        };
+                        Some(EgressAllow {
+                            destination: d.validate(&mut report)?,
+                            transport: a.protocol,
+                        })
+                    })
                     .collect(),
                 dns: e.dns,
+            },
+        };
+        let handshake_timeout = match &self.handshake_timeout {
+            None => DEFAULT_HANDSHAKE_TIMEOUT,
+            Some(raw) => match humantime::parse_duration(raw.value.trim()) {
+                Ok(d) if !d.is_zero() => d,
+                _ => {
+                    report.error(
+                        raw,
+                        format!("`{}` is not a duration longer than zero", raw.value),
+                        Some("e.g. 10s"),
+                    );
+                    DEFAULT_HANDSHAKE_TIMEOUT
+                }
             },
         };
 
@@ -1012,7 +1196,13 @@ impl RawConfig {
                 }
             }
             for g in &r.guardrails {
-                if !crate::inspect::guardrails::is_rule_id(&g.value) {
+                if g.value == "pinned-setting" {
+                    report.error(
+                        g,
+                        "`pinned-setting` cannot be loosened: the guardrails read SQL as the pinned settings say",
+                        Some("remove it from `guardrails:`; changes of pinned settings are always refused"),
+                    );
+                } else if !crate::inspect::guardrails::is_rule_id(&g.value) {
                     let hint = format!(
                         "one of: {}",
                         crate::inspect::guardrails::all_rule_ids()
@@ -1110,6 +1300,7 @@ impl RawConfig {
             }
             if let Some(d) = &g.default {
                 guardrails.default = d.value;
+                guardrails.shell_default = d.value;
             }
         }
         let masking = match &self.masking {
@@ -1199,6 +1390,19 @@ impl RawConfig {
             None => AuditSettings::defaults(&data_dir),
         };
 
+        let state_dir = PathBuf::from(self.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into()));
+        let protected = crate::exec::settings::protected_paths(
+            source,
+            &state_dir,
+            &data_dir,
+            &audit,
+            approvals.as_ref(),
+            &report.1.files,
+        );
+        for t in self.targets.iter().flatten() {
+            crate::exec::settings::check_grants(t.landlock.as_ref(), &protected, &mut report);
+        }
+
         if !report.0.is_empty() {
             return Err(ConfigError {
                 file: source.into(),
@@ -1209,10 +1413,11 @@ impl RawConfig {
             source: source.into(),
             listen,
             listen_v6,
-            state_dir: PathBuf::from(self.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into())),
+            state_dir,
             data_dir,
             audit,
             max_connections,
+            handshake_timeout,
             targets,
             resources,
             egress,
@@ -1222,6 +1427,7 @@ impl RawConfig {
             masking,
             approvals,
             identity,
+            secrets: report.1,
         })
     }
 }
@@ -1251,7 +1457,11 @@ mod tests {
             TargetCgroup::Path("kubepods/pod1".into())
         );
         assert_eq!(c.resources[0].matches[0].net.to_string(), "10.0.0.0/24");
-        assert_eq!(c.egress.allow[0].net.to_string(), "192.0.2.1/32");
+        assert_eq!(
+            c.egress.allow[0].destination.net.to_string(),
+            "192.0.2.1/32"
+        );
+        assert_eq!(c.egress.allow[0].transport, Transport::Tcp);
         assert!(!c.egress.dns);
     }
 
@@ -1496,8 +1706,10 @@ mod tests {
 
     #[test]
     fn secrets_come_from_env_or_file_and_never_show_in_debug() {
+        use std::os::unix::fs::PermissionsExt;
         let file = std::env::temp_dir().join(format!("sluice-secret-{}", std::process::id()));
         std::fs::write(&file, "from-file\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
         let c = parse(&format!(
             "resources:\n  - name: db\n    protocol: postgres\n    match: [{{ address: 10.0.0.5, port: 5432 }}]\n    credentials: {{ mode: inject, user: app, password: {{ file: {} }} }}\n",
             file.display()
@@ -1523,6 +1735,35 @@ mod tests {
                 .contains("SLUICE_TEST_UNSET_VARIABLE` is not set"),
             "{err}"
         );
+        let _ = std::fs::remove_file(file);
+    }
+
+    /// A secret file written with the usual umask (0644) is refused with its position, as
+    /// every other `file:` secret of the policy (credentials, tokens, webhook secrets).
+    #[test]
+    fn secret_files_readable_by_others_are_refused_with_their_position() {
+        use std::os::unix::fs::PermissionsExt;
+        let file = std::env::temp_dir().join(format!("sluice-open-secret-{}", std::process::id()));
+        std::fs::write(&file, "a-reviewer-token-of-24-chars\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = parse(&format!(
+            "resources:\n  - name: db\n    protocol: postgres\n    match: [{{ address: 10.0.0.5, port: 5432 }}]\n    credentials: {{ mode: inject, user: app, password: {{ file: {f} }} }}\n\
+             approvals: {{}}\nidentity:\n  static_tokens:\n    - {{ subject: dana, groups: [dba], token: {{ file: {f} }} }}\n    - {{ subject: eve, groups: [dba], token: {{ value: another-token-of-24-chars }} }}\n\
+             audit:\n  postgres: {{ connection: \"host=db\", password: {{ file: {f} }} }}\n",
+            f = file.display()
+        ))
+        .unwrap_err();
+        let expected = format!(
+            "permissions 0644 for '{f}' are too open; it must be readable by its owner only: chmod 600 {f}",
+            f = file.display()
+        );
+        let lines: Vec<u64> = err.diagnostics.iter().map(|d| d.line).collect();
+        assert_eq!(lines, [5, 9, 12], "{err}");
+        assert!(
+            err.diagnostics.iter().all(|d| d.message == expected),
+            "{err}"
+        );
+        assert!(err.to_string().starts_with("policy.yaml:5:"), "{err}");
         let _ = std::fs::remove_file(file);
     }
 

@@ -4,7 +4,11 @@ use std::{
     fmt,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     path::PathBuf,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
 };
 
 use gateway_common::{AF_INET, ClientKey, ConnRecord};
@@ -110,6 +114,33 @@ pub struct ConnCtx {
     pub orig_dst: OrigDstAddr,
     pub process: ProcessInfo,
     pub resource: Arc<Resource>,
+    /// Marked by the protocol once the agent is logged in; until then the connection runs under
+    /// the gateway's handshake deadline.
+    pub handshake: Handshake,
+}
+
+/// Whether a connection finished its handshake (login). A connection that has not finished it
+/// in time is closed: idle half-open logins must not hold the gateway's or a database's slots.
+#[derive(Clone, Debug, Default)]
+pub struct Handshake(Arc<AtomicBool>);
+
+impl Handshake {
+    /// The agent is logged in: no deadline any more.
+    pub fn done(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Completes `timeout` from now unless the handshake finished by then (then never).
+    pub async fn deadline(&self, timeout: Duration) {
+        tokio::time::sleep(timeout).await;
+        if self.is_done() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,12 +10,15 @@
 //!   validators).
 //! - [`services`]: what sessions share: the approval broker and its API, OIDC identity, cancel
 //!   keys, alerts.
-//! - [`exec`]: `sluice exec`, running a command inside an intercepted cgroup.
-//! - [`files`]: creating files that hold secrets.
-// Denied everywhere; the two exceptions (`ebpf::watch_readable`, the SIMD byte classifiers in
-// `inspect::masking::shapes`) explain themselves.
+//! - [`exec`]: `sluice exec`, running a command sandboxed inside an intercepted cgroup.
+//! - [`cleanup`]: `sluice cleanup`, the only way interception is removed (`--detach`).
+//! - [`files`]: private directories and files (0700/0600), and reading secret files safely.
+//! - [`peer`]: who serves a local socket (checked before a reviewer's token is sent).
+// Denied everywhere; the exceptions (`ebpf::watch_readable`, the bpf() commands aya lacks in
+// `ebpf::sys`, the SIMD byte classifiers in `inspect::masking::shapes`) explain themselves.
 #![deny(unsafe_code)]
 
+pub mod cleanup;
 pub mod config;
 pub mod conn;
 pub mod ebpf;
@@ -24,6 +27,7 @@ pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod inspect;
+pub mod peer;
 pub mod proto;
 pub mod server;
 pub mod services;

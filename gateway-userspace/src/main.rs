@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 use sluice::{
     config::Config,
-    ebpf,
     exec::{self, ExecRequest},
     server::Gateway,
 };
@@ -47,7 +46,9 @@ enum Command {
         #[arg(long)]
         workers: Option<usize>,
     },
-    /// Run a command inside an intercepted cgroup (of the running gateway, or of one started for it).
+    /// Run a command inside an intercepted cgroup (of the running gateway, or of one started
+    /// for it), sandboxed: another user, no capabilities, no_new_privs, seccomp, no inherited
+    /// descriptors, a clean environment, and Landlock when the target asks for it.
     Exec {
         /// Policy file; starts a gateway for the command when none serves the target.
         #[arg(long, short)]
@@ -58,13 +59,35 @@ enum Command {
         /// Runtime state directory of the gateway (default: the policy's, or /run/sluice).
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// Run the command as this user (overrides the target's `run_as`).
+        #[arg(long)]
+        user: Option<String>,
+        /// Run the command as root when no user is named (contained only as far as the
+        /// kernel's LSM hooks reach; dangerous capabilities are still dropped).
+        #[arg(long)]
+        allow_root: bool,
+        /// Pass NAME from this environment, or set NAME=VALUE (repeatable). By default the
+        /// command gets only PATH, HOME, USER, LOGNAME, SHELL, TERM, LANG, LC_* and TZ.
+        #[arg(long = "env", value_name = "NAME[=VALUE]")]
+        env: Vec<String>,
+        /// Landlock grants handed to the joining `sluice exec` of an own-gateway run.
+        #[arg(long, hide = true)]
+        landlock_read: Vec<PathBuf>,
+        #[arg(long, hide = true)]
+        landlock_write: Vec<PathBuf>,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
-    /// Detach interception left behind by a gateway that did not stop cleanly.
+    /// Show the interception a stopped gateway left in place; `--detach` removes it.
     Cleanup {
         #[arg(long, short)]
         config: PathBuf,
+        /// Remove interception (refused while processes remain in the target's cgroup).
+        #[arg(long)]
+        detach: bool,
+        /// With --detach: detach even though processes remain (they are then ungoverned).
+        #[arg(long)]
+        force: bool,
     },
     /// Mask PII, card data and secrets from stdin to stdout, streaming.
     Mask {
@@ -168,7 +191,19 @@ fn main() {
         eprintln!("sluice: {e:#}");
         std::process::exit(1);
     }
-    let code = match run(cli.command) {
+    // `exec` hands these to the second `sluice exec` of an own-gateway run.
+    let mut log_args: Vec<std::ffi::OsString> = vec![
+        "--log-format".into(),
+        match cli.log_format {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+        .into(),
+    ];
+    if let Some(f) = &cli.log_file {
+        log_args.extend(["--log-file".into(), f.into()]);
+    }
+    let code = match run(cli.command, log_args) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("sluice: {e:#}");
@@ -211,9 +246,12 @@ fn raise_open_file_limit(max_connections: usize) {
     }
 }
 
-fn run(command: Command) -> anyhow::Result<i32> {
+fn run(command: Command, log_args: Vec<std::ffi::OsString>) -> anyhow::Result<i32> {
     match command {
         Command::Run { config, workers } => {
+            // Agents, even root ones without CAP_SYS_PTRACE, can then neither read this
+            // process's memory or environment nor take its descriptors.
+            nix::sys::prctl::set_dumpable(false)?;
             let config = Config::load(&config)?;
             raise_open_file_limit(config.max_connections);
             // sluice shares its host with the agents and often the database it guards. A
@@ -237,21 +275,32 @@ fn run(command: Command) -> anyhow::Result<i32> {
             config,
             name,
             state_dir,
+            user,
+            allow_root,
+            env,
+            landlock_read,
+            landlock_write,
             command,
         } => exec::run(ExecRequest {
             config,
             state_dir,
             name,
             command,
+            user,
+            allow_root,
+            env,
+            landlock_read,
+            landlock_write,
+            log_args,
         }),
-        Command::Cleanup { config } => {
-            let config = Config::load(&config)?;
-            for t in &config.targets {
-                let n = ebpf::remove_stale_pins(&t.name)?;
-                println!("{}: detached {n} pinned link(s)", t.name);
-            }
-            Ok(0)
-        }
+        Command::Cleanup {
+            config,
+            detach,
+            force,
+        } => sluice::cleanup::run(
+            &Config::load(&config)?,
+            &sluice::cleanup::CleanupRequest { detach, force },
+        ),
         Command::Mask { config, report } => mask_stdin(config, report),
         Command::Approvals(args) => approvals_cli::run(args),
         Command::Ssh {
@@ -334,6 +383,21 @@ fn run(command: Command) -> anyhow::Result<i32> {
                     c.targets.len(),
                     c.resources.len()
                 );
+                // `egress: allow` governs only the listed resources: say so, it is easy to
+                // mistake for containment.
+                for t in c
+                    .targets
+                    .iter()
+                    .filter(|t| t.egress == sluice::config::EgressMode::Allow)
+                {
+                    println!(
+                        "note: target `{}` has `egress: allow`: monitoring mode. Its processes \
+                         reach any unlisted destination (TCP and UDP) directly; only listed \
+                         resources go through sluice, and a resource's port at an unlisted \
+                         address raises an alert. Use `egress: deny` to contain agents.",
+                        t.name
+                    );
+                }
                 Ok(0)
             }
             Err(e) => {

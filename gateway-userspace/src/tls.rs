@@ -47,8 +47,9 @@ pub fn upstream_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
     Ok(Arc::new(config))
 }
 
-/// Terminates agents' TLS with a certificate and key (PEM).
-pub fn agent_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+/// Terminates agents' TLS with a certificate (a PEM file) and its key (PEM text, read by the
+/// caller as a secret file).
+pub fn agent_config(cert: &Path, key_pem: &[u8]) -> Result<Arc<ServerConfig>, String> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| format!("cannot read certificate {}: {e}", cert.display()))?
         .collect::<Result<_, _>>()
@@ -56,8 +57,8 @@ pub fn agent_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String
     if chain.is_empty() {
         return Err(format!("{} holds no certificate", cert.display()));
     }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("cannot read private key {}: {e}", key.display()))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| format!("cannot read the private key (`agent_key`): {e}"))?;
     let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?

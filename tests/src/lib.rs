@@ -441,6 +441,10 @@ pub struct Policy {
     /// Resource entries written verbatim (protocol-specific settings).
     pub raw_resources: String,
     pub extra: String,
+    /// The listener (default: loopback, an ephemeral port).
+    pub listen: String,
+    /// Extra lines of the target's entry (`inbound: deny`, quotas), each `    key: value`.
+    pub target_extra: String,
 }
 
 impl Policy {
@@ -452,6 +456,8 @@ impl Policy {
             resources: Vec::new(),
             raw_resources: String::new(),
             extra: String::new(),
+            listen: "127.0.0.1:0".into(),
+            target_extra: String::new(),
         }
     }
 
@@ -463,7 +469,8 @@ impl Policy {
     /// Writes the policy (with private state and data dirs and an ephemeral listener port).
     pub fn write(&self, dir: &Path) -> PathBuf {
         let mut y = format!(
-            "listen: 127.0.0.1:0\nstate_dir: {}\ndata_dir: {}\ntargets:\n  - name: {}\n    egress: {}\n",
+            "listen: {}\nstate_dir: {}\ndata_dir: {}\ntargets:\n  - name: {}\n    egress: {}\n",
+            self.listen,
             dir.join("state").display(),
             dir.join("data").display(),
             self.target,
@@ -472,6 +479,7 @@ impl Policy {
         if let Some(cg) = &self.cgroup {
             y.push_str(&format!("    cgroup: {cg}\n"));
         }
+        y.push_str(&self.target_extra);
         y.push_str("resources:\n");
         for (name, addr, port) in &self.resources {
             y.push_str(&format!(
@@ -566,10 +574,11 @@ impl Drop for Gateway {
         if self.child.is_some() {
             self.stop();
         }
-        // Whatever happened (a crash test), never leave interception behind.
+        // Whatever happened (a crash test), never leave interception behind: a stopped gateway
+        // keeps it, so the test removes it explicitly (its cgroup may still hold processes
+        // that the cgroup's own drop kills).
         let _ = Command::new(bin_path("sluice"))
-            .arg("cleanup")
-            .arg("--config")
+            .args(["cleanup", "--detach", "--force", "--config"])
             .arg(&self.config_path)
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -698,6 +707,11 @@ impl PgServer {
         ]));
     }
 
+    /// The directory of the server's local (unix) socket.
+    pub fn socket_dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// A libpq connection string for `user`/`password` to this server.
     pub fn conninfo(&self, user: &str, password: &str) -> String {
         format!(
@@ -820,6 +834,11 @@ pub fn pg_resource(name: &str, pg: &PgServer, credentials: &str) -> String {
     )
 }
 
+/// The policy default that lets every SQL statement kind through (guardrail findings are still
+/// denied): for tests about the protocol rather than the policy. The built-in default denies
+/// kinds no rule names.
+pub const DEFAULT_ALLOW: &str = "guardrails:\n  default: allow\n";
+
 /// `credentials:` value injecting a role's password inline.
 pub fn inject(role: (&str, &str)) -> String {
     format!(
@@ -868,4 +887,155 @@ impl TestCerts {
             .arg(&key));
         (cert, key)
     }
+}
+
+/// The unprivileged account tests run agents and impostors as (also made by
+/// `scripts/setup.sh`, with the same command).
+pub const AGENT_USER: &str = "sluice-agent";
+
+/// Creates [`AGENT_USER`] if it is missing and returns its uid and gid. Idempotent across the
+/// threads and processes of concurrent test runs: an exclusive `flock` serialises them, and
+/// `useradd`'s "already exists" (another harness was faster) counts as success.
+pub fn ensure_agent_user() -> (u32, u32) {
+    use std::os::fd::AsRawFd;
+    static IDS: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    *IDS.get_or_init(|| {
+        require_root();
+        let lock_path = std::env::temp_dir().join("sluice-tests-agent-user.lock");
+        let lock = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", lock_path.display()));
+        // SAFETY: flock on a descriptor we own; released when `lock` is closed.
+        let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(rc, 0, "flock {}", lock_path.display());
+        let id = |flag: &str| {
+            Command::new("id")
+                .args([flag, AGENT_USER])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .and_then(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .trim()
+                        .parse::<u32>()
+                        .ok()
+                })
+        };
+        if id("-u").is_none() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let out = Command::new("useradd")
+                    .args([
+                        "--system",
+                        "--no-create-home",
+                        "--shell",
+                        "/usr/sbin/nologin",
+                        AGENT_USER,
+                    ])
+                    .output()
+                    .expect("useradd");
+                // 9: the name exists (created meanwhile outside this lock).
+                if out.status.success() || out.status.code() == Some(9) {
+                    break;
+                }
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert!(
+                    err.contains("lock") && Instant::now() < deadline,
+                    "useradd {AGENT_USER} failed: {err}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        (
+            id("-u").expect("the agent user exists"),
+            id("-g").expect("the agent user has a group"),
+        )
+    })
+}
+
+/// `cmd` run as [`AGENT_USER`] (setpriv: real and effective ids, no supplementary groups).
+pub fn as_agent_user(program: &Path) -> Command {
+    let (uid, gid) = ensure_agent_user();
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        &format!("--reuid={uid}"),
+        &format!("--regid={gid}"),
+        "--clear-groups",
+        "--",
+    ])
+    .arg(program);
+    cmd
+}
+
+/// [`AGENT_USER`] as (uid, gid, name), created on first use.
+pub fn agent_user() -> (u32, u32, String) {
+    let (uid, gid) = ensure_agent_user();
+    (uid, gid, AGENT_USER.to_string())
+}
+
+/// A copy of a built binary that [`agent_user`] can run: the build directory may sit below a
+/// directory only root can enter (a CI checkout in /root).
+pub fn agent_bin(name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("sluice-agent-bin-{}", std::process::id()));
+    let path = dir.join(name);
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap();
+    if !dir.exists() {
+        // Copies of earlier test processes that are gone.
+        for entry in std::fs::read_dir(std::env::temp_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("sluice-agent-bin-")
+                && !Path::new("/proc").join(pid).exists()
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    if !path.exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let tmp = dir.join(format!("{name}.tmp"));
+        std::fs::copy(bin_path(name), &tmp).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+    path
+}
+
+/// Runs the raw wire client (`pg-wire`) inside `cgroup` against `addr` with a script of
+/// message batches (see `tests/src/bin/pg-wire.rs`); returns its JSON (`messages`: every
+/// message received, tag and hex body).
+pub fn pg_wire(cgroup: &Path, addr: &str, user: &str, db: &str, script: &Value) -> Value {
+    use std::io::Write as _;
+    let mut child = Command::new(bin_path("pg-wire"))
+        .arg("--cgroup")
+        .arg(cgroup)
+        .args([addr, user, db])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running pg-wire");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(script.to_string().as_bytes())
+        .expect("script to pg-wire");
+    let out = child.wait_with_output().expect("pg-wire");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or("null")).unwrap_or_else(|e| {
+        panic!(
+            "pg-wire printed no JSON ({e}): {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }

@@ -9,8 +9,8 @@ use std::{
 
 use serde_json::Value;
 use sluice_tests::{
-    Gateway, PG_SCRAM, PgServer, Policy, TestCgroup, TestNet, bin_path, client_in, inject,
-    pg_resource, require_root,
+    DEFAULT_ALLOW, Gateway, PG_SCRAM, PgServer, Policy, TestCgroup, TestNet, bin_path, client_in,
+    inject, pg_resource, require_root,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,7 +57,7 @@ fn setup(backend: Backend, extra: &str) -> Setup {
     let cg = TestCgroup::new();
     let mut policy = Policy::new(Some(&cg), "deny");
     policy.raw_resources = pg_resource("orders-db", &pg, &inject(PG_SCRAM));
-    policy.extra = format!("{audit}{extra}");
+    policy.extra = format!("{audit}{DEFAULT_ALLOW}{extra}");
     let gw = Gateway::start(&policy);
     Setup {
         _net: net,

@@ -393,7 +393,8 @@ fn a_gateway_streams_its_audit_records_and_checkpoints_to_rsyslog() {
     let mut policy = Policy::new(Some(&cg), "deny");
     policy.raw_resources = pg_resource("orders-db", &pg, &inject(PG_SCRAM));
     policy.extra = format!(
-        "audit:\n  node: gw-node\n  syslog: {{ target: \"tcp://127.0.0.1:{}\" }}\n",
+        "{}audit:\n  node: gw-node\n  syslog: {{ target: \"tcp://127.0.0.1:{}\" }}\n",
+        sluice_tests::DEFAULT_ALLOW,
         d.tcp_port
     );
     let mut gw = Gateway::start(&policy);

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sluice_tests::{
-    Gateway, PG_MD5, PG_PLAIN, PG_SCRAM, PgServer, Policy, TestCgroup, TestNet, client_in, inject,
-    is_event, pg_resource, probe, psql_in, require_root,
+    DEFAULT_ALLOW, Gateway, PG_MD5, PG_PLAIN, PG_SCRAM, PgServer, Policy, TestCgroup, TestNet,
+    client_in, inject, is_event, pg_resource, probe, psql_in, require_root,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -25,7 +25,11 @@ fn setup(credentials: &str, extra: &str) -> Setup {
     let cg = TestCgroup::new();
     let mut policy = Policy::new(Some(&cg), "deny");
     policy.raw_resources = pg_resource("orders-db", &pg, credentials);
-    policy.extra = extra.to_string();
+    policy.extra = if extra.starts_with("guardrails:") || extra.contains("\nguardrails:") {
+        extra.to_string()
+    } else {
+        format!("{DEFAULT_ALLOW}{extra}")
+    };
     let gw = Gateway::start(&policy);
     Setup {
         _net: net,
@@ -95,6 +99,7 @@ fn md5_and_cleartext_upstream_logins_work() {
         let cg = TestCgroup::new();
         let mut policy = Policy::new(Some(&cg), "deny");
         policy.raw_resources = pg_resource("db", &pg, &inject(role));
+        policy.extra = DEFAULT_ALLOW.into();
         let _gw = Gateway::start(&policy);
         let conninfo = pg.conninfo(role.0, "wrong");
         let out = psql_in(&cg.dir, &conninfo, &["select current_user"]);
@@ -267,7 +272,10 @@ fn pgbench_runs_through_sluice_in_every_query_mode() {
 
 #[test]
 fn cancel_requests_reach_the_right_backend() {
-    let s = setup(&inject(PG_SCRAM), "");
+    let s = setup(
+        &inject(PG_SCRAM),
+        "rules:\n  - { name: naps, guardrails: [sleep], action: allow }\n",
+    );
     let r = s.pg("cancel", &["select pg_sleep(20)"]);
     let res = &r["results"][0];
     assert_eq!(res["cancel_ok"], true, "{r}");
@@ -406,6 +414,7 @@ fn tls_setup(tls: &str) -> (Setup, sluice_tests::TestCerts) {
             .replace("CERT", certs.cert.to_str().unwrap())
             .replace("KEY", certs.key.to_str().unwrap())
     );
+    policy.extra = DEFAULT_ALLOW.into();
     let gw = Gateway::start(&policy);
     (
         Setup {

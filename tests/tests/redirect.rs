@@ -143,9 +143,9 @@ fn egress_deny_refuses_unlisted_destinations_and_reports_them() {
     );
     assert_eq!(mapped["errno"], EPERM, "{mapped}");
 
-    // UDP is not intercepted (DNS keeps working).
+    // UDP too (only DNS to the configured resolvers is allowed; tests/tests/containment.rs).
     let udp = probe(Some(&cg.dir), &["udp", &format!("{}:5353", net.peer_v4)]);
-    assert_eq!(udp["ok"], true, "{udp}");
+    assert_eq!(udp["errno"], EPERM, "{udp}");
 }
 
 #[test]
@@ -257,7 +257,7 @@ fn connects_fail_closed_when_the_proxy_is_down() {
 }
 
 #[test]
-fn graceful_stop_detaches_and_cleans_up() {
+fn graceful_stop_keeps_interception_until_an_explicit_detach() {
     let Echo {
         net: _net,
         server,
@@ -274,10 +274,26 @@ fn graceful_stop_detaches_and_cleans_up() {
 
     let status = gw.stop();
     assert!(status.success(), "{status:?}");
-    gw.log.wait_for(WAIT, |v| is_event(v, "detached"));
+    gw.log.wait_for(WAIT, |v| is_event(v, "interception_kept"));
+    assert!(std::path::Path::new(&pin_dir).exists(), "pins kept");
+    assert!(!state.exists(), "the lease is released");
+    // The agent is not free: the resource is refused until a gateway serves the target again.
+    let answer = probe(Some(&cg.dir), &["connect", &resource, "--send", "x"]);
+    assert_eq!(answer["errno"], ECONNREFUSED, "{answer}");
+    assert!(server.accepted().is_empty());
+
+    // Only an explicit detach (nothing left in the cgroup) removes interception.
+    let out = std::process::Command::new(sluice_tests::bin_path("sluice"))
+        .args(["cleanup", "--detach", "--config"])
+        .arg(&gw.config_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(!std::path::Path::new(&pin_dir).exists(), "pins removed");
-    assert!(!state.exists(), "state file removed");
-    // Nothing intercepts any more: the connect goes straight to the server.
     let answer = probe(Some(&cg.dir), &["connect", &resource, "--send", "x"]);
     assert_eq!(answer["ok"], true, "{answer}");
     let accepted = server.log.wait_for(WAIT, |v| v.get("accepted").is_some());
@@ -285,16 +301,18 @@ fn graceful_stop_detaches_and_cleans_up() {
 }
 
 #[test]
-fn direct_connections_to_the_listener_are_closed() {
+fn direct_connections_to_the_listener_are_refused() {
     require_root();
     let cg = TestCgroup::new();
     let gw = Gateway::start(&Policy::new(Some(&cg), "deny"));
     let listen = gw.listen_addr().to_string();
-    // Allowed by the kernel (the listener is always reachable), refused by the proxy: there is
-    // no redirect record saying where this connection was going. The handshake completes before
-    // accept(), so the client sees the close as an immediate EOF, with no byte relayed.
+    // From the intercepted cgroup: refused by the kernel (a connection that reached the
+    // listener without a redirect could present itself as one it is not).
     let answer = probe(Some(&cg.dir), &["connect", &listen, "--send", "sneaky"]);
-    // Closed without a byte: an EOF, or a reset when the close raced the client's write.
+    assert_eq!(answer["errno"], EPERM, "{answer}");
+    // From outside any target: the kernel lets it through, the proxy closes it without a byte
+    // (there is no redirect record saying where it was going).
+    let answer = probe(None, &["connect", &listen, "--send", "sneaky"]);
     let closed = answer["reply"] == "" || answer["errno"] == 104;
     assert!(closed, "{answer}");
     let ev: Value = gw

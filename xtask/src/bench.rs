@@ -23,6 +23,7 @@ pub enum Bench {
     Guardrails,
     Postgres,
     Redirect,
+    Containment,
     Memory,
     Ssh,
 }
@@ -34,6 +35,7 @@ impl Bench {
             Bench::Guardrails => "guardrails",
             Bench::Postgres => "postgres",
             Bench::Redirect => "redirect",
+            Bench::Containment => "containment",
             Bench::Memory => "memory",
             Bench::Ssh => "ssh",
         }
@@ -46,6 +48,7 @@ impl Bench {
             Bench::Guardrails => &["guardrails.csv"],
             Bench::Postgres => &["postgres.csv", "postgres-bulk.csv"],
             Bench::Redirect => &["redirect.csv"],
+            Bench::Containment => &["containment.csv"],
             Bench::Memory => &["memory.csv"],
             Bench::Ssh => &["ssh.csv"],
         }

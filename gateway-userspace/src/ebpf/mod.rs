@@ -1,17 +1,23 @@
 //! Loads sluice's eBPF programs into an intercepted cgroup and reads what they record.
 //!
-//! One object is loaded per target: its globals hold that target's listener and egress mode and
-//! its maps hold that target's connections. Links are pinned in bpffs so that a crashed gateway
-//! leaves the redirect in place: connects then fail with "connection refused" instead of reaching
-//! the real destination (fail closed). A graceful stop unpins and so detaches them.
+//! One object is loaded per target: its globals hold that target's listener, egress and inbound
+//! modes, its maps that target's connections and allowed destinations. The programs govern the
+//! target's own sockets (egress, binds, inbound packets, socket kinds) and its tasks' access to
+//! sysctls and devices. Every link is pinned in bpffs, so neither a crash nor a stop of the
+//! gateway releases an agent: connects to resources then fail with "connection refused" and
+//! everything else stays refused (fail closed). Only `sluice cleanup --detach` removes
+//! interception.
 
 pub mod cgroup;
+pub mod sys;
 
 use std::{
     fs,
     net::{IpAddr, SocketAddr},
+    os::{fd::OwnedFd, unix::fs::PermissionsExt},
     path::{Path, PathBuf},
     sync::Mutex,
+    time::Duration,
 };
 
 use anyhow::{Context, bail};
@@ -22,34 +28,63 @@ use aya::{
         lpm_trie::{Key, LpmTrie},
     },
     programs::{
-        CgroupAttachMode, CgroupSockAddr, SockOps,
+        CgroupAttachMode, CgroupDevice, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr,
+        CgroupSysctl, SockOps,
         links::{FdLink, PinnedLink},
     },
 };
 use gateway_common::{
-    Action, ClientKey, ConnRecord, PORT_PREFIX_BITS, ResourceEntry, ResourceKeyV4, ResourceKeyV6,
-    resource_key_v4, resource_key_v6,
+    Action, ClientKey, ConnRecord, PORT_PREFIX_BITS, PROTO_TCP, PROTO_UDP, ResourceEntry,
+    ResourceKeyV4, ResourceKeyV6, inbound, resource_key_v4, resource_key_v6,
 };
 use tracing::{debug, info, warn};
 
 use crate::{
-    config::{Config, Destination, EgressMode, Target},
+    config::{Config, Destination, EgressMode, InboundMode, Target, Transport, UnixMode},
     conn::ClientAddr,
 };
 
 /// The compiled programs, built by build.rs from the gateway-ebpf crate.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gateway-ebpf"));
 
-/// Where sluice pins its links; one directory per target.
+/// Where sluice pins its links and shared maps; one directory per target, root-only.
 pub const PIN_ROOT: &str = "/sys/fs/bpf/sluice";
 
-const CGROUP_PROGRAMS: [&str; 4] = [
-    "sluice_connect4",
-    "sluice_connect6",
-    "sluice_getpeername4",
-    "sluice_getpeername6",
+/// How a program is loaded and attached.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    SockAddr,
+    SockCreate,
+    SockOps,
+    Ingress,
+    Sysctl,
+    Device,
+}
+
+/// Every program, with its kind and kernel attach type (for `BPF_PROG_QUERY`).
+const PROGRAMS: [(&str, Kind, u32); 13] = [
+    ("sluice_connect4", Kind::SockAddr, 10),
+    ("sluice_connect6", Kind::SockAddr, 11),
+    ("sluice_getpeername4", Kind::SockAddr, 29),
+    ("sluice_getpeername6", Kind::SockAddr, 30),
+    ("sluice_sendmsg4", Kind::SockAddr, 14),
+    ("sluice_sendmsg6", Kind::SockAddr, 15),
+    ("sluice_bind4", Kind::SockAddr, 8),
+    ("sluice_bind6", Kind::SockAddr, 9),
+    ("sluice_sock_create", Kind::SockCreate, 2),
+    ("sluice_sock_ops", Kind::SockOps, 3),
+    ("sluice_ingress", Kind::Ingress, 0),
+    ("sluice_sysctl", Kind::Sysctl, 18),
+    ("sluice_device", Kind::Device, 6),
 ];
-const SOCK_OPS_PROGRAM: &str = "sluice_sock_ops";
+
+/// The unix-socket hooks (Linux 6.7): connect and unconnected send by path or abstract name.
+const UNIX_PROGRAMS: [(&str, u32); 2] = [("sluice_unix_connect", 49), ("sluice_unix_sendmsg", 50)];
+
+/// A record older than this was not accepted in time (or belongs to a connection that went
+/// elsewhere): refused. Connect-to-accept takes microseconds; a deep accept queue under load,
+/// seconds.
+const RECORD_MAX_AGE: Duration = Duration::from_secs(60);
 
 /// The listener addresses the kernel rewrites redirected connects to.
 #[derive(Clone, Copy, Debug)]
@@ -58,21 +93,46 @@ pub struct ListenAddrs {
     pub v6: Option<SocketAddr>,
 }
 
+/// What to attach for one target.
+pub struct AttachPlan<'a> {
+    pub target: &'a Target,
+    pub cgroup_dir: &'a Path,
+    pub listen: ListenAddrs,
+    pub config: &'a Config,
+    /// sluice's other listening addresses (the approval API): never reachable nor bindable from
+    /// the target.
+    pub own_addrs: &'a [SocketAddr],
+}
+
 /// The programs attached to one target's cgroup.
 pub struct Interceptor {
     pub target: Target,
     pub cgroup_dir: PathBuf,
     pin_dir: PathBuf,
-    links: Vec<PinnedLink>,
+    links: Vec<(PathBuf, PinnedLink)>,
+    /// (attach type, program id, name) of each program, to check they stay attached.
+    attached: Vec<(u32, u32, &'static str)>,
     by_client: Mutex<HashMap<MapData, ClientKey, ConnRecord>>,
     events: Option<RingBuf<MapData>>,
+    /// The loaded unix-socket programs (not part of the aya object), to re-attach them.
+    unix_programs: Vec<(&'static str, u32, OwnedFd)>,
     /// Keeps the programs and remaining maps loaded for as long as the interceptor lives.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
 }
 
 /// Pin directory of a target.
 pub fn pin_dir(target: &str) -> PathBuf {
     Path::new(PIN_ROOT).join(target)
+}
+
+/// The shared record maps live in a directory named after their layout: a gateway whose records
+/// differ never reuses another's maps.
+fn maps_dir(pin_dir: &Path) -> PathBuf {
+    pin_dir.join(format!(
+        "maps-{}-{}",
+        std::mem::size_of::<ConnRecord>(),
+        std::mem::size_of::<ClientKey>()
+    ))
 }
 
 fn ensure_bpffs() -> anyhow::Result<()> {
@@ -90,6 +150,14 @@ fn ensure_bpffs() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates a root-only directory (and tightens an existing one): pins give whoever can open
+/// them the programs and maps.
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("restricting {}", dir.display()))
+}
+
 /// Kernel-side log level: debug statements only, forwarded when debug logging is on.
 fn kernel_log_level() -> u8 {
     if tracing::enabled!(target: "sluice::ebpf::kernel", tracing::Level::DEBUG) {
@@ -99,15 +167,119 @@ fn kernel_log_level() -> u8 {
     }
 }
 
+/// A link attached but not pinned yet.
+enum NewLink {
+    Aya(FdLink),
+    Raw(OwnedFd),
+}
+
+impl NewLink {
+    fn pin(self, path: &Path) -> anyhow::Result<PinnedLink> {
+        match self {
+            NewLink::Aya(link) => Ok(link.pin(path)?),
+            NewLink::Raw(fd) => {
+                sys::obj_pin(&fd, path)?;
+                Ok(PinnedLink::from_pin(path)?)
+            }
+        }
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut T>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    Ok(ebpf
+        .program_mut(name)
+        .with_context(|| format!("program {name} missing from the object"))?
+        .try_into()?)
+}
+
+/// Loads a program and returns its kernel id.
+fn load(ebpf: &mut Ebpf, name: &str, kind: Kind) -> anyhow::Result<u32> {
+    let loaded = match kind {
+        Kind::SockAddr => {
+            let p: &mut CgroupSockAddr = program(ebpf, name)?;
+            p.load().and_then(|()| p.info())
+        }
+        Kind::SockCreate => {
+            let p: &mut CgroupSock = program(ebpf, name)?;
+            p.load().and_then(|()| p.info())
+        }
+        Kind::SockOps => {
+            let p: &mut SockOps = program(ebpf, name)?;
+            p.load().and_then(|()| p.info())
+        }
+        Kind::Ingress => {
+            let p: &mut CgroupSkb = program(ebpf, name)?;
+            p.load().and_then(|()| p.info())
+        }
+        Kind::Sysctl => {
+            let p: &mut CgroupSysctl = program(ebpf, name)?;
+            p.load().and_then(|()| p.info())
+        }
+        Kind::Device => {
+            let p: &mut CgroupDevice = program(ebpf, name)?;
+            p.load().and_then(|()| p.info())
+        }
+    };
+    Ok(loaded
+        .with_context(|| format!("verifier refused {name}"))?
+        .id())
+}
+
+/// Attaches a loaded program to a cgroup (as a link, alongside whatever else is attached).
+fn attach(
+    ebpf: &mut Ebpf,
+    name: &str,
+    kind: Kind,
+    attach_type: u32,
+    cgroup: &fs::File,
+) -> anyhow::Result<NewLink> {
+    let mode = CgroupAttachMode::Single;
+    Ok(match kind {
+        Kind::SockAddr => {
+            let p: &mut CgroupSockAddr = program(ebpf, name)?;
+            let id = p.attach(cgroup, mode)?;
+            NewLink::Aya(p.take_link(id)?.try_into()?)
+        }
+        Kind::SockCreate => {
+            let p: &mut CgroupSock = program(ebpf, name)?;
+            let id = p.attach(cgroup, mode)?;
+            NewLink::Aya(p.take_link(id)?.try_into()?)
+        }
+        Kind::SockOps => {
+            let p: &mut SockOps = program(ebpf, name)?;
+            let id = p.attach(cgroup, mode)?;
+            NewLink::Aya(p.take_link(id)?.try_into()?)
+        }
+        Kind::Ingress => {
+            let p: &mut CgroupSkb = program(ebpf, name)?;
+            let id = p.attach(cgroup, CgroupSkbAttachType::Ingress, mode)?;
+            NewLink::Aya(p.take_link(id)?.try_into()?)
+        }
+        Kind::Sysctl => {
+            let p: &mut CgroupSysctl = program(ebpf, name)?;
+            NewLink::Raw(sys::link_create(p.fd()?, cgroup, attach_type)?)
+        }
+        Kind::Device => {
+            let p: &mut CgroupDevice = program(ebpf, name)?;
+            NewLink::Raw(sys::link_create(p.fd()?, cgroup, attach_type)?)
+        }
+    })
+}
+
 impl Interceptor {
-    /// Loads the programs for `target`, fills the resource maps from `config` and attaches to
-    /// `cgroup_dir`, replacing the pins of a previous (crashed) gateway without a gap.
-    pub fn attach(
-        target: &Target,
-        cgroup_dir: &Path,
-        listen: ListenAddrs,
-        config: &Config,
-    ) -> anyhow::Result<Interceptor> {
+    /// Loads the programs for a target, fills its maps and attaches to its cgroup, replacing the
+    /// pins of a previous gateway without a gap.
+    pub fn attach(plan: &AttachPlan<'_>) -> anyhow::Result<Interceptor> {
+        let AttachPlan {
+            target,
+            cgroup_dir,
+            listen,
+            config,
+            ..
+        } = *plan;
         ensure_bpffs()?;
         let SocketAddr::V4(v4) = listen.v4 else {
             bail!("the IPv4 listener must be an IPv4 address")
@@ -125,56 +297,84 @@ impl Interceptor {
             _ => [0; 4],
         };
         let egress_deny = u8::from(target.egress == EgressMode::Deny);
+        let inbound_mode = match target.inbound {
+            InboundMode::Deny => inbound::DENY,
+            InboundMode::Loopback => inbound::LOOPBACK,
+            InboundMode::Allow => inbound::ALLOW,
+        };
+        let mut sluice_ports = [0u16; 4];
+        for (slot, port) in sluice_ports
+            .iter_mut()
+            .zip(std::iter::once(listen.v4.port()).chain(plan.own_addrs.iter().map(|a| a.port())))
+        {
+            *slot = port;
+        }
         let log_level = kernel_log_level();
+
+        let pin_dir = pin_dir(&target.name);
+        private_dir(Path::new(PIN_ROOT))?;
+        private_dir(&pin_dir)?;
+        let maps_dir = maps_dir(&pin_dir);
+        remove_other_map_dirs(&pin_dir, &maps_dir);
+        private_dir(&maps_dir)?;
 
         let mut ebpf = EbpfLoader::new()
             .override_global("PROXY_ADDR_V4", &proxy_v4, true)
             .override_global("PROXY_ADDR_V6", &proxy_v6, true)
             .override_global("PROXY_PORT", &proxy_port, true)
             .override_global("EGRESS_DENY", &egress_deny, true)
+            .override_global("INBOUND", &inbound_mode, true)
+            .override_global("SLUICE_PORTS", &sluice_ports, true)
             .override_global("AYA_LOG_LEVEL", &log_level, false)
+            .default_map_pin_directory(&maps_dir)
             .load(EBPF_OBJECT)
             .context("loading the eBPF object")?;
         if log_level > 0 {
             spawn_kernel_logger(&mut ebpf);
         }
 
-        fill_destinations(&mut ebpf, config)?;
+        fill_destinations(&mut ebpf, config, listen, plan.own_addrs)?;
 
         let cgroup = fs::File::open(cgroup_dir)
             .with_context(|| format!("opening cgroup {}", cgroup_dir.display()))?;
-        let mut new_links: Vec<(&str, FdLink)> = Vec::new();
-        for name in CGROUP_PROGRAMS {
-            let prog: &mut CgroupSockAddr = ebpf
-                .program_mut(name)
-                .with_context(|| format!("program {name} missing from the object"))?
-                .try_into()?;
-            prog.load()
-                .with_context(|| format!("verifier refused {name}"))?;
-            let id = prog
-                .attach(&cgroup, CgroupAttachMode::Single)
+        let mut new_links = Vec::new();
+        let mut attached = Vec::new();
+        for (name, kind, attach_type) in PROGRAMS {
+            let id = load(&mut ebpf, name, kind)?;
+            attached.push((attach_type, id, name));
+            let link = attach(&mut ebpf, name, kind, attach_type, &cgroup)
                 .with_context(|| format!("attaching {name} to {}", cgroup_dir.display()))?;
-            new_links.push((name, prog.take_link(id)?.try_into()?));
+            new_links.push((name, link));
         }
-        let prog: &mut SockOps = ebpf
-            .program_mut(SOCK_OPS_PROGRAM)
-            .context("sock_ops program missing from the object")?
-            .try_into()?;
-        prog.load()
-            .context("verifier refused the sock_ops program")?;
-        let id = prog
-            .attach(&cgroup, CgroupAttachMode::Single)
-            .with_context(|| format!("attaching sock_ops to {}", cgroup_dir.display()))?;
-        new_links.push((SOCK_OPS_PROGRAM, prog.take_link(id)?.try_into()?));
+        let mut unix_programs = Vec::new();
+        if target.unix == UnixMode::Deny {
+            for (name, attach_type) in UNIX_PROGRAMS {
+                let refuse =
+                    sys::load_constant_sock_addr(name, attach_type, 0).with_context(|| {
+                        format!(
+                            "loading {name}: this kernel may lack the unix-socket cgroup hooks \
+                         (Linux 6.7); give target `{}` `unix: allow` to run without them",
+                            target.name
+                        )
+                    })?;
+                attached.push((attach_type, sys::program_id(&refuse)?, name));
+                let link = sys::link_create(&refuse, &cgroup, attach_type)
+                    .with_context(|| format!("attaching {name} to {}", cgroup_dir.display()))?;
+                new_links.push((name, NewLink::Raw(link)));
+                unix_programs.push((name, attach_type, refuse));
+            }
+        }
 
-        // Pins of a gateway that died: take them over. The new links are already attached, and
-        // the old programs let connects to the listener through, so dropping the old links
-        // after pinning the new ones leaves no moment without interception.
-        let pin_dir = pin_dir(&target.name);
-        fs::create_dir_all(&pin_dir).with_context(|| format!("creating {}", pin_dir.display()))?;
+        // Pins of a gateway that stopped or died: take them over. The new links are already
+        // attached, and the old programs let connects redirected by the new ones through (the
+        // record maps are shared), so dropping the old links after pinning the new ones leaves
+        // no moment without interception.
         let mut stale = Vec::new();
         for entry in fs::read_dir(&pin_dir)? {
             let path = entry?.path();
+            if path.is_dir() {
+                continue;
+            }
             match PinnedLink::from_pin(&path) {
                 Ok(old) => stale.push(old.unpin()?),
                 Err(e) => warn!(path = %path.display(), error = %e, "removing unreadable pin"),
@@ -183,14 +383,13 @@ impl Interceptor {
         }
         if !stale.is_empty() {
             warn!(event = "stale_pins_replaced", target = %target.name, links = stale.len(),
-                  "replaced the links of a gateway that did not stop cleanly");
+                  "took over the links of a gateway that is no longer running");
         }
         let mut links = Vec::new();
         for (name, link) in new_links {
-            links.push(
-                link.pin(pin_dir.join(name))
-                    .with_context(|| format!("pinning {name}"))?,
-            );
+            let path = pin_dir.join(name);
+            let pinned = link.pin(&path).with_context(|| format!("pinning {name}"))?;
+            links.push((path, pinned));
         }
         drop(stale);
 
@@ -200,123 +399,243 @@ impl Interceptor {
         )?;
         let events = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map missing")?)?;
         info!(event = "attached", target = %target.name, cgroup = %cgroup_dir.display(),
-              egress = ?target.egress, "intercepting connects");
+              egress = ?target.egress, inbound = ?target.inbound, "intercepting the target");
         Ok(Interceptor {
             target: target.clone(),
             cgroup_dir: cgroup_dir.to_path_buf(),
             pin_dir,
             links,
+            attached,
             by_client: Mutex::new(by_client),
             events: Some(events),
-            _ebpf: ebpf,
+            unix_programs,
+            ebpf,
         })
     }
 
     /// The kernel's record of a redirected connection, consumed: each accepted connection is
-    /// looked up once.
+    /// looked up once, whatever happens to it next. A record older than [`RECORD_MAX_AGE`] is
+    /// refused.
     pub fn take_record(&self, client: &ClientAddr) -> Option<ConnRecord> {
         let key = client.map_key();
         let mut map = self.by_client.lock().unwrap_or_else(|p| p.into_inner());
         let rec = map.get(&key, 0).ok()?;
         let _ = map.remove(&key);
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok()?;
+        let now_ns = now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64;
+        if now_ns.saturating_sub(rec.created_ns) > RECORD_MAX_AGE.as_nanos() as u64 {
+            warn!(event = "stale_record", %client, "redirect record too old; closing");
+            return None;
+        }
         Some(rec)
     }
 
-    /// The egress-refusal ring buffer (once).
+    /// The refusal ring buffer (once).
     pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
         self.events.take()
     }
 
-    /// Detaches the programs (unpins the links) and removes the pin directory.
+    /// Checks that the cgroup programs are still attached (someone with the privilege may have
+    /// detached a link, e.g. `bpftool link detach`); re-attaches the missing ones. Returns the
+    /// names of those that were missing.
+    pub fn ensure_attached(&mut self) -> anyhow::Result<Vec<&'static str>> {
+        let cgroup = fs::File::open(&self.cgroup_dir)
+            .with_context(|| format!("opening cgroup {}", self.cgroup_dir.display()))?;
+        let mut missing = Vec::new();
+        for (attach_type, prog_id, name) in &self.attached {
+            let ids = sys::attached_programs(&cgroup, *attach_type, false)
+                .with_context(|| format!("querying {}", self.cgroup_dir.display()))?;
+            if !ids.contains(prog_id) {
+                missing.push(*name);
+            }
+        }
+        for name in &missing {
+            let link = match self.unix_programs.iter().find(|(n, ..)| n == name) {
+                Some((_, attach_type, prog)) => {
+                    NewLink::Raw(sys::link_create(prog, &cgroup, *attach_type)?)
+                }
+                None => {
+                    let (_, kind, attach_type) = PROGRAMS
+                        .iter()
+                        .find(|(n, ..)| n == name)
+                        .copied()
+                        .expect("a known program");
+                    attach(&mut self.ebpf, name, kind, attach_type, &cgroup)?
+                }
+            };
+            let path = self.pin_dir.join(name);
+            if let Some(i) = self.links.iter().position(|(p, _)| *p == path) {
+                let (_, old) = self.links.swap_remove(i);
+                let _ = old.unpin();
+            }
+            let _ = fs::remove_file(&path);
+            let pinned = link.pin(&path)?;
+            self.links.push((path, pinned));
+        }
+        Ok(missing)
+    }
+
+    /// Detaches every program (unpins the links and the shared maps) and removes the pin
+    /// directory: interception ends for this target.
     pub fn detach(self) -> anyhow::Result<()> {
-        for link in self.links {
+        let Interceptor {
+            target,
+            pin_dir,
+            links,
+            ..
+        } = self;
+        for (_, link) in links {
             // Unpinning removes the bpffs file; dropping the returned fd detaches the link.
             drop(link.unpin()?);
         }
-        let _ = fs::remove_dir(&self.pin_dir);
-        info!(event = "detached", target = %self.target.name, "interception removed");
+        remove_pins(&pin_dir)?;
+        info!(event = "detached", target = %target.name, "interception removed");
         Ok(())
     }
 }
 
-/// Detaches links left pinned by a gateway that did not stop cleanly (`sluice cleanup`).
-pub fn remove_stale_pins(target: &str) -> anyhow::Result<usize> {
-    let dir = pin_dir(target);
-    let Ok(entries) = fs::read_dir(&dir) else {
+fn remove_other_map_dirs(pin_dir: &Path, keep: &Path) {
+    let Ok(entries) = fs::read_dir(pin_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() && path != keep {
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
+}
+
+/// Removes a target's pins: links (detaching them), shared maps, the directory.
+fn remove_pins(dir: &Path) -> anyhow::Result<usize> {
+    let Ok(entries) = fs::read_dir(dir) else {
         return Ok(0);
     };
     let mut n = 0;
     for entry in entries {
         let path = entry?.path();
-        if let Ok(link) = PinnedLink::from_pin(&path) {
+        if path.is_dir() {
+            fs::remove_dir_all(&path)?;
+        } else if let Ok(link) = PinnedLink::from_pin(&path) {
             drop(link.unpin()?);
             n += 1;
         } else {
             fs::remove_file(&path)?;
         }
     }
-    let _ = fs::remove_dir(&dir);
+    let _ = fs::remove_dir(dir);
     Ok(n)
 }
 
-fn fill_destinations(ebpf: &mut Ebpf, config: &Config) -> anyhow::Result<()> {
+/// Whether a target has pinned interception (a gateway running or gone).
+pub fn has_pins(target: &str) -> bool {
+    fs::read_dir(pin_dir(target))
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
+}
+
+/// Detaches what a gateway left pinned (`sluice cleanup --detach`); returns the number of links.
+pub fn remove_stale_pins(target: &str) -> anyhow::Result<usize> {
+    remove_pins(&pin_dir(target))
+}
+
+fn fill_destinations(
+    ebpf: &mut Ebpf,
+    config: &Config,
+    listen: ListenAddrs,
+    own_addrs: &[SocketAddr],
+) -> anyhow::Result<()> {
+    let entry = |action: Action, resource_id: u32, protocols: u32| ResourceEntry {
+        resource_id,
+        action: action as u32,
+        protocols,
+    };
+    let mut entries: Vec<(Destination, ResourceEntry)> = Vec::new();
+    let mut resource_ports = std::collections::BTreeSet::new();
+    for r in &config.resources {
+        for d in &r.matches {
+            entries.push((*d, entry(Action::Redirect, r.id, PROTO_TCP)));
+            resource_ports.insert(d.port);
+        }
+    }
+    // A listed resource's port on any other address: refused under `egress: deny`, reported
+    // under `egress: allow` (the database reached over an address nobody listed).
+    for port in resource_ports {
+        for any in ["0.0.0.0/0", "::/0"] {
+            entries.push((
+                Destination {
+                    net: any.parse().expect("valid prefix"),
+                    port,
+                },
+                entry(Action::Monitor, u32::MAX, 0),
+            ));
+        }
+    }
+    for d in &config.egress.allow {
+        let protocols = match d.transport {
+            Transport::Tcp => PROTO_TCP,
+            Transport::Udp => PROTO_UDP,
+        };
+        entries.push((d.destination, entry(Action::Allow, u32::MAX, protocols)));
+    }
+    if config.egress.dns {
+        for ns in resolv_conf_nameservers() {
+            entries.push((ns, entry(Action::Allow, u32::MAX, PROTO_TCP | PROTO_UDP)));
+        }
+    }
+    // sluice's own listening addresses, also the loopback forms a dual-stack agent might use.
+    // An unspecified address (an API on 0.0.0.0) is refused on every address.
+    let mut own: Vec<SocketAddr> = vec![listen.v4];
+    own.extend(listen.v6);
+    own.extend_from_slice(own_addrs);
+    for a in own {
+        let net = if a.ip().is_unspecified() {
+            if a.is_ipv4() { "0.0.0.0/0" } else { "::/0" }
+                .parse()
+                .expect("valid prefix")
+        } else {
+            a.ip().into()
+        };
+        entries.push((
+            Destination {
+                net,
+                port: a.port(),
+            },
+            entry(Action::Deny, u32::MAX, PROTO_TCP | PROTO_UDP),
+        ));
+    }
+
     let mut v4: LpmTrie<_, ResourceKeyV4, ResourceEntry> = LpmTrie::try_from(
         ebpf.map_mut("RESOURCES_V4")
             .context("RESOURCES_V4 missing")?,
     )?;
-    let mut entries: Vec<(Destination, ResourceEntry)> = Vec::new();
-    for r in &config.resources {
-        for d in &r.matches {
-            entries.push((
-                *d,
-                ResourceEntry {
-                    resource_id: r.id,
-                    action: Action::Redirect as u32,
-                },
-            ));
-        }
-    }
-    let mut allow = config.egress.allow.clone();
-    if config.egress.dns {
-        allow.extend(resolv_conf_nameservers());
-    }
-    for d in allow {
-        entries.push((
-            d,
-            ResourceEntry {
-                resource_id: u32::MAX,
-                action: Action::Allow as u32,
-            },
-        ));
-    }
-    for (d, entry) in &entries {
+    for (d, e) in &entries {
         if let IpAddr::V4(a) = d.net.addr() {
             let key = Key::new(
                 PORT_PREFIX_BITS + u32::from(d.net.prefix_len()),
                 resource_key_v4(d.port, a.octets()),
             );
-            v4.insert(&key, entry, 0)?;
+            v4.insert(&key, e, 0)?;
         }
     }
     let mut v6: LpmTrie<_, ResourceKeyV6, ResourceEntry> = LpmTrie::try_from(
         ebpf.map_mut("RESOURCES_V6")
             .context("RESOURCES_V6 missing")?,
     )?;
-    for (d, entry) in &entries {
+    for (d, e) in &entries {
         if let IpAddr::V6(a) = d.net.addr() {
             let key = Key::new(
                 PORT_PREFIX_BITS + u32::from(d.net.prefix_len()),
                 resource_key_v6(d.port, a.octets()),
             );
-            v6.insert(&key, entry, 0)?;
+            v6.insert(&key, e, 0)?;
         }
     }
     debug!(entries = entries.len(), "destination maps filled");
     Ok(())
 }
 
-/// TCP port 53 of the configured nameservers stays reachable under `egress: deny` (large DNS
-/// answers fall back to TCP).
+/// Port 53 (TCP and UDP) of the configured nameservers stays reachable under `egress: deny`.
 fn resolv_conf_nameservers() -> Vec<Destination> {
     let text = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     text.lines()

@@ -76,6 +76,7 @@ pub fn decide_sql(config: &Config, subject: &Subject, analysis: &Analysis) -> De
         c.matched(
             |r| r.statements.iter().any(|s| s == kind),
             format!("{kind} statement"),
+            config.guardrails.default,
         );
     }
     c.decide("empty statement")
@@ -163,6 +164,15 @@ impl<'a> Candidates<'a> {
             }
             return; // else decided by the parse error, once
         }
+        // What the analysis saw is only what the server runs while these settings hold.
+        if id == "pinned-setting" {
+            self.list.push(Decision {
+                action: Action::Deny,
+                rule: id.into(),
+                reason: reason.into(),
+            });
+            return;
+        }
         let user = self
             .config
             .rules
@@ -184,7 +194,7 @@ impl<'a> Candidates<'a> {
 
     /// A statement kind or a program: the first in-scope rule `matches` says lists it, else
     /// `guardrails.default`.
-    fn matched(&mut self, matches: impl Fn(&Rule) -> bool, what: String) {
+    fn matched(&mut self, matches: impl Fn(&Rule) -> bool, what: String, default: Action) {
         let user = self
             .config
             .rules
@@ -197,7 +207,7 @@ impl<'a> Candidates<'a> {
                 reason: what,
             },
             None => Decision {
-                action: self.config.guardrails.default,
+                action: default,
                 rule: "default".into(),
                 reason: format!("{what} (no rule matched)"),
             },
@@ -234,12 +244,12 @@ impl<'a> Candidates<'a> {
                 reason: what,
             },
             None if run.kind == ShellKind::Read => Decision {
-                action: self.config.guardrails.default,
+                action: self.config.guardrails.shell_default,
                 rule: "default".into(),
                 reason: format!("{what} (no rule matched)"),
             },
             None => Decision {
-                action: self.config.guardrails.default.max(Action::Hold),
+                action: self.config.guardrails.shell_default.max(Action::Hold),
                 rule: "default".into(),
                 reason: format!("{what}; not known to be read-only, and no rule allows it"),
             },
@@ -289,17 +299,56 @@ mod tests {
         assert_eq!(d.action, Action::Deny);
         assert_eq!(d.rule, "drop");
         assert!(d.reason.contains("customers"), "{d:?}");
+        let reads = config("rules:\n  - { name: reads, statements: [select], action: allow }\n");
         assert_eq!(
-            decide_sql(&config(""), &SUBJECT, &analyze("select 1")).action,
+            decide_sql(&reads, &SUBJECT, &analyze("select 1")).action,
             Action::Allow
         );
+    }
+
+    #[test]
+    fn a_statement_kind_no_rule_names_is_denied_by_the_built_in_default() {
+        for sql in [
+            "select 1",
+            "CALL p()",
+            "PREPARE p AS SELECT 1",
+            "DECLARE c CURSOR FOR SELECT 1",
+            "CREATE TRIGGER t AFTER INSERT ON x FOR EACH ROW EXECUTE FUNCTION f()",
+            "LISTEN ch",
+            "NOTIFY ch",
+            "LOCK TABLE t",
+            "SELECT * FROM t FOR UPDATE",
+            "VACUUM t",
+        ] {
+            let d = decide_sql(&config(""), &SUBJECT, &analyze(sql));
+            assert_eq!(d.action, Action::Deny, "{sql}: {d:?}");
+        }
+        let d = decide_sql(&config(""), &SUBJECT, &analyze("LISTEN ch"));
+        assert_eq!(d.rule, "default", "{d:?}");
+        assert!(
+            d.reason.contains("listen statement (no rule matched)"),
+            "{d:?}"
+        );
+        // The policy's own default still decides, and a rule can name each kind.
+        let open = config("guardrails:\n  default: allow\n");
+        assert_eq!(
+            decide_sql(&open, &SUBJECT, &analyze("LISTEN ch")).action,
+            Action::Allow
+        );
+        let c = config("rules:\n  - { name: locks, statements: [lock], action: hold }\n");
+        assert_eq!(
+            decide_sql(&c, &SUBJECT, &analyze("SELECT * FROM t FOR UPDATE")).action,
+            Action::Hold
+        );
+        // The shell keeps allowing programs no rule names unless the policy says otherwise.
+        assert_eq!(shell(&config(""), "ls -la /etc").action, Action::Allow);
     }
 
     #[test]
     fn unparseable_input_follows_its_setting_never_allow() {
         let d = decide_sql(&config(""), &SUBJECT, &analyze("SELEKT * FROM x"));
         assert_eq!((d.action, d.rule.as_str()), (Action::Deny, "unparseable"));
-        let held = config("guardrails:\n  unparseable: hold\n");
+        let held = config("guardrails:\n  unparseable: hold\n  default: allow\n");
         assert_eq!(
             decide_sql(&held, &SUBJECT, &analyze("SELEKT 1")).action,
             Action::Hold
@@ -318,7 +367,7 @@ mod tests {
         assert_eq!((d.action, d.rule.as_str()), (Action::Hold, "writes"));
         // A rule may loosen a guardrail explicitly, and only in its scope.
         let c = config(
-            "rules:\n  - { name: drops-ok, resources: [db], guardrails: [drop], action: alert }\n",
+            "rules:\n  - { name: drops-ok, resources: [db], guardrails: [drop], statements: [ddl], action: alert }\n",
         );
         assert_eq!(
             decide_sql(&c, &SUBJECT, &analyze("DROP TABLE t")).action,
@@ -361,7 +410,9 @@ mod tests {
         assert_eq!(shell(&config(""), "ls -la /etc").action, Action::Allow);
         assert_eq!(shell(&config(""), "").action, Action::Allow);
         // Shell and SQL ids share one `guardrails:` list.
-        let c = config("rules:\n  - { name: x, guardrails: [rm-rf, drop], action: hold }\n");
+        let c = config(
+            "rules:\n  - { name: x, guardrails: [rm-rf, drop], statements: [ddl], action: hold }\n",
+        );
         assert_eq!(
             (
                 shell(&c, "rm -rf /").action,

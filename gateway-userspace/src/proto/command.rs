@@ -16,7 +16,12 @@ use crate::{
 /// The text as it may be stored: sensitive values masked. If masking fails the text is
 /// withheld, never stored raw.
 pub fn masked_text(services: &Services, text: &str) -> String {
-    match services.masker().mask(text.as_bytes()) {
+    masked_by(&services.masker(), text)
+}
+
+/// [`masked_text`] with a given engine (the approval broker, which holds no `Services`).
+pub fn masked_by(engine: &crate::inspect::masking::MaskingEngine, text: &str) -> String {
+    match engine.mask(text.as_bytes()) {
         Ok(None) => text.to_string(),
         Ok(Some(m)) => String::from_utf8_lossy(&m).into_owned(),
         Err(e) => format!("<withheld: masking failed: {e}>"),

@@ -1,9 +1,14 @@
 //! Listeners, the accept loop and the gateway's lifecycle.
 //!
 //! [`Gateway::start`] binds the listeners, claims and attaches every target, and returns a
-//! gateway that [`Gateway::serve`] runs until the shutdown future completes; then it detaches
-//! the programs and releases the targets.
+//! gateway that [`Gateway::serve`] runs until the shutdown future completes. Stopping never
+//! releases an agent: the pinned programs stay attached (connects to resources are refused until
+//! a gateway returns), except for a managed cgroup that is empty and can be removed.
 
+pub mod events;
+pub mod listen;
+mod private;
+pub mod quota;
 pub mod reload;
 pub mod state;
 
@@ -21,16 +26,15 @@ use std::{
 use anyhow::{Context, bail};
 use state::{TargetLease, TargetState};
 use tokio::{
-    net::{TcpListener, TcpSocket, TcpStream},
-    sync::Semaphore,
+    net::{TcpListener, TcpStream},
     task::JoinSet,
 };
 use tracing::{error, info, warn};
 
 use crate::{
     config::{ApprovalSettings, Config, Protocol, Resource, TargetCgroup},
-    conn::{ClientAddr, ConnCtx, OrigDstAddr, ProcessInfo, comm_to_string, record_destination},
-    ebpf::{Interceptor, ListenAddrs, cgroup},
+    conn::{ClientAddr, ConnCtx, Handshake, OrigDstAddr, ProcessInfo, record_destination},
+    ebpf::{AttachPlan, Interceptor, ListenAddrs, cgroup},
     inspect::masking::MaskingEngine,
     proto,
     services::{
@@ -40,6 +44,7 @@ use crate::{
             api::{self, ApiState, Authenticator},
             model::Decision,
             notify::{Notification, Notifier, NotifyConfig, NotifyEvent, request_link},
+            socket::ApiSocket,
         },
         audit::{
             self, AuditLog, SyslogForward,
@@ -51,6 +56,9 @@ use crate::{
 
 /// How long open connections may finish after shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How often the gateway checks that its programs are still attached and re-reads the inodes
+/// of the allowed unix sockets.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct Gateway {
     config: Arc<Config>,
@@ -58,16 +66,17 @@ pub struct Gateway {
     listen: ListenAddrs,
     interceptors: Vec<Interceptor>,
     leases: Vec<TargetLease>,
-    managed_cgroups: Vec<PathBuf>,
     resources: Vec<Arc<Resource>>,
     services: Arc<Services>,
     approvals: Option<ApprovalService>,
 }
 
-/// The approval broker and its HTTP API (bound at start so a port conflict fails the start).
+/// The approval broker and its HTTP API and unix socket (bound at start so a conflict fails
+/// the start).
 struct ApprovalService {
     state: Arc<ApiState>,
     listener: tokio::net::TcpListener,
+    socket: ApiSocket,
 }
 
 impl ApprovalService {
@@ -75,11 +84,11 @@ impl ApprovalService {
         settings: &ApprovalSettings,
         config: &Config,
         audit: Arc<AuditLog>,
+        masker: &MaskingEngine,
+        target_dirs: &[PathBuf],
+        inherited: &listen::Inherited,
     ) -> anyhow::Result<ApprovalService> {
-        let store = settings
-            .store
-            .clone()
-            .unwrap_or_else(|| config.state_dir.join("approvals.db"));
+        let store = settings.store_path(&config.state_dir);
         let notifier = Notifier::start(NotifyConfig {
             webhook: settings
                 .notify
@@ -93,14 +102,18 @@ impl ApprovalService {
                 .and_then(|s| s.webhook_url.as_ref())
                 .map(|u| u.expose().to_string()),
         });
-        let listener = tokio::net::TcpListener::bind(settings.listen)
-            .await
+        let listener = inherited
+            .bind(settings.listen)
             .with_context(|| format!("binding the approval API {}", settings.listen))?;
         let base = match &settings.public_url {
             Some(u) => u.clone(),
             None => format!("http://{}", listener.local_addr()?),
         };
-        let broker = Broker::start(settings, &store)
+        let socket = ApiSocket::bind(
+            &settings.socket_path(&config.state_dir),
+            target_dirs.to_vec(),
+        )?;
+        let broker = Broker::start(settings, &store, masker)
             .with_context(|| format!("opening the approval store {}", store.display()))?
             .with_events(move |event| {
                 audit_approval(&audit, &event);
@@ -126,6 +139,7 @@ impl ApprovalService {
                 slack: settings.notify.slack.clone(),
             }),
             listener,
+            socket,
         })
     }
 }
@@ -135,7 +149,9 @@ impl Gateway {
     /// target; on error whatever was attached is detached again.
     pub async fn start(config: Config) -> anyhow::Result<Gateway> {
         let config = Arc::new(config);
-        let v4 = bind(config.listen)
+        let inherited = listen::Inherited::from_env();
+        let v4 = inherited
+            .bind(config.listen)
             .with_context(|| format!("binding the listener {}", config.listen))?;
         let port = v4.local_addr()?.port();
         let mut listeners = vec![v4];
@@ -145,7 +161,7 @@ impl Gateway {
         };
         if let Some(v6) = config.listen_v6 {
             let addr = SocketAddr::new(v6.ip(), port);
-            match bind(addr) {
+            match inherited.bind(addr) {
                 Ok(l) => {
                     listeners.push(l);
                     listen.v6 = Some(addr);
@@ -157,13 +173,14 @@ impl Gateway {
             }
         }
 
+        // Before anything is written there: leases, stores, keys, the approval socket.
+        private::prepare_dirs(&config)?;
         let mount = cgroup::cgroup2_mount()?;
         let own = cgroup::cgroup_of("self", &mount)?;
         // Every target is claimed before the audit store and the approval API are opened: a
         // target already served is the clearer reason to refuse the start. On an error below,
         // the leases taken so far are released as they drop.
         let mut leases = Vec::new();
-        let mut managed_cgroups = Vec::new();
         let mut dirs = Vec::new();
         for target in &config.targets {
             let dir = match &target.cgroup {
@@ -172,7 +189,6 @@ impl Gateway {
                     let dir = cgroup::managed_dir(&mount, &target.name);
                     std::fs::create_dir_all(&dir)
                         .with_context(|| format!("creating cgroup {}", dir.display()))?;
-                    managed_cgroups.push(dir.clone());
                     cgroup::resolve(
                         &mount,
                         dir.strip_prefix(&mount)?.to_str().unwrap_or_default(),
@@ -194,6 +210,7 @@ impl Gateway {
                     pid: std::process::id(),
                     cgroup_dir: dir.clone(),
                     listen: listen.v4.to_string(),
+                    protected: protected_paths(&config),
                 },
             )?);
             dirs.push(dir);
@@ -210,8 +227,19 @@ impl Gateway {
                 config.audit.store.describe()
             )
         })?);
+        let masker = Arc::new(MaskingEngine::new(config.masking.clone())?);
         let approvals = match &config.approvals {
-            Some(settings) => Some(ApprovalService::start(settings, &config, audit.clone()).await?),
+            Some(settings) => Some(
+                ApprovalService::start(
+                    settings,
+                    &config,
+                    audit.clone(),
+                    &masker,
+                    &dirs,
+                    &inherited,
+                )
+                .await?,
+            ),
             None => None,
         };
         let mut gateway = Gateway {
@@ -220,11 +248,10 @@ impl Gateway {
             listen,
             interceptors: Vec::new(),
             leases,
-            managed_cgroups,
             resources: config.resources.iter().cloned().map(Arc::new).collect(),
             services: Arc::new(Services::new(
                 config.clone(),
-                Arc::new(MaskingEngine::new(config.masking.clone())?),
+                masker,
                 approvals.as_ref().map(|a| a.state.broker.clone()),
                 approvals.as_ref().and_then(|a| a.state.auth.oidc()),
                 audit,
@@ -237,8 +264,21 @@ impl Gateway {
                 .ssh_server_config()
                 .context("loading the gateway's SSH host key")?;
         }
+        let own_addrs: Vec<SocketAddr> = gateway
+            .approvals
+            .as_ref()
+            .and_then(|a| a.listener.local_addr().ok())
+            .into_iter()
+            .collect();
         for (target, dir) in config.targets.iter().zip(&dirs) {
-            match Interceptor::attach(target, dir, listen, &config) {
+            let plan = AttachPlan {
+                target,
+                cgroup_dir: dir,
+                listen,
+                config: &config,
+                own_addrs: &own_addrs,
+            };
+            match Interceptor::attach(&plan) {
                 Ok(i) => gateway.interceptors.push(i),
                 Err(e) => {
                     gateway.abort();
@@ -254,13 +294,10 @@ impl Gateway {
         self.listen.v4
     }
 
-    /// Undo a partial start.
+    /// Undo a partial start. What was attached stays attached (pinned): a failed start must not
+    /// release agents a previous gateway contained.
     fn abort(&mut self) {
-        for i in self.interceptors.drain(..) {
-            if let Err(e) = i.detach() {
-                error!(error = %e, "detaching after a failed start");
-            }
-        }
+        self.interceptors.clear();
         self.leases.clear();
     }
 
@@ -270,20 +307,46 @@ impl Gateway {
             self.config.source.clone(),
             self.services.clone(),
         ));
-        let api_stop = Arc::new(tokio::sync::Notify::new());
+        // Both API servers (TCP and the unix socket) stop on the same signal.
+        let (api_stop, stopped) = tokio::sync::watch::channel(false);
+        let stop_signal = move || {
+            let mut rx = stopped.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
         let api = self.approvals.take().map(|a| {
-            let stop = api_stop.clone();
-            tokio::spawn(async move {
-                if let Err(e) =
-                    api::serve(a.listener, a.state, async move { stop.notified().await }).await
-                {
+            let (tcp_stop, unix_stop) = (stop_signal(), stop_signal());
+            let state = a.state.clone();
+            let tcp = tokio::spawn(async move {
+                if let Err(e) = api::serve(a.listener, a.state, tcp_stop).await {
                     error!(error = %e, "approval API stopped");
                 }
-            })
+            });
+            let mut socket = a.socket;
+            let unix = tokio::spawn(async move {
+                let path = socket.path().display().to_string();
+                let served = match socket.take_listener() {
+                    Ok(l) => api::serve_unix(l, path, state, unix_stop).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = served {
+                    error!(error = %e, "approval API socket stopped");
+                }
+                // The socket file goes with it.
+                drop(socket);
+            });
+            async move {
+                let _ = tokio::join!(tcp, unix);
+            }
         });
         for i in &mut self.interceptors {
-            if let Some(events) = i.take_events() {
-                tokio::spawn(report_egress_denials(i.target.name.clone(), events));
+            if let Some(ring) = i.take_events() {
+                tokio::spawn(events::report(
+                    i.target.name.clone(),
+                    ring,
+                    self.services.clone(),
+                ));
             }
         }
         info!(event = "ready", listen = %self.listen.v4,
@@ -291,16 +354,22 @@ impl Gateway {
               targets = ?self.config.targets.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
               resources = self.resources.len(), "sluice gateway ready");
 
-        let limit = Arc::new(Semaphore::new(self.config.max_connections));
+        let quotas = quota::Quotas::new(&self.config);
         let next_id = AtomicU64::new(1);
         let mut conns = JoinSet::new();
         let listeners = std::mem::take(&mut self.listeners);
+        let mut health = tokio::time::interval(HEALTH_INTERVAL);
+        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
             let accepted = tokio::select! {
                 _ = &mut shutdown => break,
                 // Reap finished connection tasks so the set does not grow.
                 Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+                _ = health.tick() => {
+                    self.check_interception();
+                    continue;
+                }
                 r = accept_any(&listeners) => r,
             };
             let (stream, peer) = match accepted {
@@ -312,20 +381,36 @@ impl Gateway {
                     continue;
                 }
             };
-            let Ok(permit) = limit.clone().try_acquire_owned() else {
-                warn!(event = "connection_limit", client = %peer, limit = self.config.max_connections,
-                      "too many connections; closing");
-                continue;
-            };
+            // The record is consumed first, whatever happens to the connection next: a record
+            // left behind could be claimed by another connection from the same address.
             let Some(ctx) = self.context_for(
                 stream.peer_addr().unwrap_or(peer),
                 next_id.fetch_add(1, Ordering::Relaxed),
             ) else {
                 continue;
             };
+            let permit = match quotas.admit(&ctx.target, ctx.process.pid) {
+                Ok(p) => p,
+                Err(exceeded) => {
+                    warn!(event = "connection_limit", conn_id = ctx.id, cgroup_target = %ctx.target,
+                          pid = ctx.process.pid, client = %ctx.client, limit = %exceeded,
+                          "too many connections; closing");
+                    continue;
+                }
+            };
             let services = self.services.clone();
+            let handshake_timeout = self.config.handshake_timeout;
             conns.spawn(async move {
-                handle(stream, ctx, services).await;
+                let handshake = ctx.handshake.clone();
+                let conn_id = ctx.id;
+                tokio::select! {
+                    _ = handle(stream, ctx, services) => {}
+                    _ = handshake.deadline(handshake_timeout) => {
+                        warn!(event = "handshake_timeout", conn_id,
+                              timeout_ms = handshake_timeout.as_millis() as u64,
+                              "the agent did not complete its login in time; closing");
+                    }
+                }
                 drop(permit);
             });
         }
@@ -341,15 +426,9 @@ impl Gateway {
         if let Some(broker) = &self.services.approvals {
             broker.shutdown();
         }
-        api_stop.notify_one();
+        let _ = api_stop.send(true);
         if let Some(api) = api {
             let _ = tokio::time::timeout(SHUTDOWN_GRACE, api).await;
-        }
-        let interceptors = std::mem::take(&mut self.interceptors);
-        for i in interceptors {
-            if let Err(e) = i.detach() {
-                error!(error = %e, "detaching");
-            }
         }
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
             while conns.join_next().await.is_some() {}
@@ -364,17 +443,46 @@ impl Gateway {
         }
         // Everything the sessions recorded is committed and a final checkpoint signed.
         self.services.audit.close().await;
+        release(std::mem::take(&mut self.interceptors));
         self.leases.clear();
-        for dir in &self.managed_cgroups {
-            match cgroup::remove_if_empty(dir) {
-                Ok(true) => {}
-                Ok(false) => {
-                    warn!(cgroup = %dir.display(), "managed cgroup still has processes; left in place")
+        Ok(())
+    }
+
+    /// Re-attaches programs someone detached.
+    fn check_interception(&mut self) {
+        for i in &mut self.interceptors {
+            match i.ensure_attached() {
+                Ok(missing) if missing.is_empty() => {}
+                Ok(missing) => {
+                    error!(event = "interception_restored", cgroup_target = %i.target.name,
+                           programs = ?missing,
+                           "programs had been detached from the target's cgroup; re-attached");
+                    if let Some(url) = &self.services.policy().alerts.webhook {
+                        self.services.alerts.send(
+                            url,
+                            crate::services::alerts::Alert {
+                                kind: "sluice.containment",
+                                time: crate::services::alerts::now_rfc3339(),
+                                action: "alert".into(),
+                                rule: "interception_restored".into(),
+                                reason: format!("detached programs re-attached: {missing:?}"),
+                                resource: String::new(),
+                                target: i.target.name.clone(),
+                                conn_id: 0,
+                                pid: 0,
+                                uid: 0,
+                                exe: None,
+                                command: String::new(),
+                            },
+                        );
+                    }
                 }
-                Err(e) => warn!(cgroup = %dir.display(), error = %e, "removing managed cgroup"),
+                Err(e) => {
+                    error!(event = "interception_check_failed", cgroup_target = %i.target.name,
+                                 error = %format!("{e:#}"), "cannot check the target's programs")
+                }
             }
         }
-        Ok(())
     }
 
     /// Identifies an accepted connection from the kernel's record; `None` (and the connection
@@ -407,6 +515,7 @@ impl Gateway {
             orig_dst,
             process,
             resource,
+            handshake: Handshake::default(),
         };
         info!(event = "connection", conn_id = ctx.id, cgroup_target = %ctx.target,
               resource = %ctx.resource.name, protocol = %ctx.resource.protocol,
@@ -418,21 +527,6 @@ impl Gateway {
               "redirected connection");
         Some(ctx)
     }
-}
-
-/// Agents open connections in bursts (connection pools, parallel tools); a short accept queue
-/// drops SYNs and costs the client a 1 s retransmit, so listen as deep as the kernel allows.
-const LISTEN_BACKLOG: u32 = 4096;
-
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn accept_any(listeners: &[TcpListener]) -> std::io::Result<(TcpStream, SocketAddr)> {
@@ -449,7 +543,11 @@ async fn accept_any(listeners: &[TcpListener]) -> std::io::Result<(TcpStream, So
 async fn handle(stream: TcpStream, ctx: ConnCtx, services: Arc<Services>) {
     let started = Instant::now();
     let result = match ctx.resource.protocol {
-        Protocol::Tcp => proto::tcp::serve(stream, &ctx).await,
+        Protocol::Tcp => {
+            // Opaque TCP has no login to wait for.
+            ctx.handshake.done();
+            proto::tcp::serve(stream, &ctx).await
+        }
         Protocol::Postgres => proto::postgres::serve(stream, &ctx, &services).await,
         Protocol::Ssh => proto::ssh::serve(stream, &ctx, &services).await,
     };
@@ -465,57 +563,6 @@ async fn handle(stream: TcpStream, ctx: ConnCtx, services: Arc<Services>) {
         ),
         Err(e) => warn!(event = "connection_failed", conn_id = ctx.id, side = e.side(), error = %e,
                         elapsed_ms, "connection ended with an error"),
-    }
-}
-
-/// Logs every connect refused by `egress: deny`, with the process that tried it.
-async fn report_egress_denials(target: String, events: aya::maps::RingBuf<aya::maps::MapData>) {
-    let mut fd = match crate::ebpf::watch_readable(events) {
-        Ok(fd) => fd,
-        Err(e) => {
-            error!(error = %e, "cannot watch the egress event ring buffer");
-            return;
-        }
-    };
-    loop {
-        let Ok(mut guard) = fd.readable_mut().await else {
-            return;
-        };
-        let rb = guard.get_inner_mut();
-        while let Some(item) = rb.next() {
-            if item.len() < std::mem::size_of::<gateway_common::DenyEvent>() {
-                continue;
-            }
-            // The item is the bytes of a kernel-side `DenyEvent`, decoded field by field.
-            let ev = decode_deny_event(&item);
-            let dst = record_destination(ev.family, &ev.dst_addr, ev.dst_port);
-            let exe = std::fs::read_link(format!("/proc/{}/exe", ev.pid))
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
-            warn!(event = "egress_denied", cgroup_target = %target, dst = %dst, pid = ev.pid,
-                  tid = ev.tid, uid = ev.uid, gid = ev.gid, cgroup_id = ev.cgroup_id,
-                  comm = %comm_to_string(&ev.comm), exe = %exe,
-                  "egress refused: destination is not a listed resource");
-        }
-        guard.clear_ready();
-    }
-}
-
-fn decode_deny_event(bytes: &[u8]) -> gateway_common::DenyEvent {
-    let u16_at = |o: usize| u16::from_ne_bytes([bytes[o], bytes[o + 1]]);
-    let u32_at = |o: usize| u32::from_ne_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
-    let u64_at = |o: usize| u64::from_ne_bytes(bytes[o..o + 8].try_into().expect("8 bytes"));
-    gateway_common::DenyEvent {
-        kind: u32_at(0),
-        family: u16_at(4),
-        dst_port: u16_at(6),
-        dst_addr: bytes[8..24].try_into().expect("16 bytes"),
-        pid: u32_at(24),
-        tid: u32_at(28),
-        uid: u32_at(32),
-        gid: u32_at(36),
-        cgroup_id: u64_at(40),
-        comm: bytes[48..64].try_into().expect("16 bytes"),
     }
 }
 
@@ -552,41 +599,55 @@ fn audit_approval(audit: &AuditLog, event: &BrokerEvent) {
     );
 }
 
-#[cfg(test)]
-mod tests {
-    use gateway_common::{AF_INET, DenyEvent, EVENT_EGRESS_DENIED};
-
-    use super::*;
-
-    #[test]
-    fn deny_events_decode_from_their_kernel_layout() {
-        let ev = DenyEvent {
-            kind: EVENT_EGRESS_DENIED,
-            family: AF_INET,
-            dst_port: 443,
-            dst_addr: [1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-            pid: 42,
-            tid: 43,
-            uid: 1000,
-            gid: 1001,
-            cgroup_id: 0x1122_3344_5566_7788,
-            comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
-        };
-        // The same bytes the kernel writes: the struct's in-memory representation.
-        let bytes: Vec<u8> = {
-            let mut v = Vec::new();
-            v.extend(ev.kind.to_ne_bytes());
-            v.extend(ev.family.to_ne_bytes());
-            v.extend(ev.dst_port.to_ne_bytes());
-            v.extend(ev.dst_addr);
-            for x in [ev.pid, ev.tid, ev.uid, ev.gid] {
-                v.extend(x.to_ne_bytes());
+/// What a stopping gateway leaves behind. Interception stays pinned (agents stay refused until a
+/// gateway returns), except for a managed cgroup with nobody in it: removing the cgroup is atomic
+/// with its emptiness (rmdir fails while a process is in it), so no agent is ever released.
+fn release(interceptors: Vec<Interceptor>) {
+    for i in interceptors {
+        let managed = i.target.cgroup == TargetCgroup::Managed;
+        if managed && std::fs::remove_dir(&i.cgroup_dir).is_ok() {
+            if let Err(e) = i.detach() {
+                error!(error = %e, "detaching from a removed cgroup");
             }
-            v.extend(ev.cgroup_id.to_ne_bytes());
-            v.extend(ev.comm);
-            v
-        };
-        assert_eq!(bytes.len(), std::mem::size_of::<DenyEvent>());
-        assert_eq!(decode_deny_event(&bytes), ev);
+            continue;
+        }
+        let procs = std::fs::read_to_string(i.cgroup_dir.join("cgroup.procs"))
+            .map(|p| p.lines().count())
+            .unwrap_or(0);
+        info!(event = "interception_kept", cgroup_target = %i.target.name, processes = procs,
+              "interception stays in place: the target's connects are refused until a gateway \
+               serves it again (`sluice cleanup --detach` removes it)");
     }
+}
+
+/// Files and directories of sluice's that no agent may open: state, data, the policy, the
+/// stores with their SQLite side files, secrets. `sluice exec` hides them from its agents
+/// (Landlock); published in the target's state for it.
+fn protected_paths(config: &Config) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = crate::exec::settings::protected_paths(
+        &config.source,
+        &config.state_dir,
+        &config.data_dir,
+        &config.audit,
+        config.approvals.as_ref(),
+        &config.secrets.files,
+    )
+    .into_iter()
+    .map(|(_, p)| p)
+    .collect();
+    let sqlite: Vec<PathBuf> = paths
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "db"))
+        .flat_map(|db| {
+            ["-wal", "-shm", "-journal"].map(|suffix| {
+                let mut p = db.clone().into_os_string();
+                p.push(suffix);
+                PathBuf::from(p)
+            })
+        })
+        .collect();
+    paths.extend(sqlite);
+    paths.sort();
+    paths.dedup();
+    paths
 }

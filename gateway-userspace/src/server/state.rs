@@ -5,7 +5,7 @@
 //! `<name>.json` says which cgroup the target is and which process serves it.
 
 use std::{
-    fs::{self, File, OpenOptions, TryLockError},
+    fs::{self, File, TryLockError},
     path::{Path, PathBuf},
 };
 
@@ -18,6 +18,10 @@ pub struct TargetState {
     pub pid: u32,
     pub cgroup_dir: PathBuf,
     pub listen: String,
+    /// sluice's own files and directories (state, data, policy, secrets, stores): `sluice exec`
+    /// hides them from the agents it starts.
+    #[serde(default)]
+    pub protected: Vec<PathBuf>,
 }
 
 /// Held while a gateway serves a target; removes the state file when dropped.
@@ -36,20 +40,20 @@ fn paths(state_dir: &Path, target: &str) -> (PathBuf, PathBuf) {
 }
 
 fn open_lock(path: &Path) -> anyhow::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))
+    crate::files::open_private_rw(path).with_context(|| format!("opening {}", path.display()))
 }
 
 impl TargetLease {
     /// Claims a target for this process, or explains who holds it.
     pub fn acquire(state_dir: &Path, state: &TargetState) -> anyhow::Result<TargetLease> {
         let (lock_path, state_path) = paths(state_dir, &state.target);
-        fs::create_dir_all(lock_path.parent().expect("has parent"))
-            .with_context(|| format!("creating {}", state_dir.display()))?;
+        // Only sluice's own locks and state files live here.
+        let dir = lock_path.parent().expect("has parent");
+        crate::files::ensure_private_dir(dir, |name| {
+            let name = name.to_string_lossy();
+            name.ends_with(".lock") || name.ends_with(".json") || name.ends_with(".json.tmp")
+        })
+        .with_context(|| format!("preparing {}", dir.display()))?;
         let lock = open_lock(&lock_path)?;
         match lock.try_lock() {
             Ok(()) => {}
@@ -64,9 +68,7 @@ impl TargetLease {
             }
             Err(TryLockError::Error(e)) => return Err(e).context("locking the target"),
         }
-        let tmp = state_path.with_extension("json.tmp");
-        fs::write(&tmp, serde_json::to_vec_pretty(state)?)?;
-        fs::rename(&tmp, &state_path)?;
+        crate::files::write_private_atomic(&state_path, &serde_json::to_vec_pretty(state)?)?;
         Ok(TargetLease {
             _lock: lock,
             state_path,
@@ -92,7 +94,10 @@ pub fn running_target(state_dir: &Path, target: &str) -> anyhow::Result<Option<T
     if !lock_path.exists() {
         return Ok(None);
     }
-    let lock = open_lock(&lock_path)?;
+    // Read-only: probing must neither create nor change anything (exec may run as another
+    // user than the gateway); flock works on any open file.
+    let lock =
+        File::open(&lock_path).with_context(|| format!("opening {}", lock_path.display()))?;
     match lock.try_lock() {
         Ok(()) => Ok(None),
         Err(TryLockError::WouldBlock) => Ok(read_state(state_dir, target)),
@@ -112,6 +117,7 @@ mod tests {
             pid: std::process::id(),
             cgroup_dir: "/sys/fs/cgroup/sluice/agents".into(),
             listen: "127.0.0.1:15001".into(),
+            protected: vec!["/var/lib/sluice".into()],
         };
         assert_eq!(running_target(&dir, "agents").unwrap(), None);
         let lease = TargetLease::acquire(&dir, &state).unwrap();

@@ -27,8 +27,16 @@ pub struct Services {
     /// holds must not exhaust the database's connection slots.
     pub previews: tokio::sync::Semaphore,
     pub audit: Arc<audit::AuditLog>,
+    /// PostgreSQL upstreams' function catalogs, for the guardrails (one lookup connection and
+    /// cache per upstream, shared by its sessions).
+    pub pg_proc_catalogs: crate::proto::postgres::proc_catalog::Catalogs,
+    /// PostgreSQL resources' upstream sessions at once (`postgres.max_sessions`).
+    pub pg_sessions: crate::proto::postgres::settings::SessionCaps,
     /// The SSH server side (the gateway's host key), made on first use.
     ssh: std::sync::Mutex<Option<Arc<russh::server::Config>>>,
+    /// What response masking knows of each PostgreSQL database (sensitive columns, samples,
+    /// statement lineages), shared by its sessions.
+    pub pg_catalogs: crate::proto::postgres::catalog::Registry,
 }
 
 /// See [`Services::previews`].
@@ -57,6 +65,9 @@ impl Services {
             masker: RwLock::new(masker),
             alerts: alerts::AlertSink::start(),
             ssh: std::sync::Mutex::new(None),
+            pg_catalogs: Default::default(),
+            pg_proc_catalogs: Default::default(),
+            pg_sessions: Default::default(),
         }
     }
 

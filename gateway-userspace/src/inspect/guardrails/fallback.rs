@@ -21,6 +21,7 @@ pub(super) fn analyze_split(sql: &str, dialect: &dyn Dialect, whole_error: Strin
         // Not even tokens (an unterminated string or comment): one opaque statement.
         Err(e) => {
             out.statements.push(StatementKind::Other);
+            out.reads.push(false);
             out.parse_error = Some(e.to_string());
             out.findings.push(Finding {
                 rule: RuleId::Unparseable,
@@ -63,6 +64,7 @@ pub(super) fn analyze_split(sql: &str, dialect: &dyn Dialect, whole_error: Strin
         });
         if out.statements.is_empty() {
             out.statements.push(StatementKind::Other);
+            out.reads.push(false);
         }
     }
     out
@@ -100,7 +102,8 @@ fn classify_failed(chunk: &[TokenWithSpan], error: String, out: &mut Analysis) {
     if first == W::DO {
         // sqlparser has no DO statement; the block itself is the finding, not a parse failure.
         push(RuleId::DoBlock, "DO block (anonymous code)".to_owned());
-        out.statements.push(StatementKind::Other);
+        out.statements.push(StatementKind::Do);
+        out.reads.push(false);
         return;
     }
     let shown = describe(chunk);
@@ -113,6 +116,11 @@ fn classify_failed(chunk: &[TokenWithSpan], error: String, out: &mut Analysis) {
         | [W::CREATE, W::OR, W::REPLACE, W::FUNCTION | W::PROCEDURE] => {
             Some(RuleId::CreateFunction)
         }
+        [W::CREATE, W::TRIGGER, ..]
+        | [W::CREATE, W::CONSTRAINT, W::TRIGGER, ..]
+        | [W::CREATE, W::OR, W::REPLACE, W::TRIGGER] => Some(RuleId::CreateTrigger),
+        [W::CREATE, W::EXTENSION, ..] => Some(RuleId::CreateExtension),
+        [W::LOAD, ..] => Some(RuleId::LoadLibrary),
         [W::SET, W::ROLE, ..]
         | [W::SET, W::SESSION | W::LOCAL, W::ROLE, ..]
         | [W::SET, W::SESSION, W::AUTHORIZATION, ..] => Some(RuleId::SetRole),
@@ -128,6 +136,7 @@ fn classify_failed(chunk: &[TokenWithSpan], error: String, out: &mut Analysis) {
     if out.parse_error.is_none() {
         out.parse_error = Some(error);
     }
+    out.reads.push(false);
     out.statements.push(match first {
         W::SELECT | W::VALUES | W::TABLE => StatementKind::Select,
         W::INSERT => StatementKind::Insert,
@@ -149,6 +158,13 @@ fn classify_failed(chunk: &[TokenWithSpan], error: String, out: &mut Analysis) {
         W::SHOW => StatementKind::Show,
         W::EXPLAIN => StatementKind::Explain,
         W::CALL => StatementKind::Call,
+        W::PREPARE | W::DEALLOCATE => StatementKind::Prepare,
+        W::EXECUTE => StatementKind::Execute,
+        W::DECLARE | W::FETCH | W::CLOSE => StatementKind::Cursor,
+        W::LISTEN | W::UNLISTEN => StatementKind::Listen,
+        W::NOTIFY => StatementKind::Notify,
+        W::LOCK => StatementKind::Lock,
+        W::VACUUM | W::ANALYZE | W::CLUSTER | W::REINDEX | W::REFRESH => StatementKind::Maintenance,
         _ => StatementKind::Other,
     });
 }

@@ -27,11 +27,16 @@
 
 mod fallback;
 mod fold;
+pub mod functions;
+mod kinds;
 mod rules;
-mod shape;
+mod settings;
+pub(crate) mod shape;
 pub mod shell;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_redteam;
 
 use std::{
     fmt,
@@ -74,10 +79,34 @@ pub enum RuleId {
     DoBlock,
     /// The statement could not be parsed, so no other rule could be checked.
     Unparseable,
+    /// `CREATE TRIGGER`: code that runs on other people's writes.
+    CreateTrigger,
+    /// `CREATE EXTENSION`: installs server code (dblink, adminpack, untrusted languages).
+    CreateExtension,
+    /// `LOAD`: loads a shared library into the server process.
+    LoadLibrary,
+    /// A read statement calls a function that is not shown to be a read (volatile, unknown,
+    /// SECURITY DEFINER, C code): the statement is a write.
+    VolatileFunction,
+    /// A built-in with effects outside the query: sequences, large objects, notifications,
+    /// index maintenance.
+    SideEffectFunction,
+    /// A function that runs SQL given as text, or dumps whole tables named as a value.
+    SqlFromText,
+    /// `pg_advisory_lock` and its kin.
+    AdvisoryLock,
+    /// `pg_sleep` and its kin.
+    Sleep,
+    /// Changes a session limit the gateway sets (`statement_timeout`, `lock_timeout`, ...).
+    TimeoutSetting,
+    /// Changes a setting sluice pins for the session: how the server reads statement text
+    /// (`standard_conforming_strings`, `client_encoding`, ...) or the read-only default. Always
+    /// refused; no rule can loosen it.
+    PinnedSetting,
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 13] = [
+    pub const ALL: [RuleId; 23] = [
         RuleId::Drop,
         RuleId::Truncate,
         RuleId::DeleteWithoutWhere,
@@ -91,6 +120,16 @@ impl RuleId {
         RuleId::SetRole,
         RuleId::DoBlock,
         RuleId::Unparseable,
+        RuleId::CreateTrigger,
+        RuleId::CreateExtension,
+        RuleId::LoadLibrary,
+        RuleId::VolatileFunction,
+        RuleId::SideEffectFunction,
+        RuleId::SqlFromText,
+        RuleId::AdvisoryLock,
+        RuleId::Sleep,
+        RuleId::TimeoutSetting,
+        RuleId::PinnedSetting,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -108,6 +147,16 @@ impl RuleId {
             RuleId::SetRole => "set-role",
             RuleId::DoBlock => "do-block",
             RuleId::Unparseable => "unparseable",
+            RuleId::CreateTrigger => "create-trigger",
+            RuleId::CreateExtension => "create-extension",
+            RuleId::LoadLibrary => "load-library",
+            RuleId::VolatileFunction => "volatile-function",
+            RuleId::SideEffectFunction => "side-effect-function",
+            RuleId::SqlFromText => "sql-from-text",
+            RuleId::AdvisoryLock => "advisory-lock",
+            RuleId::Sleep => "sleep",
+            RuleId::TimeoutSetting => "timeout-setting",
+            RuleId::PinnedSetting => "pinned-setting",
         }
     }
 }
@@ -167,11 +216,30 @@ pub enum StatementKind {
     /// `EXPLAIN` without `ANALYZE` (with `ANALYZE` the inner statement's kind is used).
     Explain,
     Call,
-    /// Everything else: PREPARE, EXECUTE, DO, VACUUM, LOCK, LISTEN, unparseable text, ...
+    /// `PREPARE` and `DEALLOCATE`: preparing runs nothing (sessions decide `PREPARE p AS X` as
+    /// `X` would be, and hold it when it runs).
+    Prepare,
+    /// `EXECUTE p`: sessions decide it as the statement `p` is (see [`PreparedUse`]); on its own
+    /// it says nothing about what runs.
+    Execute,
+    /// `DECLARE ... CURSOR`, `FETCH`, `MOVE`, `CLOSE`.
+    Cursor,
+    /// `LISTEN` / `UNLISTEN`.
+    Listen,
+    /// `NOTIFY`: a message to every listening session.
+    Notify,
+    /// `LOCK TABLE`, and `SELECT ... FOR UPDATE | NO KEY UPDATE | SHARE | KEY SHARE`.
+    Lock,
+    /// `DO` blocks (also reported as [`RuleId::DoBlock`]).
+    Do,
+    /// `VACUUM`, `ANALYZE`, `CLUSTER`, `REINDEX`, `REFRESH MATERIALIZED VIEW`, `CHECKPOINT`.
+    Maintenance,
+    /// Everything else: unparseable text, statements sqlparser knows from other databases, ...
     Other,
 }
 
-/// Rule ids as policies write them (the order of [`RuleId::ALL`]).
+/// Rule ids as policies write them (the order of [`RuleId::ALL`]); `pinned-setting` is not
+/// one: no rule can loosen it.
 pub const RULE_IDS: &[&str] = &[
     "drop",
     "truncate",
@@ -186,6 +254,15 @@ pub const RULE_IDS: &[&str] = &[
     "set-role",
     "do-block",
     "unparseable",
+    "create-trigger",
+    "create-extension",
+    "load-library",
+    "volatile-function",
+    "side-effect-function",
+    "sql-from-text",
+    "advisory-lock",
+    "sleep",
+    "timeout-setting",
 ];
 
 /// Statement kinds as policies write them (the order of [`StatementKind::ALL`]).
@@ -203,6 +280,14 @@ pub const STATEMENT_KINDS: &[&str] = &[
     "show",
     "explain",
     "call",
+    "prepare",
+    "execute",
+    "cursor",
+    "listen",
+    "notify",
+    "lock",
+    "do",
+    "maintenance",
     "other",
 ];
 
@@ -224,7 +309,7 @@ impl fmt::Display for StatementKind {
 }
 
 impl StatementKind {
-    pub const ALL: [StatementKind; 14] = [
+    pub const ALL: [StatementKind; 22] = [
         StatementKind::Select,
         StatementKind::Insert,
         StatementKind::Update,
@@ -238,6 +323,14 @@ impl StatementKind {
         StatementKind::Show,
         StatementKind::Explain,
         StatementKind::Call,
+        StatementKind::Prepare,
+        StatementKind::Execute,
+        StatementKind::Cursor,
+        StatementKind::Listen,
+        StatementKind::Notify,
+        StatementKind::Lock,
+        StatementKind::Do,
+        StatementKind::Maintenance,
         StatementKind::Other,
     ];
 
@@ -249,7 +342,8 @@ impl StatementKind {
     }
 
     /// Whether the statement can change data, schema, privileges or server state. Conservative:
-    /// only plain reads, transaction control, SHOW and plain EXPLAIN are not writes.
+    /// only plain reads, transaction control, SHOW, plain EXPLAIN, preparing and cursors over
+    /// reads are not writes (`EXECUTE` is whatever it runs, which the session knows).
     pub fn is_write(self) -> bool {
         !matches!(
             self,
@@ -257,6 +351,8 @@ impl StatementKind {
                 | StatementKind::Transaction
                 | StatementKind::Show
                 | StatementKind::Explain
+                | StatementKind::Prepare
+                | StatementKind::Cursor
         )
     }
 }
@@ -264,7 +360,11 @@ impl StatementKind {
 #[cfg(test)]
 #[test]
 fn policy_ids_match_the_enums_and_their_serde_form() {
-    let rules: Vec<&str> = RuleId::ALL.iter().map(|r| r.as_str()).collect();
+    let rules: Vec<&str> = RuleId::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .filter(|r| *r != "pinned-setting")
+        .collect();
     assert_eq!(rules, RULE_IDS);
     for k in StatementKind::ALL {
         assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
@@ -280,6 +380,63 @@ pub struct Analysis {
     pub findings: Vec<Finding>,
     /// The parser's message when (part of) the input did not parse.
     pub parse_error: Option<String>,
+    /// Prepared statements the text defines, runs or removes (SQL `PREPARE`/`EXECUTE`/
+    /// `DEALLOCATE`/`DISCARD ALL`): a session resolves what `EXECUTE p` runs from them.
+    pub prepared: Vec<PreparedUse>,
+    /// Functions (and attribute-notation candidates) the statements call; see [`functions`].
+    pub functions: Vec<functions::FunctionCall>,
+    /// Per statement: whether PostgreSQL runs it in a read-only transaction, by its syntax
+    /// (what the functions it calls do is in the findings). Sessions run the others as writes.
+    pub reads: Vec<bool>,
+    /// `BEGIN` / `START TRANSACTION` statements: (index, whether `READ ONLY` was asked).
+    pub begins: Vec<(usize, bool)>,
+    /// Indices of `COPY ... FROM STDIN` statements (the agent sends data after the statement).
+    pub copy_in: Vec<usize>,
+    /// It calls code that is not PostgreSQL's own, which could change what sluice pins (a
+    /// session waits for its answer before it decides the next statement).
+    pub user_code: bool,
+    /// A lone UPDATE, DELETE, MERGE or INSERT (without ON CONFLICT) of one named table that
+    /// calls no function: if that table has no triggers or rules, its command tag says exactly
+    /// how many rows it changed. (The table as written, and its name as the catalog has it.)
+    pub simple_dml: Option<(String, String)>,
+}
+
+impl Analysis {
+    /// Whether a session must run this as a write: a statement that does not only read, or a
+    /// read calling a function that is not shown to be a read or has side effects.
+    pub fn writes(&self) -> bool {
+        self.reads.iter().any(|r| !r)
+            || self.findings.iter().any(|f| {
+                matches!(
+                    f.rule,
+                    RuleId::VolatileFunction | RuleId::SideEffectFunction
+                )
+            })
+    }
+
+    /// Whether it has transaction control (`BEGIN`, `COMMIT`, `SAVEPOINT`, ...).
+    pub fn controls_transactions(&self) -> bool {
+        self.statements.contains(&StatementKind::Transaction)
+    }
+}
+
+/// A use of a SQL-level prepared statement (the same namespace as the protocol's `Parse`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "use", rename_all = "lowercase")]
+pub enum PreparedUse {
+    /// `PREPARE name AS sql` (`sql` as sqlparser prints it).
+    Prepare {
+        statement: usize,
+        name: String,
+        sql: String,
+    },
+    /// `EXECUTE name(...)`, also inside an `EXPLAIN` that runs it.
+    Execute { statement: usize, name: String },
+    /// `DEALLOCATE name`; `None` for `DEALLOCATE ALL` and `DISCARD ALL`.
+    Deallocate {
+        statement: usize,
+        name: Option<String>,
+    },
 }
 
 impl Analysis {
@@ -357,11 +514,22 @@ fn analyze_unguarded(sql: &str) -> Analysis {
             for statement in &statements {
                 rules::analyze_statement(statement, &mut out);
             }
+            functions::resolve(&mut out, functions::without_catalog);
+            out.user_code = functions::calls_user_code(&out, functions::without_catalog);
+            if statements.len() != 1 || !out.functions.is_empty() {
+                out.simple_dml = None;
+            }
             out
         }
         // One bad statement (often a DO block) makes the whole text fail; redo it statement by
         // statement so the rest is still analysed and the failure is pinned to one index.
-        Err(e) => fallback::analyze_split(sql, &dialect, e.to_string()),
+        Err(e) => {
+            let mut out = fallback::analyze_split(sql, &dialect, e.to_string());
+            functions::resolve(&mut out, functions::without_catalog);
+            out.user_code = functions::calls_user_code(&out, functions::without_catalog);
+            out.user_code = functions::calls_user_code(&out, functions::without_catalog);
+            out
+        }
     }
 }
 
@@ -369,12 +537,14 @@ fn analyze_unguarded(sql: &str) -> Analysis {
 fn refused(why: String) -> Analysis {
     Analysis {
         statements: vec![StatementKind::Other],
+        reads: vec![false],
         findings: vec![Finding {
             rule: RuleId::Unparseable,
             statement: 0,
             reason: why.clone(),
         }],
         parse_error: Some(why),
+        ..Analysis::default()
     }
 }
 
@@ -392,7 +562,17 @@ pub const MAX_CACHED_LEN: usize = 16 * 1024;
 /// shape would be analysed alike.
 pub struct SqlAnalyzer {
     cache: Option<Mutex<LruCache<String, Arc<Analysis>>>>,
+    /// Long texts are analysed on the blocking pool, this many at once (see
+    /// [`SqlAnalyzer::analyze_bounded`]).
+    long: Arc<tokio::sync::Semaphore>,
 }
+
+/// Texts up to this length are analysed where they are asked for (microseconds); longer ones
+/// on tokio's blocking pool, so that a monster cannot stall the sessions sharing a worker.
+pub const INLINE_LEN: usize = CALLER_STACK_LEN;
+
+/// Long analyses running at once; more wait (within their budget) for a slot.
+pub const MAX_LONG_ANALYSES: usize = 2;
 
 /// Shape keys start with a byte no SQL text holds (PostgreSQL rejects NUL in a query string),
 /// so they never collide with exact texts in the shared cache.
@@ -403,6 +583,49 @@ impl SqlAnalyzer {
     pub fn new(capacity: usize) -> Self {
         SqlAnalyzer {
             cache: NonZeroUsize::new(capacity).map(|c| Mutex::new(LruCache::new(c))),
+            long: Arc::new(tokio::sync::Semaphore::new(MAX_LONG_ANALYSES)),
+        }
+    }
+
+    /// [`SqlAnalyzer::analyze`] without blocking the async runtime: texts longer than
+    /// `max_bytes` are refused unread, long texts are analysed on the blocking pool (at most
+    /// [`MAX_LONG_ANALYSES`] at once), and an analysis that does not finish within `budget`
+    /// (waiting for a slot included) is reported unparseable. It still runs to its end in
+    /// the background, holding its slot, so abandoned analyses cannot pile up.
+    pub async fn analyze_bounded(
+        &self,
+        sql: &str,
+        max_bytes: usize,
+        budget: std::time::Duration,
+    ) -> Arc<Analysis> {
+        if sql.len() > max_bytes {
+            return Arc::new(refused(format!(
+                "statement text of {} bytes is larger than the {max_bytes} bytes analysed",
+                sql.len()
+            )));
+        }
+        if sql.len() <= INLINE_LEN {
+            return self.analyze(sql);
+        }
+        let long = self.long.clone();
+        let text = sql.to_owned();
+        let run = async move {
+            let permit = long.acquire_owned().await.ok()?;
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                analyze(&text)
+            })
+            .await
+            .ok()
+        };
+        match tokio::time::timeout(budget, run).await {
+            Ok(Some(a)) => Arc::new(a),
+            Ok(None) => Arc::new(refused("the analysis could not run".to_owned())),
+            Err(_) => Arc::new(refused(format!(
+                "the analysis of {} bytes took longer than its budget of {}",
+                sql.len(),
+                humantime::format_duration(budget)
+            ))),
         }
     }
 

@@ -4,211 +4,98 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     CopyTarget, Delete, Expr, FromTable, FunctionArg, FunctionArgExpr, FunctionArguments, Merge,
-    MergeAction, MergeClauseKind, ObjectName, ObjectNamePart, Query, Set, SetExpr, Statement,
-    TableFactor, Update, Visit, Visitor,
+    MergeAction, MergeClauseKind, ObjectName, ObjectNamePart, Set, Statement, TableFactor, Update,
+    Visit, Visitor,
 };
 
-use super::{Analysis, Finding, RuleId, StatementKind, fold};
+use super::{
+    Analysis, Finding, PreparedUse, RuleId, fold,
+    functions::{self, FunctionCall},
+    kinds::{alter_like, drop_like, explain_executes, kind, reads},
+    settings,
+};
 
 /// Reasons quote SQL; keep them short enough for an error message and an audit line.
 const MAX_REASON_SQL: usize = 160;
 
+/// The one table a plain DML statement changes (see [`Analysis::simple_dml`]).
+fn simple_dml(s: &Statement) -> Option<(String, String)> {
+    fn plain(t: &sqlparser::ast::TableWithJoins) -> Option<&ObjectName> {
+        match &t.relation {
+            TableFactor::Table {
+                name, args: None, ..
+            } if t.joins.is_empty() => Some(name),
+            _ => None,
+        }
+    }
+    let name = match s {
+        Statement::Update(u) => plain(&u.table)?,
+        Statement::Delete(d) => match &d.from {
+            FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t)
+                if t.len() == 1 && d.tables.is_empty() =>
+            {
+                plain(&t[0])?
+            }
+            _ => return None,
+        },
+        Statement::Merge(m) => match &m.table {
+            TableFactor::Table {
+                name, args: None, ..
+            } => name,
+            _ => return None,
+        },
+        Statement::Insert(i) if i.on.is_none() => match &i.table {
+            sqlparser::ast::TableObject::TableName(n) => n,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some((name.to_string(), ident_name(last_ident(name)?)))
+}
+
 pub(super) fn analyze_statement(statement: &Statement, out: &mut Analysis) {
     let index = out.statements.len();
-    out.statements.push(kind(statement));
+    let k = kind(statement);
+    out.statements.push(k);
+    out.reads.push(reads(statement, k));
+    match statement {
+        Statement::StartTransaction { modes, .. } => out.begins.push((
+            index,
+            modes.iter().any(|m| {
+                matches!(
+                    m,
+                    sqlparser::ast::TransactionMode::AccessMode(
+                        sqlparser::ast::TransactionAccessMode::ReadOnly
+                    )
+                )
+            }),
+        )),
+        Statement::Copy {
+            to: false,
+            target: CopyTarget::Stdin,
+            ..
+        } => out.copy_in.push(index),
+        _ => {}
+    }
+    if index == 0 {
+        out.simple_dml = simple_dml(statement);
+    }
     let mut walker = Walker {
         index,
         findings: &mut out.findings,
+        prepared: &mut out.prepared,
+        functions: &mut out.functions,
         suppressed: 0,
     };
     // The walker never breaks; the result carries nothing.
     let _ = statement.visit(&mut walker);
 }
 
-pub(super) fn kind(s: &Statement) -> StatementKind {
-    use StatementKind as K;
-    match s {
-        Statement::Query(q) => query_kind(q),
-        Statement::Insert { .. } => K::Insert,
-        Statement::Update { .. } => K::Update,
-        Statement::Delete { .. } => K::Delete,
-        Statement::Merge { .. } => K::Merge,
-        Statement::Copy { .. } | Statement::CopyIntoSnowflake { .. } => K::Copy,
-        // EXPLAIN ANALYZE runs the statement: it is whatever the statement is.
-        Statement::Explain { statement, .. } if explain_executes(s) => kind(statement),
-        Statement::Explain { .. } | Statement::ExplainTable { .. } => K::Explain,
-        Statement::Grant { .. }
-        | Statement::Revoke { .. }
-        | Statement::Deny { .. }
-        | Statement::CreateRole { .. }
-        | Statement::AlterRole { .. }
-        | Statement::CreateUser { .. }
-        | Statement::AlterUser { .. } => K::Dcl,
-        Statement::StartTransaction { .. }
-        | Statement::Commit { .. }
-        | Statement::Rollback { .. }
-        | Statement::Savepoint { .. }
-        | Statement::ReleaseSavepoint { .. } => K::Transaction,
-        Statement::Set { .. } | Statement::Reset { .. } => K::Set,
-        Statement::ShowFunctions { .. }
-        | Statement::ShowVariable { .. }
-        | Statement::ShowStatus { .. }
-        | Statement::ShowVariables { .. }
-        | Statement::ShowCreate { .. }
-        | Statement::ShowColumns { .. }
-        | Statement::ShowCatalogs { .. }
-        | Statement::ShowDatabases { .. }
-        | Statement::ShowProcessList { .. }
-        | Statement::ShowSchemas { .. }
-        | Statement::ShowCharset { .. }
-        | Statement::ShowObjects { .. }
-        | Statement::ShowTables { .. }
-        | Statement::ShowViews { .. }
-        | Statement::ShowCollation { .. } => K::Show,
-        Statement::Call { .. } => K::Call,
-        _ if drop_like(s) || alter_like(s) || create_like(s) => K::Ddl,
-        Statement::Truncate { .. } | Statement::Comment { .. } => K::Ddl,
-        _ => K::Other,
-    }
-}
-
-fn query_kind(q: &Query) -> StatementKind {
-    if let Some(k) = set_expr_dml_kind(&q.body) {
-        return k;
-    }
-    // PostgreSQL allows data-modifying CTEs only at the top level, so one level is enough.
-    if let Some(with) = &q.with {
-        for cte in &with.cte_tables {
-            if let Some(k) = set_expr_dml_kind(&cte.query.body) {
-                return k;
-            }
-            let inner = query_kind(&cte.query);
-            if inner != StatementKind::Select {
-                return inner;
-            }
-        }
-    }
-    match &*q.body {
-        // SELECT ... INTO creates a table.
-        SetExpr::Select(s) if s.into.is_some() => StatementKind::Ddl,
-        _ => StatementKind::Select,
-    }
-}
-
-fn set_expr_dml_kind(body: &SetExpr) -> Option<StatementKind> {
-    match body {
-        SetExpr::Insert(_) => Some(StatementKind::Insert),
-        SetExpr::Update(_) => Some(StatementKind::Update),
-        SetExpr::Delete(_) => Some(StatementKind::Delete),
-        SetExpr::Merge(_) => Some(StatementKind::Merge),
-        SetExpr::Query(q) => match query_kind(q) {
-            StatementKind::Select => None,
-            k => Some(k),
-        },
-        _ => None,
-    }
-}
-
-/// True unless `s` is an `EXPLAIN` that only plans. `EXPLAIN ANALYZE` and `EXPLAIN (ANALYZE)`
-/// run the statement; an ANALYZE option whose value we cannot read counts as running.
-pub(super) fn explain_executes(s: &Statement) -> bool {
-    let Statement::Explain {
-        analyze, options, ..
-    } = s
-    else {
-        return true;
-    };
-    if *analyze {
-        return true;
-    }
-    options.iter().flatten().any(|o| {
-        o.name.value.eq_ignore_ascii_case("analyze")
-            && match &o.arg {
-                None => true,
-                Some(arg) => fold::option_bool(arg) != Some(false),
-            }
-    })
-}
-
-fn drop_like(s: &Statement) -> bool {
-    matches!(
-        s,
-        Statement::Drop { .. }
-            | Statement::DropFunction { .. }
-            | Statement::DropDomain { .. }
-            | Statement::DropProcedure { .. }
-            | Statement::DropSecret { .. }
-            | Statement::DropPolicy { .. }
-            | Statement::DropConnector { .. }
-            | Statement::DropExtension { .. }
-            | Statement::DropOperator { .. }
-            | Statement::DropOperatorFamily { .. }
-            | Statement::DropOperatorClass { .. }
-            | Statement::DropTrigger { .. }
-            | Statement::DetachDuckDBDatabase { .. }
-    )
-}
-
-fn alter_like(s: &Statement) -> bool {
-    matches!(
-        s,
-        Statement::AlterTable { .. }
-            | Statement::AlterSchema { .. }
-            | Statement::AlterIndex { .. }
-            | Statement::AlterView { .. }
-            | Statement::AlterFunction { .. }
-            | Statement::AlterType { .. }
-            | Statement::AlterCollation { .. }
-            | Statement::AlterOperator { .. }
-            | Statement::AlterOperatorFamily { .. }
-            | Statement::AlterOperatorClass { .. }
-            | Statement::AlterTextSearch { .. }
-            | Statement::AlterRole { .. }
-            | Statement::AlterPolicy { .. }
-            | Statement::AlterConnector { .. }
-            | Statement::AlterSession { .. }
-            | Statement::AlterUser { .. }
-            | Statement::RenameTable { .. }
-    )
-}
-
-fn create_like(s: &Statement) -> bool {
-    matches!(
-        s,
-        Statement::CreateView { .. }
-            | Statement::CreateTable { .. }
-            | Statement::CreateVirtualTable { .. }
-            | Statement::CreateIndex { .. }
-            | Statement::CreateSecret { .. }
-            | Statement::CreateServer { .. }
-            | Statement::CreatePolicy { .. }
-            | Statement::CreateConnector { .. }
-            | Statement::CreateOperator { .. }
-            | Statement::CreateOperatorFamily { .. }
-            | Statement::CreateOperatorClass { .. }
-            | Statement::CreateTextSearch { .. }
-            | Statement::CreateExtension { .. }
-            | Statement::CreateCollation { .. }
-            | Statement::CreateSchema { .. }
-            | Statement::CreateDatabase { .. }
-            | Statement::CreateFunction { .. }
-            | Statement::CreateTrigger { .. }
-            | Statement::CreateProcedure { .. }
-            | Statement::CreateMacro { .. }
-            | Statement::CreateStage { .. }
-            | Statement::CreateFileFormat { .. }
-            | Statement::CreateWarehouse { .. }
-            | Statement::CreateSequence { .. }
-            | Statement::CreateDomain { .. }
-            | Statement::CreateType { .. }
-            | Statement::AttachDatabase { .. }
-            | Statement::AttachDuckDBDatabase { .. }
-    )
-}
-
 struct Walker<'a> {
     index: usize,
     findings: &'a mut Vec<Finding>,
+    prepared: &'a mut Vec<PreparedUse>,
+    functions: &'a mut Vec<FunctionCall>,
     /// Depth of plain `EXPLAIN`s we are inside: nothing under them runs.
     suppressed: usize,
 }
@@ -230,6 +117,18 @@ impl Walker<'_> {
     }
 
     fn check_statement(&mut self, s: &Statement) {
+        if let Some(why) = settings::refused_statement(s) {
+            self.report(
+                RuleId::PinnedSetting,
+                short(format!("{}: {why}", snippet(s))),
+            );
+        }
+        if let Some(why) = settings::timeout_statement(s) {
+            self.report(
+                RuleId::TimeoutSetting,
+                short(format!("{}: {why}", snippet(s))),
+            );
+        }
         if drop_like(s) {
             self.report(RuleId::Drop, snippet(s));
         } else if alter_like(s) {
@@ -248,6 +147,9 @@ impl Walker<'_> {
                 self.report(RuleId::CreateFunction, snippet(s))
             }
             Statement::Set(set) => self.check_set(s, set),
+            Statement::CreateTrigger(_) => self.report(RuleId::CreateTrigger, snippet(s)),
+            Statement::CreateExtension(_) => self.report(RuleId::CreateExtension, snippet(s)),
+            Statement::Load { .. } => self.report(RuleId::LoadLibrary, snippet(s)),
             Statement::Call(f) => {
                 if let FunctionArguments::List(list) = &f.args {
                     self.check_call(&f.name, &list.args);
@@ -371,11 +273,42 @@ impl Walker<'_> {
         } else {
             ident.value.to_ascii_lowercase()
         };
+        if self.suppressed == 0 {
+            let schema = match name.0.as_slice() {
+                [.., ObjectNamePart::Identifier(schema), _] => Some(ident_name(schema)),
+                _ => None,
+            };
+            let call = FunctionCall {
+                statement: self.index,
+                schema,
+                name: func.clone(),
+                attribute: false,
+            };
+            if !self.functions.contains(&call) {
+                self.functions.push(call);
+            }
+        }
         if func == "set_config" {
             return self.check_set_config(name, args);
         }
-        if let Some(why) = dangerous_function(&func) {
-            self.report(RuleId::DangerousFunction, format!("calls {name} ({why})"));
+        if let Some((rule, why)) = functions::named_finding(&func) {
+            self.report(rule, format!("calls {name} ({why})"));
+        }
+    }
+
+    /// `c.purge` and `(c).purge`: PostgreSQL runs `purge(c)` when `c` has no such column.
+    fn note_attribute(&mut self, field: &sqlparser::ast::Ident) {
+        if self.suppressed > 0 {
+            return;
+        }
+        let call = FunctionCall {
+            statement: self.index,
+            schema: None,
+            name: ident_name(field),
+            attribute: true,
+        };
+        if !self.functions.contains(&call) {
+            self.functions.push(call);
         }
     }
 
@@ -389,12 +322,34 @@ impl Walker<'_> {
             } if name.value.eq_ignore_ascii_case("setting_name") => Some(e),
             _ => None,
         });
+        let value = args.iter().enumerate().find_map(|(i, a)| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) if i == 1 => Some(e),
+            FunctionArg::Named {
+                name,
+                arg: FunctionArgExpr::Expr(e),
+                ..
+            } if name.value.eq_ignore_ascii_case("new_value") => Some(e),
+            _ => None,
+        });
         match setting.and_then(fold::const_string) {
             Some(guc) if is_identity_guc(&guc) => self.report(
                 RuleId::SetRole,
                 format!("calls {name}('{guc}', ...): changes the session's role"),
             ),
-            Some(_) => {}
+            Some(guc) if let Some(why) = settings::refused_change(&guc, value) => self.report(
+                RuleId::PinnedSetting,
+                short(format!("calls {name}('{guc}', ...): {why}")),
+            ),
+            Some(guc) if settings::is_timeout(&guc) => self.report(
+                RuleId::TimeoutSetting,
+                format!(
+                    "calls {name}('{guc}', ...): changes a limit the gateway sets on the session"
+                ),
+            ),
+            Some(guc) => self.report(
+                RuleId::SideEffectFunction,
+                format!("calls {name}('{guc}', ...): changes a session setting"),
+            ),
             None => self.report(
                 RuleId::DangerousFunction,
                 format!("calls {name} with a setting name that is not a constant"),
@@ -403,11 +358,62 @@ impl Walker<'_> {
     }
 }
 
+impl Walker<'_> {
+    /// PREPARE / EXECUTE / DEALLOCATE, for the session to resolve (an EXECUTE inside an EXPLAIN
+    /// that only plans runs nothing and is not noted: the caller skips suppressed statements).
+    fn note_prepared(&mut self, s: &Statement) {
+        let statement = self.index;
+        let used = match s {
+            Statement::Prepare {
+                name, statement: p, ..
+            } => PreparedUse::Prepare {
+                statement,
+                name: ident_name(name),
+                sql: p.to_string(),
+            },
+            Statement::Execute {
+                name: Some(name), ..
+            } => match last_ident(name) {
+                Some(n) => PreparedUse::Execute {
+                    statement,
+                    name: ident_name(n),
+                },
+                None => return,
+            },
+            Statement::Deallocate { name, .. } => PreparedUse::Deallocate {
+                statement,
+                name: (!(name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all")))
+                    .then(|| ident_name(name)),
+            },
+            Statement::Discard {
+                object_type: sqlparser::ast::DiscardObject::ALL,
+            } => PreparedUse::Deallocate {
+                statement,
+                name: None,
+            },
+            _ => return,
+        };
+        self.prepared.push(used);
+    }
+}
+
+/// An identifier as PostgreSQL names the object: unquoted ones fold to lower case.
+fn ident_name(i: &sqlparser::ast::Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_ascii_lowercase()
+    }
+}
+
 impl Visitor for Walker<'_> {
     type Break = ();
 
     fn pre_visit_statement(&mut self, s: &Statement) -> ControlFlow<()> {
         self.check_statement(s);
+        if self.suppressed == 0 {
+            self.note_prepared(s);
+        }
         if !explain_executes(s) {
             self.suppressed += 1;
         }
@@ -422,11 +428,22 @@ impl Visitor for Walker<'_> {
     }
 
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-        if let Expr::Function(f) = e {
-            match &f.args {
+        match e {
+            Expr::Function(f) => match &f.args {
                 FunctionArguments::List(list) => self.check_call(&f.name, &list.args),
                 _ => self.check_call(&f.name, &[]),
+            },
+            Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+                self.note_attribute(parts.last().expect("two parts"))
             }
+            Expr::CompoundFieldAccess { access_chain, .. } => {
+                for a in access_chain {
+                    if let sqlparser::ast::AccessExpr::Dot(Expr::Identifier(field)) = a {
+                        self.note_attribute(field);
+                    }
+                }
+            }
+            _ => {}
         }
         ControlFlow::Continue(())
     }
@@ -460,39 +477,6 @@ fn last_ident(name: &ObjectName) -> Option<&sqlparser::ast::Ident> {
         ObjectNamePart::Identifier(i) => Some(i),
         ObjectNamePart::Function(_) => None,
     }
-}
-
-/// Functions that reach outside what a SQL role should do through a gateway: server files,
-/// other sessions, server administration, other connections, SQL hidden in a string.
-fn dangerous_function(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "pg_terminate_backend" => "terminates another session",
-        "pg_cancel_backend" => "cancels another session's query",
-        "pg_read_file" | "pg_read_binary_file" => "reads a file on the database server",
-        "pg_ls_dir"
-        | "pg_ls_logdir"
-        | "pg_ls_waldir"
-        | "pg_ls_tmpdir"
-        | "pg_ls_archive_statusdir"
-        | "pg_logdir_ls" => "lists a directory on the database server",
-        "pg_stat_file" => "inspects a file on the database server",
-        "lo_import" => "reads a server file into a large object",
-        "lo_export" => "writes a large object to a server file",
-        "pg_file_write" | "pg_file_rename" | "pg_file_unlink" | "pg_file_sync" => {
-            "writes files on the database server (adminpack)"
-        }
-        "dblink" | "dblink_exec" | "dblink_connect" | "dblink_connect_u" | "dblink_send_query"
-        | "dblink_open" => "runs SQL over another connection",
-        "pg_reload_conf" => "reloads the server configuration",
-        "pg_rotate_logfile" => "rotates the server log",
-        "pg_promote" => "promotes a standby",
-        "pg_switch_wal" => "forces a WAL switch",
-        "pg_create_restore_point" => "creates a restore point",
-        "query_to_xml" | "query_to_xml_and_xmlschema" | "query_to_xmlschema" | "ts_stat" => {
-            "runs SQL given as a string, which this analysis cannot see"
-        }
-        _ => return None,
-    })
 }
 
 /// PostgreSQL's `U&"..."` escapes with the default escape character: `\XXXX`, `\+XXXXXX`, `\\`.

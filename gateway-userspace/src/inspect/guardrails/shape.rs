@@ -10,7 +10,7 @@
 
 /// The shape of `sql` after `prefix`, or `None` when the text uses anything the lexer does not
 /// model.
-pub(super) fn literal_shape(prefix: &str, sql: &str) -> Option<String> {
+pub(crate) fn literal_shape(prefix: &str, sql: &str) -> Option<String> {
     let b = sql.as_bytes();
     if b.iter()
         .any(|&c| c >= 0x80 || matches!(c, b'\\' | b'$' | 0))

@@ -38,6 +38,19 @@ pub enum DetectorKind {
     OpenaiKey,
     PrivateKey,
     Jwt,
+    /// GitLab personal, project, deploy and runner tokens (`glpat-`, `gldt-`, `glrt-`, ...).
+    GitlabToken,
+    /// Google API keys (`AIza` + 35 characters).
+    GoogleApiKey,
+    /// npm access tokens (`npm_` + 36 characters).
+    NpmToken,
+    /// SendGrid API keys (`SG.` + two segments).
+    SendgridKey,
+    /// Hugging Face access tokens (`hf_` + 34 letters).
+    HuggingfaceToken,
+    /// Passwords in connection URLs (`postgres://user:PASSWORD@host`) and in `password=...`
+    /// pairs of connection strings.
+    Password,
     /// Only in columns named like dates of birth.
     Dob,
     /// A column rule that masks whole cells (`full: true`); not a content detector.
@@ -45,7 +58,7 @@ pub enum DetectorKind {
 }
 
 impl DetectorKind {
-    pub const ALL: [DetectorKind; 15] = [
+    pub const ALL: [DetectorKind; 21] = [
         DetectorKind::Email,
         DetectorKind::Card,
         DetectorKind::Ssn,
@@ -60,6 +73,12 @@ impl DetectorKind {
         DetectorKind::OpenaiKey,
         DetectorKind::PrivateKey,
         DetectorKind::Jwt,
+        DetectorKind::GitlabToken,
+        DetectorKind::GoogleApiKey,
+        DetectorKind::NpmToken,
+        DetectorKind::SendgridKey,
+        DetectorKind::HuggingfaceToken,
+        DetectorKind::Password,
         DetectorKind::Dob,
     ];
 
@@ -74,7 +93,9 @@ impl DetectorKind {
             Phone => "PHONE",
             Ip => "IP",
             AwsKey | GithubToken | SlackToken | StripeKey | AnthropicKey | OpenaiKey
-            | PrivateKey | Jwt => "SECRET",
+            | PrivateKey | Jwt | GitlabToken | GoogleApiKey | NpmToken | SendgridKey
+            | HuggingfaceToken => "SECRET",
+            Password => "PASSWORD",
             Dob => "DOB",
             Column => "REDACTED",
         }
@@ -98,6 +119,12 @@ impl DetectorKind {
             OpenaiKey => "openai_key",
             PrivateKey => "private_key",
             Jwt => "jwt",
+            GitlabToken => "gitlab_token",
+            GoogleApiKey => "google_api_key",
+            NpmToken => "npm_token",
+            SendgridKey => "sendgrid_key",
+            HuggingfaceToken => "huggingface_token",
+            Password => "password",
             Dob => "dob",
             Column => "column",
         }
@@ -120,12 +147,25 @@ pub struct DetectorConfig {
     pub strategy: Option<Strategy>,
 }
 
-/// A column-name rule. Adds to content detection, never replaces it.
+/// A rule naming sensitive columns: by column name, by `table.column`, or by type. A column a
+/// rule names is masked as the rule says where it is read directly, and any value computed from
+/// it (`reverse(email)`, `row_to_json(c)`) is masked whole.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ColumnRule {
-    /// Column name, case-insensitive; `*` matches any run of characters (`*_notes`).
-    pub name: String,
+    /// Column name, case-insensitive; `*` matches any run of characters (`*_notes`). Without
+    /// `table`, it matches a result column of that name and a table column of that name, so
+    /// `dob AS d` is still `dob`. `column:` is the same key.
+    #[serde(default, alias = "column")]
+    pub name: Option<String>,
+    /// Table or view name (`customers`, or `schema.customers`), same glob syntax. With it the
+    /// rule matches only columns of that table.
+    #[serde(default)]
+    pub table: Option<String>,
+    /// Type name as PostgreSQL writes it (`bytea`, a domain such as `ssn_t`): columns of that
+    /// type, and results of that type.
+    #[serde(default, rename = "type")]
+    pub type_name: Option<String>,
     /// Mask every non-empty cell of the column entirely (`[REDACTED]` under redact).
     #[serde(default)]
     pub full: bool,
@@ -136,6 +176,66 @@ pub struct ColumnRule {
     /// Strategy for what this rule masks (default: the detector's, then the global one).
     #[serde(default)]
     pub strategy: Option<Strategy>,
+}
+
+impl ColumnRule {
+    /// The placeholder kind of values derived from a column this rule names.
+    pub fn kind(&self) -> DetectorKind {
+        match self.treat_as {
+            Some(k) if !self.full => k,
+            _ => DetectorKind::Column,
+        }
+    }
+}
+
+/// Finding sensitive columns by sampling their values (`masking.sampling`), on sluice's own
+/// upstream connection with the resource's credential. Only with `credentials: inject`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamplingConfig {
+    pub enabled: bool,
+    /// Rows read per table (the first ones the server returns).
+    pub rows: u32,
+    /// Time budget of one table's sample; over it, the table counts as not sampled.
+    pub timeout_ms: u64,
+    /// A column is sensitive when at least this share (percent) of its non-empty sampled values
+    /// holds a finding.
+    pub min_share_percent: u8,
+    /// Samples and catalog entries are refreshed after this long (and after any DDL through
+    /// sluice on the resource).
+    pub refresh_secs: u64,
+}
+
+impl Default for SamplingConfig {
+    fn default() -> Self {
+        SamplingConfig {
+            enabled: true,
+            rows: 100,
+            timeout_ms: 2_000,
+            min_share_percent: 50,
+            refresh_secs: 600,
+        }
+    }
+}
+
+/// Masking by where a value comes from (`masking.lineage`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LineageConfig {
+    pub enabled: bool,
+    /// Functions (lower-case names, any schema) that compute their result only from their
+    /// arguments, in addition to the built-in list: a call of any other function sluice does not
+    /// know may read any table, so its result is masked when the resource has sensitive columns.
+    pub trusted_functions: Vec<String>,
+}
+
+impl Default for LineageConfig {
+    fn default() -> Self {
+        LineageConfig {
+            enabled: true,
+            trusted_functions: Vec::new(),
+        }
+    }
 }
 
 /// The `masking:` policy section.
@@ -153,6 +253,8 @@ pub struct MaskingConfig {
     /// Recognise SSN and date-of-birth columns by name (`ssn`, `social_security_number`, `dob`,
     /// `date_of_birth`, ...).
     pub column_heuristics: bool,
+    pub sampling: SamplingConfig,
+    pub lineage: LineageConfig,
 }
 
 impl Default for MaskingConfig {
@@ -164,6 +266,8 @@ impl Default for MaskingConfig {
             detectors: BTreeMap::new(),
             columns: Vec::new(),
             column_heuristics: true,
+            sampling: SamplingConfig::default(),
+            lineage: LineageConfig::default(),
         }
     }
 }
@@ -199,8 +303,16 @@ impl MaskingConfig {
                 .values()
                 .any(|d| d.strategy == Some(Strategy::Hash));
         for (i, rule) in self.columns.iter().enumerate() {
-            if rule.name.trim().is_empty() {
-                errors.push(format!("masking.columns[{i}].name: must not be empty"));
+            let blank = |v: &Option<String>| v.as_deref().is_some_and(|s| s.trim().is_empty());
+            if blank(&rule.name) || blank(&rule.table) || blank(&rule.type_name) {
+                errors.push(format!(
+                    "masking.columns[{i}]: `name`/`column`, `table` and `type` must not be empty"
+                ));
+            }
+            if rule.name.is_none() && rule.type_name.is_none() {
+                errors.push(format!(
+                    "masking.columns[{i}]: name a column (`column:` or `name:`, with `table:` to narrow it) or a `type:`"
+                ));
             }
             match (rule.full, rule.treat_as) {
                 (true, Some(_)) => errors.push(format!(
@@ -215,6 +327,12 @@ impl MaskingConfig {
                 _ => {}
             }
             uses_hash |= rule.strategy == Some(Strategy::Hash);
+        }
+        if !(1..=100).contains(&self.sampling.min_share_percent) {
+            errors.push("masking.sampling.min_share_percent: must be between 1 and 100".into());
+        }
+        if self.sampling.rows > 10_000 {
+            errors.push("masking.sampling.rows: at most 10000 rows are sampled per table".into());
         }
         if uses_hash && self.hash_key.as_deref().is_none_or(|k| k.len() < 16) {
             errors.push(

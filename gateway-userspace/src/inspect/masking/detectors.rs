@@ -47,10 +47,21 @@ pub enum Trigger {
     Openai,
     Pem,
     Jwt,
+    /// `ssn`/`social` followed closely by a 3-2-4 number with spaces, dots, dashes or nothing.
+    SsnLabel,
+    Gitlab,
+    GoogleApi,
+    Npm,
+    Sendgrid,
+    Huggingface,
+    /// `scheme://user:PASSWORD@host`.
+    UrlPassword,
+    /// `password=...`, `pwd=...` in connection strings.
+    KeywordPassword,
 }
 
 impl Trigger {
-    pub const ALL: [Trigger; 18] = [
+    pub const ALL: [Trigger; 26] = [
         Trigger::Email,
         Trigger::Card,
         Trigger::Ssn,
@@ -69,6 +80,14 @@ impl Trigger {
         Trigger::Openai,
         Trigger::Pem,
         Trigger::Jwt,
+        Trigger::SsnLabel,
+        Trigger::Gitlab,
+        Trigger::GoogleApi,
+        Trigger::Npm,
+        Trigger::Sendgrid,
+        Trigger::Huggingface,
+        Trigger::UrlPassword,
+        Trigger::KeywordPassword,
     ];
 
     pub fn kind(self) -> DetectorKind {
@@ -88,6 +107,13 @@ impl Trigger {
             Openai => DetectorKind::OpenaiKey,
             Pem => DetectorKind::PrivateKey,
             Jwt => DetectorKind::Jwt,
+            SsnLabel => DetectorKind::Ssn,
+            Gitlab => DetectorKind::GitlabToken,
+            GoogleApi => DetectorKind::GoogleApiKey,
+            Npm => DetectorKind::NpmToken,
+            Sendgrid => DetectorKind::SendgridKey,
+            Huggingface => DetectorKind::HuggingfaceToken,
+            UrlPassword | KeywordPassword => DetectorKind::Password,
         }
     }
 
@@ -120,6 +146,17 @@ impl Trigger {
             Openai => s(r"sk-[A-Za-z0-9_\-]{20}"),
             Pem => s(r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"),
             Jwt => s(r"eyJ[A-Za-z0-9_\-]{6}"),
+            // The label; the confirmer reads the number after it.
+            SsnLabel => s(r"(?i)(?:\bssn|\bsocial)"),
+            Gitlab => s(r"gl(?:pat|ptt|dt|rt|cbt|imt|ft|soat|oas)-[0-9A-Za-z_\-]{20}"),
+            GoogleApi => s(r"AIza[0-9A-Za-z_\-]{35}"),
+            Npm => s(r"npm_[A-Za-z0-9]{36}"),
+            Sendgrid => s(r"SG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{10}"),
+            Huggingface => s(r"hf_[A-Za-z]{34}"),
+            // `://` then a user and ':' (no '/', '@' or space in between), then the password's
+            // first byte: the confirmer finds the '@' that ends it.
+            UrlPassword => s(r"://[^\s/@:]{1,64}:[^\s/@]"),
+            KeywordPassword => s(r"(?i)\b(?:password|passwd|pwd)\s?=[^\s;&]"),
         }
     }
 
@@ -140,7 +177,12 @@ impl Trigger {
             Anthropic => 17,
             Openai => 23,
             Jwt => 9,
-            Card | PhoneNanp | Ipv4 | Ipv6 | Pem => 0,
+            GoogleApi => 39,
+            Npm => 40,
+            Sendgrid => 36,
+            Huggingface => 37,
+            Card | PhoneNanp | Ipv4 | Ipv6 | Pem | SsnLabel | Gitlab | UrlPassword
+            | KeywordPassword => 0,
         }
     }
 }
@@ -214,7 +256,122 @@ fn confirm_one(trigger: Trigger, buf: &[u8], end: usize, resume: &mut usize) -> 
         }
         Pem => pem(buf, end, resume).and_then(|(s, e)| span(s, e)),
         Jwt => jwt(buf, start, resume).and_then(|e| span(start, e)),
+        SsnLabel => ssn_after_label(buf, end).and_then(|(s, e)| span(s, e)),
+        Gitlab => gitlab(buf, end).and_then(|(s, e)| span(s, e)),
+        GoogleApi | Npm | Huggingface => (word_left_ok(buf, start)
+            && buf.get(end).is_none_or(|&b| !(v::is_word(b) || b == b'-')))
+        .then(|| span(start, end))
+        .flatten(),
+        Sendgrid => token(buf, start, end, |b| v::is_word(b) || b == b'-', 0)
+            .filter(|e| e - start == 69)
+            .and_then(|e| span(start, e)),
+        UrlPassword => url_password(buf, end, resume).and_then(|(s, e)| span(s, e)),
+        KeywordPassword => keyword_password(buf, end).and_then(|(s, e)| span(s, e)),
     }
+}
+
+/// `end` is just after `ssn` or `social` (any case). Up to 24 bytes of label words and
+/// punctuation (`ssn=`, `SSN #: `, `social security no. `), then an SSN written with spaces,
+/// dots, dashes or no separator: in context these shapes are SSNs, alone they are not.
+fn ssn_after_label(buf: &[u8], end: usize) -> Option<(usize, usize)> {
+    let mut i = end;
+    let limit = (end + 24).min(buf.len());
+    while i < limit && !buf[i].is_ascii_digit() {
+        let b = buf[i];
+        if !(b.is_ascii_alphabetic()
+            || matches!(
+                b,
+                b' ' | b':' | b'=' | b'#' | b'.' | b'-' | b'_' | b'"' | b'\'' | b'\t'
+            ))
+        {
+            return None;
+        }
+        i += 1;
+    }
+    let s = i;
+    if s >= buf.len() || !digit_left_ok(buf, s) {
+        return None;
+    }
+    let d = |k: usize| buf.get(k).is_some_and(u8::is_ascii_digit);
+    let digits = |from: usize, n: usize| (from..from + n).all(d);
+    if !digits(s, 3) {
+        return None;
+    }
+    let sep = *buf.get(s + 3)?;
+    let (g, e) = if matches!(sep, b' ' | b'.' | b'-') {
+        if !(digits(s + 4, 2) && buf.get(s + 6) == Some(&sep) && digits(s + 7, 4)) {
+            return None;
+        }
+        ((s + 4, s + 7), s + 11)
+    } else {
+        if !digits(s + 3, 6) {
+            return None;
+        }
+        ((s + 3, s + 5), s + 9)
+    };
+    (digit_right_ok(buf, e) && v::is_ssn(&buf[s..s + 3], &buf[g.0..g.0 + 2], &buf[g.1..e]))
+        .then_some((s, e))
+}
+
+/// `end` is 20 token bytes after `gl<kind>-`: back up to the `gl`, extend over the token.
+fn gitlab(buf: &[u8], end: usize) -> Option<(usize, usize)> {
+    let dash = end.checked_sub(21)?;
+    let mut s = dash;
+    while s > 0 && dash - s < 7 && buf[s - 1].is_ascii_lowercase() {
+        s -= 1;
+    }
+    while s < dash && !buf[s..].starts_with(b"gl") {
+        s += 1;
+    }
+    if s >= dash || !word_left_ok(buf, s) {
+        return None;
+    }
+    token(buf, s, end, |b| v::is_word(b) || b == b'-', 0).map(|e| (s, e))
+}
+
+/// `end` is just after the password's first byte in `scheme://user:p...`: the password runs to
+/// the '@' before the host (at most 256 bytes, no space or '/'); only the password is masked.
+fn url_password(buf: &[u8], end: usize, resume: &mut usize) -> Option<(usize, usize)> {
+    let s = end - 1;
+    let limit = (s + 256).min(buf.len());
+    let mut e = s;
+    while e < limit && !matches!(buf[e], b'@' | b'/' | b' ' | b'\t' | b'\n' | b'\r') {
+        e += 1;
+    }
+    if buf.get(e) != Some(&b'@') {
+        return None;
+    }
+    // A host must follow.
+    if !buf
+        .get(e + 1)
+        .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'[')
+    {
+        return None;
+    }
+    *resume = e;
+    Some((s, e))
+}
+
+/// `end` is just after the value's first byte in `password=v...`: the value runs to a space,
+/// `;` or `&`; a quoted value (`password='a b'`) to its closing quote.
+fn keyword_password(buf: &[u8], end: usize) -> Option<(usize, usize)> {
+    let s = end - 1;
+    let limit = (s + 256).min(buf.len());
+    let q = buf[s];
+    if matches!(q, b'\'' | b'"') {
+        let close = buf[s + 1..limit].iter().position(|&b| b == q)?;
+        return (close > 0).then_some((s + 1, s + 1 + close));
+    }
+    let mut e = s;
+    while e < limit
+        && !matches!(
+            buf[e],
+            b' ' | b'\t' | b'\n' | b'\r' | b';' | b'&' | b'"' | b'\''
+        )
+    {
+        e += 1;
+    }
+    Some((s, e))
 }
 
 /// No word character immediately before `s`.
@@ -265,6 +422,22 @@ fn email(buf: &[u8], at: usize) -> Option<(usize, usize)> {
     }
     if s == at || buf[at - 1] == b'.' {
         return None;
+    }
+    // `scheme://user:password@host`: the part before '@' is a password, which the URL
+    // password confirmer masks (exactly the shape its trigger needs, so nothing slips between).
+    if s > 0 && buf[s - 1] == b':' {
+        let colon = s - 1;
+        let mut u = colon;
+        while u > 0
+            && colon - u < 64
+            && !matches!(buf[u - 1], b'/' | b'@' | b':')
+            && !buf[u - 1].is_ascii_whitespace()
+        {
+            u -= 1;
+        }
+        if u < colon && u >= 3 && &buf[u - 3..u] == b"://" {
+            return None;
+        }
     }
     let mut e = at + 1;
     while e < buf.len() && e - at <= 253 && is_domain(buf[e]) {
@@ -651,6 +824,16 @@ mod tests {
             (Trigger::Anthropic, "sk-ant-api03-abcd"),
             (Trigger::Openai, "sk-proj-abcdefghijklmno"),
             (Trigger::Jwt, "eyJhbGciO"),
+            (
+                Trigger::GoogleApi,
+                "AIzaSyA1234567890abcdefghijklmnopqrstuv",
+            ),
+            (Trigger::Npm, "npm_abcdefghijklmnopqrstuvwxyz0123456789"),
+            (Trigger::Sendgrid, "SG.abcdefghijklmnopqrstuv.abcdefghij"),
+            (
+                Trigger::Huggingface,
+                "hf_abcdefghijklmnopqrstuvwxyzABCDEFGH",
+            ),
         ];
         for (t, s) in samples {
             assert_eq!(s.len(), t.width(), "{t:?}");

@@ -13,7 +13,7 @@ use sha2::Sha256;
 
 use super::{
     MaskError,
-    config::{DetectorKind, MaskingConfig, Strategy},
+    config::{ColumnRule, DetectorKind, MaskingConfig, Strategy},
     detectors::{self, Span, Trigger},
     shapes::{self, ShapeSet},
     validators,
@@ -45,10 +45,21 @@ impl Report {
     }
 }
 
-/// A column of a result set, as known from the protocol (Postgres `RowDescription`).
-#[derive(Clone, Copy, Debug)]
+/// A column of a result set, as known from the protocol (Postgres `RowDescription`) and, when
+/// sluice knows it, the table column it is read from and its type's name.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct ColumnContext<'a> {
     pub name: &'a str,
+    pub source: Option<SourceColumn<'a>>,
+    pub type_name: Option<&'a str>,
+}
+
+/// A table column by name.
+#[derive(Clone, Copy, Debug)]
+pub struct SourceColumn<'a> {
+    pub schema: &'a str,
+    pub table: &'a str,
+    pub column: &'a str,
 }
 
 /// What to do with every cell of one column; computed once per result set by
@@ -67,6 +78,14 @@ impl ColumnPlan {
     /// True if cells of this column need work even when the row prefilter found nothing.
     pub fn needs_cell_work(&self) -> bool {
         self.full.is_some() || self.treat_as.is_some()
+    }
+
+    /// The kind a rule masks whole cells of this column as (`full`, `as:`), if any.
+    pub fn whole_kind(&self) -> Option<DetectorKind> {
+        if self.full.is_some() {
+            return Some(DetectorKind::Column);
+        }
+        self.treat_as.map(|(k, _)| k)
     }
 }
 
@@ -93,7 +112,7 @@ pub struct MaskingEngine {
     ids: Vec<Trigger>,
     /// Digit-shaped triggers, found by [`shapes::scan`] instead of Hyperscan.
     shapes: ShapeSet,
-    strategies: [Strategy; 16],
+    strategies: [Strategy; DetectorKind::ALL.len() + 1],
     hash_key: Vec<u8>,
 }
 
@@ -143,7 +162,7 @@ impl MaskingEngine {
                 .map_err(|e| MaskError::Compile(e.to_string()))?;
             Some(db)
         };
-        let mut strategies = [Strategy::Redact; 16];
+        let mut strategies = [Strategy::Redact; DetectorKind::ALL.len() + 1];
         for k in DetectorKind::ALL {
             strategies[k.index()] = config.strategy_for(k);
         }
@@ -353,10 +372,7 @@ impl MaskingEngine {
         if !self.config.enabled {
             return ColumnPlan::default();
         }
-        for rule in &self.config.columns {
-            if !glob_match(rule.name.as_bytes(), col.name.as_bytes()) {
-                continue;
-            }
+        if let Some(rule) = self.config.columns.iter().find(|r| rule_matches(r, col)) {
             if rule.full {
                 return ColumnPlan {
                     full: Some(rule.strategy.unwrap_or(self.config.strategy)),
@@ -373,33 +389,109 @@ impl MaskingEngine {
                 };
             }
         }
-        let mut treat_as = None;
-        if self.config.column_heuristics {
-            let (tokens, joined) = name_tokens(col.name);
-            let has = |t: &str| tokens.iter().any(|x| x == t);
-            if self.config.detector_enabled(DetectorKind::Ssn)
-                && (has("ssn") || joined.contains("socialsecurity"))
-            {
-                treat_as = Some((
-                    DetectorKind::Ssn,
-                    self.strategies[DetectorKind::Ssn.index()],
-                ));
-            } else if self.config.detector_enabled(DetectorKind::Dob)
-                && (has("dob")
-                    || joined.contains("dateofbirth")
-                    || joined.contains("birthdate")
-                    || joined.contains("birthday"))
-            {
-                treat_as = Some((
-                    DetectorKind::Dob,
-                    self.strategies[DetectorKind::Dob.index()],
-                ));
-            }
-        }
+        // The name heuristics look at the result's name and at the table column's: `dob AS d`
+        // is still a date of birth.
+        let treat_as = self
+            .heuristic_kind(col.name)
+            .or_else(|| col.source.and_then(|s| self.heuristic_kind(s.column)))
+            .map(|kind| (kind, self.strategies[kind.index()]));
         ColumnPlan {
             full: None,
             treat_as,
             content,
+        }
+    }
+
+    /// The detector a column's name alone says it holds (`ssn`, `date_of_birth`), if the name
+    /// heuristics are on.
+    pub fn heuristic_kind(&self, name: &str) -> Option<DetectorKind> {
+        if !self.config.enabled || !self.config.column_heuristics {
+            return None;
+        }
+        let (tokens, joined) = name_tokens(name);
+        let has = |t: &str| tokens.iter().any(|x| x == t);
+        if self.config.detector_enabled(DetectorKind::Ssn)
+            && (has("ssn") || joined.contains("socialsecurity"))
+        {
+            Some(DetectorKind::Ssn)
+        } else if self.config.detector_enabled(DetectorKind::Dob)
+            && (has("dob")
+                || joined.contains("dateofbirth")
+                || joined.contains("birthdate")
+                || joined.contains("birthday"))
+        {
+            Some(DetectorKind::Dob)
+        } else {
+            None
+        }
+    }
+
+    /// Why a table column is sensitive by configuration alone (a rule naming it, or its name),
+    /// as the placeholder kind of values derived from it. Sampling adds to this elsewhere.
+    pub fn configured_sensitivity(&self, col: &ColumnContext<'_>) -> Option<DetectorKind> {
+        if !self.config.enabled {
+            return None;
+        }
+        if let Some(rule) = self.config.columns.iter().find(|r| rule_matches(r, col)) {
+            return Some(rule.kind());
+        }
+        col.source.and_then(|s| self.heuristic_kind(s.column))
+    }
+
+    /// The rule naming values of this type (a result column of a sensitive type is masked
+    /// whatever it is computed from).
+    pub fn type_rule_kind(&self, type_name: &str) -> Option<DetectorKind> {
+        if !self.config.enabled {
+            return None;
+        }
+        self.config
+            .columns
+            .iter()
+            .find(|r| {
+                r.table.is_none()
+                    && r.name.is_none()
+                    && r.type_name
+                        .as_deref()
+                        .is_some_and(|t| glob_match(t.as_bytes(), type_name.as_bytes()))
+            })
+            .map(ColumnRule::kind)
+    }
+
+    /// Kinds of the rules naming columns of this table (a whole row of it carries them).
+    pub fn table_rule_kinds(&self, schema: &str, table: &str) -> Vec<DetectorKind> {
+        if !self.config.enabled {
+            return Vec::new();
+        }
+        let qualified = format!("{schema}.{table}");
+        self.config
+            .columns
+            .iter()
+            .filter(|r| {
+                r.table.as_deref().is_some_and(|t| {
+                    glob_match(t.as_bytes(), table.as_bytes())
+                        || glob_match(t.as_bytes(), qualified.as_bytes())
+                })
+            })
+            .map(ColumnRule::kind)
+            .collect()
+    }
+
+    /// Whether any rule names columns at all.
+    pub fn has_column_rules(&self) -> bool {
+        self.config.enabled && !self.config.columns.is_empty()
+    }
+
+    /// Whether any rule names types (result types then need their names looked up).
+    pub fn has_type_rules(&self) -> bool {
+        self.config.columns.iter().any(|r| r.type_name.is_some())
+    }
+
+    /// The placeholder of a whole value of `kind`, under that kind's strategy (`hash` keeps
+    /// equal values joinable; `partial` has no safe part of a derived value, so it redacts).
+    pub fn placeholder(&self, kind: DetectorKind, value: &[u8], out: &mut Vec<u8>) {
+        match self.strategies[kind.index()] {
+            Strategy::Hash => self.render_with(kind, Strategy::Hash, value, out),
+            _ => redact(kind.label().as_bytes(), out),
         }
     }
 
@@ -584,6 +676,26 @@ fn name_tokens(name: &str) -> (Vec<String>, String) {
     }
     let joined = tokens.concat();
     (tokens, joined)
+}
+
+/// Whether `rule` names this column (see [`ColumnRule`]).
+fn rule_matches(rule: &ColumnRule, col: &ColumnContext<'_>) -> bool {
+    let glob = |p: &str, s: &str| glob_match(p.as_bytes(), s.as_bytes());
+    if let Some(t) = &rule.type_name
+        && !col.type_name.is_some_and(|n| glob(t, n))
+    {
+        return false;
+    }
+    match (&rule.table, &rule.name) {
+        (Some(table), name) => col.source.is_some_and(|s| {
+            (glob(table, s.table) || glob(table, &format!("{}.{}", s.schema, s.table)))
+                && name.as_deref().is_none_or(|n| glob(n, s.column))
+        }),
+        (None, Some(name)) => {
+            glob(name, col.name) || col.source.is_some_and(|s| glob(name, s.column))
+        }
+        (None, None) => rule.type_name.is_some(),
+    }
 }
 
 /// Case-insensitive glob with `*` only.

@@ -23,13 +23,18 @@
 pub mod config;
 pub mod detectors;
 mod engine;
+pub mod lineage;
+pub mod sensitivity;
 mod shapes;
 mod stream;
 pub mod validators;
 
-pub use config::{ColumnRule, DetectorConfig, DetectorKind, MaskingConfig, Strategy};
+pub use config::{
+    ColumnRule, DetectorConfig, DetectorKind, LineageConfig, MaskingConfig, SamplingConfig,
+    Strategy,
+};
 pub use detectors::Span;
-pub use engine::{ColumnContext, ColumnPlan, MaskingEngine, Report};
+pub use engine::{ColumnContext, ColumnPlan, MaskingEngine, Report, SourceColumn};
 pub use stream::StreamMasker;
 
 /// Masking failures. Callers fail closed: an error while masking a response drops it.

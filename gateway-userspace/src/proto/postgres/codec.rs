@@ -262,6 +262,9 @@ pub struct Column {
     pub type_oid: u32,
     /// 0 text, 1 binary.
     pub format: i16,
+    /// The table the column is read from as is (0: computed), and its attribute number.
+    pub table_oid: u32,
+    pub attnum: i16,
 }
 
 pub fn row_description(body: &[u8]) -> Result<Vec<Column>, CodecError> {
@@ -277,12 +280,16 @@ pub fn row_description(body: &[u8]) -> Result<Vec<Column>, CodecError> {
         if rest.len() < 18 {
             return Err(CodecError::Malformed("RowDescription"));
         }
+        let table_oid = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
+        let attnum = i16::from_be_bytes([rest[4], rest[5]]);
         let type_oid = u32::from_be_bytes([rest[6], rest[7], rest[8], rest[9]]);
         let format = i16::from_be_bytes([rest[16], rest[17]]);
         cols.push(Column {
             name,
             type_oid,
             format,
+            table_oid,
+            attnum,
         });
         r = CStrReader::new(&rest[18..]);
     }

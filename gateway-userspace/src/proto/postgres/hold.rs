@@ -20,7 +20,7 @@ use super::{auth, codec, codec::Message, session::SQLSTATE_REFUSED};
 use crate::{
     config::Secret,
     conn::ConnCtx,
-    inspect::guardrails::StatementKind,
+    inspect::{guardrails::StatementKind, masking::MaskingEngine},
     services::{
         Services,
         approvals::{
@@ -91,7 +91,7 @@ impl HeldBatch {
         }
     }
 
-    pub fn add_bind(&mut self, bind: &codec::Bind<'_>) {
+    pub fn add_bind(&mut self, bind: &codec::Bind<'_>, masker: &MaskingEngine) {
         self.executions += 1;
         if self.first_bind.is_some() {
             return;
@@ -100,7 +100,7 @@ impl HeldBatch {
             .params
             .iter()
             .enumerate()
-            .map(|(i, p)| p.map(|v| show_param(v, bind.is_binary(i))))
+            .map(|(i, p)| p.map(|v| show_param(v, bind.is_binary(i), masker)))
             .collect();
         self.first_bind = Some((
             bind.param_formats.clone(),
@@ -109,7 +109,15 @@ impl HeldBatch {
     }
 }
 
-fn show_param(v: &[u8], binary: bool) -> String {
+/// A parameter as reviewers see it. The value is masked before it is rendered: rendered first,
+/// a binary parameter's hex would spell out a card number the masking engine cannot see.
+fn show_param(v: &[u8], binary: bool, masker: &MaskingEngine) -> String {
+    let masked = match masker.mask(v) {
+        Ok(None) => None,
+        Ok(Some(m)) => Some(m),
+        Err(e) => return format!("<withheld: masking failed: {e}>"),
+    };
+    let v = masked.as_deref().unwrap_or(v);
     let cut = &v[..v.len().min(MAX_PARAM_SHOWN)];
     let mut s = if binary {
         let mut h = format!("\\x{}", hex(cut));
@@ -194,7 +202,8 @@ pub async fn hold<R: AsyncRead + Unpin>(
     let fingerprint = sql_fingerprint(&spec.command);
     let identity = crate::services::approvals::identity_of(session.subject.as_deref(), ctx);
     if let Some(grant) = broker.grant_for(&identity, &ctx.resource.name, &spec.rule, &fingerprint) {
-        info!(event = "grant_used", conn_id = ctx.id, grant = %grant, rule = %spec.rule, sql = %spec.command,
+        info!(event = "grant_used", conn_id = ctx.id, grant = %grant, rule = %spec.rule,
+              sql = %crate::proto::command::masked_text(services, &spec.command),
               "held statement allowed by a just-in-time grant");
         return Ok(());
     }
@@ -221,6 +230,7 @@ pub async fn hold<R: AsyncRead + Unpin>(
         fingerprint,
         policy,
         preview,
+        masker: &services.masker(),
     });
     let ticket = match opened {
         Opened::Waiting(t) => t,
@@ -306,7 +316,11 @@ async fn preview(
     input: &PreviewInput<'_>,
     settings: PreviewSettings,
 ) -> Preview {
-    let analysis = services.analyzer.analyze(input.sql());
+    let pg = &ctx.resource.postgres;
+    let analysis = services
+        .analyzer
+        .analyze_bounded(input.sql(), pg.max_statement_bytes, pg.analysis_budget)
+        .await;
     let previewable = analysis.statements.len() == 1
         && matches!(
             analysis.statements[0],
@@ -386,7 +400,8 @@ async fn run_preview(
         }
     }
     if settings.dry_run {
-        match run_wrapped(&mut up, "BEGIN", timeout_ms, input, false).await? {
+        // Read-write in spite of the session's read-only default: it is rolled back.
+        match run_wrapped(&mut up, "BEGIN READ WRITE", timeout_ms, input, false).await? {
             Step::Tag(tag) => {
                 out.rows_affected = tag.rsplit(' ').next().and_then(|n| n.parse().ok())
             }
@@ -529,4 +544,23 @@ fn estimated_rows(plan: &serde_json::Value) -> Option<f64> {
         top
     };
     node.get("Plan Rows")?.as_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rendered first, a binary text parameter's hex would spell a card number out in full
+    /// (`\x34313131...`) where no detector can see it: the value is masked before rendering.
+    #[test]
+    fn a_binary_parameter_is_masked_before_it_is_shown_as_hex() {
+        let masker = MaskingEngine::with_defaults().unwrap();
+        let card = b"4111111111111111";
+        let shown = show_param(card, true, &masker);
+        assert!(shown.contains("[CARD]"), "{shown}");
+        assert!(!shown.contains("4111111111111111"), "{shown}");
+        assert!(!shown.contains(&hex(card)), "{shown}");
+        assert!(!show_param(b"ada@example.com", false, &masker).contains("ada@"));
+        assert_eq!(show_param(b"7", true, &masker), "\\x37 (\"7\")");
+    }
 }

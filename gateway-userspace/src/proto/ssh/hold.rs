@@ -37,7 +37,9 @@ pub fn open(
     let fingerprint = format!("ssh:{}", sha256_hex(command.as_bytes()));
     let identity = identity_of(conn.subject.as_deref(), ctx);
     if let Some(grant) = broker.grant_for(&identity, &ctx.resource.name, rule, &fingerprint) {
-        info!(event = "grant_used", conn_id = ctx.id, grant = %grant, rule, command, "held command allowed by a just-in-time grant");
+        info!(event = "grant_used", conn_id = ctx.id, grant = %grant, rule,
+              command = %crate::proto::command::masked_text(services, command),
+              "held command allowed by a just-in-time grant");
         return Ok(Opened::Granted);
     }
     match broker.open(HoldRequest {
@@ -53,6 +55,7 @@ pub fn open(
         fingerprint,
         policy,
         preview: None,
+        masker: &services.masker(),
     }) {
         BrokerOpened::Waiting(t) => Ok(Opened::Waiting(t)),
         BrokerOpened::Refused { reason: why } => Err(format!(

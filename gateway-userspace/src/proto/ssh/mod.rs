@@ -172,6 +172,7 @@ impl server::Handler for AgentHandler {
     }
 
     async fn auth_succeeded(&mut self, _session: &mut Session) -> Result<(), Self::Error> {
+        self.ctx.handshake.done();
         let audit = SessionAudit::start(
             self.services.audit.clone(),
             &self.ctx,

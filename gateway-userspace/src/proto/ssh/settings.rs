@@ -136,6 +136,8 @@ pub fn load_or_create_host_key(data_dir: &Path) -> anyhow::Result<PrivateKey> {
         PrivateKey::from_openssh(text.trim())
             .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))
     };
+    crate::files::tighten_private_file(&path)
+        .map_err(|e| anyhow::anyhow!("checking {}: {e}", path.display()))?;
     if let Ok(text) = fs::read_to_string(&path) {
         return parse(text);
     }

@@ -145,7 +145,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
-/// Serves the API until `shutdown` completes.
+/// Serves the API on TCP until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<ApiState>,
@@ -156,6 +156,19 @@ pub async fn serve(
         .map(|a: SocketAddr| a.to_string())
         .unwrap_or_default();
     info!(event = "approvals_api", listen = %addr, "approval API and web page listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Serves the same API on the gateway's unix socket (see [`super::socket`]).
+pub async fn serve_unix(
+    listener: tokio::net::UnixListener,
+    path: String,
+    state: Arc<ApiState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    info!(event = "approvals_socket", socket = %path, "approval API listening on a unix socket");
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await

@@ -12,6 +12,7 @@ pub mod fingerprint;
 pub mod model;
 pub mod notify;
 pub mod settings;
+pub mod socket;
 pub mod store;
 
 use std::{
@@ -29,7 +30,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
-use crate::conn::ConnCtx;
+use crate::{conn::ConnCtx, inspect::masking::MaskingEngine, proto::command::masked_by};
 
 /// Decided requests kept in memory for the API (older ones are read from the store).
 const RECENT: usize = 1000;
@@ -89,6 +90,40 @@ pub fn policy_for(services: &crate::services::Services, rule: &str) -> Option<Ap
         .or_else(|| config.approvals.as_ref().and_then(|a| a.default.clone()))
 }
 
+fn mask_parameters(masker: &MaskingEngine, params: &[Option<String>]) -> Vec<Option<String>> {
+    params
+        .iter()
+        .map(|p| p.as_deref().map(|v| masked_by(masker, v)))
+        .collect()
+}
+
+/// A preview's plan and notes hold values of the statement too (`Filter: (email = '...')`,
+/// `invalid input syntax for type integer: "..."`): every string in them is masked.
+fn mask_preview(masker: &MaskingEngine, mut p: Preview) -> Preview {
+    fn walk(masker: &MaskingEngine, v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) => *s = masked_by(masker, s),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|i| walk(masker, i)),
+            serde_json::Value::Object(map) => map.values_mut().for_each(|i| walk(masker, i)),
+            _ => {}
+        }
+    }
+    if let Some(plan) = &mut p.plan {
+        walk(masker, plan);
+    }
+    p.note = p.note.map(|n| masked_by(masker, &n));
+    p
+}
+
+/// Masks what a view shows of a command: for stores written before views were masked.
+pub fn mask_view(masker: &MaskingEngine, mut v: ApprovalView) -> ApprovalView {
+    v.command = masked_by(masker, &v.command);
+    v.parameters = mask_parameters(masker, &v.parameters);
+    v.reason = masked_by(masker, &v.reason);
+    v.preview = v.preview.map(|p| mask_preview(masker, p));
+    v
+}
+
 /// How a held command ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -99,7 +134,9 @@ pub enum Outcome {
     Cancelled,
 }
 
-/// What a session asks the broker to hold.
+/// What a session asks the broker to hold. The command, parameters, reason and preview are
+/// masked by the broker before anyone (the API, notifications, the store) sees them; only
+/// `payload`, the exact bytes, stays raw, and it stays in the waiting session.
 pub struct HoldRequest<'a> {
     pub ctx: &'a ConnCtx,
     /// The agent's OIDC subject, when it presented a token.
@@ -117,6 +154,8 @@ pub struct HoldRequest<'a> {
     pub fingerprint: String,
     pub policy: ApprovalPolicy,
     pub preview: Option<Preview>,
+    /// The masking engine in force (as the audit log masks the same command).
+    pub masker: &'a MaskingEngine,
 }
 
 impl HoldRequest<'_> {
@@ -211,8 +250,9 @@ impl Broker {
     pub fn start(
         settings: &ApprovalSettings,
         store_path: &Path,
+        masker: &MaskingEngine,
     ) -> Result<Broker, store::StoreError> {
-        let store = store::Store::open(store_path)?;
+        let store = store::Store::open(store_path, masker)?;
         let loaded = store.load(&now_rfc3339())?;
         for v in &loaded.abandoned {
             warn!(event = "approval_abandoned", id = %v.id, resource = %v.resource, rule = %v.rule,
@@ -342,12 +382,12 @@ impl Broker {
             },
             resource: req.ctx.resource.name.clone(),
             protocol: req.protocol.into(),
-            command: req.command,
-            parameters: req.parameters,
+            command: masked_by(req.masker, &req.command),
+            parameters: mask_parameters(req.masker, &req.parameters),
             sha256: sha256.clone(),
             rule: req.rule,
-            reason: req.reason,
-            preview: req.preview,
+            reason: masked_by(req.masker, &req.reason),
+            preview: req.preview.map(|p| mask_preview(req.masker, p)),
             groups: req.policy.groups.clone(),
             required: req.policy.required,
             votes: Vec::new(),

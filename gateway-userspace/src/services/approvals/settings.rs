@@ -27,6 +27,28 @@ pub struct ApprovalSettings {
     /// For holds from rules without their own `approval:` (and guardrail defaults).
     pub default: Option<ApprovalPolicy>,
     pub notify: NotifySettings,
+    /// The same API on a unix socket, for reviewers on the gateway's host (`sluice approvals`
+    /// checks who serves it before sending a token). `None`: `<state_dir>/approvals.sock`.
+    pub socket: Option<PathBuf>,
+}
+
+/// File name of the approval socket in `state_dir` unless `approvals.socket` says otherwise.
+pub const DEFAULT_SOCKET_NAME: &str = "approvals.sock";
+/// `sun_path` holds 108 bytes with the terminating NUL.
+const MAX_SOCKET_PATH: usize = 107;
+
+impl ApprovalSettings {
+    pub fn socket_path(&self, state_dir: &std::path::Path) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| state_dir.join(DEFAULT_SOCKET_NAME))
+    }
+
+    pub fn store_path(&self, state_dir: &std::path::Path) -> PathBuf {
+        self.store
+            .clone()
+            .unwrap_or_else(|| state_dir.join("approvals.db"))
+    }
 }
 
 /// Who may approve what a rule holds, and how.
@@ -150,6 +172,8 @@ pub(crate) struct RawApprovals {
     default: Option<RawPolicy>,
     #[serde(default)]
     notify: Option<RawNotify>,
+    #[serde(default)]
+    socket: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -497,6 +521,26 @@ impl RawApprovals {
                 });
             }
         }
+        let socket = self.socket.as_ref().and_then(|p| {
+            let path = PathBuf::from(&p.value);
+            if !path.is_absolute() || path.file_name().is_none() {
+                report.error(
+                    p,
+                    format!("`socket` must be an absolute file path, not `{}`", p.value),
+                    Some("e.g. /run/sluice/approvals.sock"),
+                );
+                None
+            } else if p.value.len() > MAX_SOCKET_PATH {
+                report.error(
+                    p,
+                    format!("`socket` is longer than a unix socket path can be ({MAX_SOCKET_PATH} bytes)"),
+                    None,
+                );
+                None
+            } else {
+                Some(path)
+            }
+        });
         ApprovalSettings {
             listen,
             public_url,
@@ -504,6 +548,7 @@ impl RawApprovals {
             max_pending,
             default: self.default.as_ref().map(|p| p.validate(report)),
             notify,
+            socket,
         }
     }
 }

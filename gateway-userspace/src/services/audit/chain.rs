@@ -187,6 +187,8 @@ pub fn read_key(path: &Path) -> Result<Option<SigningKey>, AuditError> {
 
 /// Loads the gateway's Ed25519 signing key, creating it (mode 0600) on first use.
 pub fn load_or_create_key(path: &Path) -> Result<SigningKey, AuditError> {
+    // A key an earlier version (or a copy) left readable by others is tightened first.
+    crate::files::tighten_private_file(path)?;
     if let Some(key) = read_key(path)? {
         return Ok(key);
     }
@@ -202,14 +204,10 @@ pub fn load_or_create_key(path: &Path) -> Result<SigningKey, AuditError> {
 /// The newest checkpoint, kept outside the store (and, through the syslog sink, off the
 /// host): deleting the tail of the log together with its checkpoint rows is still detected.
 pub fn write_witness(path: &Path, c: &Checkpoint) -> Result<(), AuditError> {
-    let tmp = path.with_extension("witness.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    std::io::Write::write_all(
-        &mut f,
+    crate::files::write_private_atomic(
+        path,
         serde_json::to_string(c).unwrap_or_default().as_bytes(),
     )?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
     Ok(())
 }
 

@@ -16,6 +16,9 @@ pub mod kind {
     pub const TERMINAL: &str = "terminal";
     pub const OUTPUT: &str = "output";
     pub const EXIT: &str = "exit";
+    /// Something a target's process tried that containment refused (or, in monitoring mode,
+    /// reported): a datagram, a socket kind, ptrace, a protected file...
+    pub const CONTAINMENT: &str = "containment";
 }
 
 /// The process that opened the connection (from the kernel's record and /proc).

@@ -32,6 +32,9 @@ pub struct AuditSettings {
     pub checkpoint_interval: Duration,
     /// Every durable record (and signed checkpoint) also goes to a syslog receiver.
     pub syslog: Option<super::syslog::SyslogSettings>,
+    /// How long a record nobody waits for waits for one somebody waits for, to share its
+    /// commit (not a policy setting; tests lengthen it to observe the grouping itself).
+    pub lazy_window: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -80,6 +83,7 @@ impl AuditSettings {
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
             syslog: None,
+            lazy_window: super::LAZY_WINDOW,
         }
     }
 }

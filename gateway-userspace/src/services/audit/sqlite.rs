@@ -63,9 +63,8 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating the file and schema) for writing.
     pub fn open(path: &Path) -> Result<SqliteStore, AuditError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
+        // 0600 before SQLite opens it, so its -wal and -shm files are 0600 too (files.rs).
+        crate::files::prepare_sqlite_file(path)?;
         let db = Connection::open(path)?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "FULL")?;

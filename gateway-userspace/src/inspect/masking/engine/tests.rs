@@ -307,7 +307,13 @@ fn decoys_survive() {
     for d in decoys {
         assert!(
             default_engine()
-                .mask_cell(&ColumnContext { name: "ref" }, d.as_bytes())
+                .mask_cell(
+                    &ColumnContext {
+                        name: "ref",
+                        ..Default::default()
+                    },
+                    d.as_bytes()
+                )
                 .unwrap()
                 .is_none(),
             "{d}"
@@ -398,7 +404,10 @@ fn per_detector_overrides() {
     assert_untouched(&off, &["bob@example.com 4242424242424242"]);
     assert!(!off.could_contain(b"bob@example.com").unwrap());
     assert_eq!(
-        off.plan_column(&ColumnContext { name: "ssn" }),
+        off.plan_column(&ColumnContext {
+            name: "ssn",
+            ..Default::default()
+        }),
         ColumnPlan::default()
     );
 }
@@ -431,9 +440,15 @@ fn could_contain_is_a_superset_of_findings() {
 fn ssn_and_dob_columns() {
     let e = default_engine();
     let cell = |name: &str, v: &str| {
-        e.mask_cell(&ColumnContext { name }, v.as_bytes())
-            .unwrap()
-            .map(|v| String::from_utf8(v).unwrap())
+        e.mask_cell(
+            &ColumnContext {
+                name,
+                ..Default::default()
+            },
+            v.as_bytes(),
+        )
+        .unwrap()
+        .map(|v| String::from_utf8(v).unwrap())
     };
     for name in [
         "ssn",
@@ -472,12 +487,18 @@ fn ssn_and_dob_columns() {
         Some("mail [EMAIL]")
     );
     assert!(
-        e.plan_column(&ColumnContext { name: "ssn" })
-            .needs_cell_work()
+        e.plan_column(&ColumnContext {
+            name: "ssn",
+            ..Default::default()
+        })
+        .needs_cell_work()
     );
     assert!(
-        !e.plan_column(&ColumnContext { name: "notes" })
-            .needs_cell_work()
+        !e.plan_column(&ColumnContext {
+            name: "notes",
+            ..Default::default()
+        })
+        .needs_cell_work()
     );
     assert_eq!(cell("notes", ""), None);
 }
@@ -490,9 +511,15 @@ fn configured_column_rules_add_to_detection() {
             "hash_key":"0123456789abcdef0123"}"#,
     );
     let cell = |name: &str, v: &str| {
-        e.mask_cell(&ColumnContext { name }, v.as_bytes())
-            .unwrap()
-            .map(|v| String::from_utf8(v).unwrap())
+        e.mask_cell(
+            &ColumnContext {
+                name,
+                ..Default::default()
+            },
+            v.as_bytes(),
+        )
+        .unwrap()
+        .map(|v| String::from_utf8(v).unwrap())
     };
     assert_eq!(
         cell("notes", "anything at all").as_deref(),
@@ -514,7 +541,10 @@ fn configured_column_rules_add_to_detection() {
     );
     assert_eq!(cell("comment", "123456789"), None);
     let mut report = Report::default();
-    let plan = e.plan_column(&ColumnContext { name: "notes" });
+    let plan = e.plan_column(&ColumnContext {
+        name: "notes",
+        ..Default::default()
+    });
     e.mask_cell_planned(&plan, b"x", &mut report).unwrap();
     assert_eq!(report.findings.get(&DetectorKind::Column), Some(&1));
 }
@@ -618,4 +648,89 @@ fn shape_scanner_finds_what_the_hyperscan_triggers_found() {
         }
         assert!(found > 1000, "the inputs should hold many values ({found})");
     }
+}
+
+#[test]
+fn ssns_written_with_spaces_or_dots_are_found_next_to_a_label_only() {
+    assert_eq!(m("ssn=123 45 6789 on file"), "ssn=[SSN] on file");
+    assert_eq!(m("SSN: 219.09.9999"), "SSN: [SSN]");
+    assert_eq!(
+        m("Social Security No. 078 05 1120."),
+        "Social Security No. [SSN]."
+    );
+    assert_eq!(m("ssn 123456789"), "ssn [SSN]");
+    assert_eq!(m("{\"ssn\": \"457-55-5462\"}"), "{\"ssn\": \"[SSN]\"}");
+    assert_untouched(
+        default_engine(),
+        &[
+            "call 123 45 6789 tomorrow",
+            "ref 219.09.9999",
+            "ssn=000 12 3456",
+            "social media campaign 2024 reached 123 people",
+            "ssn=666 12 3456",
+            "classn 123 45 6789",
+        ],
+    );
+}
+
+#[test]
+fn passwords_in_urls_and_connection_strings() {
+    assert_eq!(
+        m("postgres://app:S3cr3t-Pa55@db.internal:5432/app"),
+        "postgres://app:[PASSWORD]@db.internal:5432/app"
+    );
+    assert_eq!(
+        m("amqp://guest:guest@rabbit/vhost"),
+        "amqp://guest:[PASSWORD]@rabbit/vhost"
+    );
+    assert_eq!(
+        m("host=db user=app password=hunter2-long sslmode=require"),
+        "host=db user=app password=[PASSWORD] sslmode=require"
+    );
+    assert_eq!(
+        m("Server=x;Pwd='a b c';Database=y"),
+        "Server=x;Pwd='[PASSWORD]';Database=y"
+    );
+    assert_untouched(
+        default_engine(),
+        &[
+            "https://example.org:8443/path",
+            "postgres://db.internal:5432/app",
+            "the password field is required",
+        ],
+    );
+}
+
+#[test]
+fn more_token_formats_real_dumps_carry() {
+    for (t, k) in [
+        ("glpat-abcdefghijklmnopqrst", "SECRET"),
+        ("gldt-ABCDEFGHIJKLMNOPQRST", "SECRET"),
+        ("AIzaSyA1234567890abcdefghijklmnopqrstuv", "SECRET"),
+        ("npm_abcdefghijklmnopqrstuvwxyz0123456789", "SECRET"),
+        (
+            "SG.abcdefghijklmnopqrstuv.abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+            "SECRET",
+        ),
+        ("hf_abcdefghijklmnopqrstuvwxyzABCDEFGH", "SECRET"),
+    ] {
+        assert_eq!(m(&format!("key {t} end")), format!("key [{k}] end"), "{t}");
+    }
+    // Look-alikes: too short, wrong alphabet, part of a longer word.
+    assert_untouched(
+        default_engine(),
+        &[
+            "glpat-short",
+            "xglpat-abcdefghijklmnopqrst",
+            "AIzaShort",
+            "npm_install_script",
+            "SG.abc.def",
+            "hf_hub_download",
+            "3f2b8c1e-9a4d-4e6b-8f7a-2c1d0e9b8a76",
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "1Z999AA10123456784",
+            "978-0-306-40615-7",
+            "1700000000",
+        ],
+    );
 }

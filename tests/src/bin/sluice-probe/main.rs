@@ -3,8 +3,10 @@
 //! `--cgroup DIR` moves the probe into a cgroup before it does anything, which is how the tests
 //! put a client inside (or outside) an intercepted cgroup.
 //!
+//! `--user USER` (after `--cgroup`) then drops to that user, as an unprivileged agent runs.
+//!
 //! ```text
-//! sluice-probe [--cgroup DIR] connect ADDR [--send TEXT]
+//! sluice-probe [--cgroup DIR] [--user USER] connect ADDR [--send TEXT]
 //! sluice-probe [--cgroup DIR] udp ADDR
 //! sluice-probe [--cgroup DIR] bench-connect ADDR COUNT [--await-close]
 //! sluice-probe [--cgroup DIR] bench-connrate ADDR COUNT [--threads N] [--await-close]
@@ -12,7 +14,22 @@
 //! sluice-probe serve ADDR [--http]
 //! sluice-probe serve ADDR --async [--lines N]
 //! sluice-probe relay ADDR
+//! sluice-probe ... udp-send ADDR TEXT | udp-serve ADDR
+//! sluice-probe ... socket DOMAIN TYPE PROTOCOL
+//! sluice-probe ... bind ADDR | listen ADDR|- SECONDS | connect-from LOCAL ADDR TEXT
+//! sluice-probe ... write-file PATH DATA | read-file PATH BYTES | mknod PATH MAJOR MINOR
+//! sluice-probe ... bpf-detach PIN | silent ADDR SECONDS | bench-udp ADDR COUNT
+//! sluice-probe ... unix-connect PATH|@NAME | unix-serve PATH|@NAME
+//! sluice-probe [--cgroup DIR] impostor ADDR|unix:PATH [--lease FILE]
+//! sluice-probe self                       # who and what this process is (ids, caps, fds, env)
+//! sluice-probe try ATTACK ARGS...         # one system call a hostile agent would make
+//! sluice-probe victim SECRET [--connect ADDR]   # a process to attack; holds until stdin closes
 //! ```
+//!
+//! `impostor` squats an API endpoint the way a hostile agent would: it listens on a TCP
+//! address or a unix socket path (removing a stale socket file first), optionally takes the
+//! approval socket's lease (`flock` + a JSON record naming itself), answers every request
+//! `200 []` like the API, and prints everything each connection sent (`{"received": ...}`).
 //!
 //! `--await-close` (for `serve --async --lines 1`, which closes after echoing a line): each
 //! connection sends a line (bench-connect: after the timed connect), reads its echo and waits
@@ -27,7 +44,11 @@ use std::{
 
 use serde_json::json;
 
-const TIMEOUT: Duration = Duration::from_secs(5);
+mod attacks;
+// What a hostile agent tries inside `sluice exec`'s sandbox.
+mod sandbox;
+
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
 
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,10 +61,34 @@ fn main() {
         .expect("joining the cgroup");
         args.drain(..2);
     }
+    if args.first().map(String::as_str) == Some("--user") {
+        let user = args.get(1).expect("--user USER").clone();
+        attacks::become_user(&user);
+        args.drain(..2);
+    }
     let cmd = args.first().map(String::as_str).unwrap_or("");
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or_else(|| usage());
+    let num = |i: usize| arg(i).parse::<i64>().unwrap_or_else(|_| usage());
+    match cmd {
+        "socket" => return attacks::socket(num(1) as i32, num(2) as i32, num(3) as i32),
+        "write-file" => return attacks::write_file(arg(1), arg(2)),
+        "read-file" => return attacks::read_file(arg(1), num(2) as usize),
+        "mknod" => return attacks::mknod(arg(1), num(2) as u32, num(3) as u32),
+        "bpf-detach" => return attacks::bpf_detach(arg(1)),
+        "unix-connect" => return attacks::unix_connect(arg(1)),
+        "unix-serve" => return attacks::unix_serve(arg(1)),
+        "listen" if arg(1) == "-" => {
+            return attacks::bind_listen(None, true, Duration::from_secs(num(2) as u64));
+        }
+        _ => {}
+    }
     match cmd {
         "run" => run(&args[1..]),
         "pg" => return pg(&args[1..]),
+        "impostor" => return impostor(&args[1..]),
+        "self" => return sandbox::self_report(),
+        "try" => return sandbox::attempt(&args[1..]),
+        "victim" => return sandbox::victim(&args[1..]),
         _ => {}
     }
     let addr: SocketAddr = args
@@ -72,6 +117,15 @@ fn main() {
         "serve" => serve(addr, flag(&args, "--http")),
         "relay" => relay(addr),
         "raw" => raw(addr, args.get(2).map(String::as_str).unwrap_or("")),
+        "udp-send" => attacks::udp_send(addr, arg(2)),
+        "udp-serve" => attacks::udp_serve(addr),
+        "silent" => attacks::silent(addr, Duration::from_secs(num(2) as u64)),
+        "bench-udp" => attacks::bench_udp(addr, num(2) as usize),
+        "bind" => attacks::bind_listen(Some(addr), false, Duration::ZERO),
+        "listen" => attacks::bind_listen(Some(addr), true, Duration::from_secs(num(2) as u64)),
+        "connect-from" => {
+            attacks::connect_from(addr, arg(2).parse().unwrap_or_else(|_| usage()), arg(3))
+        }
         _ => usage(),
     }
 }
@@ -139,12 +193,12 @@ fn merge(mut a: serde_json::Value, b: serde_json::Value) -> serde_json::Value {
     a
 }
 
-fn print(v: serde_json::Value) {
+pub(crate) fn print(v: serde_json::Value) {
     println!("{v}");
     let _ = std::io::stdout().flush();
 }
 
-fn fail(e: &std::io::Error) -> ! {
+pub(crate) fn fail(e: &std::io::Error) -> ! {
     print(
         json!({"ok": false, "pid": std::process::id(), "errno": e.raw_os_error(), "error": e.to_string()}),
     );
@@ -593,4 +647,84 @@ fn pg_error(e: &tokio_postgres::Error) -> serde_json::Value {
     let db = e.as_db_error();
     json!({"ok": false, "code": db.map(|d| d.code().code().to_string()), "message": db.map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()),
            "detail": db.and_then(|d| d.detail().map(str::to_string))})
+}
+
+/// See the module comment: a squatter of the approval API that records what it is sent.
+fn impostor(args: &[String]) {
+    use std::os::unix::{fs::PermissionsExt, net::UnixListener};
+    let addr = args.first().unwrap_or_else(|| usage()).clone();
+    let lease_path = args
+        .iter()
+        .position(|a| a == "--lease")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let _lease = lease_path.map(|p| {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&p)
+            .unwrap_or_else(|e| fail(&e));
+        f.lock().unwrap_or_else(|e| fail(&e));
+        f.set_len(0).ok();
+        let socket = addr.strip_prefix("unix:").unwrap_or(&addr);
+        write!(
+            f,
+            "{}",
+            json!({"pid": std::process::id(), "socket": socket, "targets": []})
+        )
+        .unwrap_or_else(|e| fail(&e));
+        f
+    });
+    // What one connection sent, until it closes or goes quiet.
+    fn record(mut s: impl Read + Write) {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+            let text = String::from_utf8_lossy(&got);
+            if let Some(head_end) = text.find("\r\n\r\n") {
+                let len = text[..head_end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                    })
+                    .unwrap_or(0);
+                if got.len() >= head_end + 4 + len {
+                    let _ = s.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n[]",
+                    );
+                    break;
+                }
+            }
+        }
+        print(json!({"received": String::from_utf8_lossy(&got)}));
+    }
+    match addr.strip_prefix("unix:") {
+        Some(path) => {
+            let _ = std::fs::remove_file(path);
+            let l = UnixListener::bind(path).unwrap_or_else(|e| fail(&e));
+            // Anyone may connect: the victim is another user.
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).ok();
+            print(json!({"listening": path}));
+            for conn in l.incoming().flatten() {
+                conn.set_read_timeout(Some(TIMEOUT)).ok();
+                std::thread::spawn(move || record(conn));
+            }
+        }
+        None => {
+            let addr: SocketAddr = addr.parse().unwrap_or_else(|_| usage());
+            let l = listen(addr);
+            for conn in l.incoming().flatten() {
+                conn.set_read_timeout(Some(TIMEOUT)).ok();
+                std::thread::spawn(move || record(conn));
+            }
+        }
+    }
 }

@@ -1,6 +1,9 @@
-//! `sluice approvals ...`: the reviewers' command line, a client of the approval HTTP API.
+//! `sluice approvals ...`: the reviewers' command line, a client of the approval API (on the
+//! gateway's unix socket by default; see [`transport`] for how it checks who answers).
 
-use std::{path::PathBuf, time::Duration};
+mod transport;
+
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -10,17 +13,23 @@ use sluice::services::approvals::model::{
 
 #[derive(Args)]
 pub struct ApprovalsArgs {
-    /// Base URL of the approval API (default: $SLUICE_URL, else the policy's
-    /// `approvals.listen`, else http://127.0.0.1:7070).
+    /// The gateway's approval socket (default: $SLUICE_SOCKET, else the policy's
+    /// `approvals.socket` with -c, else /run/sluice/approvals.sock). Checked before any token
+    /// is sent: served by root or you, by the gateway holding its lease, outside every
+    /// intercepted cgroup.
+    #[arg(long, global = true, conflicts_with = "url")]
+    socket: Option<PathBuf>,
+    /// URL of the approval API instead of the socket (default: $SLUICE_URL): https for a
+    /// remote gateway; a loopback http URL gets the same checks as the socket.
     #[arg(long, global = true)]
     url: Option<String>,
-    /// Policy file to read the API address from.
+    /// Policy file: the gateway's socket, and the cgroups it intercepts.
     #[arg(long, short, global = true)]
     config: Option<PathBuf>,
     /// Bearer token (default: $SLUICE_TOKEN).
     #[arg(long, global = true, conflicts_with = "token_file")]
     token: Option<String>,
-    /// Read the bearer token from this file.
+    /// Read the bearer token from this file (refused if group or others can read it).
     #[arg(long, global = true)]
     token_file: Option<PathBuf>,
     #[command(subcommand)]
@@ -76,44 +85,29 @@ enum Scope {
 }
 
 struct Client {
-    base: String,
+    transport: transport::Transport,
     token: String,
-    agent: ureq::Agent,
 }
 
 impl Client {
     fn new(args: &ApprovalsArgs) -> anyhow::Result<Client> {
-        let base = match (&args.url, std::env::var("SLUICE_URL").ok(), &args.config) {
-            (Some(u), _, _) => u.clone(),
-            (None, Some(u), _) => u,
-            (None, None, Some(c)) => {
-                let config = sluice::config::Config::load(c)?;
-                let a = config
-                    .approvals
-                    .context("the policy has no `approvals:` section")?;
-                format!("http://{}", a.listen)
-            }
-            (None, None, None) => "http://127.0.0.1:7070".into(),
-        };
         let token = match (&args.token, &args.token_file) {
             (Some(t), _) => t.clone(),
-            (None, Some(f)) => std::fs::read_to_string(f)
-                .with_context(|| format!("reading {}", f.display()))?
+            (None, Some(f)) => sluice::files::read_secret_text(f)
+                .context("--token-file")?
                 .trim()
                 .to_string(),
             (None, None) => std::env::var("SLUICE_TOKEN")
                 .context("no token: pass --token, --token-file or set SLUICE_TOKEN")?,
         };
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(30)))
-            // API errors carry a JSON reason worth showing.
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let (endpoint, expected) = transport::resolve(
+            args.socket.as_deref(),
+            args.url.as_deref(),
+            args.config.as_deref(),
+        )?;
         Ok(Client {
-            base: base.trim_end_matches('/').to_string(),
+            transport: transport::Transport::new(endpoint, expected)?,
             token,
-            agent,
         })
     }
 
@@ -123,43 +117,20 @@ impl Client {
         path: &str,
         body: Option<&DecisionRequest>,
     ) -> anyhow::Result<T> {
-        let url = format!("{}{path}", self.base);
-        let auth = format!("Bearer {}", self.token);
-        let result = match (method, body) {
-            ("GET", _) => self.agent.get(&url).header("authorization", &auth).call(),
-            ("DELETE", _) => self
-                .agent
-                .delete(&url)
-                .header("authorization", &auth)
-                .call(),
-            (_, Some(b)) => self
-                .agent
-                .post(&url)
-                .header("authorization", &auth)
-                .send_json(b),
-            (_, None) => self
-                .agent
-                .post(&url)
-                .header("authorization", &auth)
-                .send_empty(),
-        };
-        let mut resp = result.with_context(|| format!("calling {url}"))?;
-        let status = resp.status();
-        let text = resp
-            .body_mut()
-            .read_to_string()
-            .with_context(|| format!("reading the answer of {url}"))?;
-        if !status.is_success() {
-            let reason = serde_json::from_str::<ApiError>(&text)
+        let target = self.transport.describe(path);
+        let body = body.map(serde_json::to_vec).transpose()?;
+        let answer = self
+            .transport
+            .call(method, path, &self.token, body)
+            .with_context(|| format!("calling {target}"))?;
+        if !(200..300).contains(&answer.status) {
+            let reason = serde_json::from_str::<ApiError>(&answer.body)
                 .map(|e| e.error)
-                .unwrap_or(text);
-            bail!(
-                "{} {}: {reason}",
-                status.as_u16(),
-                status.canonical_reason().unwrap_or("")
-            );
+                .unwrap_or(answer.body);
+            bail!("{} {}: {reason}", answer.status, answer.reason);
         }
-        serde_json::from_str(&text).with_context(|| format!("unexpected answer from {url}"))
+        serde_json::from_str(&answer.body)
+            .with_context(|| format!("unexpected answer from {target}"))
     }
 }
 
