@@ -294,6 +294,8 @@ pub struct Rule {
     pub statements: Vec<String>,
     /// Programs of a shell command line (`ls`, `cat`, `psql`; basenames, wrappers included).
     pub commands: Vec<String>,
+    /// Kinds of shell commands (`read`, `write`, `unknown`): what is not on the read-only list.
+    pub shell: Vec<String>,
     pub action: Action,
     /// Who approves what this rule holds (else `approvals.default`).
     pub approval: Option<ApprovalPolicy>,
@@ -305,8 +307,8 @@ pub struct GuardrailSettings {
     pub unparseable: Action,
     /// For SQL statement kinds no rule names (built-in: deny).
     pub default: Action,
-    /// For shell programs no rule names: `guardrails.default` when the policy sets it, else
-    /// allow (the shell guardrails' findings still apply to every command line).
+    /// For shell runs no rule names that are known to be read-only: `guardrails.default` when
+    /// the policy sets it, else allow. Any other run is held at least (see `decide_shell`).
     pub shell_default: Action,
 }
 
@@ -507,6 +509,8 @@ struct RawRule {
     statements: Vec<Spanned<String>>,
     #[serde(default)]
     commands: Vec<Spanned<String>>,
+    #[serde(default)]
+    shell: Vec<Spanned<String>>,
     action: Spanned<Action>,
     #[serde(default)]
     approval: Option<RawPolicy>,
@@ -1234,12 +1238,29 @@ impl RawConfig {
                     );
                 }
             }
-            if r.guardrails.is_empty() && r.statements.is_empty() && r.commands.is_empty() {
+            for k in &r.shell {
+                if !crate::inspect::guardrails::shell::SHELL_KINDS.contains(&k.value.as_str()) {
+                    let hint = format!(
+                        "one of: {}",
+                        crate::inspect::guardrails::shell::SHELL_KINDS.join(", ")
+                    );
+                    report.error(
+                        k,
+                        format!("unknown shell command kind `{}`", k.value),
+                        Some(&hint),
+                    );
+                }
+            }
+            if r.guardrails.is_empty()
+                && r.statements.is_empty()
+                && r.commands.is_empty()
+                && r.shell.is_empty()
+            {
                 report.error(
                     &r.name,
                     format!("rule `{}` matches no command", r.name.value),
                     Some(
-                        "give `guardrails:` (findings), `statements:` (SQL kinds) and/or `commands:` (shell programs)",
+                        "give `guardrails:` (findings), `statements:` (SQL kinds), `commands:` (shell programs) and/or `shell:` (read, write, unknown)",
                     ),
                 );
             }
@@ -1250,6 +1271,7 @@ impl RawConfig {
                 guardrails: r.guardrails.iter().map(|x| x.value.clone()).collect(),
                 statements: r.statements.iter().map(|x| x.value.clone()).collect(),
                 commands: r.commands.iter().map(|x| x.value.clone()).collect(),
+                shell: r.shell.iter().map(|x| x.value.clone()).collect(),
                 action: r.action.value,
                 approval: r.approval.as_ref().map(|a| {
                     if r.action.value != Action::Hold {
@@ -1453,10 +1475,28 @@ mod tests {
         // process environment (tests run in parallel).
         let text = std::fs::read_to_string(path)
             .unwrap()
-            .replace("{ env: ORDERS_DB_PASSWORD }", "{ value: x }");
+            .replace("{ env: ORDERS_DB_PASSWORD }", "{ value: x }")
+            .replace("{ env: WEB_SSH_PASSWORD }", "{ value: x }");
         let c = Config::parse(&text, path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.targets[0].egress, EgressMode::Deny);
         assert!(!c.resources.is_empty());
+        // Its ssh resource: reads run, everything else is held, destruction is denied.
+        use crate::inspect::{
+            guardrails::shell::analyze_shell,
+            policy::{Subject, decide_shell},
+        };
+        let web = Subject {
+            target: "agents",
+            resource: "web",
+        };
+        let decide = |cmd: &str| decide_shell(&c, &web, &analyze_shell(cmd));
+        assert_eq!(
+            decide("journalctl -u nginx --since today | tail").action,
+            Action::Allow
+        );
+        assert_eq!(decide("systemctl restart nginx").action, Action::Hold);
+        assert_eq!(decide("./fix.sh").action, Action::Hold);
+        assert_eq!(decide("rm -rf /").action, Action::Deny);
     }
 
     /// Every key of the example policy is described by the JSON Schema shipped for editors, and
@@ -1523,6 +1563,10 @@ mod tests {
         assert_eq!(
             enum_of("statements"),
             crate::inspect::guardrails::STATEMENT_KINDS
+        );
+        assert_eq!(
+            enum_of("shell"),
+            crate::inspect::guardrails::shell::SHELL_KINDS
         );
     }
 

@@ -24,6 +24,8 @@ pub mod conn;
 pub mod ebpf;
 pub mod exec;
 pub mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inspect;
 pub mod peer;
 pub mod proto;

@@ -140,9 +140,18 @@ enum PolicyCommand {
         /// A SQL statement (postgres resources).
         #[arg(long, required_unless_present = "shell", conflicts_with = "shell")]
         sql: Option<String>,
-        /// A shell command line (ssh resources).
+        /// A shell command line (ssh resources), decided as the gateway decides an exec
+        /// request (`ssh host 'CMD'`).
         #[arg(long)]
         shell: Option<String>,
+        /// With --shell: the request has a terminal (`ssh -t`): pagers and REPLs are
+        /// interactive there.
+        #[arg(long, requires = "shell")]
+        pty: bool,
+        /// With --shell: decide it as a line typed at an interactive shell prompt (`ssh host`
+        /// with a terminal), as the first line of the session.
+        #[arg(long, requires = "shell", conflicts_with = "pty")]
+        line: bool,
     },
 }
 
@@ -317,6 +326,8 @@ fn run(command: Command, log_args: Vec<std::ffi::OsString>) -> anyhow::Result<i3
                     target,
                     sql,
                     shell,
+                    pty,
+                    line,
                 },
         } => {
             let config = Config::load(&config)?;
@@ -336,14 +347,26 @@ fn run(command: Command, log_args: Vec<std::ffi::OsString>) -> anyhow::Result<i3
                     &subject,
                     &sluice::inspect::guardrails::analyze(&sql),
                 ),
-                (None, Some(shell)) => {
-                    let analysis = sluice::inspect::guardrails::shell::analyze_shell(&shell);
-                    if analysis.incomplete {
-                        anyhow::bail!(
-                            "the command is incomplete (an open quote, heredoc or block)"
-                        );
+                // The gateway's own functions: the tester cannot disagree with it.
+                (None, Some(shell)) if line => {
+                    use sluice::proto::ssh::inspect::{LineSession, decide_line_text};
+                    match decide_line_text(&config, &subject, &LineSession::shell(true), &shell) {
+                        Some((decision, _)) => decision,
+                        None => anyhow::bail!(
+                            "the line is incomplete (an open quote, heredoc or block): the shell would wait for more"
+                        ),
                     }
-                    sluice::inspect::policy::decide_shell(&config, &subject, &analysis)
+                }
+                (None, Some(shell)) => {
+                    let settings = config
+                        .resources
+                        .iter()
+                        .find(|r| r.name == resource)
+                        .and_then(|r| r.ssh.as_ref());
+                    sluice::proto::ssh::inspect::decide_exec_text(
+                        &config, &subject, settings, &shell, pty,
+                    )
+                    .decision
                 }
                 (None, None) => unreachable!("clap requires --sql or --shell"),
             };

@@ -68,6 +68,7 @@ fn policy_check_reports_every_error_and_exits_1() {
             "/../examples/policy.yaml"
         ))
         .env("ORDERS_DB_PASSWORD", "x")
+        .env("WEB_SSH_PASSWORD", "x")
         .output()
         .unwrap();
     assert!(

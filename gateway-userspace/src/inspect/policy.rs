@@ -12,7 +12,10 @@ use crate::{
     config::{Action, Config, Rule},
     inspect::{
         Verdict,
-        guardrails::{Analysis, shell::ShellAnalysis},
+        guardrails::{
+            Analysis,
+            shell::{ShellAnalysis, ShellKind, ShellRun},
+        },
     },
 };
 
@@ -82,8 +85,11 @@ pub fn decide_sql(config: &Config, subject: &Subject, analysis: &Analysis) -> De
 /// The decision for one shell command line, with the semantics of [`decide_sql`]: each finding
 /// maps to the rule that lists its id in `guardrails:` (SQL ids for SQL the line hands to a
 /// client, shell ids otherwise) or is denied; a parse error follows `guardrails.unparseable`;
-/// each program in `commands` maps to the rule that lists it in `commands:`, else
-/// `guardrails.default`.
+/// a line the shell will not run as written (history expansion) is denied (`uncertain-line`).
+/// Each run (a program, or a redirect or assignment) maps to the rule that lists its program in
+/// `commands:`, else to the rule that lists its kind in `shell:` (`read`, `write`, `unknown`),
+/// else to `guardrails.default`, but never below `hold` for what is not a read: only a rule
+/// allows a command that is not known to be read-only.
 ///
 /// An `incomplete` analysis is not decided here: the caller waits for the rest of the command
 /// (as the shell's PS2 prompt does) and analyses the whole text again. Passing one anyway
@@ -95,15 +101,20 @@ pub fn decide_shell(config: &Config, subject: &Subject, analysis: &ShellAnalysis
         analysis.parse_error.as_deref(),
         "command line",
     );
+    if let Some(why) = &analysis.uncertain {
+        c.list.push(Decision {
+            action: Action::Deny,
+            rule: "uncertain-line".into(),
+            reason: format!(
+                "the shell would not run this line as written ({why}); type the command in full"
+            ),
+        });
+    }
     for finding in &analysis.findings {
         c.finding(finding.rule.as_str(), &finding.reason);
     }
-    for program in &analysis.commands {
-        c.matched(
-            |r| r.commands.iter().any(|p| p == program),
-            format!("runs {program}"),
-            config.guardrails.shell_default,
-        );
+    for run in &analysis.runs {
+        c.shell_run(run);
     }
     c.decide("empty command line")
 }
@@ -199,6 +210,48 @@ impl<'a> Candidates<'a> {
                 action: default,
                 rule: "default".into(),
                 reason: format!("{what} (no rule matched)"),
+            },
+        });
+    }
+
+    /// One run of a shell command line: its program's rule, else its kind's rule, else the
+    /// default (at least `hold` for what is not a read).
+    fn shell_run(&mut self, run: &ShellRun) {
+        let in_scope = |r: &&Rule| in_scope(r, self.subject);
+        let by_program = run.program.as_ref().and_then(|p| {
+            self.config
+                .rules
+                .iter()
+                .filter(in_scope)
+                .find(|r| r.commands.iter().any(|c| c == p))
+        });
+        let rule = by_program.or_else(|| {
+            self.config
+                .rules
+                .iter()
+                .filter(in_scope)
+                .find(|r| r.shell.iter().any(|k| k == run.kind.as_str()))
+        });
+        let what = match (&run.program, run.kind) {
+            (Some(p), ShellKind::Read) => format!("runs {p}"),
+            (_, ShellKind::Read) => "a shell assignment".into(),
+            (_, kind) => format!("{} ({kind})", run.reason),
+        };
+        self.list.push(match rule {
+            Some(r) => Decision {
+                action: r.action,
+                rule: r.name.clone(),
+                reason: what,
+            },
+            None if run.kind == ShellKind::Read => Decision {
+                action: self.config.guardrails.shell_default,
+                rule: "default".into(),
+                reason: format!("{what} (no rule matched)"),
+            },
+            None => Decision {
+                action: self.config.guardrails.shell_default.max(Action::Hold),
+                rule: "default".into(),
+                reason: format!("{what}; not known to be read-only, and no rule allows it"),
             },
         });
     }
@@ -395,6 +448,76 @@ mod tests {
         let c = config("rules:\n  - { name: no-sudo, commands: [sudo], action: hold }\n");
         assert_eq!(shell(&c, "sudo ls").action, Action::Hold);
         assert_eq!(shell(&c, "ls").action, Action::Allow);
+    }
+
+    #[test]
+    fn shell_kinds_match_rules_and_what_is_not_a_read_never_falls_to_allow() {
+        // No rule: reads follow the default (allow); anything else is held at least.
+        let c = config("");
+        assert_eq!(shell(&c, "ls -la | grep x").action, Action::Allow);
+        let d = shell(&c, "rm /tmp/x");
+        assert_eq!((d.action, d.rule.as_str()), (Action::Hold, "default"));
+        assert!(d.reason.contains("rm removes files"), "{d:?}");
+        assert_eq!(shell(&c, "frobnicate").action, Action::Hold);
+        assert_eq!(shell(&c, "ls > /tmp/x").action, Action::Hold);
+        // A stricter default is kept.
+        let c = config("guardrails:\n  default: deny\n");
+        assert_eq!(shell(&c, "rm /tmp/x").action, Action::Deny);
+        assert_eq!(shell(&c, "ls").action, Action::Deny);
+        // Rules by kind.
+        let c = config(
+            "guardrails:\n  default: deny\nrules:\n  - { name: reads, shell: [read], action: allow }\n  - { name: changes, shell: [write], action: hold }\n",
+        );
+        assert_eq!(shell(&c, "df -h && ps aux | grep x").action, Action::Allow);
+        let d = shell(&c, "df -h; rm /tmp/x");
+        assert_eq!((d.action, d.rule.as_str()), (Action::Hold, "changes"));
+        let d = shell(&c, "df -h; frobnicate");
+        assert_eq!((d.action, d.rule.as_str()), (Action::Deny, "default"));
+        // A policy may allow what is not a read explicitly; findings stay denied.
+        let c = config("rules:\n  - { name: lax, shell: [read, write, unknown], action: allow }\n");
+        assert_eq!(shell(&c, "rm /tmp/x; frobnicate").action, Action::Allow);
+        assert_eq!(shell(&c, "rm -rf /").rule, "rm-rf");
+        assert_eq!(shell(&c, "python3 -c 'print(1)'").rule, "opaque-code");
+        // A program's own rule comes before its kind's.
+        let c = config(
+            "rules:\n  - { name: reads, shell: [read], action: allow }\n  - { name: rm-ok, commands: [rm], action: alert }\n  - { name: rest, shell: [write, unknown], action: hold }\n",
+        );
+        assert_eq!(shell(&c, "sudo rm /tmp/x").action, Action::Alert);
+        assert_eq!(
+            shell(&c, "rm /tmp/x > /tmp/y").rule,
+            "rest",
+            "the redirect is no program"
+        );
+        // History expansion in a line the shell expands: refused.
+        let a = crate::inspect::guardrails::shell::analyze_shell_in(
+            "cat !$",
+            crate::inspect::guardrails::shell::ShellOrigin {
+                terminal: true,
+                line: true,
+                interactive: true,
+            },
+            &Default::default(),
+        );
+        let d = decide_shell(&c, &SUBJECT, &a);
+        assert_eq!(
+            (d.action, d.rule.as_str()),
+            (Action::Deny, "uncertain-line")
+        );
+    }
+
+    #[test]
+    fn rules_validate_shell_kinds() {
+        let err = Config::parse(
+            "rules:\n  - { name: r, shell: [reads], action: allow }\n",
+            Path::new("t.yaml"),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("unknown shell command kind `reads`"),
+            "{text}"
+        );
+        assert!(text.contains("read, write, unknown"), "{text}");
     }
 
     #[test]

@@ -116,7 +116,7 @@ pub(super) async fn run(agent: Channel<Msg>, number: u32, conn: Arc<Conn>, handl
     };
     let mut parked = Parked::default();
     let prepared = ch.prepare(&mut rx, &mut parked, start, pty.as_ref()).await;
-    let Some((request, input, n)) = prepared else {
+    let Some((request, input, n, session)) = prepared else {
         return;
     };
     let recorder = StreamRecorder::start(
@@ -147,7 +147,7 @@ pub(super) async fn run(agent: Channel<Msg>, number: u32, conn: Arc<Conn>, handl
     let utf8 = env
         .iter()
         .any(|(_, v)| v.to_ascii_lowercase().replace('-', "").contains("utf8"));
-    let relay = Relay::new(ch, up, rx, recorder, input, utf8);
+    let relay = Relay::new(ch, up, rx, recorder, input, utf8, session);
     relay.run(parked).await;
 }
 
@@ -203,23 +203,32 @@ impl Agent {
         parked: &mut Parked,
         start: Start,
         pty: Option<&Pty>,
-    ) -> Option<(Request, Input, Option<u64>)> {
+    ) -> Option<(Request, Input, Option<u64>, inspect::LineSession)> {
         let conn = self.conn.clone();
         let settings = conn.ctx.resource.ssh.clone()?;
+        // A shell reading a terminal has a line editor: its keys are followed as in a shell
+        // session; without one, the bytes are the lines.
+        let line_mode = if pty.is_some() {
+            inspect::Mode::Pty
+        } else {
+            inspect::Mode::Lines
+        };
         match start {
             Start::Exec(bytes) => {
                 let text = String::from_utf8_lossy(&bytes).into_owned();
+                let mut session = inspect::LineSession::shell(pty.is_some());
                 let (decision, input) = if String::from_utf8(bytes.clone()).is_err() {
                     (
                         inspect::unparseable(&conn, "the command is not valid UTF-8"),
                         Input::Raw,
                     )
                 } else {
-                    let d = inspect::decide_exec(&conn, &settings, &text);
+                    let d = inspect::decide_exec(&conn, &settings, &text, pty.is_some());
                     let input = if d.transfer {
                         Input::Transfer
-                    } else if d.reads_shell_from_stdin {
-                        Input::Lines(inspect::Mode::Lines)
+                    } else if let Some(s) = d.reads_shell_from_stdin {
+                        session = s;
+                        Input::Lines(line_mode)
                     } else {
                         Input::Raw
                     };
@@ -228,7 +237,7 @@ impl Agent {
                 let n = self
                     .enforce(rx, parked, "ssh-exec", &text, &bytes, &decision)
                     .await?;
-                Some((Request::Exec(bytes), input, Some(n)))
+                Some((Request::Exec(bytes), input, Some(n), session))
             }
             Start::Shell => {
                 let decision = inspect::decide_shell_request(&settings);
@@ -236,12 +245,8 @@ impl Agent {
                 let n = self
                     .enforce(rx, parked, "ssh-shell", text, text.as_bytes(), &decision)
                     .await?;
-                let mode = if pty.is_some() {
-                    inspect::Mode::Pty
-                } else {
-                    inspect::Mode::Lines
-                };
-                Some((Request::Shell, Input::Lines(mode), Some(n)))
+                let session = inspect::LineSession::shell(pty.is_some());
+                Some((Request::Shell, Input::Lines(line_mode), Some(n), session))
             }
             Start::Subsystem(name) => {
                 let decision = inspect::decide_subsystem(&settings, &name);
@@ -256,7 +261,12 @@ impl Agent {
                         &decision,
                     )
                     .await?;
-                Some((Request::Subsystem(name), Input::Transfer, Some(n)))
+                Some((
+                    Request::Subsystem(name),
+                    Input::Transfer,
+                    Some(n),
+                    inspect::LineSession::shell(false),
+                ))
             }
         }
     }
@@ -442,6 +452,10 @@ struct Relay {
     transfer: bool,
     /// A script line was refused: the rest of the agent's input is dropped.
     input_closed: bool,
+    /// The shell state the lines run in (kept from each line that runs).
+    session: inspect::LineSession,
+    /// The line being released changes the line editing: the tracker stops after it.
+    lose_after_line: Option<String>,
 }
 
 impl Relay {
@@ -452,6 +466,7 @@ impl Relay {
         recorder: StreamRecorder,
         input: Input,
         utf8: bool,
+        session: inspect::LineSession,
     ) -> Relay {
         let masker = agent.conn.services.masker();
         let (up_rx, up_tx) = up.split();
@@ -483,6 +498,8 @@ impl Relay {
             script: input == Input::Lines(inspect::Mode::Lines),
             transfer: input == Input::Transfer,
             input_closed: false,
+            session,
+            lose_after_line: None,
         }
     }
 
@@ -766,6 +783,10 @@ impl Relay {
                         LineOutcome::Continue => tracker.continue_line(),
                         LineOutcome::Refused => tracker.refuse(),
                     };
+                    // The line's Enter went with `allow`; from now on nothing more does.
+                    if let Some(why) = self.lose_after_line.take() {
+                        tracker.lose(why);
+                    }
                     queue.extend(next);
                     if outcome == LineOutcome::Refused && self.script {
                         // Later lines of a script may depend on the refused one: the shell gets
@@ -788,17 +809,20 @@ impl Relay {
 
     async fn decide_line(&mut self, line: &str, uncertain: Option<String>) -> LineOutcome {
         let conn = self.agent.conn.clone();
-        let decision = match uncertain {
-            Some(why) => Decision {
-                action: Action::Deny,
-                rule: "uncertain-line".into(),
-                reason: format!(
-                    "sluice could not follow the line editing ({why}); type the command in full"
-                ),
-            },
-            None => match inspect::decide_line(&conn, line) {
+        let (decision, analysis) = match uncertain {
+            Some(why) => (
+                Decision {
+                    action: Action::Deny,
+                    rule: "uncertain-line".into(),
+                    reason: format!(
+                        "sluice could not follow the line editing ({why}); type the command in full"
+                    ),
+                },
+                None,
+            ),
+            None => match inspect::decide_line(&conn, &self.session, line) {
                 None => return LineOutcome::Continue,
-                Some(d) => d,
+                Some((d, a)) => (d, Some(a)),
             },
         };
         let mut parked = Parked::default();
@@ -816,7 +840,17 @@ impl Relay {
         // What the agent typed while the line was held comes next.
         self.parked = parked;
         match result {
-            Ok(_) => LineOutcome::Run,
+            Ok(_) => {
+                // The line runs: the shell is now in the state it leaves.
+                if let Some(a) = analysis {
+                    self.session.state = a.state;
+                    if let Some(why) = a.line_editing {
+                        info!(event = "ssh_line_editing_changed", conn_id = conn.ctx.id, why = %why, "later lines are refused");
+                        self.lose_after_line = Some(why);
+                    }
+                }
+                LineOutcome::Run
+            }
             Err(refused) => {
                 self.agent.notice(&refused).await;
                 LineOutcome::Refused

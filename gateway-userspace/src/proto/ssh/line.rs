@@ -138,6 +138,9 @@ pub struct LineTracker {
     uncertain: Option<String>,
     /// The end of the previous output chunk, for an announcement split across chunks.
     output_tail: Vec<u8>,
+    /// Why the model no longer holds (a line changed the line editing): nothing more is
+    /// forwarded, and every line is submitted uncertain.
+    lost: Option<String>,
 }
 
 impl LineTracker {
@@ -162,7 +165,15 @@ impl LineTracker {
             cut: false,
             uncertain: None,
             output_tail: Vec::new(),
+            lost: None,
         }
+    }
+
+    /// A line that ran changed how the remote reads keys or lines (`stty erase`, `bind`,
+    /// `set -o vi`, another shell): sluice can no longer follow the terminal, so from now on
+    /// nothing typed is forwarded and every line is refused as uncertain.
+    pub fn lose(&mut self, why: String) {
+        self.lost.get_or_insert(why);
     }
 
     /// Pty mode: the remote line editor reads UTF-8 (its locale is a UTF-8 one), so non-ASCII
@@ -400,7 +411,10 @@ impl LineTracker {
         let mut raw = mem::take(&mut self.held_raw);
         raw.append(&mut self.raw);
         let text = String::from_utf8_lossy(&raw).into_owned();
-        let uncertain = overflow
+        let uncertain = self
+            .lost
+            .clone()
+            .or(overflow)
             .or_else(|| self.uncertain.take())
             .or_else(|| {
                 self.cut.then(|| {
@@ -532,7 +546,11 @@ impl LineTracker {
     }
 
     fn enter(&mut self, b: u8) {
-        if self.line.is_empty() && self.held.is_empty() && self.uncertain.is_none() {
+        if self.line.is_empty()
+            && self.held.is_empty()
+            && self.uncertain.is_none()
+            && self.lost.is_none()
+        {
             // An empty line runs nothing.
             self.forward(&[b]);
             self.released();
@@ -541,7 +559,7 @@ impl LineTracker {
         let continued = !self.held.is_empty();
         let text = mem::take(&mut self.held) + &mem::take(&mut self.line);
         self.cursor = 0;
-        let uncertain = self.uncertain.take();
+        let uncertain = self.lost.clone().or_else(|| self.uncertain.take());
         self.out.push(Action::Submit {
             line: text.clone(),
             terminator: vec![b],
@@ -836,7 +854,7 @@ impl LineTracker {
     }
 
     fn forward(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() {
+        if bytes.is_empty() || self.lost.is_some() {
             return;
         }
         if let Some(Action::Forward(last)) = self.out.last_mut() {

@@ -13,7 +13,7 @@
 
 mod channel;
 mod hold;
-mod inspect;
+pub mod inspect;
 mod line;
 pub mod settings;
 mod upstream;

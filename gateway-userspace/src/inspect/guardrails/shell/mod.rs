@@ -25,17 +25,32 @@
 //! - Input that ends inside a quote, a here-document, after `|`, `&&` or `\`, or in an open
 //!   `if`/`for`/`{`/`(` is `incomplete`, not unparseable: an interactive shell would ask for more.
 
+mod cluster;
+mod editing;
+mod effects;
+mod interp;
+mod names;
+mod paths;
+mod readonly;
 mod rules;
+mod shutdown;
+mod sql_client;
+mod state;
+mod stdout;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_attacks;
 mod walk;
 mod words;
+mod wrappers;
 
 use std::{fmt, io::Cursor, str::FromStr};
 
 use brush_parser::{ParseError, Parser, ast};
 use serde::{Deserialize, Serialize};
 
+pub use self::state::ShellState;
 use super::{RuleId, UnknownRuleId};
 
 /// A shell guardrail; the serde and `Display` form is the stable id used in policies and audit.
@@ -59,13 +74,21 @@ pub enum ShellRuleId {
     WriteEtc,
     /// A database client runs SQL that sluice cannot see (`psql -f file`, `cmd | psql`).
     OpaqueSql,
-    /// What runs is not known: a command name built at run time, `eval` of an expansion,
-    /// `source FILE`, a shell reading a script file.
+    /// What runs is not known: a command name built at run time, `eval` of an expansion.
     DynamicCommand,
+    /// Code sluice cannot judge: an interpreter's inline program (`python3 -c`, `perl -e`,
+    /// `node -e`, an awk program that runs commands or writes files), a script file (`sh x.sh`,
+    /// `source x`), a program read from standard input (`python3 -`), a file this input wrote.
+    OpaqueCode,
+    /// A program that takes commands from the terminal, key by key or line by line, in a way
+    /// sluice does not follow: a REPL (`python3`, `psql`), an editor, `less FILE`.
+    InteractiveProgram,
+    /// A function that starts copies of itself in the background or a pipeline.
+    ForkBomb,
 }
 
 impl ShellRuleId {
-    pub const ALL: [ShellRuleId; 9] = [
+    pub const ALL: [ShellRuleId; 12] = [
         ShellRuleId::RmRf,
         ShellRuleId::Mkfs,
         ShellRuleId::DdDevice,
@@ -75,6 +98,9 @@ impl ShellRuleId {
         ShellRuleId::WriteEtc,
         ShellRuleId::OpaqueSql,
         ShellRuleId::DynamicCommand,
+        ShellRuleId::OpaqueCode,
+        ShellRuleId::InteractiveProgram,
+        ShellRuleId::ForkBomb,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -88,6 +114,9 @@ impl ShellRuleId {
             ShellRuleId::WriteEtc => "write-etc",
             ShellRuleId::OpaqueSql => "opaque-sql",
             ShellRuleId::DynamicCommand => "dynamic-command",
+            ShellRuleId::OpaqueCode => "opaque-code",
+            ShellRuleId::InteractiveProgram => "interactive-program",
+            ShellRuleId::ForkBomb => "fork-bomb",
         }
     }
 }
@@ -121,6 +150,9 @@ pub const SHELL_RULE_IDS: &[&str] = &[
     "write-etc",
     "opaque-sql",
     "dynamic-command",
+    "opaque-code",
+    "interactive-program",
+    "fork-bomb",
 ];
 
 /// The rule of a shell finding: a shell rule, or a SQL rule that fired on SQL the command line
@@ -168,12 +200,72 @@ pub struct ShellFinding {
     pub reason: String,
 }
 
+/// What a command does to the host, as far as sluice can prove. Ordered: a command line is as
+/// much as its most doubtful part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShellKind {
+    /// On the read-only list, in a form that only reads.
+    Read,
+    /// Known to change something: a redirect to a file, `rm`, `sed -i`, `systemctl restart`.
+    Write,
+    /// Not known to be read-only: a program not on the list, a form of it the list does not
+    /// know, a program reached by a path or a changed `PATH`, code sluice cannot see.
+    Unknown,
+}
+
+impl ShellKind {
+    pub const ALL: [ShellKind; 3] = [ShellKind::Read, ShellKind::Write, ShellKind::Unknown];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShellKind::Read => "read",
+            ShellKind::Write => "write",
+            ShellKind::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for ShellKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Shell command kinds as policies write them in a rule's `shell:` list.
+pub const SHELL_KINDS: &[&str] = &["read", "write", "unknown"];
+
+/// One thing a command line runs: a program (wrappers included, each its own run), or
+/// something the shell itself does (`program: None`: a redirect to a file, an assignment).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ShellRun {
+    pub program: Option<String>,
+    pub kind: ShellKind,
+    /// Why it is not a read, for reviewers and the agent (empty for reads).
+    pub reason: String,
+}
+
+/// Where a command line comes from; it changes what some programs do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShellOrigin {
+    /// The channel has a terminal: pagers and REPLs are interactive, keys reach programs.
+    pub terminal: bool,
+    /// A line of a session whose later input sluice decides line by line (a shell reading the
+    /// session's input): what a program reads from the terminal is decided as later lines.
+    /// An exec request's input is relayed as it is: a program reading it reads unseen input.
+    pub line: bool,
+    /// An interactive shell reads the line: history expansion (`!!`, `^a^b`) applies.
+    pub interactive: bool,
+}
+
 /// The result of analysing one command line (possibly several commands).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ShellAnalysis {
     /// Program names (basename, after unwrapping wrappers) of every simple command, in order.
     /// Wrappers are listed too (`sudo rm x` is `["sudo", "rm"]`), so a policy can name them.
     pub commands: Vec<String>,
+    /// Everything the line runs with its kind, in order (see [`ShellRun`]).
+    pub runs: Vec<ShellRun>,
     pub findings: Vec<ShellFinding>,
     /// The parser's message when the text does not parse (and is not merely incomplete).
     pub parse_error: Option<String>,
@@ -184,9 +276,32 @@ pub struct ShellAnalysis {
     /// A shell on this line reads its commands from the session's own input (`bash`,
     /// `sudo sh -s`): that input is shell code too, for the caller to decide line by line.
     pub reads_session_input: bool,
+    /// The shell reading the session's input is interactive (`bash -i`): its lines are read
+    /// with history expansion.
+    pub session_input_interactive: bool,
+    /// Why the shell will not run the line as written (history expansion, `!!`, `^a^b`): the
+    /// session refuses it as `uncertain-line`.
+    pub uncertain: Option<String>,
+    /// The line changes how the terminal or the shell reads later lines (`stty erase`, `bind`,
+    /// `set -o vi`, `INPUTRC=`, another shell's line editor): sluice's model of the line
+    /// editor no longer holds for the rest of the session.
+    pub line_editing: Option<String>,
+    /// The shell's state after the line, if it runs (working directory, aliases, functions,
+    /// files written...), for the session's next line.
+    #[serde(skip)]
+    pub state: ShellState,
 }
 
 impl ShellAnalysis {
+    /// The kind of the whole line: its most doubtful run (`read` for a line that runs nothing).
+    pub fn kind(&self) -> ShellKind {
+        self.runs
+            .iter()
+            .map(|r| r.kind)
+            .max()
+            .unwrap_or(ShellKind::Read)
+    }
+
     pub fn has(&self, rule: impl Into<ShellRule>) -> bool {
         let rule = rule.into();
         self.findings.iter().any(|f| f.rule == rule)
@@ -217,58 +332,96 @@ fn big_stack_size(len: usize) -> usize {
     (16 << 20) + len * 4096
 }
 
-/// Analyse a shell command line. Pure: the same text always gives the same analysis.
+/// Analyse a shell command line as an exec request without a terminal, in a fresh shell (its
+/// working directory is the home directory). Pure: the same text always gives the same analysis.
 pub fn analyze_shell(text: &str) -> ShellAnalysis {
+    analyze_shell_in(text, ShellOrigin::default(), &ShellState::default())
+}
+
+/// Analyse a shell command line from `origin`, in a shell whose state earlier lines of the
+/// session left (`state`). Pure; the state after the line is in [`ShellAnalysis::state`].
+pub fn analyze_shell_in(text: &str, origin: ShellOrigin, state: &ShellState) -> ShellAnalysis {
     if text.len() > MAX_SHELL_LEN {
-        return refused(format!(
-            "command line of {} bytes is longer than the {MAX_SHELL_LEN} bytes analysed",
-            text.len()
-        ));
+        return refused(
+            format!(
+                "command line of {} bytes is longer than the {MAX_SHELL_LEN} bytes analysed",
+                text.len()
+            ),
+            state,
+        );
     }
     if text.len() <= CALLER_STACK_LEN {
-        return analyze_guarded(text);
+        return analyze_guarded(text, origin, state);
     }
     std::thread::scope(|scope| {
         std::thread::Builder::new()
             .name("sluice-shell-analyze".into())
             .stack_size(big_stack_size(text.len()))
-            .spawn_scoped(scope, || analyze_guarded(text))
+            .spawn_scoped(scope, || analyze_guarded(text, origin, state))
             .map_err(|e| format!("cannot start the analysis thread: {e}"))
             .and_then(|t| t.join().map_err(|_| "the analysis panicked".to_owned()))
-            .unwrap_or_else(refused)
+            .unwrap_or_else(|e| refused(e, state))
     })
 }
 
 /// A panic inside the parser is a bug there, not a reason to take the session down: report the
 /// line as unparseable, which the policy never allows.
-fn analyze_guarded(text: &str) -> ShellAnalysis {
-    std::panic::catch_unwind(|| analyze_unguarded(text))
-        .unwrap_or_else(|_| refused("the shell parser panicked".to_owned()))
+fn analyze_guarded(text: &str, origin: ShellOrigin, state: &ShellState) -> ShellAnalysis {
+    std::panic::catch_unwind(|| analyze_unguarded(text, origin, state))
+        .unwrap_or_else(|_| refused("the shell parser panicked".to_owned(), state))
 }
 
-fn analyze_unguarded(text: &str) -> ShellAnalysis {
+fn analyze_unguarded(text: &str, origin: ShellOrigin, state: &ShellState) -> ShellAnalysis {
     match parse(text) {
         Parsed::Program(program) => {
-            let mut walker = walk::Walker::default();
+            let mut walker = walk::Walker::new(origin, state.clone());
+            if origin.interactive {
+                editing::history_expansion(&mut walker, text);
+            }
             walker.walk(text, &program, &walk::Input::Terminal);
             walker.into_analysis()
         }
         Parsed::Incomplete => ShellAnalysis {
             incomplete: true,
+            state: state.clone(),
             ..ShellAnalysis::default()
         },
-        Parsed::Error(e) => refused(e),
+        Parsed::Error(e) => refused(e, state),
     }
 }
 
+/// [`analyze_shell_in`] without its guard: a panic in the parser or the walk propagates (the
+/// fuzz targets want to see it; the gateway turns it into `unparseable`).
+#[doc(hidden)]
+pub fn analyze_shell_unguarded(
+    text: &str,
+    origin: ShellOrigin,
+    state: &ShellState,
+) -> ShellAnalysis {
+    if text.len() > MAX_SHELL_LEN {
+        return analyze_shell_in(text, origin, state);
+    }
+    if text.len() <= CALLER_STACK_LEN {
+        return analyze_unguarded(text, origin, state);
+    }
+    std::thread::scope(|scope| {
+        let t = std::thread::Builder::new()
+            .stack_size(big_stack_size(text.len()))
+            .spawn_scoped(scope, || analyze_unguarded(text, origin, state))
+            .expect("a thread for the analysis");
+        t.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
 /// One unparseable line.
-fn refused(why: String) -> ShellAnalysis {
+fn refused(why: String, state: &ShellState) -> ShellAnalysis {
     ShellAnalysis {
         findings: vec![ShellFinding {
             rule: ShellRule::Sql(RuleId::Unparseable),
             reason: format!("the command line could not be parsed, so it cannot be checked: {why}"),
         }],
         parse_error: Some(why),
+        state: state.clone(),
         ..ShellAnalysis::default()
     }
 }
@@ -287,6 +440,9 @@ fn parse(text: &str) -> Parsed {
         .strip_suffix("\r\n")
         .or_else(|| text.strip_suffix('\n'))
         .unwrap_or(text);
+    if let Some(why) = too_nested_to_parse(text) {
+        return Parsed::Error(why);
+    }
     match parse_program(text) {
         Ok(p) => Parsed::Program(p),
         Err(e) if wants_more(&e) => {
@@ -309,6 +465,79 @@ fn parse(text: &str) -> Parsed {
         }
         Err(e) => Parsed::Error(e.to_string()),
     }
+}
+
+/// Parentheses (quoted or not) nested deeper than this are not parsed.
+const MAX_PAREN_DEPTH: usize = 12;
+/// `case` commands nested deeper than this are not parsed.
+const MAX_CASE_DEPTH: usize = 6;
+
+/// brush's parser backtracks exponentially on nested unclosed parentheses and `case` patterns
+/// (`(( ((((((((((((x` or `case a in b) case a in b) ...` took seconds to minutes; found by
+/// fuzzing). Nobody types that deep: such lines are refused before parsing. Quotes are not
+/// skipped, so this counts at least as deep as the parser would go.
+fn too_nested_to_parse(text: &str) -> Option<String> {
+    let (mut depth, mut max) = (0usize, 0usize);
+    for c in text.chars() {
+        match c {
+            '(' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            ')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if max > MAX_PAREN_DEPTH {
+        return Some(format!(
+            "parentheses nested {max} deep (more than the {MAX_PAREN_DEPTH} analysed)"
+        ));
+    }
+    let (mut cases, mut max_cases) = (0usize, 0usize);
+    for word in text.split(|c: char| c.is_whitespace() || ";&|()`".contains(c)) {
+        match word {
+            "case" => {
+                cases += 1;
+                max_cases = max_cases.max(cases);
+            }
+            "esac" => cases = cases.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if max_cases > MAX_CASE_DEPTH {
+        return Some(format!(
+            "case commands nested {max_cases} deep (more than the {MAX_CASE_DEPTH} analysed)"
+        ));
+    }
+    // brush's tokenizer loops forever, growing memory, on a here-document operator followed
+    // by a control character such as a carriage return (`cat <<\r;; ls `; found by fuzzing).
+    let chars: Vec<char> = text.chars().collect();
+    for (i, w) in chars.windows(2).enumerate() {
+        if w == ['<', '<'] && chars.get(i + 2) != Some(&'<') {
+            let after = chars[i + 2..]
+                .iter()
+                .skip_while(|c| **c == '-')
+                .find(|c| **c != ' ' && **c != '\t');
+            if after.is_some_and(|c| c.is_control() && *c != '\n') {
+                return Some("a here-document operator followed by a control character".into());
+            }
+        }
+    }
+    // brush unwraps a redirect's file-descriptor number as a 32-bit integer (`99999999999>x`
+    // panicked inside it; found by fuzzing).
+    let b = text.as_bytes();
+    let mut run = 0usize;
+    for (i, &c) in b.iter().enumerate() {
+        if c.is_ascii_digit() {
+            run += 1;
+        } else {
+            if run >= 10 && matches!(c, b'<' | b'>') && i >= run {
+                return Some("a file descriptor number too large for a redirect".into());
+            }
+            run = 0;
+        }
+    }
+    None
 }
 
 fn parse_program(text: &str) -> Result<ast::Program, ParseError> {

@@ -395,8 +395,9 @@ fn sql_through_a_client() {
         ("gunzip -c x.gz | psql", &["opaque-sql"]),
         ("mysql db < dump.sql", &["opaque-sql"]),
         // Fine.
-        ("psql", &[]),
-        ("psql -h db -U app mydb", &[]),
+        // In an exec request, psql reads SQL from input sluice relays unread.
+        ("psql", &["opaque-sql"]),
+        ("psql -h db -U app mydb", &["opaque-sql"]),
         ("psql -l", &[]),
         ("psql -c 'select * from t where id = 1'", &[]),
         ("echo 'select 1' | psql", &[]),
@@ -440,9 +441,10 @@ fn pipe_to_shell() {
         ("sh -c 'curl x | sh'", &["pipe-to-shell"]),
         // Fine: downloaded data, not code.
         ("curl x | jq .", &[]),
+        // Inline code is opaque, downloaded data or not.
         (
             "curl x | python3 -c 'import json,sys; print(json.load(sys.stdin))'",
-            &[],
+            &["opaque-code"],
         ),
         ("curl x | python3 -m json.tool", &[]),
         ("curl -o x.tgz https://x", &[]),
@@ -481,7 +483,7 @@ fn write_etc() {
         ("sed -i 's/a/b/' /etc/ssh/sshd_config", &["write-etc"]),
         ("sed -i.bak -e 's/a/b/' /etc/x", &["write-etc"]),
         ("sed --in-place 's/a/b/' /etc/x", &["write-etc"]),
-        ("perl -pi -e 's/a/b/' /etc/x", &["write-etc"]),
+        ("perl -pi -e 's/a/b/' /etc/x", &["write-etc", "opaque-code"]),
         ("chmod 777 /etc/shadow", &["write-etc"]),
         ("chown -R me /etc", &["write-etc"]),
         ("truncate -s 0 /etc/motd", &["write-etc"]),
@@ -490,14 +492,14 @@ fn write_etc() {
         ("rm -r /etc/nginx", &["write-etc"]),
         ("touch -d yesterday /etc/x", &["write-etc"]),
         ("mkdir -m 700 /etc/x", &["write-etc"]),
-        ("perl -i -E 'say 1' /etc/x", &["write-etc"]),
+        ("perl -i -E 'say 1' /etc/x", &["write-etc", "opaque-code"]),
         ("sed -n -i -e p /etc/x", &["write-etc"]),
         ("rsync -e ssh -a conf/ /etc/app/", &["write-etc"]),
         ("rsync -a conf/ host:/etc/app/", &[]), // another host's /etc
         ("dd if=x of=/etc/x", &["write-etc"]),
-        ("sudoedit /etc/hosts", &["write-etc"]),
+        ("sudoedit /etc/hosts", &["write-etc", "opaque-code"]),
         ("sudo -e /etc/hosts", &["write-etc"]),
-        ("vim /etc/hosts", &["write-etc"]),
+        ("vim /etc/hosts", &["write-etc", "opaque-code"]),
         ("visudo", &["write-etc"]),
         ("useradd mallory", &["write-etc"]),
         ("sudo usermod -aG sudo me", &["write-etc"]),
@@ -512,7 +514,7 @@ fn write_etc() {
         ("echo x > etc/passwd", &[]), // relative: the working directory is unknown
         ("echo /etc/passwd", &[]),
         ("diff /etc/a /etc/b > /tmp/d", &[]),
-        ("vim -R /etc/hosts", &[]),
+        ("vim -R /etc/hosts", &["opaque-code"]), // an editor reading commands
         ("visudo -c", &[]),
         ("tee -a /tmp/log", &[]),
         ("ln -s /etc/passwd /tmp/p", &[]),
@@ -534,12 +536,12 @@ fn dynamic_commands() {
         ("eval \"$x\"", &["dynamic-command"]),
         ("eval $x", &["dynamic-command"]),
         ("sh -c \"$x\"", &["dynamic-command"]),
-        ("source ~/.bashrc", &["dynamic-command"]),
-        (". ./env.sh", &["dynamic-command"]),
-        ("bash deploy.sh", &["dynamic-command"]),
-        ("sudo sh /tmp/x.sh", &["dynamic-command"]),
-        ("cat x.sh | bash", &["dynamic-command"]),
-        ("bash < x.sh", &["dynamic-command"]),
+        ("source ~/.bashrc", &["opaque-code"]),
+        (". ./env.sh", &["opaque-code"]),
+        ("bash deploy.sh", &["opaque-code"]),
+        ("sudo sh /tmp/x.sh", &["opaque-code"]),
+        ("cat x.sh | bash", &["opaque-code"]),
+        ("bash < x.sh", &["opaque-code"]),
         ("ssh host \"$CMD\"", &["dynamic-command"]),
         // Fine.
         ("echo $HOME", &[]),
@@ -758,4 +760,143 @@ fn shells_reading_the_sessions_input_are_reported() {
     ] {
         assert!(!analyze_shell(line).reads_session_input, "{line}");
     }
+}
+
+/// Found by fuzzing: brush's brace parser is exponential in nested or unclosed braces. Past a
+/// small depth the word stays unexpanded (and unknown); the rules still see the program.
+#[test]
+fn deeply_nested_braces_are_bounded() {
+    for word in [
+        format!("-r{}f", "{".repeat(40)),
+        format!("{}a{}", "{".repeat(40), "}".repeat(40)),
+        "{a,".repeat(40),
+        "{".repeat(300),
+    ] {
+        let line = format!("cd / && rm {word} srv");
+        let start = std::time::Instant::now();
+        let a = analyze_shell(&line);
+        // Generous for a debug build on a loaded machine; the exponential case took minutes.
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{line}"
+        );
+        assert_eq!(a.commands, ["cd", "rm"], "{line}");
+        assert_eq!(a.kind(), ShellKind::Write, "{line}");
+        // An unknown word that may be `-rf`, with `srv` in `/`: still the finding.
+        if word.starts_with("-r") {
+            assert!(a.has(ShellRuleId::RmRf), "{line}: {a:?}");
+        }
+    }
+    // Shallow braces still expand.
+    check(&[("rm -rf /{etc,{usr,var}}", &["rm-rf", "write-etc"])]);
+}
+
+/// Functions that call each other many times are walked at each call: bounded in all.
+#[test]
+fn function_call_fan_out_is_bounded() {
+    let mut line = "f0() { ls; }".to_owned();
+    for i in 1..9 {
+        let calls = format!("f{} ", i - 1).repeat(10).replace(' ', "; ");
+        line.push_str(&format!("; f{i}() {{ {calls} }}"));
+    }
+    line.push_str("; f8");
+    let start = std::time::Instant::now();
+    let a = analyze_shell(&line);
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    assert!(a.has(RuleId::Unparseable), "{:?}", a.findings);
+}
+
+/// Found by fuzzing: an option word that is a glob (`--i*nste`) has no exact text.
+#[test]
+fn glob_option_words_are_unknown_options() {
+    let a = analyze_shell("apt l --i*nste | grep -c x");
+    assert!(a.findings.is_empty(), "{a:?}");
+    assert_eq!(analyze_shell("sort --o* x").kind(), ShellKind::Unknown);
+}
+
+/// Found by fuzzing: brush-parser panics on integers too long for 64 bits in brace sequences
+/// and tilde prefixes; such words are not handed to it.
+#[test]
+fn overlong_numbers_do_not_reach_the_parsers_unwraps() {
+    for line in [
+        "rmog/{{{{1111111111111111111111111111111..2}",
+        "echo {1..99999999999999999999}",
+        "ls ~+99999999999999999999999",
+        "ls ~-99999999999999999999999/x",
+        "cat <<EOF\n~99999999999999999999999\nEOF",
+        "echo ${x:-~99999999999999999999999}",
+    ] {
+        let a =
+            super::analyze_shell_unguarded(line, ShellOrigin::default(), &ShellState::default());
+        assert!(
+            a.parse_error.is_none() || a.has(RuleId::Unparseable),
+            "{line}: {a:?}"
+        );
+    }
+    // Ordinary long numbers are fine.
+    assert!(
+        analyze_shell("sleep 100000000000000000000000")
+            .findings
+            .is_empty()
+    );
+}
+
+/// Found by fuzzing: brush's parser is exponential in nested unclosed parentheses and `case`
+/// patterns; such lines are refused before parsing, in bounded time.
+#[test]
+fn deeply_nested_parentheses_and_case_are_refused_quickly() {
+    for line in [
+        format!("(( {}o", "(".repeat(30)),
+        format!("{}x", "( ".repeat(30)),
+        format!("{}x", "case a in b) ".repeat(30)),
+        "(( ((((((((((((o((((((((((((op".to_owned(),
+    ] {
+        let start = std::time::Instant::now();
+        let a = analyze_shell(&line);
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(2),
+            "{line}"
+        );
+        assert!(
+            a.parse_error.is_some() && a.has(RuleId::Unparseable),
+            "{line}: {a:?}"
+        );
+    }
+    // Found by fuzzing too: a redirect's descriptor number too large for 32 bits.
+    let a = super::analyze_shell_unguarded(
+        "ln -s x <99999999999999999999999999999999999999<<<o",
+        ShellOrigin::default(),
+        &ShellState::default(),
+    );
+    assert!(a.parse_error.is_some(), "{a:?}");
+    assert!(analyze_shell("ls 2>/dev/null 9>&1").is_clean());
+    // Ordinary nesting still parses.
+    assert!(analyze_shell("( (cd /tmp && ls) ; (echo $(( (1+2) * (3+4) ))) )").is_clean());
+    assert!(analyze_shell("case $x in a) case $y in b) ls;; esac;; esac").is_clean());
+}
+
+/// Found by fuzzing: brush's tokenizer never returns (and grows without bound) on a
+/// here-document operator followed by a control character. Such lines are refused first.
+#[test]
+fn here_document_operators_followed_by_control_characters_are_refused() {
+    for line in [
+        "cat <<\r;; ls ",
+        "a<<-\r;d ",
+        "a<<\u{c};;d ",
+        "a<< \r|d ",
+        "slockse --s\u{fffd}a<<\r;;\u{7}\u{fffd}d ",
+    ] {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let text = line.to_owned();
+        std::thread::spawn(move || {
+            let _ = tx.send(analyze_shell(&text));
+        });
+        let a = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{line:?} does not return"));
+        assert!(a.parse_error.is_some(), "{line:?}: {a:?}");
+    }
+    assert!(analyze_shell("cat <<EOF\nx\nEOF").is_clean());
+    assert!(analyze_shell("cat <<-'EOF'\n\tx\n\tEOF").is_clean());
+    assert!(analyze_shell("tr a b <<< x").is_clean());
 }

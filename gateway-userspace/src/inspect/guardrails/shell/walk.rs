@@ -1,7 +1,7 @@
 //! The AST walk: every simple command, wherever it sits, becomes an argv that is unwrapped
 //! (`sudo`, `env`, `timeout`, ...) and handed to the rules with what feeds its standard input.
 
-use std::io::Cursor;
+use std::{io::Cursor, mem};
 
 use brush_parser::{
     Parser,
@@ -12,13 +12,20 @@ use brush_parser::{
 };
 
 use super::{
-    MAX_DEPTH, RuleId, ShellAnalysis, ShellFinding, ShellRule, ShellRuleId, rules,
-    words::{self, Arg, Braces, Fed},
+    MAX_DEPTH, RuleId, ShellAnalysis, ShellFinding, ShellKind, ShellOrigin, ShellRule, ShellRuleId,
+    ShellRun, ShellState, editing, names, paths, rules,
+    state::Written,
+    words::{self, Arg, Braces},
+    wrappers::{Unwrap, assignment, skip_assignments, unwrap, xargs_argv},
 };
 
 /// Compound commands nested deeper than this are not walked (`unparseable`): the parser
 /// accepted them, but nobody types 64 levels of `( ( ( ...`.
 const MAX_NESTING: usize = 64;
+
+/// Nested command lines (substitutions, `sh -c`, function calls, alias expansions) one line
+/// may make the walk enter, in all.
+const MAX_ENTERED: usize = 4096;
 
 /// What feeds a command's standard input, as far as the line shows it.
 #[derive(Clone, Debug)]
@@ -45,12 +52,30 @@ impl Input {
     }
 }
 
-#[derive(Default)]
 pub(super) struct Walker {
     commands: Vec<String>,
+    runs: Vec<ShellRun>,
     findings: Vec<ShellFinding>,
+    pub origin: ShellOrigin,
+    /// The shell's state at the point of the walk (see [`ShellState`]).
+    pub state: ShellState,
+    /// Why the line cannot be followed (history expansion): refused as `uncertain-line`.
+    uncertain: Option<String>,
+    /// See [`ShellAnalysis::line_editing`].
+    pub line_editing: Option<String>,
+    /// Functions being walked (their definition or a call), innermost last.
+    calls: Vec<String>,
+    /// Aliases being expanded: bash does not expand an alias inside its own expansion.
+    expanding: Vec<String>,
+    /// Pipelines and background jobs entered: what runs there runs concurrently.
+    concurrent: usize,
+    /// Why the command being invoked is not found through the system's `PATH` (a `PATH=`
+    /// prefix assignment).
+    pub path_prefix: Option<String>,
     /// Strings handed back to a shell, substitutions and wrappers entered so far, on this path.
     depth: usize,
+    /// Levels entered so far, in all (see [`MAX_ENTERED`]).
+    entered: usize,
     /// Compound commands entered, on this path.
     nesting: usize,
     /// Downloaders invoked so far: a substitution that raised it runs a download.
@@ -59,17 +84,93 @@ pub(super) struct Walker {
     source: String,
     /// See [`ShellAnalysis::reads_session_input`].
     pub reads_session_input: bool,
+    pub session_input_interactive: bool,
 }
 
 impl Walker {
+    pub fn new(origin: ShellOrigin, state: ShellState) -> Walker {
+        Walker {
+            commands: Vec::new(),
+            runs: Vec::new(),
+            findings: Vec::new(),
+            origin,
+            state,
+            uncertain: None,
+            line_editing: None,
+            calls: Vec::new(),
+            expanding: Vec::new(),
+            concurrent: 0,
+            path_prefix: None,
+            depth: 0,
+            entered: 0,
+            nesting: 0,
+            downloads: 0,
+            source: String::new(),
+            reads_session_input: false,
+            session_input_interactive: false,
+        }
+    }
+
     pub fn into_analysis(self) -> ShellAnalysis {
         ShellAnalysis {
             commands: self.commands,
+            runs: self.runs,
             findings: self.findings,
             parse_error: None,
             incomplete: false,
             reads_session_input: self.reads_session_input,
+            session_input_interactive: self.session_input_interactive,
+            uncertain: self.uncertain,
+            line_editing: self.line_editing,
+            state: self.state,
         }
+    }
+
+    /// Records what one program (or the shell itself, `None`) does.
+    pub fn run(&mut self, program: Option<&str>, kind: ShellKind, reason: String) {
+        self.runs.push(ShellRun {
+            program: program.map(str::to_owned),
+            kind,
+            reason: if kind == ShellKind::Read {
+                String::new()
+            } else {
+                reason
+            },
+        });
+    }
+
+    /// The line is not what the shell will run (history expansion): see `uncertain-line`.
+    pub fn uncertain(&mut self, why: String) {
+        self.uncertain.get_or_insert(why);
+    }
+
+    /// The input writes a file at `places`: running it later runs what was written. One in the
+    /// system's program directories may now answer to a bare command name.
+    pub fn wrote(&mut self, places: &[super::state::Place], how: Written) {
+        if names::in_program_dirs(places) {
+            self.state
+                .names_changed("a file in the system's program directories was written");
+        }
+        self.state.wrote(places, how);
+    }
+
+    /// The line changes how later lines are read.
+    pub fn changes_editing(&mut self, why: String) {
+        self.line_editing.get_or_insert(why);
+    }
+
+    /// Runs `f` in a child of the shell (a subshell, a pipeline part, `$(...)`, `sh -c`): its
+    /// working directory, aliases and functions do not outlive it; the files it writes do.
+    pub fn child<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        let saved = self.state.clone();
+        let out = f(self);
+        let inner = mem::replace(&mut self.state, saved);
+        self.state.written = inner.written;
+        self.state.symlinks = inner.symlinks;
+        if self.state.names_untrusted.is_none() {
+            self.state.names_untrusted = inner.names_untrusted;
+        }
+        out
     }
 
     /// Records a finding once (the same rule and reason twice says nothing new).
@@ -99,9 +200,15 @@ impl Walker {
         out
     }
 
-    /// Parses and walks `text` as a shell program one level deeper (`sh -c`, `eval`, `$(...)`).
-    /// Returns whether it ran a download. `what` names the text for reasons.
+    /// Parses and walks `text` as a shell program one level deeper, in a child shell (`sh -c`,
+    /// `$(...)`, a definition checked before it runs). Returns whether it ran a download.
+    /// `what` names the text for reasons.
     pub fn nested(&mut self, text: &str, what: &str, stdin: &Input) -> bool {
+        self.child(|w| w.nested_here(text, what, stdin))
+    }
+
+    /// [`Walker::nested`] in this shell: `eval`, an alias's or a function's body.
+    pub fn nested_here(&mut self, text: &str, what: &str, stdin: &Input) -> bool {
         let before = self.downloads;
         if !self.enter() {
             return true;
@@ -123,6 +230,18 @@ impl Walker {
     /// One more level of strings-in-strings; false (with an `unparseable` finding) past
     /// [`MAX_DEPTH`].
     pub fn enter(&mut self) -> bool {
+        // Function bodies and aliases are walked again at each call: a line of functions that
+        // call each other many times would take exponential time without a budget.
+        if self.entered >= MAX_ENTERED {
+            self.find(
+                RuleId::Unparseable,
+                format!(
+                    "more than {MAX_ENTERED} nested command lines, function calls and aliases to check"
+                ),
+            );
+            return false;
+        }
+        self.entered += 1;
         if self.depth >= MAX_DEPTH {
             self.find(
                 RuleId::Unparseable,
@@ -146,20 +265,42 @@ impl Walker {
 
     fn compound_list(&mut self, list: &ast::CompoundList, stdin: &Input) -> Input {
         let mut out = Input::Opaque("nothing".into());
-        for ast::CompoundListItem(and_or, _) in &list.0 {
-            out = self.pipeline(&and_or.first, stdin);
-            for next in &and_or.additional {
-                let (ast::AndOr::And(p) | ast::AndOr::Or(p)) = next;
-                out = self.pipeline(p, stdin);
-            }
+        for ast::CompoundListItem(and_or, separator) in &list.0 {
+            let and_or_list = |w: &mut Self| {
+                let mut out = w.pipeline(&and_or.first, stdin);
+                for next in &and_or.additional {
+                    let (ast::AndOr::And(p) | ast::AndOr::Or(p)) = next;
+                    out = w.pipeline(p, stdin);
+                }
+                out
+            };
+            out = if matches!(separator, ast::SeparatorOperator::Async) {
+                self.concurrent(and_or_list)
+            } else {
+                and_or_list(self)
+            };
         }
+        out
+    }
+
+    /// Runs `f` as a background job or a pipeline part: a child shell, running concurrently.
+    fn concurrent<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        self.concurrent += 1;
+        let out = self.child(f);
+        self.concurrent -= 1;
         out
     }
 
     fn pipeline(&mut self, pipeline: &ast::Pipeline, stdin: &Input) -> Input {
         let mut input = stdin.clone();
+        let parts = pipeline.seq.len();
         for command in &pipeline.seq {
-            let out = self.command(command, &input);
+            // Each part of a pipeline runs in a child shell of its own.
+            let out = if parts > 1 {
+                self.concurrent(|w| w.command(command, &input))
+            } else {
+                self.command(command, &input)
+            };
             // Filters pass a download on: `curl x | base64 -d | sh` still runs downloaded code.
             input = match (&input, out) {
                 (Input::Download(d), Input::Opaque(_)) => Input::Download(d.clone()),
@@ -180,14 +321,27 @@ impl Walker {
                 self.compound(c, &stdin)
             }
             // The body runs whenever the function is called, which this line or a later one
-            // may do: check it now, once.
+            // may do: check it now (what it would run counts for this line too), and remember
+            // it, so that a call runs the body rather than a program of the same name.
             Command::Function(f) => {
-                let ast::FunctionBody(body, redirects) = &f.body;
-                let mut stdin = Input::Terminal;
-                for r in redirects.iter().flat_map(|r| &r.0) {
-                    self.redirect(r, &mut stdin);
+                let name = self.words(&f.fname).into_iter().next().unwrap_or_default();
+                let body_text = f.body.to_string();
+                match name.exact() {
+                    Some(n) => self.state.define_function(n, &body_text),
+                    None => self
+                        .state
+                        .names_changed("a function whose name is only known at run time"),
                 }
-                self.compound(body, &stdin);
+                self.calls.push(name.text.clone());
+                self.child(|w| {
+                    let ast::FunctionBody(body, redirects) = &f.body;
+                    let mut stdin = Input::Terminal;
+                    for r in redirects.iter().flat_map(|r| &r.0) {
+                        w.redirect(r, &mut stdin);
+                    }
+                    w.compound(body, &stdin);
+                });
+                self.calls.pop();
                 Input::Opaque("a function definition".into())
             }
             Command::ExtendedTest(test, redirects) => {
@@ -231,11 +385,17 @@ impl Walker {
         self.nesting += 1;
         let out = match c {
             CompoundCommand::BraceGroup(g) => self.compound_list(&g.list, stdin),
-            CompoundCommand::Subshell(s) => self.compound_list(&s.list, stdin),
+            CompoundCommand::Subshell(s) => self.child(|w| w.compound_list(&s.list, stdin)),
             CompoundCommand::ForClause(f) => {
+                let mut last = Arg::default();
                 for w in f.values.iter().flatten() {
-                    self.words(w);
+                    if let Some(a) = self.words(w).pop() {
+                        last = a;
+                    }
                 }
+                // `for PATH in /tmp; do ls; done` assigns like `PATH=/tmp`.
+                last.literal = false;
+                names::assign(self, &f.variable_name, &last, names::Exported::No);
                 self.compound_list(&f.body.list, stdin)
             }
             CompoundCommand::ArithmeticForClause(f) => {
@@ -310,23 +470,37 @@ impl Walker {
     fn simple(&mut self, c: &ast::SimpleCommand, stdin: &Input) -> Input {
         let mut stdin = stdin.clone();
         let mut argv: Vec<Arg> = Vec::new();
-        let mut assignments_only = true;
+        let mut prefix_assignments = Vec::new();
+        let mut suffix_assignments = Vec::new();
         let prefix = c.prefix.iter().flat_map(|p| &p.0);
         let suffix = c.suffix.iter().flat_map(|s| &s.0);
         for item in prefix {
-            self.item(item, &mut argv, &mut stdin, true);
+            self.item(item, &mut argv, &mut stdin, &mut prefix_assignments, true);
         }
         if let Some(name) = &c.word_or_name {
-            assignments_only = false;
             argv.extend(self.words(name));
         }
         for item in suffix {
-            self.item(item, &mut argv, &mut stdin, false);
+            self.item(item, &mut argv, &mut stdin, &mut suffix_assignments, false);
         }
-        if assignments_only && argv.is_empty() {
+        if argv.is_empty() {
+            // Assignments alone set shell variables.
+            for (name, value) in &prefix_assignments {
+                names::assign(self, name, value, names::Exported::No);
+            }
             return Input::Opaque("an assignment".into());
         }
-        self.invoke(argv, &stdin)
+        for (name, value) in &prefix_assignments {
+            names::assign(self, name, value, names::Exported::ForCommand);
+        }
+        // `export X=...`, `declare -x X=...`: the builtin sets (and maybe exports) X.
+        let exported = names::declares_exported(&argv);
+        for (name, value) in &suffix_assignments {
+            names::assign(self, name, value, exported);
+        }
+        let out = self.invoke(argv, &stdin);
+        self.path_prefix = None;
+        out
     }
 
     fn item(
@@ -334,19 +508,19 @@ impl Walker {
         item: &CommandPrefixOrSuffixItem,
         argv: &mut Vec<Arg>,
         stdin: &mut Input,
+        assignments: &mut Vec<(String, Arg)>,
         prefix: bool,
     ) {
         match item {
             CommandPrefixOrSuffixItem::IoRedirect(r) => self.redirect(r, stdin),
             CommandPrefixOrSuffixItem::Word(w) => argv.extend(self.words(w)),
             CommandPrefixOrSuffixItem::AssignmentWord(a, w) => {
-                let value = self.assignment(a);
+                if let Some(value) = self.assignment(a) {
+                    assignments.push(value);
+                }
                 // `export X=...`, `declare X=...`: the word is an argument of the builtin.
                 if !prefix {
                     argv.extend(self.words(w));
-                }
-                if let Some(special) = value {
-                    self.special_variable(&special);
                 }
             }
             CommandPrefixOrSuffixItem::ProcessSubstitution(kind, sub) => {
@@ -355,8 +529,8 @@ impl Walker {
         }
     }
 
-    /// Walks an assignment's value; returns `(name, value)` for the variables whose value the
-    /// shell itself runs later.
+    /// Walks an assignment's value; returns the variable's name and value (an array's value
+    /// is unknown).
     fn assignment(&mut self, a: &ast::Assignment) -> Option<(String, Arg)> {
         let name = match &a.name {
             ast::AssignmentName::VariableName(n) => n.clone(),
@@ -377,16 +551,8 @@ impl Walker {
                     }
                     self.words(v);
                 }
-                None
+                Some((name, Arg::default()))
             }
-        }
-    }
-
-    /// `PROMPT_COMMAND='...'` runs at every prompt of an interactive shell (this session):
-    /// its value is a command line like any other.
-    fn special_variable(&mut self, (name, value): &(String, Arg)) {
-        if name == "PROMPT_COMMAND" {
-            rules::shell_string(self, value, "PROMPT_COMMAND", &Input::Terminal);
         }
     }
 
@@ -444,13 +610,13 @@ impl Walker {
                         {
                             return;
                         }
-                        rules::output_path(self, &arg, "a redirect");
+                        self.redirect_write(&arg);
                     }
                 }
             }
             IoRedirect::OutputAndError(w, _) => {
                 for arg in self.words(w) {
-                    rules::output_path(self, &arg, "a redirect");
+                    self.redirect_write(&arg);
                 }
             }
             IoRedirect::HereDocument(fd, doc) => {
@@ -491,6 +657,28 @@ impl Walker {
                 }
             }
         }
+    }
+
+    /// A redirect that writes `target`: the rules on the path, a `write` run unless it is a
+    /// harmless device, and the file remembered as written by this input.
+    fn redirect_write(&mut self, target: &Arg) {
+        paths::output_path(self, target, "a redirect");
+        if paths::harmless_output(target) {
+            return;
+        }
+        let places = paths::places(self, target);
+        if let Some(p) = places.iter().find(|p| editing::editing_file(&p.text())) {
+            self.changes_editing(format!(
+                "a redirect writes {}, which line editors read their key bindings from",
+                p.text()
+            ));
+        }
+        self.wrote(&places, Written::Unseen);
+        self.run(
+            None,
+            ShellKind::Write,
+            format!("a redirect writes to {}", shown(&target.text)),
+        );
     }
 
     /// A word of the command line, brace-expanded, with its substitutions analysed.
@@ -540,8 +728,8 @@ impl Walker {
         }
     }
 
-    /// Runs one argv: records the program, unwraps wrappers, applies the rules. Returns what it
-    /// writes to standard output.
+    /// Runs one argv: records the program, unwraps wrappers, applies the rules and the
+    /// read-only list. Returns what it writes to standard output.
     pub fn invoke(&mut self, mut argv: Vec<Arg>, stdin: &Input) -> Input {
         loop {
             let Some(first) = argv.first() else {
@@ -554,31 +742,90 @@ impl Walker {
                         format!("downloaded text is run as a command: {}", first.text),
                     );
                 }
-                self.find(
-                    ShellRuleId::DynamicCommand,
-                    format!(
-                        "the command name {} is only known at run time",
-                        shown(&first.text)
-                    ),
+                let why = format!(
+                    "the command name {} is only known at run time",
+                    shown(&first.text)
                 );
+                self.find(ShellRuleId::DynamicCommand, why.clone());
+                self.run(None, ShellKind::Unknown, why);
                 return Input::Opaque(format!("the command {}", first.text));
             };
-            let program = basename(name).to_owned();
-            self.commands.push(program.clone());
-            match unwrap(&program, &argv[1..]) {
-                Unwrap::No => break,
-                Unwrap::Stop => return Input::Opaque(program),
-                Unwrap::Run { skip, xargs } => {
-                    let mut rest = argv.split_off(1 + skip);
-                    if let Some(replace) = xargs {
-                        rest = xargs_argv(rest, replace);
-                    }
-                    argv = rest;
+            let name = name.to_owned();
+            if !name.contains('/') {
+                self.expand_alias(&name, &argv[1..], stdin);
+                // A function of this input or session runs instead of a program of that name
+                // (if its definition ran): the body is checked, and the program too.
+                if let Some(body) = self.state.functions.get(&name).cloned() {
+                    self.call(&name, &body, stdin);
                 }
             }
+            let (program, trust) = names::program(self, &name, first.home);
+            self.commands.push(program.clone());
+            let (skip, xargs, own) = match unwrap(&program, &argv[1..]) {
+                Unwrap::No => break rules::run(self, &program, &argv[1..], stdin, &trust),
+                Unwrap::Stop(own) => {
+                    names::record(self, &program, own.kind, own.reason, &trust);
+                    return Input::Opaque(program);
+                }
+                Unwrap::Run { skip, xargs, own } => (skip, xargs, own),
+            };
+            names::record(self, &program, own.kind, own.reason, &trust);
+            // `env X=1 cmd`, `sudo X=1 cmd`: the wrapped command's environment.
+            if matches!(program.as_str(), "env" | "sudo") {
+                for a in &argv[1..1 + skip] {
+                    if let Some((n, v)) = assignment(a) {
+                        names::assign(self, &n, &v, names::Exported::ForCommand);
+                    }
+                }
+                let _ = skip_assignments;
+            }
+            let mut rest = argv.split_off(1 + skip);
+            if let Some(replace) = xargs {
+                rest = xargs_argv(rest, replace);
+            }
+            argv = rest;
         }
-        let program = basename(&argv[0].text).to_owned();
-        rules::run(self, &program, &argv[1..], stdin)
+    }
+
+    /// An alias of this input or session: an interactive shell expands it (a non-interactive
+    /// one does not), so its expansion is checked as well as the plain command. bash does not
+    /// expand an alias within its own expansion.
+    fn expand_alias(&mut self, name: &str, args: &[Arg], stdin: &Input) {
+        if self.expanding.iter().any(|e| e == name) {
+            return;
+        }
+        let Some(body) = self.state.aliases.get(name).cloned() else {
+            return;
+        };
+        let text = format!("{body} {}", requote(args));
+        self.expanding.push(name.to_owned());
+        self.nested_here(&text, &format!("the alias {name}"), stdin);
+        self.expanding.pop();
+    }
+
+    /// Calls a function of this input or session. A function that calls itself concurrently
+    /// (in a pipeline or the background) multiplies until the host gives out: a fork bomb.
+    fn call(&mut self, name: &str, body: &str, stdin: &Input) {
+        if self.calls.iter().any(|c| c == name) {
+            if self.concurrent > 0 {
+                self.find(
+                    ShellRuleId::ForkBomb,
+                    format!(
+                        "the function {} starts copies of itself concurrently (a fork bomb)",
+                        shown(name)
+                    ),
+                );
+            }
+            self.run(
+                Some(name),
+                ShellKind::Unknown,
+                format!("the function {} calls itself", shown(name)),
+            );
+            return;
+        }
+        self.calls.push(name.to_owned());
+        self.nested_here(body, &format!("the function {name}"), stdin);
+        self.calls.pop();
     }
 
     pub fn downloaded(&mut self) {
@@ -603,237 +850,24 @@ pub(super) fn basename(path: &str) -> &str {
     trimmed.rsplit('/').next().unwrap_or(trimmed)
 }
 
-enum Unwrap {
-    /// Not a wrapper: the rules look at it.
-    No,
-    /// A wrapper that runs nothing here (`sudo -l`, `command -v x`, `ionice -p PID`).
-    Stop,
-    /// The wrapped command starts after `skip` arguments. `xargs`: feed it run-time arguments,
-    /// replacing this string (`-I`) or appended.
-    Run {
-        skip: usize,
-        xargs: Option<Option<String>>,
-    },
-}
-
-/// What a GNU/BSD-style option scan saw.
-#[derive(Default)]
-pub(super) struct Scan {
-    /// Index of the first operand (past `--`), or `args.len()`.
-    pub operand: usize,
-    /// Short option letters seen, in order.
-    pub short: String,
-    /// Long option names seen (without `--` and `=value`).
-    pub long: Vec<String>,
-    /// Values of options that take one, by option (`-u root` → `("u", "root")`).
-    pub values: Vec<(String, Arg)>,
-}
-
-impl Scan {
-    pub fn has(&self, short: char, long: &str) -> bool {
-        self.short.contains(short) || self.long.iter().any(|l| l == long)
-    }
-
-    pub fn value(&self, short: &str, long: &str) -> Option<&Arg> {
-        self.values
-            .iter()
-            .find(|(k, _)| k == short || k == long)
-            .map(|(_, v)| v)
-    }
-}
-
-/// Scans options that precede the operands: short clusters (`-abc`, `-ofile`, `-o file`),
-/// `--long`, `--long=value`, `--long value`; stops at `--` or the first word that is not an
-/// option, which includes a word only known at run time.
-pub(super) fn scan_options(args: &[Arg], short_arg: &str, long_arg: &[&str]) -> Scan {
-    let mut s = Scan::default();
-    let mut i = 0;
-    while i < args.len() {
-        let a = &args[i];
-        if !a.is_option() {
-            break;
-        }
-        let t = a.text.as_str();
-        if t == "--" {
-            i += 1;
-            break;
-        }
-        if let Some(long) = t.strip_prefix("--") {
-            let (name, value) = match long.split_once('=') {
-                Some((n, v)) => (n, Some(Arg::lit(v))),
-                None => (long, None),
-            };
-            s.long.push(name.to_owned());
-            if long_arg.contains(&name) {
-                let value = value.or_else(|| {
-                    i += 1;
-                    args.get(i).cloned()
-                });
-                s.values.push((name.to_owned(), value.unwrap_or_default()));
+/// Arguments written back as shell words (for an alias's expansion): literal words quoted,
+/// words only known at run time as one unknown word.
+fn requote(args: &[Arg]) -> String {
+    let words: Vec<String> = args
+        .iter()
+        .map(|a| match a.exact() {
+            Some(t) if a.home => t.to_owned(),
+            Some(t)
+                if !t.is_empty()
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-./:=,+@%".contains(c)) =>
+            {
+                t.to_owned()
             }
-            i += 1;
-            continue;
-        }
-        let cluster = &t[1..];
-        for (pos, c) in cluster.char_indices() {
-            s.short.push(c);
-            if short_arg.contains(c) {
-                let attached = &cluster[pos + c.len_utf8()..];
-                let value = if attached.is_empty() {
-                    i += 1;
-                    args.get(i).cloned().unwrap_or_default()
-                } else {
-                    Arg::lit(attached)
-                };
-                s.values.push((c.to_string(), value));
-                break;
-            }
-        }
-        i += 1;
-    }
-    s.operand = i.min(args.len());
-    s
-}
-
-/// Skips `NAME=VALUE` words (`env`, `sudo`): they set the environment, the command follows.
-fn skip_assignments(args: &[Arg], from: usize) -> usize {
-    let mut i = from;
-    while let Some(a) = args.get(i) {
-        let is_assignment = a.prefix.split_once('=').is_some_and(|(name, _)| {
-            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        });
-        if !is_assignment {
-            break;
-        }
-        i += 1;
-    }
-    i
-}
-
-fn unwrap(program: &str, args: &[Arg]) -> Unwrap {
-    let run = |skip: usize| {
-        if skip < args.len() {
-            Unwrap::Run { skip, xargs: None }
-        } else {
-            Unwrap::Stop
-        }
-    };
-    match program {
-        "sudo" => {
-            let s = scan_options(
-                args,
-                "ugCDprtTURh",
-                &[
-                    "user",
-                    "group",
-                    "close-from",
-                    "chdir",
-                    "prompt",
-                    "role",
-                    "type",
-                    "command-timeout",
-                    "other-user",
-                    "chroot",
-                    "host",
-                ],
-            );
-            // `-e` edits files (see the sudoedit rule); `-l`, `-v`, `-k`/`-K` alone run nothing.
-            if s.has('e', "edit") || s.has('l', "list") || s.has('V', "version") {
-                return Unwrap::No;
-            }
-            run(skip_assignments(args, s.operand))
-        }
-        "doas" => run(scan_options(args, "uC", &[]).operand),
-        "pkexec" => run(scan_options(args, "", &["user"]).operand),
-        "env" => {
-            let s = scan_options(
-                args,
-                "uCS",
-                &["unset", "chdir", "split-string", "block-signal"],
-            );
-            if s.has('S', "split-string") {
-                return Unwrap::No; // the rules parse its string
-            }
-            run(skip_assignments(args, s.operand))
-        }
-        "nice" => run(scan_options(args, "n", &["adjustment"]).operand),
-        "ionice" => {
-            let s = scan_options(args, "cnpPu", &["class", "classdata", "pid", "pgid", "uid"]);
-            if s.has('p', "pid") || s.has('P', "pgid") || s.has('u', "uid") {
-                return Unwrap::Stop;
-            }
-            run(s.operand)
-        }
-        "nohup" | "setsid" | "builtin" | "unbuffer" => run(scan_options(args, "", &[]).operand),
-        "time" => run(scan_options(args, "fo", &["format", "output"]).operand),
-        "timeout" => run(scan_options(args, "sk", &["signal", "kill-after"]).operand + 1),
-        "stdbuf" => run(scan_options(args, "ioe", &["input", "output", "error"]).operand),
-        "taskset" => {
-            let s = scan_options(args, "", &[]);
-            if s.has('p', "pid") {
-                return Unwrap::Stop;
-            }
-            run(s.operand + 1)
-        }
-        // No command after the new root: it starts a login shell there, nothing to check.
-        "chroot" => run(scan_options(args, "", &["userspec", "groups"]).operand + 1),
-        "exec" => run(scan_options(args, "a", &[]).operand),
-        "command" => {
-            let s = scan_options(args, "", &[]);
-            if s.has('v', "") || s.has('V', "") {
-                return Unwrap::Stop; // looks the name up, runs nothing
-            }
-            run(s.operand)
-        }
-        "busybox" | "toybox" => match args.first() {
-            Some(a) if a.is_option() => Unwrap::Stop,
-            _ => run(0),
-        },
-        "xargs" => {
-            let s = scan_options(
-                args,
-                "adELnPsI",
-                &[
-                    "arg-file",
-                    "delimiter",
-                    "max-args",
-                    "max-procs",
-                    "max-chars",
-                    "process-slot-var",
-                ],
-            );
-            let replace = s
-                .value("I", "")
-                .map(|v| v.text.clone())
-                .or_else(|| s.short.contains('i').then(|| "{}".to_owned()))
-                .or_else(|| s.long.iter().any(|l| l == "replace").then(|| "{}".into()));
-            Unwrap::Run {
-                skip: s.operand,
-                xargs: Some(replace),
-            }
-        }
-        _ => Unwrap::No,
-    }
-}
-
-/// The command `xargs` runs: `echo` by default, fed words from standard input, either appended
-/// (where they may be options too) or in place of the `-I` string.
-fn xargs_argv(mut rest: Vec<Arg>, replace: Option<String>) -> Vec<Arg> {
-    if rest.is_empty() {
-        rest.push(Arg::lit("echo"));
-    }
-    match replace {
-        Some(r) if !r.is_empty() => {
-            for a in rest.iter_mut().skip(1) {
-                if a.text.contains(&r) {
-                    let mut fed = Arg::fed(Fed::Xargs);
-                    fed.prefix = a.text.split(&r).next().unwrap_or_default().to_owned();
-                    fed.splits = false;
-                    *a = fed;
-                }
-            }
-        }
-        _ => rest.push(Arg::fed(Fed::Xargs)),
-    }
-    rest
+            Some(t) => format!("'{}'", t.replace('\'', "'\\''")),
+            None if a.literal => a.text.clone(), // a glob
+            None => "\"$_\"".into(),
+        })
+        .collect();
+    words.join(" ")
 }

@@ -120,6 +120,12 @@ pub(super) fn brace_expand(raw: &str) -> Braces {
     if !raw.contains('{') {
         return Braces::None;
     }
+    // brush's brace parser backtracks exponentially on deeply nested or unclosed braces
+    // (`{{{{{{{{{{{{{{{{x` took seconds, found by fuzzing): past a small depth the word is
+    // left unexpanded and unknown, like one with too many expansions.
+    if too_deep(raw) || long_number(raw, false) {
+        return Braces::TooMany;
+    }
     let Some(pieces) = word::parse_brace_expansions(raw, &options()).ok().flatten() else {
         return Braces::None;
     };
@@ -135,6 +141,28 @@ pub(super) fn brace_expand(raw: &str) -> Braces {
     } else {
         Braces::TooMany
     }
+}
+
+/// Braces nested (or left open) deeper than this, or more of them than [`MAX_BRACES`], are not
+/// expanded. Quotes are not skipped: a word with that many braces in quotes is rare enough to
+/// be left unknown.
+const MAX_BRACE_DEPTH: usize = 4;
+const MAX_BRACES: usize = 256;
+
+fn too_deep(raw: &str) -> bool {
+    let (mut depth, mut max, mut count) = (0usize, 0usize, 0usize);
+    for c in raw.chars() {
+        match c {
+            '{' => {
+                depth += 1;
+                count += 1;
+                max = max.max(depth);
+            }
+            '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max > MAX_BRACE_DEPTH || count > MAX_BRACES
 }
 
 /// Appends every expansion of `pieces` to each string of `acc`; false when too many.
@@ -202,8 +230,40 @@ fn expand_seq(pieces: &[BraceExpressionOrText], acc: &mut Vec<String>) -> bool {
     true
 }
 
+/// brush-parser unwraps the integers it reads in brace sequences (`{1..N}`) and tilde prefixes
+/// (`~+N`, `~-N`): one too long for 64 bits panics inside it (found by fuzzing). Such words are
+/// not handed to it. `tilde_only`: only a run of digits after `~`, `~+` or `~-` counts.
+fn long_number(raw: &str, tilde_only: bool) -> bool {
+    const MAX_DIGITS: usize = 18;
+    let b = raw.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let start = if tilde_only {
+            if b[i] != b'~' {
+                i += 1;
+                continue;
+            }
+            i + 1 + usize::from(matches!(b.get(i + 1), Some(b'+' | b'-')))
+        } else {
+            i
+        };
+        let digits = b[start.min(b.len())..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if digits > MAX_DIGITS {
+            return true;
+        }
+        i = start + digits.max(1);
+    }
+    false
+}
+
 /// Parses one raw word (as the tokenizer cut it, quotes included) into an [`Arg`].
 pub(super) fn parse_word(raw: &str) -> Result<Parsed, String> {
+    if long_number(raw, true) {
+        return Err("a directory-stack number too long to read".into());
+    }
     let pieces = word::parse(raw, &options()).map_err(|e| format!("{e}"))?;
     let mut b = Builder {
         arg: Arg {
@@ -228,6 +288,9 @@ pub(super) fn parse_word(raw: &str) -> Result<Parsed, String> {
 /// Parses a here-document body that undergoes expansion (unquoted delimiter): its literal text
 /// if it has no expansion, and the substitutions it runs either way.
 pub(super) fn parse_heredoc(body: &str) -> Result<(Option<String>, Vec<String>), String> {
+    if long_number(body, true) {
+        return Err("a directory-stack number too long to read".into());
+    }
     let pieces = word::parse_heredoc(body, &options()).map_err(|e| format!("{e}"))?;
     let mut b = Builder {
         arg: Arg {
@@ -257,6 +320,9 @@ impl Builder {
     /// scans each (and what they nest in turn) for the substitutions it runs.
     fn scan_nested(&mut self) -> Result<(), String> {
         while let Some(inner) = self.nested.pop() {
+            if long_number(&inner, true) {
+                return Err("a directory-stack number too long to read".into());
+            }
             let pieces = word::parse(&inner, &options()).map_err(|e| format!("{e}"))?;
             let mut sub = Builder {
                 arg: Arg::default(),
@@ -292,7 +358,10 @@ impl Builder {
             let source = raw.get(p.start_index..p.end_index).unwrap_or_default();
             match &p.piece {
                 WordPiece::Text(t) => {
-                    if !quoted && t.contains(['*', '?', '[']) {
+                    // `[` starts a pattern only with a `]` after it (`[` alone is the test
+                    // command).
+                    let bracket = t.find('[').is_some_and(|i| t[i + 1..].contains(']'));
+                    if !quoted && (t.contains(['*', '?']) || bracket) {
                         self.arg.glob = true;
                     }
                     // An extglob such as `!(x)` or `@(a|b)` is kept as text by the parser.

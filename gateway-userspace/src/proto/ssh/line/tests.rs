@@ -561,3 +561,31 @@ fn a_refused_line_typed_ahead_of_a_running_command_is_erased_not_interrupted() {
     assert!(submit(&a).0.ends_with("rm -rf /"));
     assert_eq!(forwarded(&t.refuse()), [CTRL_C]);
 }
+
+#[test]
+fn a_lost_terminal_forwards_nothing_and_submits_every_line_uncertain() {
+    let mut t = reading();
+    let a = t.feed(b"stty erase '#'\r");
+    assert_eq!(forwarded(&a), b"stty erase '#'");
+    // The line that changed the editing runs (its Enter is released), then the model is lost.
+    let a = t.allow();
+    assert_eq!(forwarded(&a), b"\r");
+    t.lose("`stty erase #` changes how the terminal reads later lines".into());
+    let a = t.feed(b"echo #####rm -rf ~\r");
+    assert!(forwarded(&a).is_empty(), "{a:?}");
+    let (line, _, uncertain) = submit(&a);
+    assert_eq!(line, "echo #####rm -rf ~");
+    assert!(uncertain.unwrap().contains("stty erase"));
+    // Refusing sends nothing either (no Ctrl-C to a terminal sluice no longer follows).
+    let a = t.refuse();
+    assert!(forwarded(&a).is_empty(), "{a:?}");
+    // Nor does an empty line, Ctrl-C, or a control key.
+    let a = t.feed(b"\x03\x04\r");
+    assert!(forwarded(&a).is_empty(), "{a:?}");
+    // Lines mode (a script): every line is submitted uncertain, nothing forwarded.
+    let mut t = LineTracker::new(Mode::Lines, 1024);
+    t.lose("bind".into());
+    let a = t.feed(b"ls\n");
+    assert!(forwarded(&a).is_empty());
+    assert_eq!(submit(&a).2.as_deref(), Some("bind"));
+}

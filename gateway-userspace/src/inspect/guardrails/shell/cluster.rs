@@ -1,0 +1,88 @@
+//! `kubectl-delete`: deleting cluster objects.
+
+use super::{
+    ShellRuleId as R,
+    walk::{Walker, shown},
+    words::Arg,
+    wrappers::scan_options,
+};
+
+// ---------------------------------------------------------------------------------------------
+// kubectl-delete
+
+pub(super) fn kube(w: &mut Walker, program: &str, args: &[Arg]) {
+    let (short_arg, long_arg, verbs): (&str, &[&str], &[&str]) = if program == "helm" {
+        (
+            "n",
+            &[
+                "kube-context",
+                "namespace",
+                "kubeconfig",
+                "kube-apiserver",
+                "kube-token",
+                "kube-as-user",
+                "kube-as-group",
+                "kube-ca-file",
+                "registry-config",
+                "repository-cache",
+                "repository-config",
+                "burst-limit",
+                "qps",
+            ],
+            &["uninstall", "delete", "del", "un"],
+        )
+    } else {
+        (
+            "nsv",
+            &[
+                "context",
+                "cluster",
+                "user",
+                "kubeconfig",
+                "namespace",
+                "server",
+                "token",
+                "as",
+                "as-group",
+                "as-uid",
+                "request-timeout",
+                "certificate-authority",
+                "client-certificate",
+                "client-key",
+                "cache-dir",
+                "tls-server-name",
+                "profile",
+                "profile-output",
+                "username",
+                "password",
+                "log-file",
+            ],
+            &["delete"],
+        )
+    };
+    let s = scan_options(args, short_arg, long_arg);
+    let Some(verb) = args.get(s.operand) else {
+        return;
+    };
+    let words = || {
+        let w: Vec<&str> = args.iter().map(|a| a.text.as_str()).collect();
+        shown(&format!("{program} {}", w.join(" ")))
+    };
+    match verb.exact() {
+        Some(v) if verbs.contains(&v) => {
+            w.find(
+                R::KubectlDelete,
+                format!("{} deletes cluster objects", words()),
+            );
+        }
+        None => w.find(
+            R::KubectlDelete,
+            format!(
+                "{}: the subcommand {} is only known at run time",
+                words(),
+                shown(&verb.text)
+            ),
+        ),
+        Some(_) => {}
+    }
+}

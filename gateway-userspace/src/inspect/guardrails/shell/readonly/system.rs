@@ -1,0 +1,731 @@
+//! The system: processes, services and logs, storage and host settings.
+
+use super::{
+    Check::{Always, Custom, Unless},
+    Ctx, Entry, Found, Opts, Verdict, find_option, nth, operands, verbs,
+};
+use crate::inspect::guardrails::shell::{walk::shown, words::Arg};
+
+pub(super) const ENTRIES: &[Entry] = &[
+    Entry {
+        names: &["sar"],
+        check: Unless(Opts {
+            short: "o",
+            long: &[],
+            short_arg: "fsePnqIuwbBdFHmrRSvWy",
+            long_arg: &["dev", "iface", "fs"],
+            why: "writes a data file",
+        }),
+    },
+    Entry {
+        names: &[
+            // processes and the machine
+            "ps",
+            "pgrep",
+            "pidof",
+            "pstree",
+            "pmap",
+            "pwdx",
+            "top",
+            "free",
+            "vmstat",
+            "mpstat",
+            "iostat",
+            "pidstat",
+            "uptime",
+            "w",
+            "who",
+            "users",
+            "last",
+            "lastb",
+            "lastlog",
+            "id",
+            "whoami",
+            "groups",
+            "logname",
+            "uname",
+            "arch",
+            "nproc",
+            "getconf",
+            "lscpu",
+            "lsmem",
+            "lspci",
+            "lsusb",
+            "lsmod",
+            "lsblk",
+            "lsns",
+            "lslocks",
+            "lsipc",
+            "lsof",
+            "blkid",
+            "findmnt",
+            "dmidecode",
+            "sensors",
+            "hostid",
+            "tty",
+            "locale",
+            "printenv",
+            "cal",
+            "watch",
+            "systemd-cgls",
+            "systemd-cgtop",
+            "systemd-detect-virt",
+            "atq",
+            "getenforce",
+            "sestatus",
+            "aa-status",
+            "apparmor_status",
+            "pvs",
+            "vgs",
+            "lvs",
+            "pvdisplay",
+            "vgdisplay",
+            "lvdisplay",
+            "xfs_info",
+            "dumpe2fs",
+            "named-checkconf",
+            "named-checkzone",
+            // the network
+            "netstat",
+            "ping",
+            "ping6",
+            "traceroute",
+            "traceroute6",
+            "tracepath",
+            "mtr",
+            "dig",
+            "host",
+            "nslookup",
+            "drill",
+            "whois",
+            "getent",
+            // shell builtins that change nothing outside the shell
+            "echo",
+            "true",
+            "false",
+            ":",
+            "test",
+            "[",
+            "pwd",
+            "cd",
+            "pushd",
+            "popd",
+            "dirs",
+            "alias",
+            "unalias",
+            "unset",
+            "hash",
+            "type",
+            "trap",
+            "eval",
+            "let",
+            "shift",
+            "return",
+            "break",
+            "continue",
+            "exit",
+            "logout",
+            "times",
+            "jobs",
+            "wait",
+            "help",
+            "caller",
+            "compgen",
+            "clear",
+            "tput",
+            "sleep",
+            "yes",
+            "seq",
+            "expr",
+            "factor",
+        ],
+        check: Always,
+    },
+    Entry {
+        names: &["journalctl"],
+        check: Unless(Opts {
+            short: "",
+            long: &[
+                "vacuum-size",
+                "vacuum-time",
+                "vacuum-files",
+                "rotate",
+                "flush",
+                "sync",
+                "relinquish-var",
+                "smart-relinquish-var",
+                "setup-keys",
+                "update-catalog",
+                "cursor-file",
+            ],
+            short_arg: "uptnSUDMocFgT",
+            long_arg: &[
+                "unit",
+                "user-unit",
+                "priority",
+                "identifier",
+                "lines",
+                "since",
+                "until",
+                "directory",
+                "file",
+                "machine",
+                "output",
+                "cursor",
+                "after-cursor",
+                "field",
+                "grep",
+                "root",
+                "image",
+                "namespace",
+            ],
+            why: "deletes, rotates or writes journal files",
+        }),
+    },
+    Entry {
+        names: &["dmesg"],
+        check: Unless(Opts {
+            short: "cCDEn",
+            long: &[
+                "clear",
+                "read-clear",
+                "console-off",
+                "console-on",
+                "console-level",
+            ],
+            short_arg: "fFls",
+            long_arg: &["facility", "file", "level", "buffer-size", "time-format"],
+            why: "clears the kernel log or changes the console",
+        }),
+    },
+    Entry {
+        names: &["fuser"],
+        check: Unless(Opts {
+            short: "k",
+            long: &["kill"],
+            short_arg: "n",
+            long_arg: &["namespace"],
+            why: "kills processes",
+        }),
+    },
+    Entry {
+        names: &["history"],
+        check: Unless(Opts {
+            short: "wa",
+            long: &[],
+            short_arg: "d",
+            long_arg: &[],
+            why: "writes the history file",
+        }),
+    },
+    Entry {
+        names: &["systemctl"],
+        check: Custom(systemctl),
+    },
+    Entry {
+        names: &[
+            "hostnamectl",
+            "timedatectl",
+            "localectl",
+            "loginctl",
+            "networkctl",
+            "resolvectl",
+            "busctl",
+            "systemd-analyze",
+            "coredumpctl",
+            "machinectl",
+        ],
+        check: Custom(systemd_tool),
+    },
+    Entry {
+        names: &[
+            "fdisk", "sfdisk", "parted", "sgdisk", "gdisk", "mdadm", "smartctl", "tune2fs",
+            "zpool", "zfs", "btrfs",
+        ],
+        check: Custom(storage),
+    },
+    Entry {
+        names: &["date"],
+        check: Custom(date),
+    },
+    Entry {
+        names: &["hostname"],
+        check: Custom(hostname),
+    },
+    Entry {
+        names: &["sysctl"],
+        check: Custom(sysctl),
+    },
+    Entry {
+        names: &["mount", "swapon"],
+        check: Custom(mount),
+    },
+];
+
+fn systemctl(_: &Ctx, args: &[Arg]) -> Verdict {
+    const READ: &[&str] = &[
+        "status",
+        "show",
+        "cat",
+        "help",
+        "list-units",
+        "list-unit-files",
+        "list-sockets",
+        "list-timers",
+        "list-jobs",
+        "list-dependencies",
+        "list-machines",
+        "list-automounts",
+        "list-paths",
+        "is-active",
+        "is-enabled",
+        "is-failed",
+        "is-system-running",
+        "get-default",
+        "show-environment",
+    ];
+    let ops = match verbs(
+        args,
+        "tpsnoHM",
+        &[
+            "type",
+            "property",
+            "signal",
+            "lines",
+            "output",
+            "host",
+            "machine",
+            "root",
+            "state",
+            "job-mode",
+            "kill-whom",
+            "kill-value",
+            "when",
+            "what",
+            "timestamp",
+            "preset-mode",
+            "image",
+            "message",
+            "drop-in",
+            "legend",
+            "boot-loader-entry",
+            "boot-loader-menu",
+            "reboot-argument",
+        ],
+    ) {
+        Ok(o) => o,
+        Err(v) => return v,
+    };
+    match ops.first() {
+        None => Verdict::Read, // list-units
+        Some(v) => match v.exact() {
+            Some(verb) if READ.contains(&verb) => Verdict::Read,
+            Some(verb) => {
+                Verdict::Write(format!("systemctl {verb} changes services or the system"))
+            }
+            None => Verdict::Unknown(format!(
+                "systemctl {}: the verb is only known at run time",
+                shown(&v.text)
+            )),
+        },
+    }
+}
+
+/// The systemd tools: read-only verbs per tool; no verb means the tool's status listing.
+fn systemd_tool(ctx: &Ctx, args: &[Arg]) -> Verdict {
+    let (read, with_value): (&[&str], &[&str]) = match ctx.program {
+        "hostnamectl" => (
+            &["status"],
+            &["hostname", "icon-name", "chassis", "deployment", "location"],
+        ),
+        "timedatectl" => (
+            &[
+                "status",
+                "show",
+                "show-timesync",
+                "timesync-status",
+                "list-timezones",
+            ],
+            &[],
+        ),
+        "localectl" => (
+            &[
+                "status",
+                "list-locales",
+                "list-keymaps",
+                "list-x11-keymap-models",
+                "list-x11-keymap-layouts",
+                "list-x11-keymap-variants",
+                "list-x11-keymap-options",
+            ],
+            &[],
+        ),
+        "loginctl" => (
+            &[
+                "list-sessions",
+                "session-status",
+                "show-session",
+                "list-users",
+                "user-status",
+                "show-user",
+                "list-seats",
+                "seat-status",
+                "show-seat",
+            ],
+            &[],
+        ),
+        "networkctl" => (&["list", "status", "lldp", "label", "cat"], &[]),
+        "resolvectl" => (
+            &[
+                "status",
+                "query",
+                "statistics",
+                "show-cache",
+                "show-server-state",
+                "service",
+            ],
+            &[
+                "log-level",
+                "dns",
+                "domain",
+                "llmnr",
+                "mdns",
+                "dnssec",
+                "dnsovertls",
+                "default-route",
+            ],
+        ),
+        "busctl" => (
+            &[
+                "list",
+                "status",
+                "tree",
+                "introspect",
+                "get-property",
+                "monitor",
+                "capture",
+            ],
+            &[],
+        ),
+        "systemd-analyze" => (
+            &[
+                "time",
+                "blame",
+                "critical-chain",
+                "plot",
+                "dot",
+                "dump",
+                "cat-config",
+                "unit-files",
+                "unit-paths",
+                "security",
+                "verify",
+                "calendar",
+                "timestamp",
+                "timespan",
+                "condition",
+                "syscall-filter",
+                "filesystems",
+                "capability",
+                "exit-status",
+                "architectures",
+                "inspect-elf",
+                "fdstore",
+                "image-policy",
+                "pcrs",
+                "srk",
+                "has-tpm2",
+                "smbios11",
+            ],
+            &["log-level", "log-target", "service-watchdogs"],
+        ),
+        "coredumpctl" => (&["list", "info"], &[]),
+        "machinectl" => (
+            &[
+                "list",
+                "status",
+                "show",
+                "list-images",
+                "image-status",
+                "show-image",
+            ],
+            &[],
+        ),
+        _ => (&[], &[]),
+    };
+    let ops = match verbs(
+        args,
+        "HMpPno",
+        &[
+            "host", "machine", "property", "lines", "output", "type", "json", "value",
+        ],
+    ) {
+        Ok(o) => o,
+        Err(v) => return v,
+    };
+    let Some(first) = ops.first() else {
+        return Verdict::Read;
+    };
+    match first.exact() {
+        Some(v) if read.contains(&v) => Verdict::Read,
+        // `hostnamectl hostname` prints it, `hostnamectl hostname NAME` sets it; `resolvectl dns
+        // IFACE` lists, with servers after it sets.
+        Some(v) if with_value.contains(&v) => {
+            let limit = if ctx.program == "resolvectl" && v != "log-level" {
+                2
+            } else {
+                1
+            };
+            if ops.len() <= limit {
+                Verdict::Read
+            } else {
+                Verdict::Write(format!(
+                    "{} {v} with a value changes a setting",
+                    ctx.program
+                ))
+            }
+        }
+        Some(v) => Verdict::Write(format!("{} {v} changes the system", ctx.program)),
+        None => Verdict::Unknown(format!(
+            "{} with a verb only known at run time",
+            ctx.program
+        )),
+    }
+}
+
+fn storage(ctx: &Ctx, args: &[Arg]) -> Verdict {
+    let has = |opts: &[&str]| {
+        args.iter()
+            .any(|a| a.exact().is_some_and(|t| opts.contains(&t)))
+    };
+    let short_has = |letters: &str| {
+        args.iter().any(|a| {
+            a.exact().is_some_and(|t| {
+                t.starts_with('-')
+                    && !t.starts_with("--")
+                    && t[1..].chars().any(|c| letters.contains(c))
+            })
+        })
+    };
+    let ops: Vec<&Arg> = operands(args, "", &[]);
+    let p = ctx.program;
+    let read = match p {
+        "fdisk" | "gdisk" => has(&["-l", "--list", "-x", "--list-details"]),
+        "sfdisk" => {
+            short_has("ldJsgVF")
+                || has(&[
+                    "--list",
+                    "--dump",
+                    "--json",
+                    "--show-size",
+                    "--show-geometry",
+                    "--verify",
+                    "--list-free",
+                    "--list-types",
+                ])
+        }
+        "parted" => {
+            has(&["-l", "--list"])
+                || ops
+                    .get(1)
+                    .is_some_and(|a| matches!(a.exact(), Some("print" | "p")))
+                    && ops.len() == 2
+        }
+        "sgdisk" => args.iter().all(|a| {
+            a.exact().is_some_and(|t| {
+                !t.starts_with('-')
+                    || matches!(
+                        t,
+                        "-p" | "--print"
+                            | "-i"
+                            | "--info"
+                            | "-v"
+                            | "--verify"
+                            | "-O"
+                            | "--print-mbr"
+                            | "-L"
+                            | "--list-types"
+                    )
+            }) || a
+                .exact()
+                .is_some_and(|t| t.starts_with("--info=") || t.starts_with("-i"))
+        }),
+        "mdadm" => {
+            has(&[
+                "--detail",
+                "-D",
+                "--examine",
+                "-E",
+                "--query",
+                "-Q",
+                "--detail-platform",
+                "--misc",
+            ]) && !has(&[
+                "--stop",
+                "-S",
+                "--fail",
+                "-f",
+                "--remove",
+                "-r",
+                "--add",
+                "-a",
+                "--zero-superblock",
+            ])
+        }
+        "smartctl" => {
+            !short_has("tsoSXC")
+                && !has(&[
+                    "--test",
+                    "--smart",
+                    "--offlineauto",
+                    "--saveauto",
+                    "--abort",
+                    "--set",
+                ])
+        }
+        "tune2fs" => args
+            .iter()
+            .all(|a| a.exact().is_some_and(|t| !t.starts_with('-') || t == "-l")),
+        "zpool" => nth(&ops, 0)
+            .is_none_or(|v| ["status", "list", "iostat", "history", "get", "events"].contains(&v)),
+        "zfs" => nth(&ops, 0).is_some_and(|v| {
+            ["list", "get", "holds", "userspace", "groupspace", "diff"].contains(&v)
+        }),
+        "btrfs" => {
+            let (group, cmd) = (nth(&ops, 0).unwrap_or(""), nth(&ops, 1).unwrap_or(""));
+            let g = |name: &str| !group.is_empty() && name.starts_with(group);
+            (g("filesystem")
+                && ["show", "df", "usage", "du"]
+                    .iter()
+                    .any(|c| c.starts_with(cmd) && !cmd.is_empty()))
+                || (g("subvolume")
+                    && ["list", "show"]
+                        .iter()
+                        .any(|c| c.starts_with(cmd) && !cmd.is_empty()))
+                || ((g("scrub") || g("balance") || g("replace"))
+                    && "status".starts_with(cmd)
+                    && !cmd.is_empty())
+                || (g("device")
+                    && ["stats", "usage"]
+                        .iter()
+                        .any(|c| c.starts_with(cmd) && !cmd.is_empty())
+                    && !has(&["-z", "--reset"]))
+                || (g("qgroup") && "show".starts_with(cmd) && !cmd.is_empty())
+                || group == "version"
+        }
+        _ => false,
+    };
+    if read {
+        Verdict::Read
+    } else {
+        Verdict::Write(format!("{p} in this form changes disks or filesystems"))
+    }
+}
+
+/// `date` prints; `date -s`, and an operand not starting with `+` (MMDDhhmm...), set the clock.
+fn date(_: &Ctx, args: &[Arg]) -> Verdict {
+    let opts = Opts {
+        short: "s",
+        long: &["set"],
+        short_arg: "dfrI",
+        long_arg: &["date", "file", "reference"],
+        why: "sets the clock",
+    };
+    match find_option(args, &opts) {
+        Found::Option(o) => return Verdict::Write(format!("date {o} sets the clock")),
+        Found::Unknown(a) => {
+            return Verdict::Unknown(format!(
+                "date is given {}, only known at run time",
+                shown(&a)
+            ));
+        }
+        Found::None => {}
+    }
+    match operands(args, opts.short_arg, opts.long_arg)
+        .into_iter()
+        .find(|a| !a.text.starts_with('+'))
+    {
+        Some(a) => Verdict::Write(format!("date {} sets the clock", shown(&a.text))),
+        None => Verdict::Read,
+    }
+}
+
+fn hostname(_: &Ctx, args: &[Arg]) -> Verdict {
+    if args
+        .iter()
+        .any(|a| matches!(a.exact(), Some("-F" | "--file" | "-b" | "--boot")))
+    {
+        return Verdict::Write("hostname sets the host name".into());
+    }
+    match operands(args, "", &[]).first() {
+        Some(a) => Verdict::Write(format!("hostname {} sets the host name", shown(&a.text))),
+        None => Verdict::Read,
+    }
+}
+
+fn sysctl(_: &Ctx, args: &[Arg]) -> Verdict {
+    let opts = Opts {
+        short: "wpf",
+        long: &["write", "load", "system"],
+        short_arg: "",
+        long_arg: &["pattern"],
+        why: "changes kernel settings",
+    };
+    match find_option(args, &opts) {
+        Found::Option(o) => return Verdict::Write(format!("sysctl {o} changes kernel settings")),
+        Found::Unknown(a) => {
+            return Verdict::Unknown(format!(
+                "sysctl is given {}, only known at run time",
+                shown(&a)
+            ));
+        }
+        Found::None => {}
+    }
+    match operands(args, "", &["pattern"])
+        .into_iter()
+        .find(|a| a.text.contains('=') || !a.literal)
+    {
+        Some(a) => Verdict::Write(format!(
+            "sysctl {} changes a kernel setting",
+            shown(&a.text)
+        )),
+        None => Verdict::Read,
+    }
+}
+
+/// `mount` and `swapon` list with no operands (`mount -l`, `mount -t ext4`, `swapon --show`).
+fn mount(ctx: &Ctx, args: &[Arg]) -> Verdict {
+    let listing = match ctx.program {
+        "swapon" => {
+            args.iter().all(|a| {
+                a.exact().is_some_and(|t| {
+                    matches!(
+                        t,
+                        "-s" | "--summary" | "--show" | "--noheadings" | "--raw" | "--bytes"
+                    ) || t.starts_with("--show=")
+                })
+            }) && !args.is_empty()
+        }
+        _ => {
+            let mut ok = true;
+            let mut i = 0;
+            while let Some(a) = args.get(i) {
+                match a.exact() {
+                    Some("-l" | "--show-labels") => {}
+                    Some("-t" | "--types") => i += 1,
+                    _ => ok = false,
+                }
+                i += 1;
+            }
+            ok
+        }
+    };
+    if listing {
+        Verdict::Read
+    } else {
+        Verdict::Write(format!(
+            "{} in this form changes what is mounted",
+            ctx.program
+        ))
+    }
+}
