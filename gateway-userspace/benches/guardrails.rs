@@ -18,6 +18,9 @@ const DANGEROUS: &str = "WITH d AS (DELETE FROM sessions RETURNING *) \
                          SELECT pg_read_file('/etc/passwd'), count(*) FROM d WHERE 1 = 1";
 const DO_BLOCK: &str = "SELECT 1; DO $$ BEGIN DELETE FROM t; END $$";
 
+/// The statements here are PostgreSQL.
+const PG: sluice::inspect::Dialect = sluice::inspect::Dialect::Postgres;
+
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("guardrails");
     for (name, sql) in [
@@ -28,12 +31,12 @@ fn bench(c: &mut Criterion) {
     ] {
         g.throughput(Throughput::Bytes(sql.len() as u64));
         g.bench_function(format!("cold/{name}"), |b| {
-            b.iter(|| analyze(black_box(sql)))
+            b.iter(|| analyze(black_box(sql), PG))
         });
         let an = SqlAnalyzer::new(10_000);
-        an.analyze(sql);
+        an.analyze(sql, PG);
         g.bench_function(format!("cached/{name}"), |b| {
-            b.iter(|| an.analyze(black_box(sql)))
+            b.iter(|| an.analyze(black_box(sql), PG))
         });
         // Another literal each time: `42` becomes 10..99 in turn (same length, so the
         // throughput figure holds). Text building is included: about 50 ns.
@@ -42,7 +45,7 @@ fn bench(c: &mut Criterion) {
             g.bench_function(format!("new_literals/{name}"), |b| {
                 b.iter(|| {
                     n = 10 + (n - 9) % 90;
-                    an.analyze(black_box(&sql.replace("42", &n.to_string())))
+                    an.analyze(black_box(&sql.replace("42", &n.to_string())), PG)
                 })
             });
         }
@@ -56,7 +59,7 @@ fn bench(c: &mut Criterion) {
             .join(" OR ")
     );
     g.throughput(Throughput::Bytes(big.len() as u64));
-    g.bench_function("cold/or_chain_16k", |b| b.iter(|| analyze(black_box(&big))));
+    g.bench_function("cold/or_chain_16k", |b| b.iter(|| analyze(black_box(&big), PG)));
     g.finish();
 
     let mut g = c.benchmark_group("shell_guardrails");

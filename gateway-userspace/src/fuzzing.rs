@@ -200,7 +200,7 @@ pub fn postgres(data: &[u8]) {
 
 /// The SQL analyser, and the invariants the policy relies on.
 fn sql_analysis(sql: &str) {
-    let a = analyze(sql);
+    let a = analyze(sql, crate::inspect::Dialect::Postgres);
     if a.parse_error.is_some() {
         assert!(
             !a.findings.is_empty(),
@@ -209,7 +209,7 @@ fn sql_analysis(sql: &str) {
     }
     assert_eq!(
         a,
-        analyze(sql),
+        analyze(sql, crate::inspect::Dialect::Postgres),
         "the analysis of {sql:?} is not deterministic"
     );
 }

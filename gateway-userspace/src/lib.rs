@@ -5,7 +5,10 @@
 //! - [`ebpf`]: loads the kernel programs into intercepted cgroups, reads their records.
 //! - [`server`]: listeners, accept loop, target leases, graceful shutdown.
 //! - [`conn`]: what is known about one connection ([`conn::ConnCtx`]).
-//! - [`proto`]: protocol sessions (opaque TCP, PostgreSQL with approval holds).
+//! - [`gate`]: the one door every protocol goes through to policy, approvals, audit and
+//!   identity.
+//! - [`proto`]: protocol sessions (opaque TCP, PostgreSQL, SSH): framing, state machines, and
+//!   refusals in each protocol's own shape.
 //! - [`inspect`]: guardrails (SQL and shell AST rules) and masking (Hyperscan prefilter + exact
 //!   validators).
 //! - [`services`]: what sessions share: the approval broker and its API, OIDC identity, cancel
@@ -26,6 +29,7 @@ pub mod exec;
 pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gate;
 pub mod inspect;
 pub mod peer;
 pub mod proto;

@@ -345,7 +345,7 @@ fn run(command: Command, log_args: Vec<std::ffi::OsString>) -> anyhow::Result<i3
                 (Some(sql), _) => sluice::inspect::policy::decide_sql(
                     &config,
                     &subject,
-                    &sluice::inspect::guardrails::analyze(&sql),
+                    &sluice::inspect::guardrails::analyze(&sql, sluice::inspect::Dialect::Postgres),
                 ),
                 // The gateway's own functions: the tester cannot disagree with it.
                 (None, Some(shell)) if line => {

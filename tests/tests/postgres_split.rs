@@ -12,7 +12,10 @@
 //! their values (`backslash_quote`, `escape_string_warning`).
 
 use proptest::{prelude::*, test_runner::TestRunner};
-use sluice::inspect::guardrails::{StatementKind, analyze};
+use sluice::inspect::{
+    Dialect,
+    guardrails::{StatementKind, analyze},
+};
 use sluice_tests::{PG_SCRAM, PgServer, TestNet, require_root};
 
 /// Characters that end or open something somewhere.
@@ -133,7 +136,7 @@ fn sluice_and_postgres_split_statements_alike() {
     // The check has teeth: with standard_conforming_strings off (which sluice refuses), the
     // server splits a text otherwise than sluice does, and this comparison sees it.
     let divergent = r"SELECT 0 AS n, '\'; SELECT 1 AS n; --';";
-    assert_eq!(analyze(divergent).statements.len(), 2);
+    assert_eq!(analyze(divergent, Dialect::Postgres).statements.len(), 2);
     // (A SET in the same text would not do: the server reads the whole text first.)
     rt.block_on(client.simple_query("SET standard_conforming_strings = off"))
         .unwrap();
@@ -162,7 +165,7 @@ fn sluice_and_postgres_split_statements_alike() {
         });
         runner
             .run(&text(), |(sql, n)| {
-                let a = analyze(&sql);
+                let a = analyze(&sql, Dialect::Postgres);
                 prop_assert!(
                     a.parse_error.is_none(),
                     "sluice did not parse {sql:?}: {a:?}"

@@ -2,10 +2,12 @@
 //! responses. Protocol sessions call them at fixed phases (see ARCHITECTURE.md); an error inside
 //! inspection is a deny.
 
+mod dialect;
 pub mod guardrails;
 pub mod masking;
 pub mod policy;
 
+pub use dialect::Dialect;
 use serde::Serialize;
 
 /// What the policy says about a command.

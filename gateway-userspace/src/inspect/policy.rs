@@ -275,7 +275,11 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::inspect::guardrails::{analyze, shell::analyze_shell};
+    use crate::inspect::guardrails::shell::analyze_shell;
+
+    fn analyze(sql: &str) -> crate::inspect::guardrails::Analysis {
+        crate::inspect::guardrails::analyze(sql, crate::inspect::Dialect::Postgres)
+    }
 
     fn config(rules: &str) -> Config {
         let text = format!(

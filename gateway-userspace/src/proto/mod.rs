@@ -1,6 +1,5 @@
 //! Protocol sessions. Each `serve(io, &ConnCtx, ...)` runs one redirected connection to its end.
 
-pub mod command;
 pub mod postgres;
 pub mod ssh;
 pub mod tcp;

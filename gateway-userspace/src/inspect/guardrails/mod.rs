@@ -47,7 +47,9 @@ use std::{
 
 use lru::LruCache;
 use serde::{Deserialize, Serialize};
-use sqlparser::{dialect::PostgreSqlDialect, parser::Parser};
+use sqlparser::parser::Parser;
+
+use super::Dialect;
 
 /// A guardrail rule; the serde and `Display` form is the stable id used in policies and audit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -467,7 +469,7 @@ fn big_stack_size(len: usize) -> usize {
 
 /// Analyse SQL text. Pure: the same text always gives the same analysis. Texts over 8 KiB are
 /// analysed on a short-lived thread with a stack sized for them (see [`CALLER_STACK_LEN`]).
-pub fn analyze(sql: &str) -> Analysis {
+pub fn analyze(sql: &str, dialect: Dialect) -> Analysis {
     if sql.len() > MAX_ANALYZED_LEN {
         return refused(format!(
             "statement text of {} bytes is larger than the {MAX_ANALYZED_LEN} bytes analysed",
@@ -475,13 +477,13 @@ pub fn analyze(sql: &str) -> Analysis {
         ));
     }
     if sql.len() <= CALLER_STACK_LEN {
-        return analyze_guarded(sql);
+        return analyze_guarded(sql, dialect);
     }
     std::thread::scope(|scope| {
         std::thread::Builder::new()
             .name("sluice-sql-analyze".into())
             .stack_size(big_stack_size(sql.len()))
-            .spawn_scoped(scope, || analyze_guarded(sql))
+            .spawn_scoped(scope, || analyze_guarded(sql, dialect))
             .map_err(|e| format!("cannot start the analysis thread: {e}"))
             .and_then(|t| t.join().map_err(|_| "the analysis panicked".to_owned()))
             .unwrap_or_else(refused)
@@ -492,23 +494,23 @@ pub fn analyze(sql: &str) -> Analysis {
 /// text as unparseable, which the policy never allows.
 /// [`analyze`], and whether the result depended on what a literal says. Texts analysed on a
 /// thread of their own (long ones) count as depending on their literals.
-fn analyze_noting_literals(sql: &str) -> (Analysis, bool) {
+fn analyze_noting_literals(sql: &str, dialect: Dialect) -> (Analysis, bool) {
     if sql.len() > CALLER_STACK_LEN {
-        return (analyze(sql), true);
+        return (analyze(sql, dialect), true);
     }
     fold::take_literal_read();
-    let analysis = analyze(sql);
+    let analysis = analyze(sql, dialect);
     (analysis, fold::take_literal_read())
 }
 
-fn analyze_guarded(sql: &str) -> Analysis {
-    std::panic::catch_unwind(|| analyze_unguarded(sql))
+fn analyze_guarded(sql: &str, dialect: Dialect) -> Analysis {
+    std::panic::catch_unwind(|| analyze_unguarded(sql, dialect))
         .unwrap_or_else(|_| refused("the SQL parser panicked".to_owned()))
 }
 
-fn analyze_unguarded(sql: &str) -> Analysis {
-    let dialect = PostgreSqlDialect {};
-    match Parser::parse_sql(&dialect, sql) {
+fn analyze_unguarded(sql: &str, dialect: Dialect) -> Analysis {
+    let dialect = dialect.parser();
+    match Parser::parse_sql(dialect, sql) {
         Ok(statements) => {
             let mut out = Analysis::default();
             for statement in &statements {
@@ -524,7 +526,7 @@ fn analyze_unguarded(sql: &str) -> Analysis {
         // One bad statement (often a DO block) makes the whole text fail; redo it statement by
         // statement so the rest is still analysed and the failure is pinned to one index.
         Err(e) => {
-            let mut out = fallback::analyze_split(sql, &dialect, e.to_string());
+            let mut out = fallback::analyze_split(sql, dialect, e.to_string());
             functions::resolve(&mut out, functions::without_catalog);
             out.user_code = functions::calls_user_code(&out, functions::without_catalog);
             out.user_code = functions::calls_user_code(&out, functions::without_catalog);
@@ -578,6 +580,24 @@ pub const MAX_LONG_ANALYSES: usize = 2;
 /// so they never collide with exact texts in the shared cache.
 const SHAPE_KEY_PREFIX: &str = "\0";
 
+/// Cache keys: PostgreSQL texts as they are; another dialect's behind a byte no text holds and
+/// its name, so that one text read in two dialects is two entries.
+fn dialect_key(sql: &str, dialect: Dialect) -> std::borrow::Cow<'_, str> {
+    match dialect {
+        Dialect::Postgres => sql.into(),
+        #[allow(unreachable_patterns)] // MySQL comes next
+        other => format!("\u{1}{}\u{1}{sql}", other.as_str()).into(),
+    }
+}
+
+fn shape_prefix(dialect: Dialect) -> String {
+    match dialect {
+        Dialect::Postgres => SHAPE_KEY_PREFIX.to_string(),
+        #[allow(unreachable_patterns)]
+        other => format!("{SHAPE_KEY_PREFIX}{}\u{1}", other.as_str()),
+    }
+}
+
 impl SqlAnalyzer {
     /// `capacity` is the number of distinct texts kept; 0 disables the cache.
     pub fn new(capacity: usize) -> Self {
@@ -595,6 +615,7 @@ impl SqlAnalyzer {
     pub async fn analyze_bounded(
         &self,
         sql: &str,
+        dialect: Dialect,
         max_bytes: usize,
         budget: std::time::Duration,
     ) -> Arc<Analysis> {
@@ -605,7 +626,7 @@ impl SqlAnalyzer {
             )));
         }
         if sql.len() <= INLINE_LEN {
-            return self.analyze(sql);
+            return self.analyze(sql, dialect);
         }
         let long = self.long.clone();
         let text = sql.to_owned();
@@ -613,7 +634,7 @@ impl SqlAnalyzer {
             let permit = long.acquire_owned().await.ok()?;
             tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                analyze(&text)
+                analyze(&text, dialect)
             })
             .await
             .ok()
@@ -629,15 +650,17 @@ impl SqlAnalyzer {
         }
     }
 
-    pub fn analyze(&self, sql: &str) -> Arc<Analysis> {
+    pub fn analyze(&self, sql: &str, dialect: Dialect) -> Arc<Analysis> {
         let Some(cache) = &self.cache else {
-            return Arc::new(analyze(sql));
+            return Arc::new(analyze(sql, dialect));
         };
-        if let Some(hit) = lock(cache).get(sql) {
+        let keyed = dialect_key(sql, dialect);
+        let sql_key: &str = &keyed;
+        if let Some(hit) = lock(cache).get(sql_key) {
             return Arc::clone(hit);
         }
         let shape_key = (sql.len() <= MAX_CACHED_LEN)
-            .then(|| shape::literal_shape(SHAPE_KEY_PREFIX, sql))
+            .then(|| shape::literal_shape(&shape_prefix(dialect), sql))
             .flatten();
         if let Some(key) = &shape_key
             && let Some(hit) = lock(cache).get(key.as_str())
@@ -646,7 +669,7 @@ impl SqlAnalyzer {
         }
         // Parse outside the lock: other sessions keep hitting the cache meanwhile. Two sessions
         // may parse the same text at once; both get equal results.
-        let (analysis, literal_read) = analyze_noting_literals(sql);
+        let (analysis, literal_read) = analyze_noting_literals(sql, dialect);
         let analysis = Arc::new(analysis);
         if sql.len() <= MAX_CACHED_LEN {
             let mut cache = lock(cache);
@@ -658,7 +681,7 @@ impl SqlAnalyzer {
             {
                 cache.put(key, Arc::clone(&analysis));
             }
-            cache.put(sql.to_owned(), Arc::clone(&analysis));
+            cache.put(sql_key.to_owned(), Arc::clone(&analysis));
         }
         analysis
     }

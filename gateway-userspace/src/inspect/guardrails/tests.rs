@@ -3,6 +3,11 @@ use StatementKind as K;
 
 use super::*;
 
+/// The cases are PostgreSQL.
+fn analyze(sql: &str) -> Analysis {
+    super::analyze(sql, Dialect::Postgres)
+}
+
 /// The set of rules that fired, sorted, for table-driven checks.
 fn rules(sql: &str) -> Vec<RuleId> {
     let mut r: Vec<RuleId> = analyze(sql).findings.iter().map(|f| f.rule).collect();
@@ -778,25 +783,25 @@ fn evasion_corpus() {
 #[test]
 fn analyzer_caches() {
     let an = SqlAnalyzer::new(2);
-    let a = an.analyze("DROP TABLE t");
-    let b = an.analyze("DROP TABLE t");
+    let a = an.analyze("DROP TABLE t", Dialect::Postgres);
+    let b = an.analyze("DROP TABLE t", Dialect::Postgres);
     assert!(Arc::ptr_eq(&a, &b));
     assert!(a.has(R::Drop));
     // Two shapes (literals alone would share one entry).
-    an.analyze("SELECT a");
-    an.analyze("SELECT b");
+    an.analyze("SELECT a", Dialect::Postgres);
+    an.analyze("SELECT b", Dialect::Postgres);
     assert_eq!(an.cached(), 2);
     // Evicted: a fresh but equal analysis.
-    let c = an.analyze("DROP TABLE t");
+    let c = an.analyze("DROP TABLE t", Dialect::Postgres);
     assert!(!Arc::ptr_eq(&a, &c));
     assert_eq!(*a, *c);
 
     let huge = format!("SELECT '{}'", "x".repeat(MAX_CACHED_LEN));
-    an.analyze(&huge);
-    assert!(an.analyze(&huge).is_clean());
+    an.analyze(&huge, Dialect::Postgres);
+    assert!(an.analyze(&huge, Dialect::Postgres).is_clean());
 
     let off = SqlAnalyzer::new(0);
-    assert!(off.analyze("TRUNCATE t").has(R::Truncate));
+    assert!(off.analyze("TRUNCATE t", Dialect::Postgres).has(R::Truncate));
     assert_eq!(off.cached(), 0);
 }
 
@@ -857,10 +862,10 @@ fn long_operator_chains_do_not_overflow() {
 fn analyses_are_shared_by_shape_only_when_no_literal_decided() {
     let a = SqlAnalyzer::new(100);
     // Shared: the second text is answered from the first one's shape entry.
-    assert!(a.analyze("UPDATE t SET n = n + 5 WHERE id = 1").is_clean());
+    assert!(a.analyze("UPDATE t SET n = n + 5 WHERE id = 1", Dialect::Postgres).is_clean());
     let cached = a.cached();
     assert!(
-        a.analyze("UPDATE t SET n = n + 17 WHERE id = 99")
+        a.analyze("UPDATE t SET n = n + 17 WHERE id = 99", Dialect::Postgres)
             .is_clean()
     );
     assert_eq!(a.cached(), cached, "a new entry for a known shape");
@@ -887,9 +892,9 @@ fn analyses_are_shared_by_shape_only_when_no_literal_decided() {
         ),
     ];
     for (first, second) in pairs {
-        assert!(a.analyze(first).is_clean(), "{first}");
+        assert!(a.analyze(first, Dialect::Postgres).is_clean(), "{first}");
         assert!(
-            !a.analyze(second).is_clean(),
+            !a.analyze(second, Dialect::Postgres).is_clean(),
             "{second} reused the analysis of {first}"
         );
         // And the uncached truth agrees.

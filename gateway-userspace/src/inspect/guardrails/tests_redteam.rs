@@ -6,6 +6,11 @@ use StatementKind as K;
 
 use super::*;
 
+/// The cases are PostgreSQL.
+fn analyze(sql: &str) -> Analysis {
+    super::analyze(sql, Dialect::Postgres)
+}
+
 fn has(sql: &str, rule: RuleId) -> bool {
     analyze(sql).has(rule)
 }

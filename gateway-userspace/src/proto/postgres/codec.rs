@@ -6,6 +6,9 @@
 use bytes::{BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+/// SQLSTATE for statements refused by policy: insufficient_privilege.
+pub const SQLSTATE_REFUSED: &str = "42501";
+
 /// Startup-phase request codes (the "protocol version" field of a startup packet).
 pub const PROTOCOL_3_0: i32 = 196_608;
 pub const SSL_REQUEST: i32 = 80_877_103;

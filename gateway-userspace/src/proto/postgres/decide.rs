@@ -16,6 +16,7 @@ use crate::{
     config::Action,
     conn::ConnCtx,
     inspect::{
+        Dialect,
         guardrails::{
             Analysis, PreparedUse, StatementKind,
             functions::{self, FunctionCall},
@@ -140,7 +141,12 @@ impl<'a> Env<'a> {
         let pg = &self.ctx.resource.postgres;
         self.services
             .analyzer
-            .analyze_bounded(sql, pg.max_statement_bytes, pg.analysis_budget)
+            .analyze_bounded(
+                sql,
+                Dialect::Postgres,
+                pg.max_statement_bytes,
+                pg.analysis_budget,
+            )
             .await
     }
 

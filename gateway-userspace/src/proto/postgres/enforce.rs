@@ -20,12 +20,11 @@ use tracing::{info, warn};
 
 use super::{
     blast::{Delta, Judgement, STATS, count_query, deltas, judge, judge_counts, tag_delta},
-    codec::{self, Message},
+    codec::{self, Message, SQLSTATE_REFUSED},
     decide::{Env, Shape},
     frontend::{Frontend, denial, hold_batch},
     pipeline::{Answer, Expect, Shared, drained, push},
     prepared::{Op, Reply},
-    session::SQLSTATE_REFUSED,
     settings::BlastRadius,
 };
 use crate::proto::ProxyError;
@@ -519,7 +518,7 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
         let mut payload = std::mem::take(&mut self.pending);
         if let Some(b) = self.batch.take() {
             self.uw.flush().await?;
-            match hold_batch(cr, &b, self.ctx, self.services, self.identity).await {
+            match hold_batch(cr, &b, self.gate, self.identity).await {
                 Ok(()) => payload.extend_from_slice(&b.bytes),
                 Err(err) => {
                     payload.clear();

@@ -24,22 +24,19 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tracing::warn;
 
 use super::{
-    codec::{self, CodecError, Message},
+    codec::{self, CodecError, Message, SQLSTATE_REFUSED},
     decide::{Effect, Env, PREPARED_RULE, Shape, refusal},
     hold::{self, HeldBatch, HeldStatement, HoldSpec, PreviewInput, SessionIdentity},
     masking_plan::PlanTracker,
     pipeline::{Expect, Shared, push},
     prepared::{self, Entry, Op, Reply},
-    session::SQLSTATE_REFUSED,
 };
 use crate::{
     conn::ConnCtx,
-    inspect::Verdict,
-    proto::{ProxyError, command},
-    services::{
-        Services,
-        audit::session::{Decided, SessionAudit},
-    },
+    gate::{Command, Gate},
+    inspect::{Dialect, Verdict},
+    proto::ProxyError,
+    services::{Services, audit::session::Decided},
 };
 
 /// The refusal answered to the agent for a statement the policy denies (held statements are
@@ -60,7 +57,7 @@ pub(super) struct Frontend<'a, W> {
     pub(super) ctx: &'a ConnCtx,
     pub(super) services: &'a Services,
     pub(super) identity: &'a SessionIdentity,
-    audit: &'a SessionAudit,
+    pub(super) gate: &'a Gate,
     pub(super) shared: &'a Mutex<Shared>,
     /// Response masking's view of what was sent (see [`Frontend::send_up`]).
     plans: &'a PlanTracker,
@@ -94,17 +91,15 @@ pub(super) struct Frontend<'a, W> {
 }
 
 impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
-    #[allow(clippy::too_many_arguments)] // the session's parts, each borrowed for its life
     pub fn new(
-        ctx: &'a ConnCtx,
-        services: &'a Services,
+        gate: &'a Gate,
         identity: &'a SessionIdentity,
-        audit: &'a SessionAudit,
         shared: &'a Mutex<Shared>,
         plans: &'a PlanTracker,
         uw: BufWriter<W>,
         max: usize,
     ) -> Self {
+        let (ctx, services) = (&gate.ctx, &*gate.services);
         Frontend {
             env: Env {
                 ctx,
@@ -115,7 +110,7 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
             ctx,
             services,
             identity,
-            audit,
+            gate,
             shared,
             plans,
             uw,
@@ -351,23 +346,18 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
         let env = self.env;
         let analysis = env.with_catalog(env.analyze(sql).await).await;
         let decided = env.decide_query(sql, &analysis).await;
-        command::report(
-            self.ctx,
-            self.services,
-            "simple",
-            &decided.shown,
-            &decided.decision,
-            started.elapsed().as_micros() as u64,
-        );
-        let (verdict, n) = command::record(
-            self.ctx,
-            self.services,
-            self.audit,
-            "simple",
-            &decided.shown,
-            &decided.decision,
-        )
-        .await;
+        let (verdict, n) = self
+            .gate
+            .admit(
+                "simple",
+                &Command::Sql {
+                    text: &decided.shown,
+                    dialect: Dialect::Postgres,
+                },
+                &decided.decision,
+                started.elapsed().as_micros() as u64,
+            )
+            .await;
         let commands = if n > 0 { vec![n] } else { Vec::new() };
         let verdict = match verdict {
             Verdict::Hold { rule, reason } => {
@@ -381,7 +371,7 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
                     payload: &msg.raw,
                     preview: PreviewInput::Simple(sql),
                 };
-                hold::hold(cr, spec, self.ctx, self.services, self.identity).await
+                hold::hold(cr, spec, self.gate, self.identity).await
             }
             Verdict::Allow => Ok(()),
             Verdict::Deny { rule, reason } => Err(denial(&rule, &reason)),
@@ -442,23 +432,18 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
         } else {
             env.policy_decide(&analysis)
         };
-        command::report(
-            self.ctx,
-            self.services,
-            "extended",
-            sql,
-            &decision,
-            started.elapsed().as_micros() as u64,
-        );
-        let (verdict, n) = command::record(
-            self.ctx,
-            self.services,
-            self.audit,
-            "extended",
-            sql,
-            &decision,
-        )
-        .await;
+        let (verdict, n) = self
+            .gate
+            .admit(
+                "extended",
+                &Command::Sql {
+                    text: sql,
+                    dialect: Dialect::Postgres,
+                },
+                &decision,
+                started.elapsed().as_micros() as u64,
+            )
+            .await;
         if n > 0 {
             self.batch_commands.push(n);
         }
@@ -561,11 +546,13 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
         }
         let sql = entry.sql.clone();
         let recorded = self
-            .audit
-            .command(
+            .gate
+            .record(
                 "execute",
-                &sql,
-                || command::masked_text(self.services, &sql),
+                &Command::Sql {
+                    text: &sql,
+                    dialect: Dialect::Postgres,
+                },
                 Decided {
                     action: if entry.held.is_some() {
                         "hold"
@@ -584,11 +571,7 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
                 }
                 None
             }
-            Err(e) => {
-                tracing::error!(event = "audit_refused", conn_id = self.ctx.id, error = %e,
-                                "execution refused: it could not be recorded");
-                Some(denial("audit", &e.to_string()))
-            }
+            Err(e) => Some(denial("audit", &e.to_string())),
         }
     }
 
@@ -601,7 +584,7 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
         let mut b = self.batch.take().expect("checked");
         b.bytes.extend_from_slice(&msg.raw);
         self.uw.flush().await?;
-        let outcome = hold_batch(cr, &b, self.ctx, self.services, self.identity).await;
+        let outcome = hold_batch(cr, &b, self.gate, self.identity).await;
         let is_sync = msg.tag == b'S';
         match outcome {
             Ok(()) => {
@@ -637,8 +620,7 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
 pub(super) async fn hold_batch<R: AsyncRead + Unpin>(
     cr: &mut BufReader<R>,
     b: &HeldBatch,
-    ctx: &ConnCtx,
-    services: &Services,
+    gate: &Gate,
     identity: &SessionIdentity,
 ) -> Result<(), Message> {
     let first = &b.statements[0];
@@ -667,5 +649,5 @@ pub(super) async fn hold_batch<R: AsyncRead + Unpin>(
             bind: b.first_bind.as_ref(),
         },
     };
-    hold::hold(cr, spec, ctx, services, identity).await
+    hold::hold(cr, spec, gate, identity).await
 }

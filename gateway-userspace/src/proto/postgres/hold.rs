@@ -14,19 +14,20 @@ use tokio::{
     io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader},
     sync::Notify,
 };
-use tracing::{info, warn};
 
-use super::{auth, codec, codec::Message, session::SQLSTATE_REFUSED};
+
+use super::{
+    auth, codec,
+    codec::{Message, SQLSTATE_REFUSED},
+};
 use crate::{
     config::Secret,
     conn::ConnCtx,
-    inspect::{guardrails::StatementKind, masking::MaskingEngine},
+    gate::{Command, Gate, HoldSpec as GateHold, Refusal, RefusedBy},
+    inspect::{Dialect, guardrails::StatementKind, masking::MaskingEngine},
     services::{
         Services,
-        approvals::{
-            HoldRequest, Opened, Outcome, fingerprint::sql_fingerprint, hex, model::Preview,
-            settings::PreviewSettings, sha256_hex,
-        },
+        approvals::{hex, model::Preview, settings::PreviewSettings},
     },
 };
 
@@ -35,14 +36,10 @@ const MAX_PARAM_SHOWN: usize = 1024;
 
 /// What a session knows about its agent and its upstream login.
 pub struct SessionIdentity {
-    /// The agent's OIDC subject (`agent_auth: oidc`).
-    pub subject: Option<String>,
     /// The gateway's own login, for previews on a separate connection (`None`: passthrough).
     pub login: Option<PreviewLogin>,
     /// Woken by the agent's CancelRequest: a held statement is then cancelled.
     pub cancel: Arc<Notify>,
-    /// The session's id in the audit log.
-    pub audit_session: String,
 }
 
 #[derive(Clone)]
@@ -178,124 +175,77 @@ fn refused(message: String, detail: Option<&str>, code: &str) -> Message {
 }
 
 /// Holds a command until it is approved (`Ok`: forward the payload) or refused (`Err`: the
-/// ErrorResponse for the agent).
+/// ErrorResponse for the agent). The hold itself is the gate's; this adds the preview and
+/// words the refusal as PostgreSQL would.
 pub async fn hold<R: AsyncRead + Unpin>(
     agent: &mut BufReader<R>,
     spec: HoldSpec<'_>,
-    ctx: &ConnCtx,
-    services: &Services,
+    gate: &Gate,
     session: &SessionIdentity,
 ) -> Result<(), Message> {
-    let (Some(broker), Some(policy)) = (
-        &services.approvals,
-        crate::services::approvals::policy_for(services, &spec.rule),
-    ) else {
-        return Err(refused(
-            format!(
-                "sluice: statement requires approval (rule \"{}\"), and no approval service is enabled on this gateway",
-                spec.rule
-            ),
-            Some(&spec.reason),
-            SQLSTATE_REFUSED,
-        ));
-    };
-    let fingerprint = sql_fingerprint(&spec.command);
-    let identity = crate::services::approvals::identity_of(session.subject.as_deref(), ctx);
-    if let Some(grant) = broker.grant_for(&identity, &ctx.resource.name, &spec.rule, &fingerprint) {
-        info!(event = "grant_used", conn_id = ctx.id, grant = %grant, rule = %spec.rule,
-              sql = %crate::proto::command::masked_text(services, &spec.command),
-              "held statement allowed by a just-in-time grant");
-        return Ok(());
-    }
-    let preview = match &session.login {
-        Some(login) if policy.preview.explain || policy.preview.dry_run => {
-            Some(preview(ctx, services, login, &spec.preview, policy.preview).await)
-        }
-        Some(_) => None,
-        None => Some(Preview {
-            note: Some("no preview: the resource relays the agent's own login (passthrough), so sluice has no credential of its own".into()),
-            ..Preview::default()
-        }),
-    };
-    let opened = broker.open(HoldRequest {
-        ctx,
-        subject: session.subject.clone(),
-        session: Some(session.audit_session.clone()),
+    let held = GateHold {
         protocol: "postgres",
-        rule: spec.rule.clone(),
-        reason: spec.reason.clone(),
-        command: spec.command.clone(),
+        command: Command::Sql {
+            text: &spec.command,
+            dialect: Dialect::Postgres,
+        },
+        rule: &spec.rule,
+        reason: &spec.reason,
         parameters: spec.parameters,
         payload: spec.payload,
-        fingerprint,
-        policy,
-        preview,
-        masker: &services.masker(),
-    });
-    let ticket = match opened {
-        Opened::Waiting(t) => t,
-        Opened::Refused { reason } => {
-            return Err(refused(
-                format!(
-                    "sluice: statement requires approval (rule \"{}\") and cannot be held: {reason}",
-                    spec.rule
-                ),
-                Some(&spec.reason),
-                SQLSTATE_REFUSED,
-            ));
+    };
+    let (ctx, services) = (&gate.ctx, &*gate.services);
+    let preview = |settings: PreviewSettings| async move {
+        match &session.login {
+            Some(login) if settings.explain || settings.dry_run => {
+                Some(preview(ctx, services, login, &spec.preview, settings).await)
+            }
+            Some(_) => None,
+            None => Some(Preview {
+                note: Some("no preview: the resource relays the agent's own login (passthrough), so sluice has no credential of its own".into()),
+                ..Preview::default()
+            }),
         }
     };
-    let id = ticket.id.clone();
-    let expected = ticket.sha256.clone();
     let cancelled = async {
         tokio::select! {
             _ = session.cancel.notified() => {}
             _ = agent_gone(agent) => {}
         }
     };
-    let outcome = broker.wait(ticket, cancelled).await;
-    info!(event = "hold_outcome", conn_id = ctx.id, id = %id, outcome = ?outcome, "held statement resolved");
-    match outcome {
-        Outcome::Approved { reviewers } => {
-            // The bytes about to be forwarded must be the ones reviewers saw.
-            if sha256_hex(spec.payload) != expected {
-                warn!(event = "hold_hash_mismatch", conn_id = ctx.id, id = %id, "approved bytes changed; refusing");
-                return Err(refused(
-                    format!("sluice: approval {id} does not match the held statement"),
-                    None,
-                    "XX000",
-                ));
-            }
-            info!(event = "hold_released", conn_id = ctx.id, id = %id, reviewers = ?reviewers,
-                  "approved statement forwarded");
-            Ok(())
-        }
-        Outcome::Denied { reviewer, reason } => Err(refused(
-            format!("sluice: statement denied by {reviewer}: {reason}"),
-            Some(&format!(
-                "approval request {id} (rule \"{}\": {})",
-                spec.rule, spec.reason
-            )),
+    gate.hold(held, preview, async |_| {}, cancelled)
+        .await
+        .map_err(|r| refusal(&r))
+}
+
+/// A refusal as PostgreSQL words it: what it is, in which request, and the SQLSTATE a
+/// client knows (57014 for a cancelled statement, 57P01 when the gateway gave up).
+fn refusal(r: &Refusal) -> Message {
+    let rule_said = format!("rule \"{}\": {}", r.rule, r.reason);
+    let id = r.request.as_deref().unwrap_or("?");
+    match &r.by {
+        RefusedBy::NoApprovals | RefusedBy::CannotHold(_) => refused(
+            format!("sluice: {}", r.sentence("statement")),
+            Some(&r.reason),
             SQLSTATE_REFUSED,
-        )),
-        Outcome::Expired { after } => Err(refused(
-            format!(
-                "sluice: approval request {id} timed out after {} without a decision",
-                humantime::format_duration(after)
-            ),
-            Some(&format!("rule \"{}\": {}", spec.rule, spec.reason)),
+        ),
+        RefusedBy::Reviewer { .. } => refused(
+            format!("sluice: {}", r.sentence("statement")),
+            Some(&format!("approval request {id} ({rule_said})")),
             SQLSTATE_REFUSED,
-        )),
-        Outcome::Cancelled => Err(refused(
+        ),
+        RefusedBy::Timeout(_) => refused(
+            format!("sluice: {}", r.sentence("statement")),
+            Some(&rule_said),
+            SQLSTATE_REFUSED,
+        ),
+        RefusedBy::Cancelled => refused(
             "canceling statement due to user request (it was held for approval)".into(),
             Some(&format!("approval request {id} cancelled")),
             "57014",
-        )),
-        Outcome::Abandoned { reason } => Err(refused(
-            format!("sluice: approval request {id} abandoned: {reason}"),
-            None,
-            "57P01",
-        )),
+        ),
+        RefusedBy::Abandoned(_) => refused(format!("sluice: {}", r.sentence("statement")), None, "57P01"),
+        RefusedBy::Mismatch => refused(format!("sluice: {}", r.sentence("statement")), None, "XX000"),
     }
 }
 
@@ -319,7 +269,12 @@ async fn preview(
     let pg = &ctx.resource.postgres;
     let analysis = services
         .analyzer
-        .analyze_bounded(input.sql(), pg.max_statement_bytes, pg.analysis_budget)
+        .analyze_bounded(
+            input.sql(),
+            Dialect::Postgres,
+            pg.max_statement_bytes,
+            pg.analysis_budget,
+        )
         .await;
     let previewable = analysis.statements.len() == 1
         && matches!(

@@ -210,7 +210,10 @@ mod tests {
     fn entry(sql: &str) -> Arc<Entry> {
         Arc::new(Entry {
             sql: sql.into(),
-            analysis: Arc::new(crate::inspect::guardrails::analyze(sql)),
+            analysis: Arc::new(crate::inspect::guardrails::analyze(
+                sql,
+                crate::inspect::Dialect::Postgres,
+            )),
             held: None,
             parsed_as: 0,
             executed: AtomicBool::new(false),

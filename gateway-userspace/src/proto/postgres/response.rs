@@ -27,10 +27,9 @@ use std::{
 use super::{
     binary::{self, Cell, Shape},
     catalog::Catalog,
-    codec::{self, Column, Message},
+    codec::{self, Column, Message, SQLSTATE_REFUSED},
     hold::PreviewLogin,
     masking_plan::{Event, PlanTracker, Portal},
-    session::SQLSTATE_REFUSED,
 };
 use crate::{
     conn::ConnCtx,

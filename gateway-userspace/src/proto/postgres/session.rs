@@ -26,13 +26,11 @@ use super::{
 use crate::{
     config::{AgentAuth, Credentials},
     conn::ConnCtx,
+    gate::{self, Gate},
     proto::{ProxyError, tcp::Transfer},
     services::{
         Services,
-        audit::{
-            record::{IdentityRecord, ResultRecord},
-            session::SessionAudit,
-        },
+        audit::{record::ResultRecord, session::SessionAudit},
         cancel::CancelTarget,
     },
 };
@@ -52,8 +50,7 @@ const ALLOWED_STARTUP_PARAMS: &[&str] = &[
     "search_path",
 ];
 
-/// SQLSTATE for statements refused by policy: insufficient_privilege.
-pub const SQLSTATE_REFUSED: &str = "42501";
+pub use super::codec::SQLSTATE_REFUSED;
 const SQLSTATE_PROTOCOL: &str = "08P01";
 
 /// A byte stream to either side: plain TCP or TLS over it.
@@ -64,7 +61,7 @@ pub(super) type BoxIo = Box<dyn Io>;
 pub async fn serve(
     mut tcp: TcpStream,
     ctx: &ConnCtx,
-    services: &Services,
+    services: &Arc<Services>,
 ) -> Result<Transfer, ProxyError> {
     let _ = tcp.set_nodelay(true);
     let resource = ctx.resource.clone();
@@ -150,45 +147,35 @@ pub async fn serve(
 
     let subject = match ctx.resource.agent_auth {
         AgentAuth::None => Ok(None),
-        AgentAuth::Oidc => agent_token(&mut client, ctx, services).await.map(Some),
+        AgentAuth::Oidc => agent_token(&mut client, ctx, services).await,
     };
-    let audit = SessionAudit::start(
-        services.audit.clone(),
+    let gate = Gate::open(
         ctx,
+        services,
         "postgres",
-        IdentityRecord {
-            user: agent_user.clone(),
-            subject: subject.as_ref().ok().cloned().flatten(),
-        },
-        match resource.credentials {
-            Credentials::Inject { .. } => "inject",
-            Credentials::Passthrough => "passthrough",
-        },
+        &agent_user,
+        subject.as_ref().ok().cloned().flatten(),
     );
     let result = match subject {
-        Ok(subject) => {
-            established(client, ctx, services, &params, &agent_user, subject, &audit).await
-        }
+        Ok(_) => established(client, &gate, &params, &agent_user).await,
         Err(e) => Err(e),
     };
     let (up, down) = result
         .as_ref()
         .map(|t| (t.to_upstream, t.to_client))
         .unwrap_or_default();
-    audit.end(up, down, result.as_ref().err().map(|e| e.to_string()));
+    gate.close(up, down, result.as_ref().err().map(|e| e.to_string()));
     result
 }
 
 /// The session after the agent's startup: upstream login, then the relay.
 async fn established(
     mut client: BoxIo,
-    ctx: &ConnCtx,
-    services: &Services,
+    gate: &Gate,
     params: &[(String, String)],
     agent_user: &str,
-    subject: Option<String>,
-    audit: &SessionAudit,
 ) -> Result<Transfer, ProxyError> {
+    let (ctx, services) = (&gate.ctx, &*gate.services);
     let resource = ctx.resource.clone();
     // Bounded per resource before a connection is opened; refused as PostgreSQL refuses.
     let Some(_slot) = services
@@ -294,10 +281,8 @@ async fn established(
         });
     }
     let identity = SessionIdentity {
-        subject,
         login: preview_login,
         cancel: Arc::new(tokio::sync::Notify::new()),
-        audit_session: audit.id.clone(),
     };
     // The agent gets a key minted by sluice; the upstream's stays here.
     let key = services.cancel.register(CancelTarget {
@@ -320,7 +305,7 @@ async fn established(
         info!(event = "session_start", conn_id = ctx.id, resource = %resource.name, agent_user = %agent_user,
               credentials = if matches!(resource.credentials, Credentials::Inject { .. }) { "inject" } else { "passthrough" },
               "postgres session established");
-        relay(client, upstream, ctx, services, &identity, audit).await
+        relay(client, upstream, gate, &identity).await
     }
     .await;
     services.cancel.unregister(key);
@@ -333,7 +318,7 @@ async fn agent_token(
     client: &mut BoxIo,
     ctx: &ConnCtx,
     services: &Services,
-) -> Result<String, ProxyError> {
+) -> Result<Option<String>, ProxyError> {
     client
         .write_all(&Message::new(b'R', &3i32.to_be_bytes()).raw)
         .await?;
@@ -346,18 +331,10 @@ async fn agent_token(
         .then(|| codec::query_text(msg.body()).ok())
         .flatten()
         .unwrap_or_default();
-    let verified = match &services.agent_tokens {
-        Some(v) => v.verify(token).await.map_err(|e| e.to_string()),
-        None => Err("no OIDC issuer is configured".into()),
-    };
-    match verified {
-        Ok(id) => {
-            info!(event = "agent_authenticated", conn_id = ctx.id, subject = %id.subject, "agent token verified");
-            Ok(id.subject)
-        }
+    match gate::verify_agent(ctx, services, Some(token)).await {
+        Ok(subject) => Ok(subject),
         Err(e) => {
             let msg = format!("sluice: the agent's token was refused: {e}");
-            warn!(event = "agent_auth_refused", conn_id = ctx.id, error = %e, "agent token refused");
             refuse(client, "28P01", &msg).await;
             Err(ProxyError::ClientRefused(msg))
         }
@@ -480,11 +457,10 @@ async fn forward_cancel(body: &[u8], ctx: &ConnCtx, services: &Services) {
 async fn relay(
     client: BoxIo,
     upstream: BoxIo,
-    ctx: &ConnCtx,
-    services: &Services,
+    gate: &Gate,
     identity: &SessionIdentity,
-    audit: &SessionAudit,
 ) -> Result<Transfer, ProxyError> {
+    let (ctx, services, audit) = (&gate.ctx, &*gate.services, &gate.audit);
     let (cr, cw) = tokio::io::split(client);
     let (ur, uw) = tokio::io::split(upstream);
     let shared = Arc::new(Mutex::new(Shared::new()));
@@ -504,10 +480,8 @@ async fn relay(
     let mut cw = BufWriter::new(cw);
     let mut down_bytes = 0u64;
     let mut frontend = Frontend::new(
-        ctx,
-        services,
+        gate,
         identity,
-        audit,
         &shared,
         &plans,
         BufWriter::new(uw),

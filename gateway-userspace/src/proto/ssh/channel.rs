@@ -13,12 +13,12 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::{
-    Conn, REFUSED_EXIT_STATUS, env_allowed, hold, inspect, settings::Forwarding, upstream::Upstream,
+    Conn, REFUSED_EXIT_STATUS, env_allowed, inspect, settings::Forwarding, upstream::Upstream,
 };
 use crate::{
     config::Action,
+    gate::{Command, HoldSpec, RefusedBy},
     inspect::{Verdict, masking::StreamMasker, policy::Decision},
-    proto::command,
     services::audit::{
         record::PtyInfo,
         stream::{OutputCode, StreamRecorder},
@@ -120,7 +120,7 @@ pub(super) async fn run(agent: Channel<Msg>, number: u32, conn: Arc<Conn>, handl
         return;
     };
     let recorder = StreamRecorder::start(
-        conn.audit.clone(),
+        conn.gate.audit.clone(),
         number,
         n,
         pty.as_ref().map(|p| PtyInfo {
@@ -130,8 +130,8 @@ pub(super) async fn run(agent: Channel<Msg>, number: u32, conn: Arc<Conn>, handl
         }),
         match (input, pty.is_some()) {
             (Input::Transfer, _) => 0,
-            (_, true) => conn.audit.capture().terminal_bytes,
-            (_, false) => conn.audit.capture().bytes,
+            (_, true) => conn.gate.audit.capture().terminal_bytes,
+            (_, false) => conn.gate.audit.capture().bytes,
         },
     );
     let up = match open_upstream(&conn, pty.as_ref(), &env, &request).await {
@@ -235,7 +235,7 @@ impl Agent {
                     (d.decision, input)
                 };
                 let n = self
-                    .enforce(rx, parked, "ssh-exec", &text, &bytes, &decision)
+                    .enforce(rx, parked, "ssh-exec", Command::Shell { line: &text }, &bytes, &decision)
                     .await?;
                 Some((Request::Exec(bytes), input, Some(n), session))
             }
@@ -243,7 +243,14 @@ impl Agent {
                 let decision = inspect::decide_shell_request(&settings);
                 let text = "<interactive shell>";
                 let n = self
-                    .enforce(rx, parked, "ssh-shell", text, text.as_bytes(), &decision)
+                    .enforce(
+                        rx,
+                        parked,
+                        "ssh-shell",
+                        Command::Session { kind: "shell", text },
+                        text.as_bytes(),
+                        &decision,
+                    )
                     .await?;
                 let session = inspect::LineSession::shell(pty.is_some());
                 Some((Request::Shell, Input::Lines(line_mode), Some(n), session))
@@ -256,7 +263,10 @@ impl Agent {
                         rx,
                         parked,
                         "ssh-subsystem",
-                        &text,
+                        Command::Session {
+                            kind: "subsystem",
+                            text: &text,
+                        },
                         text.as_bytes(),
                         &decision,
                     )
@@ -277,12 +287,12 @@ impl Agent {
         rx: &mut ChannelReadHalf,
         parked: &mut Parked,
         protocol: &str,
-        text: &str,
+        command: Command<'_>,
         payload: &[u8],
         decision: &Decision,
     ) -> Option<u64> {
         match enforce_command(
-            self, rx, parked, protocol, "command", text, payload, decision,
+            self, rx, parked, protocol, "command", command, payload, decision,
         )
         .await
         {
@@ -308,28 +318,19 @@ async fn enforce_command(
     parked: &mut Parked,
     protocol: &str,
     what: &str,
-    text: &str,
+    command: Command<'_>,
     payload: &[u8],
     decision: &Decision,
 ) -> Result<u64, String> {
-    let conn = &agent.conn;
-    command::report(&conn.ctx, &conn.services, protocol, text, decision, 0);
-    let (verdict, n) = command::record(
-        &conn.ctx,
-        &conn.services,
-        &conn.audit,
-        protocol,
-        text,
-        decision,
-    )
-    .await;
+    let gate = &agent.conn.gate;
+    let (verdict, n) = gate.admit(protocol, &command, decision, 0).await;
     match verdict {
         Verdict::Allow => Ok(n),
         Verdict::Deny { rule, reason } => {
-            info!(event = "ssh_refused", conn_id = conn.ctx.id, protocol, rule = %rule, "{what} refused");
+            info!(event = "ssh_refused", conn_id = gate.ctx.id, protocol, rule = %rule, "{what} refused");
             Err(format!("{what} blocked by rule \"{rule}\": {reason}"))
         }
-        Verdict::Hold { rule, reason } => held(agent, rx, parked, &rule, &reason, text, payload)
+        Verdict::Hold { rule, reason } => held(agent, rx, parked, &rule, &reason, command, payload)
             .await
             .map(|()| n),
     }
@@ -351,19 +352,24 @@ async fn held(
     parked: &mut Parked,
     rule: &str,
     reason: &str,
-    text: &str,
+    command: Command<'_>,
     payload: &[u8],
 ) -> Result<(), String> {
-    let ticket = match hold::open(&agent.conn, rule, reason, text, payload)? {
-        hold::Opened::Granted => return Ok(()),
-        hold::Opened::Waiting(t) => t,
+    let spec = HoldSpec {
+        protocol: "ssh",
+        command,
+        rule,
+        reason,
+        parameters: Vec::new(),
+        payload,
     };
-    agent
-        .notice(&format!(
-            "held for approval (request {}, rule \"{rule}\"); waiting for a reviewer...",
-            ticket.id
-        ))
-        .await;
+    let waiting = async |id: &str| {
+        agent
+            .notice(&format!(
+                "held for approval (request {id}, rule \"{rule}\"); waiting for a reviewer..."
+            ))
+            .await;
+    };
     let pty = agent.pty;
     let cancelled = async move {
         loop {
@@ -387,7 +393,24 @@ async fn held(
             }
         }
     };
-    hold::wait(&agent.conn, ticket, payload, cancelled).await
+    agent
+        .conn
+        .gate
+        .hold(spec, async |_| None, waiting, cancelled)
+        .await
+        .map_err(|r| match &r.by {
+            // The reason goes with the rule: nothing else tells the agent why it was held.
+            RefusedBy::NoApprovals => format!(
+                "command requires approval (rule \"{}\": {}), and no approval service is enabled on this gateway",
+                r.rule, r.reason
+            ),
+            RefusedBy::Reviewer { .. } => format!(
+                "{} (approval request {})",
+                r.sentence("command"),
+                r.request.as_deref().unwrap_or("?")
+            ),
+            _ => r.sentence("command"),
+        })
 }
 
 /// Opens the upstream channel and starts the request on it.
@@ -832,7 +855,7 @@ impl Relay {
             &mut parked,
             "ssh-line",
             "line",
-            line,
+            Command::Shell { line },
             line.as_bytes(),
             &decision,
         )
@@ -897,23 +920,18 @@ pub(super) async fn forward(
             if allowed { "allowed" } else { "denied" }
         ),
     };
-    command::report(
-        &conn.ctx,
-        &conn.services,
-        "ssh-forward",
-        &text,
-        &decision,
-        0,
-    );
-    let (verdict, _) = command::record(
-        &conn.ctx,
-        &conn.services,
-        &conn.audit,
-        "ssh-forward",
-        &text,
-        &decision,
-    )
-    .await;
+    let (verdict, _) = conn
+        .gate
+        .admit(
+            "ssh-forward",
+            &Command::Session {
+                kind: "port-forward",
+                text: &text,
+            },
+            &decision,
+            0,
+        )
+        .await;
     if verdict != Verdict::Allow {
         return Err(russh::ChannelOpenFailure::AdministrativelyProhibited);
     }

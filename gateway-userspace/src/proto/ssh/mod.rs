@@ -12,7 +12,6 @@
 //! allowed, so a refused command never touches the host.
 
 mod channel;
-mod hold;
 pub mod inspect;
 mod line;
 pub mod settings;
@@ -34,13 +33,11 @@ use tokio::{net::TcpStream, sync::OnceCell};
 use tracing::{info, warn};
 
 use crate::{
-    config::{AgentAuth, Credentials},
+    config::AgentAuth,
     conn::ConnCtx,
+    gate::{self, Gate},
     proto::{ProxyError, tcp::Transfer},
-    services::{
-        Services,
-        audit::{record::IdentityRecord, session::SessionAudit},
-    },
+    services::Services,
 };
 
 /// Exit status of a command sluice refused (like a shell's "cannot execute").
@@ -79,9 +76,8 @@ pub(crate) struct Conn {
     pub services: Arc<Services>,
     /// The user the agent asked for (`ssh user@host`).
     pub user: String,
-    /// The agent's OIDC subject (`agent_auth: oidc`).
-    pub subject: Option<String>,
-    pub audit: Arc<SessionAudit>,
+    /// Policy, approvals, audit and identity for this connection.
+    pub gate: Gate,
     upstream: OnceCell<Result<Arc<upstream::Upstream>, String>>,
     next_channel: AtomicU32,
     open_channels: AtomicU32,
@@ -154,46 +150,31 @@ impl server::Handler for AgentHandler {
         if self.ctx.resource.agent_auth == AgentAuth::None {
             return Ok(Auth::Accept);
         }
-        let verified = match &self.services.agent_tokens {
-            Some(v) => v.verify(password).await.map_err(|e| e.to_string()),
-            None => Err("no OIDC issuer is configured".into()),
-        };
-        match verified {
-            Ok(id) => {
-                info!(event = "agent_authenticated", conn_id = self.ctx.id, subject = %id.subject, "agent token verified");
-                self.subject = Some(id.subject);
+        match gate::verify_agent(&self.ctx, &self.services, Some(password)).await {
+            Ok(subject) => {
+                self.subject = subject;
                 Ok(Auth::Accept)
             }
-            Err(e) => {
-                warn!(event = "agent_auth_refused", conn_id = self.ctx.id, error = %e, "agent token refused");
-                Ok(Auth::reject())
-            }
+            Err(_) => Ok(Auth::reject()),
         }
     }
 
     async fn auth_succeeded(&mut self, _session: &mut Session) -> Result<(), Self::Error> {
         self.ctx.handshake.done();
-        let audit = SessionAudit::start(
-            self.services.audit.clone(),
+        let gate = Gate::open(
             &self.ctx,
+            &self.services,
             "ssh",
-            IdentityRecord {
-                user: self.user.clone(),
-                subject: self.subject.clone(),
-            },
-            match self.ctx.resource.credentials {
-                Credentials::Inject { .. } => "inject",
-                Credentials::Passthrough => "passthrough",
-            },
+            &self.user,
+            self.subject.clone(),
         );
         info!(event = "session_started", conn_id = self.ctx.id, protocol = "ssh", user = %self.user,
-              audit_session = %audit.id, "agent logged in");
+              audit_session = %gate.audit.id, "agent logged in");
         *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(Conn {
             ctx: self.ctx.clone(),
             services: self.services.clone(),
             user: self.user.clone(),
-            subject: self.subject.clone(),
-            audit: Arc::new(audit),
+            gate,
             upstream: OnceCell::new(),
             next_channel: AtomicU32::new(0),
             open_channels: AtomicU32::new(0),
@@ -402,8 +383,8 @@ pub async fn serve(
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        c.audit
-            .end(transfer.to_upstream, transfer.to_client, error.clone());
+        c.gate
+            .close(transfer.to_upstream, transfer.to_client, error.clone());
         if let Some(Ok(up)) = c.upstream.get() {
             let _ = up
                 .disconnect(russh::Disconnect::ByApplication, "", "en")

@@ -2,15 +2,14 @@
 //! are case-folded, whitespace and comments are dropped. `UPDATE t SET a = 1 WHERE id = 7` and
 //! `update t set a = 2 where id = 9` share a fingerprint; adding `OR true` does not.
 
-use sqlparser::{
-    dialect::PostgreSqlDialect,
-    tokenizer::{Token, Tokenizer},
-};
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::inspect::Dialect;
 
 /// The fingerprint of `sql`. Text the tokenizer cannot read gets a fingerprint of its exact
 /// bytes, so a grant can only ever cover that same text.
-pub fn sql_fingerprint(sql: &str) -> String {
-    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else {
+pub fn sql_fingerprint(sql: &str, dialect: Dialect) -> String {
+    let Ok(tokens) = Tokenizer::new(dialect.parser(), sql).tokenize() else {
         return format!("exact:{}", super::sha256_hex(sql.as_bytes()));
     };
     let mut out = String::with_capacity(sql.len());
@@ -43,6 +42,11 @@ pub fn sql_fingerprint(sql: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fingerprints in PostgreSQL, the dialect these cases are written in.
+    fn sql_fingerprint(sql: &str) -> String {
+        super::sql_fingerprint(sql, Dialect::Postgres)
+    }
 
     #[test]
     fn literals_and_case_do_not_matter() {

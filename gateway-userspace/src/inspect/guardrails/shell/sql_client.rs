@@ -163,7 +163,7 @@ fn mysql_args(args: &[Arg]) -> ClientArgs {
 
 /// Runs the SQL guardrails on SQL a client will send; findings keep their SQL ids.
 pub(super) fn sql(w: &mut Walker, client: &str, text: &str) {
-    let analysis = analyze(text);
+    let analysis = analyze(text, crate::inspect::Dialect::Postgres);
     for f in analysis.findings {
         let reason = if f.rule == RuleId::Unparseable {
             format!("{client} runs SQL that could not be parsed: {}", f.reason)
@@ -243,7 +243,7 @@ pub(super) fn client(w: &mut Walker, program: &str, args: &[Arg], stdin: &Input)
 /// Whether SQL only reads, as the PostgreSQL analyser classifies it: it parses, no guardrail
 /// fires, and no statement can change data, schema, privileges or server state.
 fn sql_reads(text: &str) -> Result<(), String> {
-    let a = analyze(text);
+    let a = analyze(text, crate::inspect::Dialect::Postgres);
     if let Some(e) = a.parse_error {
         return Err(format!("SQL that could not be parsed ({e})"));
     }

@@ -1,7 +1,6 @@
-//! What every protocol does with a command once the policy has decided on it: log it, raise
-//! the alert it calls for, and record it durably in the audit log before anything is forwarded.
+//! Logging and alerting on a decided command, with its text masked as the audit log masks it.
 
-use tracing::{Level, debug, enabled, error, info, warn};
+use tracing::{Level, debug, enabled, info, warn};
 
 use crate::{
     conn::ConnCtx,
@@ -9,7 +8,6 @@ use crate::{
     services::{
         Services,
         alerts::{Alert, now_rfc3339},
-        audit::session::{Decided, SessionAudit},
     },
 };
 
@@ -81,45 +79,5 @@ pub fn report(
     } else {
         info!(event = "command", conn_id = ctx.id, protocol, resource = %ctx.resource.name, action = %decision.action,
               rule = %decision.rule, reason = %decision.reason, decide_us, command = %command, "command");
-    }
-}
-
-/// Records a decided command durably; the command may be forwarded only once this returned.
-/// A command that cannot be recorded is refused (rule `audit`). Returns the verdict to enforce
-/// and the command's number in the audit session.
-pub async fn record(
-    ctx: &ConnCtx,
-    services: &Services,
-    audit: &SessionAudit,
-    protocol: &str,
-    command: &str,
-    decision: &Decision,
-) -> (Verdict, u64) {
-    let action = decision.action.to_string();
-    let recorded = audit
-        .command(
-            protocol,
-            command,
-            || masked_text(services, command),
-            Decided {
-                action: &action,
-                rule: &decision.rule,
-                reason: &decision.reason,
-            },
-        )
-        .await;
-    match recorded {
-        Ok(n) => (decision.verdict(), n),
-        Err(e) => {
-            error!(event = "audit_refused", conn_id = ctx.id, error = %e,
-                   "command refused: it could not be recorded");
-            (
-                Verdict::Deny {
-                    rule: "audit".into(),
-                    reason: e.to_string(),
-                },
-                0,
-            )
-        }
     }
 }
