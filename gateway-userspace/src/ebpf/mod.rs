@@ -9,12 +9,14 @@
 //! interception.
 
 pub mod cgroup;
+mod destinations;
+mod pins;
 pub mod sys;
 
 use std::{
     fs,
-    net::{IpAddr, SocketAddr},
-    os::{fd::OwnedFd, unix::fs::PermissionsExt},
+    net::SocketAddr,
+    os::fd::OwnedFd,
     path::{Path, PathBuf},
     sync::Mutex,
     time::Duration,
@@ -23,26 +25,24 @@ use std::{
 use anyhow::{Context, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{
-        HashMap, MapData, RingBuf,
-        lpm_trie::{Key, LpmTrie},
-    },
+    maps::{HashMap, MapData, RingBuf},
     programs::{
         CgroupAttachMode, CgroupDevice, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr,
         CgroupSysctl, SockOps,
         links::{FdLink, PinnedLink},
     },
 };
-use gateway_common::{
-    Action, ClientKey, ConnRecord, PORT_PREFIX_BITS, PROTO_TCP, PROTO_UDP, ResourceEntry,
-    ResourceKeyV4, ResourceKeyV6, inbound, resource_key_v4, resource_key_v6,
-};
-use tracing::{debug, info, warn};
+use gateway_common::{ClientKey, ConnRecord, inbound};
+use tracing::{info, warn};
 
 use crate::{
-    config::{Config, Destination, EgressMode, InboundMode, Target, Transport, UnixMode},
+    config::{Config, EgressMode, InboundMode, Target, UnixMode},
     conn::ClientAddr,
 };
+
+use destinations::fill_destinations;
+use pins::{ensure_bpffs, maps_dir, private_dir, remove_other_map_dirs, remove_pins};
+pub use pins::{has_pins, pin_dir, remove_stale_pins};
 
 /// The compiled programs, built by build.rs from the gateway-ebpf crate.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gateway-ebpf"));
@@ -118,44 +118,6 @@ pub struct Interceptor {
     unix_programs: Vec<(&'static str, u32, OwnedFd)>,
     /// Keeps the programs and remaining maps loaded for as long as the interceptor lives.
     ebpf: Ebpf,
-}
-
-/// Pin directory of a target.
-pub fn pin_dir(target: &str) -> PathBuf {
-    Path::new(PIN_ROOT).join(target)
-}
-
-/// The shared record maps live in a directory named after their layout: a gateway whose records
-/// differ never reuses another's maps.
-fn maps_dir(pin_dir: &Path) -> PathBuf {
-    pin_dir.join(format!(
-        "maps-{}-{}",
-        std::mem::size_of::<ConnRecord>(),
-        std::mem::size_of::<ClientKey>()
-    ))
-}
-
-fn ensure_bpffs() -> anyhow::Result<()> {
-    let mounts = fs::read_to_string("/proc/self/mounts")?;
-    let mounted = mounts.lines().any(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        f.len() > 2 && f[1] == "/sys/fs/bpf" && f[2] == "bpf"
-    });
-    if !mounted {
-        bail!(
-            "bpffs is not mounted at /sys/fs/bpf; sluice pins its links there so interception \
-             fails closed if the gateway dies. Run `mount -t bpf bpf /sys/fs/bpf` (cargo xtask setup does)"
-        );
-    }
-    Ok(())
-}
-
-/// Creates a root-only directory (and tightens an existing one): pins give whoever can open
-/// them the programs and maps.
-fn private_dir(dir: &Path) -> anyhow::Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("restricting {}", dir.display()))
 }
 
 /// Kernel-side log level: debug statements only, forwarded when debug logging is on.
@@ -492,160 +454,6 @@ impl Interceptor {
         info!(event = "detached", target = %target.name, "interception removed");
         Ok(())
     }
-}
-
-fn remove_other_map_dirs(pin_dir: &Path, keep: &Path) {
-    let Ok(entries) = fs::read_dir(pin_dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() && path != keep {
-            let _ = fs::remove_dir_all(&path);
-        }
-    }
-}
-
-/// Removes a target's pins: links (detaching them), shared maps, the directory.
-fn remove_pins(dir: &Path) -> anyhow::Result<usize> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Ok(0);
-    };
-    let mut n = 0;
-    for entry in entries {
-        let path = entry?.path();
-        if path.is_dir() {
-            fs::remove_dir_all(&path)?;
-        } else if let Ok(link) = PinnedLink::from_pin(&path) {
-            drop(link.unpin()?);
-            n += 1;
-        } else {
-            fs::remove_file(&path)?;
-        }
-    }
-    let _ = fs::remove_dir(dir);
-    Ok(n)
-}
-
-/// Whether a target has pinned interception (a gateway running or gone).
-pub fn has_pins(target: &str) -> bool {
-    fs::read_dir(pin_dir(target))
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(false)
-}
-
-/// Detaches what a gateway left pinned (`sluice cleanup --detach`); returns the number of links.
-pub fn remove_stale_pins(target: &str) -> anyhow::Result<usize> {
-    remove_pins(&pin_dir(target))
-}
-
-fn fill_destinations(
-    ebpf: &mut Ebpf,
-    config: &Config,
-    listen: ListenAddrs,
-    own_addrs: &[SocketAddr],
-) -> anyhow::Result<()> {
-    let entry = |action: Action, resource_id: u32, protocols: u32| ResourceEntry {
-        resource_id,
-        action: action as u32,
-        protocols,
-    };
-    let mut entries: Vec<(Destination, ResourceEntry)> = Vec::new();
-    let mut resource_ports = std::collections::BTreeSet::new();
-    for r in &config.resources {
-        for d in &r.matches {
-            entries.push((*d, entry(Action::Redirect, r.id, PROTO_TCP)));
-            resource_ports.insert(d.port);
-        }
-    }
-    // A listed resource's port on any other address: refused under `egress: deny`, reported
-    // under `egress: allow` (the database reached over an address nobody listed).
-    for port in resource_ports {
-        for any in ["0.0.0.0/0", "::/0"] {
-            entries.push((
-                Destination {
-                    net: any.parse().expect("valid prefix"),
-                    port,
-                },
-                entry(Action::Monitor, u32::MAX, 0),
-            ));
-        }
-    }
-    for d in &config.egress.allow {
-        let protocols = match d.transport {
-            Transport::Tcp => PROTO_TCP,
-            Transport::Udp => PROTO_UDP,
-        };
-        entries.push((d.destination, entry(Action::Allow, u32::MAX, protocols)));
-    }
-    if config.egress.dns {
-        for ns in resolv_conf_nameservers() {
-            entries.push((ns, entry(Action::Allow, u32::MAX, PROTO_TCP | PROTO_UDP)));
-        }
-    }
-    // sluice's own listening addresses, also the loopback forms a dual-stack agent might use.
-    // An unspecified address (an API on 0.0.0.0) is refused on every address.
-    let mut own: Vec<SocketAddr> = vec![listen.v4];
-    own.extend(listen.v6);
-    own.extend_from_slice(own_addrs);
-    for a in own {
-        let net = if a.ip().is_unspecified() {
-            if a.is_ipv4() { "0.0.0.0/0" } else { "::/0" }
-                .parse()
-                .expect("valid prefix")
-        } else {
-            a.ip().into()
-        };
-        entries.push((
-            Destination {
-                net,
-                port: a.port(),
-            },
-            entry(Action::Deny, u32::MAX, PROTO_TCP | PROTO_UDP),
-        ));
-    }
-
-    let mut v4: LpmTrie<_, ResourceKeyV4, ResourceEntry> = LpmTrie::try_from(
-        ebpf.map_mut("RESOURCES_V4")
-            .context("RESOURCES_V4 missing")?,
-    )?;
-    for (d, e) in &entries {
-        if let IpAddr::V4(a) = d.net.addr() {
-            let key = Key::new(
-                PORT_PREFIX_BITS + u32::from(d.net.prefix_len()),
-                resource_key_v4(d.port, a.octets()),
-            );
-            v4.insert(&key, e, 0)?;
-        }
-    }
-    let mut v6: LpmTrie<_, ResourceKeyV6, ResourceEntry> = LpmTrie::try_from(
-        ebpf.map_mut("RESOURCES_V6")
-            .context("RESOURCES_V6 missing")?,
-    )?;
-    for (d, e) in &entries {
-        if let IpAddr::V6(a) = d.net.addr() {
-            let key = Key::new(
-                PORT_PREFIX_BITS + u32::from(d.net.prefix_len()),
-                resource_key_v6(d.port, a.octets()),
-            );
-            v6.insert(&key, e, 0)?;
-        }
-    }
-    debug!(entries = entries.len(), "destination maps filled");
-    Ok(())
-}
-
-/// Port 53 (TCP and UDP) of the configured nameservers stays reachable under `egress: deny`.
-fn resolv_conf_nameservers() -> Vec<Destination> {
-    let text = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("nameserver"))
-        .filter_map(|a| a.trim().split('%').next()?.parse::<IpAddr>().ok())
-        .map(|ip| Destination {
-            net: ip.into(),
-            port: 53,
-        })
-        .collect()
 }
 
 fn spawn_kernel_logger(ebpf: &mut Ebpf) {

@@ -36,6 +36,8 @@ pub mod shell;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_evasion;
+#[cfg(test)]
 mod tests_redteam;
 
 use std::{

@@ -41,6 +41,8 @@ mod stdout;
 mod tests;
 #[cfg(test)]
 mod tests_attacks;
+#[cfg(test)]
+mod tests_parse;
 mod walk;
 mod words;
 mod wrappers;

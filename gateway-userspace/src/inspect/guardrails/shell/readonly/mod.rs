@@ -16,6 +16,7 @@
 mod awk;
 mod builtins;
 mod clients;
+mod host;
 mod network;
 mod sed;
 mod services;
@@ -87,6 +88,7 @@ pub(super) fn entries() -> impl Iterator<Item = &'static Entry> {
     text::ENTRIES
         .iter()
         .chain(system::ENTRIES)
+        .chain(host::ENTRIES)
         .chain(network::ENTRIES)
         .chain(builtins::ENTRIES)
         .chain(tools::ENTRIES)
