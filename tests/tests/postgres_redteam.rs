@@ -25,17 +25,31 @@ fn example_rules() -> String {
     .unwrap();
     let mut out = String::new();
     let mut keep = false;
+    // The example's rules for its other resources (the SSH host `web`) are left out: the
+    // gateway here serves the database alone.
+    let mut item = String::new();
+    let flush = |item: &mut String, out: &mut String| {
+        if !item.contains("resources: [web]") {
+            out.push_str(item);
+        }
+        item.clear();
+    };
     for line in text.lines() {
         if let Some(first) = line.chars().next()
             && first.is_ascii_alphabetic()
         {
+            flush(&mut item, &mut out);
             keep = line.starts_with("rules:") || line.starts_with("guardrails:");
         }
         if keep {
-            out.push_str(line);
-            out.push('\n');
+            if line.starts_with("  - ") {
+                flush(&mut item, &mut out);
+            }
+            item.push_str(line);
+            item.push('\n');
         }
     }
+    flush(&mut item, &mut out);
     assert!(
         out.contains("rules:") && out.contains("guardrails:"),
         "{out}"
