@@ -3,11 +3,11 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command, Output, Stdio},
     time::Duration,
 };
 
-use crate::{LineLog, TestCgroup, bin_path, is_event, require_root, temp_dir, unique};
+use crate::{LineLog, TestCgroup, bin_path, is_event, require_root, stderr, temp_dir, unique};
 
 /// A `sluice run` process with its JSON log.
 pub struct Gateway {
@@ -142,6 +142,26 @@ impl Gateway {
         let mut child = self.child.take().expect("running");
         child.kill().expect("kill sluice");
         child.wait().expect("wait sluice");
+    }
+
+    /// Runs the `sluice` CLI as `sluice ARGS --config <this gateway's policy>`.
+    pub fn sluice(&self, args: &[&str]) -> Output {
+        Command::new(bin_path("sluice"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .output()
+            .expect("running sluice")
+    }
+
+    /// What an operator hands an SSH agent: `sluice ssh known-hosts` (the real addresses with
+    /// the gateway's host key), written to `agent_known_hosts` in the data directory.
+    pub fn agent_known_hosts(&self) -> PathBuf {
+        let out = self.sluice(&["ssh", "known-hosts"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let path = self.data_dir.join("agent_known_hosts");
+        std::fs::write(&path, &out.stdout).unwrap();
+        path
     }
 
     pub fn listen_addr(&self) -> SocketAddr {

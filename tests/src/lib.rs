@@ -92,6 +92,11 @@ pub fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A finished command's standard error, as text (for assertion messages).
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 pub fn temp_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(unique("sluice-it-"));
     std::fs::create_dir_all(&dir).unwrap();

@@ -14,7 +14,7 @@ use serde_json::Value;
 use sluice::services::approvals::notify::verify;
 use sluice_tests::{
     ClientRun, Gateway, PG_SCRAM, PgServer, Policy, TestCgroup, TestNet, bin_path, inject,
-    is_event, oidc::OidcProvider, pg_resource, probe, psql_in, require_root,
+    is_event, oidc::OidcProvider, pg_resource, probe, psql_in, require_root, stderr,
 };
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -160,10 +160,6 @@ impl Setup {
     }
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 #[test]
 fn held_update_is_approved_from_the_cli_and_runs_once() {
     let s = setup(ONE_DBA);
@@ -219,11 +215,8 @@ fn held_update_is_approved_from_the_cli_and_runs_once() {
     // The session's last records are committed a few ms after it ends: read until it is there.
     let deadline = std::time::Instant::now() + WAIT;
     let records: Vec<Value> = loop {
-        let export = Command::new(sluice_tests::bin_path("sluice"))
-            .args(["audit", "replay", &session, "--format", "jsonl", "--config"])
-            .arg(&s.gw.config_path)
-            .output()
-            .unwrap();
+        let export =
+            s.gw.sluice(&["audit", "replay", &session, "--format", "jsonl"]);
         assert!(export.status.success(), "{}", stderr(&export));
         let records: Vec<Value> = String::from_utf8_lossy(&export.stdout)
             .lines()

@@ -186,6 +186,26 @@ impl SshServer {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Sessions sshd started so far (`Starting session: command|shell|subsystem ...`): none
+    /// for a refused command.
+    pub fn upstream_sessions(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("Starting session:"))
+            .count()
+    }
+
+    /// Policy text for an `ssh` resource `name` at this sshd: the gateway logs in as
+    /// [`SSH_USER`] with [`SshServer::gateway_key`] and trusts `host_key` (usually
+    /// [`SshServer::host_key_line`]); `ssh_extra` adds lines to the `ssh:` block.
+    pub fn resource(&self, name: &str, host_key: &str, ssh_extra: &str) -> String {
+        format!(
+            "  - name: {name}\n    protocol: ssh\n    match:\n      - {{ address: \"{}\", port: 22 }}\n    credentials: {{ mode: inject, user: {SSH_USER}, key: {{ file: {} }} }}\n    ssh:\n      host_keys: [\"{host_key}\"]\n{ssh_extra}",
+            self.host,
+            self.gateway_key.display()
+        )
+    }
+
     /// Waits until sshd logged a line containing `needle`; panics with the log after `timeout`.
     pub fn wait_log(&self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
