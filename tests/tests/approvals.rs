@@ -1,5 +1,8 @@
 //! Approval holds end to end: psql (or tokio-postgres) in an intercepted cgroup as the agent, a
 //! real PostgreSQL, reviewers using the `sluice approvals` CLI, the HTTP API and the web page.
+//!
+//! One file past ~700 lines on purpose: every test shares the hold fixture (gateway,
+//! reviewers, CLI, API, web page); a file per channel would be a test binary per channel.
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
