@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{bin_path, require_root};
+use crate::{bin_path, lock_file, remove_stale, require_root};
 
 /// The unprivileged account tests run agents and impostors as (also made by
 /// `scripts/setup.sh`, with the same command).
@@ -18,20 +18,10 @@ pub const AGENT_USER: &str = "sluice-agent";
 /// threads and processes of concurrent test runs: an exclusive `flock` serialises them, and
 /// `useradd`'s "already exists" (another harness was faster) counts as success.
 pub fn ensure_agent_user() -> (u32, u32) {
-    use std::os::fd::AsRawFd;
     static IDS: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
     *IDS.get_or_init(|| {
         require_root();
-        let lock_path = std::env::temp_dir().join("sluice-tests-agent-user.lock");
-        let lock = std::fs::File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .unwrap_or_else(|e| panic!("opening {}: {e}", lock_path.display()));
-        // SAFETY: flock on a descriptor we own; released when `lock` is closed.
-        let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
-        assert_eq!(rc, 0, "flock {}", lock_path.display());
+        let _lock = lock_file("agent-user", true);
         let id = |flag: &str| {
             Command::new("id")
                 .args([flag, AGENT_USER])
@@ -107,18 +97,7 @@ pub fn agent_bin(name: &str) -> PathBuf {
     let _guard = LOCK.lock().unwrap();
     if !dir.exists() {
         // Copies of earlier test processes that are gone.
-        for entry in std::fs::read_dir(std::env::temp_dir())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(pid) = name.strip_prefix("sluice-agent-bin-")
-                && !Path::new("/proc").join(pid).exists()
-            {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
+        remove_stale("sluice-agent-bin-");
     }
     if !path.exists() {
         std::fs::create_dir_all(&dir).unwrap();

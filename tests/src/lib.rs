@@ -97,6 +97,47 @@ pub fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// An exclusive `flock` on `sluice-tests-NAME.lock` in the temporary directory, held until
+/// the returned file is closed (the kernel drops it when the process dies): it serialises the
+/// test processes that run side by side. `wait`: blocks until it is free; otherwise `None` if
+/// another process holds it.
+pub(crate) fn lock_file(name: &str, wait: bool) -> Option<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = std::env::temp_dir().join(format!("sluice-tests-{name}.lock"));
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+    let op = if wait {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_EX | libc::LOCK_NB
+    };
+    // SAFETY: flock on a descriptor we own; released when `file` is closed.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+    assert!(rc == 0 || !wait, "flock {}", path.display());
+    (rc == 0).then_some(file)
+}
+
+/// Removes what earlier test processes that are gone left in the temporary directory: entries
+/// named `PREFIX<pid>` whose process no longer exists.
+pub(crate) fn remove_stale(prefix: &str) {
+    for entry in std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix(prefix)
+            && !Path::new("/proc").join(pid).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 pub fn temp_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(unique("sluice-it-"));
     std::fs::create_dir_all(&dir).unwrap();

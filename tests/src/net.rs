@@ -9,7 +9,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::{COUNTER, LineLog, bin_path, require_root, run};
+use crate::{COUNTER, LineLog, bin_path, lock_file, require_root, run};
 
 fn ip(args: &[&str]) {
     run(Command::new("ip").args(args));
@@ -133,17 +133,7 @@ impl TestNet {
 /// non-blocking `flock` per subnet, held for the namespace's life (the kernel drops it when the
 /// process dies), makes the choice exclusive.
 fn claim_subnet(n: u32) -> Option<std::fs::File> {
-    use std::os::fd::AsRawFd;
-    let path = std::env::temp_dir().join(format!("sluice-tests-subnet-{n}.lock"));
-    let file = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
-    // SAFETY: flock on a descriptor we own.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    (rc == 0).then_some(file)
+    lock_file(&format!("subnet-{n}"), false)
 }
 
 impl Default for TestNet {

@@ -9,7 +9,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::{ClientRun, TestNet, bin_path, client_in, require_root, run, unique};
+use crate::{ClientRun, TestNet, bin_path, client_in, remove_stale, require_root, run, unique};
 
 /// PostgreSQL binaries of the Debian package.
 pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -55,14 +55,7 @@ fn pg_template() -> &'static PathBuf {
     TEMPLATE.get_or_init(|| {
         require_root();
         // Templates of earlier test processes that are gone (one is left behind per process).
-        for entry in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(pid) = name.strip_prefix("sluice-pg-template-")
-                && !Path::new("/proc").join(pid).exists()
-            {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
+        remove_stale("sluice-pg-template-");
         let dir = std::env::temp_dir().join(format!("sluice-pg-template-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();

@@ -28,9 +28,7 @@ pub use sandbox::{RemoteSandbox, SHIMMED};
 pub use server::SshServer;
 
 use std::{
-    fs::File,
     io::Write,
-    os::fd::AsRawFd,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::OnceLock,
@@ -54,16 +52,7 @@ pub fn ensure_ssh_user() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         require_root();
-        let lock_path = std::env::temp_dir().join("sluice-tests-ssh-user.lock");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .unwrap_or_else(|e| panic!("opening {}: {e}", lock_path.display()));
-        // SAFETY: flock on a descriptor we own; released when `lock` is closed.
-        let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
-        assert_eq!(rc, 0, "flock {}", lock_path.display());
+        let _lock = crate::lock_file("ssh-user", true);
 
         let exists = Command::new("id")
             .args(["-u", SSH_USER])
