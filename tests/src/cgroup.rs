@@ -72,3 +72,17 @@ pub fn remove_cgroup(dir: &Path) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// For the clients in `src/bin`: a leading `--cgroup DIR` in `args` moves this process into
+/// that cgroup (before it does anything else) and is removed from `args`.
+pub fn join_cgroup_arg(args: &mut Vec<String>) {
+    if args.first().map(String::as_str) == Some("--cgroup") {
+        let dir = args.get(1).expect("--cgroup DIR").clone();
+        std::fs::write(
+            format!("{dir}/cgroup.procs"),
+            std::process::id().to_string(),
+        )
+        .expect("joining the cgroup");
+        args.drain(..2);
+    }
+}

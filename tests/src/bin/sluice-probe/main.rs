@@ -63,15 +63,7 @@ pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
 
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--cgroup") {
-        let dir = args.get(1).expect("--cgroup DIR").clone();
-        std::fs::write(
-            format!("{dir}/cgroup.procs"),
-            std::process::id().to_string(),
-        )
-        .expect("joining the cgroup");
-        args.drain(..2);
-    }
+    sluice_tests::join_cgroup_arg(&mut args);
     if args.first().map(String::as_str) == Some("--user") {
         let user = args.get(1).expect("--user USER").clone();
         attacks::become_user(&user);
