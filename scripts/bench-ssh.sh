@@ -25,7 +25,7 @@ AUDIT_MODES=${AUDIT_MODES:-"false true"}
 DATA=${DATA:-text}
 OUT=${OUT:-$TARGET/bench-results}
 SSH_USER=sluicetest
-# The integration tests' user and password (tests/src/ssh.rs), set up the same way.
+# The integration tests' user and password (tests/src/ssh/mod.rs), set up the same way.
 SSH_PASSWORD=sluice-test-password
 NS=slbenchssh
 HOST=169.254.204.2

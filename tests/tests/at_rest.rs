@@ -13,7 +13,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sluice_tests::{
     LineLog, PG_SCRAM, PgServer, Policy, TestCgroup, TestNet, bin_path, ensure_agent_user, inject,
-    is_event, pg_resource, psql_in, require_root, ssh::ssh_keygen, temp_dir,
+    is_event, pg_resource, psql_in, require_root, ssh::ssh_keygen, stderr, temp_dir,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -31,10 +31,6 @@ fn mode(p: &Path) -> u32 {
 fn write_mode(path: &Path, text: &str, mode: u32) {
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// A gateway started with `umask 000`: whatever sluice makes private, it makes so itself.

@@ -382,8 +382,8 @@ fn oversized_udp_records_arrive_truncated_and_marked() {
 #[test]
 fn a_gateway_streams_its_audit_records_and_checkpoints_to_rsyslog() {
     use sluice_tests::{
-        Gateway, PG_SCRAM, PgServer, Policy, TestCgroup, TestNet, bin_path, inject, pg_resource,
-        psql_in, require_root,
+        Gateway, PG_SCRAM, PgServer, Policy, TestCgroup, TestNet, inject, pg_resource, psql_in,
+        require_root,
     };
     require_root();
     let d = Rsyslogd::start("gateway");
@@ -407,11 +407,7 @@ fn a_gateway_streams_its_audit_records_and_checkpoints_to_rsyslog() {
     // A clean stop commits everything and signs a final checkpoint.
     gw.stop();
 
-    let export = Command::new(bin_path("sluice"))
-        .args(["audit", "export", "--config"])
-        .arg(&gw.config_path)
-        .output()
-        .unwrap();
+    let export = gw.sluice(&["audit", "export"]);
     assert!(export.status.success());
     let records: Vec<serde_json::Value> = String::from_utf8(export.stdout)
         .unwrap()

@@ -4,6 +4,9 @@
 //! server that accepted nothing, the sysctl that kept its value.
 //!
 //! Agents run as the unprivileged `sluice-agent` user unless the attack is about root.
+//!
+//! One file past ~700 lines on purpose: it is one red-team list (every way out of
+//! containment), one attack a test (a file is also a test binary to build).
 
 use std::{
     net::TcpListener,

@@ -5,6 +5,9 @@
 //!
 //! Two policies: the shipped example's rules (`examples/policy.yaml`, reads allowed, writes and
 //! DDL held) and a "writes allowed" one that relies on the guardrails alone.
+//!
+//! One file past ~700 lines on purpose: it is the red team's list, one attack a test against
+//! one fixture, read and extended as a list (a file is also a test binary to build).
 
 use std::time::Duration;
 

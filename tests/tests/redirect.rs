@@ -283,11 +283,7 @@ fn graceful_stop_keeps_interception_until_an_explicit_detach() {
     assert!(server.accepted().is_empty());
 
     // Only an explicit detach (nothing left in the cgroup) removes interception.
-    let out = std::process::Command::new(sluice_tests::bin_path("sluice"))
-        .args(["cleanup", "--detach", "--config"])
-        .arg(&gw.config_path)
-        .output()
-        .unwrap();
+    let out = gw.sluice(&["cleanup", "--detach"]);
     assert!(
         out.status.success(),
         "{}",

@@ -12,7 +12,7 @@ use std::{
 use serde_json::Value;
 use sluice_tests::{
     Gateway, LineLog, PG_SCRAM, PgServer, Policy, TestCgroup, TestNet, as_agent_user, bin_path,
-    ensure_agent_user, inject, is_event, pg_resource, psql_in, require_root, temp_dir,
+    ensure_agent_user, inject, is_event, pg_resource, psql_in, require_root, stderr, temp_dir,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -84,10 +84,6 @@ fn cli(args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("SLUICE_URL")
         .output()
         .expect("sluice approvals")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn probe() -> PathBuf {

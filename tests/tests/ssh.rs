@@ -3,7 +3,7 @@
 //! credential the sshd accepts for the agent.
 
 use std::{
-    process::{Command, Output, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
@@ -40,31 +40,16 @@ fn setup_with(ssh_extra: &str, extra: &str, host_key: Option<&str>) -> Fx {
     let host_key = host_key
         .map(str::to_string)
         .unwrap_or_else(|| sshd.host_key_line());
-    policy.raw_resources = format!(
-        "  - name: box\n    protocol: ssh\n    match:\n      - {{ address: \"{}\", port: 22 }}\n    credentials: {{ mode: inject, user: {SSH_USER}, key: {{ file: {} }} }}\n    ssh:\n      host_keys: [\"{host_key}\"]\n{ssh_extra}",
-        sshd.host,
-        sshd.gateway_key.display()
-    );
+    policy.raw_resources = sshd.resource("box", &host_key, ssh_extra);
     policy.extra = extra.to_string();
     let gw = Gateway::start(&policy);
     // What an operator hands the agent: known_hosts lines for the real address, sluice's key.
-    let out = Command::new(bin_path("sluice"))
-        .args(["ssh", "known-hosts", "--config"])
-        .arg(&gw.config_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines = String::from_utf8(out.stdout).unwrap();
+    let known_hosts = gw.agent_known_hosts();
+    let lines = std::fs::read_to_string(&known_hosts).unwrap();
     assert!(
         lines.starts_with(&format!("{} ssh-ed25519 ", sshd.host)),
         "{lines}"
     );
-    let known_hosts = gw.data_dir.join("agent_known_hosts");
-    std::fs::write(&known_hosts, lines).unwrap();
     let agent = SshClient::new(SSH_USER, &sshd.host, &known_hosts).no_identity();
     Fx {
         _net: net,
@@ -83,24 +68,6 @@ impl Fx {
     fn run(&self, argv: &[String]) -> ClientRun {
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         client_in(&self.cg.dir, &[], &argv)
-    }
-
-    /// Sessions sshd started so far (`Starting session: command|shell|subsystem ...`).
-    fn upstream_sessions(&self) -> usize {
-        self.sshd
-            .log()
-            .lines()
-            .filter(|l| l.contains("Starting session:"))
-            .count()
-    }
-
-    fn sluice(&self, args: &[&str]) -> Output {
-        Command::new(bin_path("sluice"))
-            .args(args)
-            .args(["--config"])
-            .arg(&self.gw.config_path)
-            .output()
-            .unwrap()
     }
 
     fn pty(&self, extra: &[&str], cmd: Option<&str>) -> PtyClient {
@@ -145,7 +112,7 @@ fn exec_relays_output_and_exit_status_with_the_gateways_credential() {
         "binary output relayed unchanged (no PII in it)"
     );
     // The policy tester agrees with the gateway.
-    let t = fx.sluice(&[
+    let t = fx.gw.sluice(&[
         "policy",
         "test",
         "--resource",
@@ -160,7 +127,7 @@ fn exec_relays_output_and_exit_status_with_the_gateways_credential() {
 #[test]
 fn destructive_commands_are_blocked_on_their_parsed_argv_including_evasions() {
     let fx = setup("", "");
-    let before = fx.upstream_sessions();
+    let before = fx.sshd.upstream_sessions();
     let cases = [
         ("rm -rf /", "rm-rf"),
         ("'r''m' -rf /", "rm-rf"),
@@ -198,7 +165,7 @@ fn destructive_commands_are_blocked_on_their_parsed_argv_including_evasions() {
         );
     }
     assert_eq!(
-        fx.upstream_sessions(),
+        fx.sshd.upstream_sessions(),
         before,
         "no refused command reached the host"
     );
@@ -235,7 +202,7 @@ fn destructive_commands_are_blocked_on_their_parsed_argv_including_evasions() {
     );
     assert!(!marker.exists(), "nothing after the refused line ran");
     // Every decision is in the audit log with the exact command's hash.
-    let export = fx.sluice(&["audit", "export", "--format", "jsonl"]);
+    let export = fx.gw.sluice(&["audit", "export", "--format", "jsonl"]);
     let text = String::from_utf8_lossy(&export.stdout);
     assert!(
         text.contains("mkfs.ext4 /dev/sda1"),
@@ -460,7 +427,7 @@ fn sessions_are_recorded_and_replay() {
     t.send_line("exit");
     t.wait(WAIT);
     drop(t);
-    let sessions = fx.sluice(&["audit", "sessions", "--json"]);
+    let sessions = fx.gw.sluice(&["audit", "sessions", "--json"]);
     let list: Vec<Value> = String::from_utf8_lossy(&sessions.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -468,7 +435,7 @@ fn sessions_are_recorded_and_replay() {
     assert_eq!(list.len(), 2, "{list:?}");
     let id = |i: usize| list[i]["session"].as_str().unwrap().to_string();
     // The exec session's transcript: the command, its decision, masked output, exit status.
-    let replay = fx.sluice(&["audit", "replay", &id(0)]);
+    let replay = fx.gw.sluice(&["audit", "replay", &id(0)]);
     let text = String::from_utf8_lossy(&replay.stdout);
     assert!(
         text.contains("echo 'contact: carol@example.com'") || text.contains("contact: [EMAIL]"),
@@ -478,7 +445,9 @@ fn sessions_are_recorded_and_replay() {
     assert!(!text.contains("carol@"), "{text}");
     assert!(text.contains("exit 3"), "{text}");
     // The shell as asciicast v2: plays in asciinema, masked.
-    let cast = fx.sluice(&["audit", "replay", &id(1), "--format", "asciicast"]);
+    let cast = fx
+        .gw
+        .sluice(&["audit", "replay", &id(1), "--format", "asciicast"]);
     assert!(
         cast.status.success(),
         "{}",
@@ -501,7 +470,7 @@ fn sessions_are_recorded_and_replay() {
     let played = String::from_utf8_lossy(&played.stdout);
     assert!(played.contains("[EMAIL] 42"), "{played}");
     assert!(!played.contains("dave@"), "{played}");
-    let verify = fx.sluice(&["audit", "verify"]);
+    let verify = fx.gw.sluice(&["audit", "verify"]);
     assert!(
         verify.status.success(),
         "{}",

@@ -5,11 +5,7 @@
 //! ([`RemoteSandbox`]). Holds go to a gateway without an approval service, so a held command
 //! is refused (and says it needed approval).
 
-use std::{
-    io::Write,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{io::Write, process::Stdio, time::Duration};
 
 use serde_json::Value;
 use sluice_tests::{
@@ -38,26 +34,10 @@ fn setup(rules: &str) -> Fx {
     let sshd = SshServer::start_with(&net, &sandbox.sshd_config());
     let cg = TestCgroup::new();
     let mut policy = Policy::new(Some(&cg), "deny");
-    policy.raw_resources = format!(
-        "  - name: box\n    protocol: ssh\n    match:\n      - {{ address: \"{}\", port: 22 }}\n    credentials: {{ mode: inject, user: {SSH_USER}, key: {{ file: {} }} }}\n    ssh:\n      host_keys: [\"{}\"]\n",
-        sshd.host,
-        sshd.gateway_key.display(),
-        sshd.host_key_line()
-    );
+    policy.raw_resources = sshd.resource("box", &sshd.host_key_line(), "");
     policy.extra = rules.to_string();
     let gw = Gateway::start(&policy);
-    let out = Command::new(bin_path("sluice"))
-        .args(["ssh", "known-hosts", "--config"])
-        .arg(&gw.config_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let known_hosts = gw.data_dir.join("agent_known_hosts");
-    std::fs::write(&known_hosts, &out.stdout).unwrap();
+    let known_hosts = gw.agent_known_hosts();
     let agent = SshClient::new(SSH_USER, &sshd.host, &known_hosts).no_identity();
     sandbox.plant_canaries();
     Fx {
@@ -110,28 +90,18 @@ impl Fx {
 
     /// `sluice policy test --shell CMD` on the gateway's own policy.
     fn policy_test(&self, cmd: &str, extra: &[&str]) -> Value {
-        let out = Command::new(bin_path("sluice"))
-            .args(["policy", "test", "--resource", "box", "--shell", cmd])
-            .args(extra)
-            .arg("--config")
-            .arg(&self.gw.config_path)
-            .output()
-            .unwrap();
+        let argv = [
+            &["policy", "test", "--resource", "box", "--shell", cmd],
+            extra,
+        ]
+        .concat();
+        let out = self.gw.sluice(&argv);
         assert!(
             out.status.success(),
             "{cmd}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    /// Sessions sshd started so far (`Starting session: ...`): none for a refused command.
-    fn upstream_sessions(&self) -> usize {
-        self.sshd
-            .log()
-            .lines()
-            .filter(|l| l.contains("Starting session:"))
-            .count()
     }
 
     /// Fails unless the remote is untouched; replants the canaries for the next attack.
@@ -310,7 +280,7 @@ fn sandbox_sessions_start_in_its_home_with_the_shims_first() {
 #[test]
 fn every_attack_class_is_refused_over_exec_and_nothing_runs() {
     let fx = setup(SHIPPED);
-    let before = fx.upstream_sessions();
+    let before = fx.sshd.upstream_sessions();
     let mut tried = 0;
     let mut failures = Vec::new();
     for (class, attacks) in ATTACKS {
@@ -337,7 +307,7 @@ fn every_attack_class_is_refused_over_exec_and_nothing_runs() {
         failures.join("\n")
     );
     assert_eq!(
-        fx.upstream_sessions(),
+        fx.sshd.upstream_sessions(),
         before,
         "no refused command reached sshd"
     );

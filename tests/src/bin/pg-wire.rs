@@ -25,15 +25,7 @@ use serde_json::{Value, json};
 
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--cgroup") {
-        let dir = args.get(1).expect("--cgroup DIR").clone();
-        std::fs::write(
-            format!("{dir}/cgroup.procs"),
-            std::process::id().to_string(),
-        )
-        .expect("joining the cgroup");
-        args.drain(..2);
-    }
+    sluice_tests::join_cgroup_arg(&mut args);
     let [addr, user, db] = &args[..] else {
         eprintln!("usage: pg-wire [--cgroup DIR] ADDR USER DATABASE < script.json");
         std::process::exit(2)

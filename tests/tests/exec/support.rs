@@ -5,7 +5,7 @@ use std::{
     ffi::OsStr,
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Command, Stdio},
     time::Duration,
 };
 
@@ -59,9 +59,7 @@ pub(crate) fn os<S: AsRef<OsStr> + ?Sized>(s: &S) -> &OsStr {
     s.as_ref()
 }
 
-pub(crate) fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+pub(crate) use sluice_tests::stderr;
 
 /// A policy for an own-gateway run: one managed target with `target_extra` lines, then `rest`.
 pub(crate) fn own_policy(dir: &Path, target_extra: &str, rest: &str) -> PathBuf {
