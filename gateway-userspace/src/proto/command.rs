@@ -8,7 +8,7 @@ use crate::{
     inspect::{Verdict, policy::Decision},
     services::{
         Services,
-        alerts::{Alert, now_rfc3339},
+        alerts::Alert,
         audit::session::{Decided, SessionAudit},
     },
 };
@@ -60,7 +60,7 @@ pub fn report(
                 url,
                 Alert {
                     kind: "sluice.alert",
-                    time: now_rfc3339(),
+                    time: crate::util::now_rfc3339(),
                     action: decision.action.to_string(),
                     rule: decision.rule.clone(),
                     reason: decision.reason.clone(),

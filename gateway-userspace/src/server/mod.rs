@@ -462,7 +462,7 @@ impl Gateway {
                             url,
                             crate::services::alerts::Alert {
                                 kind: "sluice.containment",
-                                time: crate::services::alerts::now_rfc3339(),
+                                time: crate::util::now_rfc3339(),
                                 action: "alert".into(),
                                 rule: "interception_restored".into(),
                                 reason: format!("detached programs re-attached: {missing:?}"),

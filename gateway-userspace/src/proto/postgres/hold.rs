@@ -24,10 +24,11 @@ use crate::{
     services::{
         Services,
         approvals::{
-            HoldRequest, Opened, Outcome, fingerprint::sql_fingerprint, hex, model::Preview,
-            settings::PreviewSettings, sha256_hex,
+            HoldRequest, Opened, Outcome, fingerprint::sql_fingerprint, model::Preview,
+            settings::PreviewSettings,
         },
     },
+    util::{hex, sha256_hex},
 };
 
 /// Shown per parameter to reviewers; longer values are cut (the hash covers all of it).

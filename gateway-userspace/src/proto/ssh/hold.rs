@@ -4,8 +4,9 @@
 use tracing::{info, warn};
 
 use super::Conn;
-use crate::services::approvals::{
-    HoldRequest, Opened as BrokerOpened, Outcome, identity_of, sha256_hex,
+use crate::{
+    services::approvals::{HoldRequest, Opened as BrokerOpened, Outcome, identity_of},
+    util::sha256_hex,
 };
 
 /// A hold that was opened: already covered by a grant, or waiting for reviewers.

@@ -11,7 +11,7 @@ use sqlparser::{
 /// bytes, so a grant can only ever cover that same text.
 pub fn sql_fingerprint(sql: &str) -> String {
     let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else {
-        return format!("exact:{}", super::sha256_hex(sql.as_bytes()));
+        return format!("exact:{}", crate::util::sha256_hex(sql.as_bytes()));
     };
     let mut out = String::with_capacity(sql.len());
     for t in tokens {
