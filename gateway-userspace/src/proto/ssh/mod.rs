@@ -14,6 +14,7 @@
 mod channel;
 mod hold;
 pub mod inspect;
+pub mod known_hosts;
 mod line;
 pub mod settings;
 mod upstream;
