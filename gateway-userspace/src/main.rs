@@ -363,7 +363,7 @@ fn run(command: Command, log_args: Vec<std::ffi::OsString>) -> anyhow::Result<i3
                         .resources
                         .iter()
                         .find(|r| r.name == resource)
-                        .and_then(|r| r.ssh.as_ref());
+                        .and_then(|r| r.ssh());
                     sluice::proto::ssh::inspect::decide_exec_text(
                         &config, &subject, settings, &shell, pty,
                     )

@@ -30,7 +30,8 @@ pub use self::{
     diag::{ConfigError, Diagnostic, SecretSources},
     network::{Destination, Egress, EgressAllow, Transport},
     resources::{
-        AgentAuth, Credentials, FrameLimits, Protocol, Resource, ResourceTls, UpstreamTls,
+        AgentAuth, Credentials, FrameLimits, Protocol, ProtocolSettings, Resource, ResourceTls,
+        UpstreamTls,
     },
     rules::{Alerts, GuardrailSettings, Rule},
     secret::Secret,

@@ -4,7 +4,7 @@ use std::{
     collections::{BTreeMap, HashSet},
     fmt,
     path::Path,
-    sync::Arc,
+    sync::{Arc, LazyLock},
 };
 
 use ipnet::IpNet;
@@ -17,6 +17,7 @@ use super::{
     secret::{Secret, resolve_secret},
     valid_name,
 };
+use crate::proto::{postgres, ssh};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -45,7 +46,8 @@ pub struct Resource {
     /// Position in `Config::resources`; the kernel reports it with each redirected connection.
     pub id: u32,
     pub name: String,
-    pub protocol: Protocol,
+    /// The protocol sluice speaks with it, and the settings only that protocol reads.
+    pub protocol: ProtocolSettings,
     pub matches: Vec<Destination>,
     /// Where sluice connects; `None` means the agent's original destination.
     pub upstream: Option<String>,
@@ -55,10 +57,52 @@ pub struct Resource {
     pub tls: ResourceTls,
     /// What the agent must present when it connects.
     pub agent_auth: AgentAuth,
-    /// SSH resources only.
-    pub ssh: Option<crate::proto::ssh::settings::SshSettings>,
-    /// PostgreSQL resources (defaults elsewhere, unused).
-    pub postgres: crate::proto::postgres::settings::PgSettings,
+}
+
+/// A resource's protocol with its own settings, whose type, defaults and validation live in
+/// `proto/<p>/settings.rs`. A new protocol adds a variant here and one to [`Protocol`].
+#[derive(Clone, Debug)]
+pub enum ProtocolSettings {
+    Tcp,
+    Postgres(postgres::settings::PgSettings),
+    Ssh(ssh::settings::SshSettings),
+}
+
+impl ProtocolSettings {
+    /// The `protocol:` the policy named.
+    pub fn kind(&self) -> Protocol {
+        match self {
+            ProtocolSettings::Tcp => Protocol::Tcp,
+            ProtocolSettings::Postgres(_) => Protocol::Postgres,
+            ProtocolSettings::Ssh(_) => Protocol::Ssh,
+        }
+    }
+}
+
+impl fmt::Display for ProtocolSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.kind().fmt(f)
+    }
+}
+
+impl Resource {
+    /// The PostgreSQL settings; the defaults for a resource of another protocol (PostgreSQL
+    /// code only serves PostgreSQL resources, so it never reads those).
+    pub fn postgres(&self) -> &postgres::settings::PgSettings {
+        static DEFAULTS: LazyLock<postgres::settings::PgSettings> = LazyLock::new(Default::default);
+        match &self.protocol {
+            ProtocolSettings::Postgres(s) => s,
+            _ => &DEFAULTS,
+        }
+    }
+
+    /// The SSH settings; `None` for a resource of another protocol.
+    pub fn ssh(&self) -> Option<&ssh::settings::SshSettings> {
+        match &self.protocol {
+            ProtocolSettings::Ssh(s) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 /// How an agent authenticates to sluice itself (separate from the upstream login).
@@ -194,7 +238,7 @@ pub(super) fn validate(
                     password: c.password.as_ref().and_then(|p| resolve_secret(p, report)),
                     key: c.key.as_ref().and_then(|k| {
                         let secret = resolve_secret(k, report)?;
-                        match crate::proto::ssh::settings::parse_private_key(secret.expose()) {
+                        match ssh::settings::parse_private_key(secret.expose()) {
                             Ok(_) => Some(secret),
                             Err(e) => {
                                 report.error(k, e, None);
@@ -211,40 +255,7 @@ pub(super) fn validate(
         {
             report.error(&c.mode, "`credentials.key` is for ssh resources", None);
         }
-        let ssh = if r.protocol.value == Protocol::Ssh {
-            let inject = |c: &RawCredentials| {
-                c.mode.value == CredentialMode::Inject && (c.key.is_some() || c.password.is_some())
-            };
-            if !r.credentials.as_ref().is_some_and(inject) {
-                report.error(
-                        &r.name,
-                        format!("ssh resource `{}` needs `credentials: {{ mode: inject, user: ..., key: ... }}`", r.name.value),
-                        Some("the agent's own SSH signature cannot be replayed upstream: sluice logs in with a key or password it holds"),
-                    );
-            }
-            if r.tls.is_some() {
-                report.error(&r.name, "`tls` does not apply to ssh resources", None);
-            }
-            Some(crate::proto::ssh::settings::RawSsh::validate(
-                r.ssh.as_ref(),
-                &r.name,
-                report,
-            ))
-        } else {
-            if r.ssh.is_some() {
-                report.error(&r.name, "`ssh:` settings need `protocol: ssh`", None);
-            }
-            None
-        };
-        if r.postgres.is_some() && r.protocol.value != Protocol::Postgres {
-            report.error(
-                &r.name,
-                "`postgres:` settings need `protocol: postgres`",
-                None,
-            );
-        }
-        let postgres =
-            crate::proto::postgres::settings::RawPg::validate(r.postgres.as_ref(), report);
+        let protocol = protocol_settings(r, report);
         if let Some(a) = &r.agent_auth
             && a.value == AgentAuth::Oidc
             && !matches!(credentials, Credentials::Inject { .. })
@@ -319,16 +330,57 @@ pub(super) fn validate(
         resources.push(Resource {
             id: i as u32,
             name: r.name.value.clone(),
-            protocol: r.protocol.value,
+            protocol,
             matches,
             upstream: r.upstream.as_ref().map(|u| u.value.clone()),
             credentials,
             limits,
             tls,
             agent_auth: r.agent_auth.as_ref().map(|a| a.value).unwrap_or_default(),
-            ssh,
-            postgres,
         });
     }
     (resources, resource_names)
+}
+
+/// The settings of the resource's protocol (checked in `proto/<p>/settings.rs`), and refusals
+/// of another protocol's block.
+fn protocol_settings(r: &RawResource, report: &mut Report) -> ProtocolSettings {
+    let ssh = if r.protocol.value == Protocol::Ssh {
+        let inject = |c: &RawCredentials| {
+            c.mode.value == CredentialMode::Inject && (c.key.is_some() || c.password.is_some())
+        };
+        if !r.credentials.as_ref().is_some_and(inject) {
+            report.error(
+                    &r.name,
+                    format!("ssh resource `{}` needs `credentials: {{ mode: inject, user: ..., key: ... }}`", r.name.value),
+                    Some("the agent's own SSH signature cannot be replayed upstream: sluice logs in with a key or password it holds"),
+                );
+        }
+        if r.tls.is_some() {
+            report.error(&r.name, "`tls` does not apply to ssh resources", None);
+        }
+        Some(ssh::settings::RawSsh::validate(
+            r.ssh.as_ref(),
+            &r.name,
+            report,
+        ))
+    } else {
+        if r.ssh.is_some() {
+            report.error(&r.name, "`ssh:` settings need `protocol: ssh`", None);
+        }
+        None
+    };
+    if r.postgres.is_some() && r.protocol.value != Protocol::Postgres {
+        report.error(
+            &r.name,
+            "`postgres:` settings need `protocol: postgres`",
+            None,
+        );
+    }
+    let postgres = postgres::settings::RawPg::validate(r.postgres.as_ref(), report);
+    match r.protocol.value {
+        Protocol::Tcp => ProtocolSettings::Tcp,
+        Protocol::Postgres => ProtocolSettings::Postgres(postgres),
+        Protocol::Ssh => ProtocolSettings::Ssh(ssh.expect("validated for ssh resources")),
+    }
 }

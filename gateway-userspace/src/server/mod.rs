@@ -258,7 +258,7 @@ impl Gateway {
             )),
             approvals,
         };
-        if config.resources.iter().any(|r| r.protocol == Protocol::Ssh) {
+        if config.resources.iter().any(|r| r.ssh().is_some()) {
             gateway
                 .services
                 .ssh_server_config()
@@ -542,7 +542,7 @@ async fn accept_any(listeners: &[TcpListener]) -> std::io::Result<(TcpStream, So
 
 async fn handle(stream: TcpStream, ctx: ConnCtx, services: Arc<Services>) {
     let started = Instant::now();
-    let result = match ctx.resource.protocol {
+    let result = match ctx.resource.protocol.kind() {
         Protocol::Tcp => {
             // Opaque TCP has no login to wait for.
             ctx.handshake.done();

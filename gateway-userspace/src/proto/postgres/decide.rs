@@ -137,7 +137,7 @@ impl<'a> Env<'a> {
     /// The analysis of a statement text, bounded in size and time (never on the runtime's
     /// own threads when long).
     pub async fn analyze(&self, sql: &str) -> Arc<Analysis> {
-        let pg = &self.ctx.resource.postgres;
+        let pg = self.ctx.resource.postgres();
         self.services
             .analyzer
             .analyze_bounded(sql, pg.max_statement_bytes, pg.analysis_budget)

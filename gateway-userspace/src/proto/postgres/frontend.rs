@@ -125,7 +125,7 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
             skipping: None,
             held_portals: HashMap::new(),
             batch: None,
-            enforce: ctx.resource.postgres.measures_writes(),
+            enforce: ctx.resource.postgres().measures_writes(),
             block_rw: false,
             pending: BytesMut::new(),
             batch_shape: Shape::default(),

@@ -317,7 +317,7 @@ async fn preview(
     input: &PreviewInput<'_>,
     settings: PreviewSettings,
 ) -> Preview {
-    let pg = &ctx.resource.postgres;
+    let pg = ctx.resource.postgres();
     let analysis = services
         .analyzer
         .analyze_bounded(input.sql(), pg.max_statement_bytes, pg.analysis_budget)

@@ -193,11 +193,12 @@ async fn established(
     // Bounded per resource before a connection is opened; refused as PostgreSQL refuses.
     let Some(_slot) = services
         .pg_sessions
-        .try_acquire(&resource.name, resource.postgres.max_sessions)
+        .try_acquire(&resource.name, resource.postgres().max_sessions)
     else {
         let msg = format!(
             "sluice: resource `{}` has its {} sessions already (postgres.max_sessions)",
-            resource.name, resource.postgres.max_sessions
+            resource.name,
+            resource.postgres().max_sessions
         );
         warn!(event = "session_cap", conn_id = ctx.id, resource = %resource.name, "session refused");
         refuse(&mut client, "53300", &msg).await;
@@ -227,7 +228,7 @@ async fn established(
                 .cloned()
                 .collect();
             up_params.push(("user".into(), user.clone()));
-            up_params = pinned::upstream_params(&up_params, &resource.postgres);
+            up_params = pinned::upstream_params(&up_params, resource.postgres());
             let db = database
                 .clone()
                 .or_else(|| {
@@ -246,7 +247,7 @@ async fn established(
             auth::login(&mut upstream, &up_params, &user, password.as_ref()).await
         }
         Credentials::Passthrough => {
-            let up_params = pinned::upstream_params(params, &resource.postgres);
+            let up_params = pinned::upstream_params(params, resource.postgres());
             auth::relay_login(
                 &mut client,
                 &mut upstream,
@@ -277,7 +278,7 @@ async fn established(
         }
     };
 
-    let read_only = resource.postgres.read_only == super::settings::ReadOnly::Transaction;
+    let read_only = resource.postgres().read_only == super::settings::ReadOnly::Transaction;
     // The login's own reports must show the pinned values (a role or database default cannot
     // override startup parameters, but a server that does not honour them is refused here).
     if let Some(why) = start
@@ -568,7 +569,7 @@ where
         .enabled()
         .then(|| Capture::new(audit.capture()));
     let mut routing = pipeline::Routing::default();
-    let read_only = ctx.resource.postgres.read_only == super::settings::ReadOnly::Transaction;
+    let read_only = ctx.resource.postgres().read_only == super::settings::ReadOnly::Transaction;
     let release = Shared::lock(shared).release.clone();
     loop {
         // sluice may deliver a kept answer it has measured without waiting for the database

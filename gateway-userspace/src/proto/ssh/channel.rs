@@ -205,7 +205,7 @@ impl Agent {
         pty: Option<&Pty>,
     ) -> Option<(Request, Input, Option<u64>, inspect::LineSession)> {
         let conn = self.conn.clone();
-        let settings = conn.ctx.resource.ssh.clone()?;
+        let settings = conn.ctx.resource.ssh().cloned()?;
         // A shell reading a terminal has a line editor: its keys are followed as in a shell
         // session; without one, the bytes are the lines.
         let line_mode = if pty.is_some() {
@@ -886,8 +886,7 @@ pub(super) async fn forward(
     let allowed = conn
         .ctx
         .resource
-        .ssh
-        .as_ref()
+        .ssh()
         .is_some_and(|s| s.port_forwarding == Forwarding::Allow);
     let decision = Decision {
         action: if allowed { Action::Allow } else { Action::Deny },

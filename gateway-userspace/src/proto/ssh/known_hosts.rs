@@ -3,7 +3,7 @@
 
 use russh::keys::PublicKey;
 
-use crate::config::{Config, Protocol};
+use crate::config::Config;
 
 /// known_hosts lines that make agents trust the gateway for every address an SSH resource
 /// matches (the agent keeps connecting to the real address; the gateway answers for it).
@@ -11,7 +11,7 @@ pub fn known_hosts_lines(config: &Config, key: &PublicKey) -> Vec<String> {
     let key = key.to_openssh().unwrap_or_default();
     let mut lines = Vec::new();
     for r in &config.resources {
-        if r.protocol != Protocol::Ssh {
+        if r.ssh().is_none() {
             continue;
         }
         for m in &r.matches {
