@@ -20,13 +20,7 @@ pub fn masked_text(services: &Services, text: &str) -> String {
 }
 
 /// [`masked_text`] with a given engine (the approval broker, which holds no `Services`).
-pub fn masked_by(engine: &crate::inspect::masking::MaskingEngine, text: &str) -> String {
-    match engine.mask(text.as_bytes()) {
-        Ok(None) => text.to_string(),
-        Ok(Some(m)) => String::from_utf8_lossy(&m).into_owned(),
-        Err(e) => format!("<withheld: masking failed: {e}>"),
-    }
-}
+pub use crate::inspect::masking::masked_by;
 
 /// Logs and alerts on a decision (`decide_us`: how long deciding took). The process log and
 /// alerts carry the masked text, like the audit log. Plainly allowed commands are logged at

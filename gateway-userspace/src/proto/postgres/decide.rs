@@ -129,6 +129,7 @@ pub(super) struct Entry0 {
 pub(super) struct Env<'a> {
     pub ctx: &'a ConnCtx,
     pub services: &'a Services,
+    pub pg: &'a super::State,
     pub identity: &'a SessionIdentity,
     pub shared: &'a Mutex<Shared>,
 }
@@ -152,7 +153,7 @@ impl<'a> Env<'a> {
             .upstream
             .clone()
             .unwrap_or_else(|| self.ctx.orig_dst.to_string());
-        self.services.pg_proc_catalogs.of(&upstream)
+        self.pg.proc_catalogs.of(&upstream)
     }
 
     /// The analysis with the functions it calls looked up in the server's catalog (when

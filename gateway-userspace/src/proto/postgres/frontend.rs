@@ -98,6 +98,7 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
     pub fn new(
         ctx: &'a ConnCtx,
         services: &'a Services,
+        pg: &'a super::State,
         identity: &'a SessionIdentity,
         audit: &'a SessionAudit,
         shared: &'a Mutex<Shared>,
@@ -109,6 +110,7 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
             env: Env {
                 ctx,
                 services,
+                pg,
                 identity,
                 shared,
             },

@@ -65,6 +65,7 @@ pub async fn serve(
     mut tcp: TcpStream,
     ctx: &ConnCtx,
     services: &Services,
+    pg: &super::State,
 ) -> Result<Transfer, ProxyError> {
     let _ = tcp.set_nodelay(true);
     let resource = ctx.resource.clone();
@@ -167,7 +168,17 @@ pub async fn serve(
     );
     let result = match subject {
         Ok(subject) => {
-            established(client, ctx, services, &params, &agent_user, subject, &audit).await
+            established(
+                client,
+                ctx,
+                services,
+                pg,
+                &params,
+                &agent_user,
+                subject,
+                &audit,
+            )
+            .await
         }
         Err(e) => Err(e),
     };
@@ -180,10 +191,12 @@ pub async fn serve(
 }
 
 /// The session after the agent's startup: upstream login, then the relay.
+#[allow(clippy::too_many_arguments)] // the session's parts, until the gate gathers them
 async fn established(
     mut client: BoxIo,
     ctx: &ConnCtx,
     services: &Services,
+    pg: &super::State,
     params: &[(String, String)],
     agent_user: &str,
     subject: Option<String>,
@@ -191,8 +204,8 @@ async fn established(
 ) -> Result<Transfer, ProxyError> {
     let resource = ctx.resource.clone();
     // Bounded per resource before a connection is opened; refused as PostgreSQL refuses.
-    let Some(_slot) = services
-        .pg_sessions
+    let Some(_slot) = pg
+        .sessions
         .try_acquire(&resource.name, resource.postgres().max_sessions)
     else {
         let msg = format!(
@@ -321,7 +334,7 @@ async fn established(
         info!(event = "session_start", conn_id = ctx.id, resource = %resource.name, agent_user = %agent_user,
               credentials = if matches!(resource.credentials, Credentials::Inject { .. }) { "inject" } else { "passthrough" },
               "postgres session established");
-        relay(client, upstream, ctx, services, &identity, audit).await
+        relay(client, upstream, ctx, services, pg, &identity, audit).await
     }
     .await;
     services.cancel.unregister(key);
@@ -483,6 +496,7 @@ async fn relay(
     upstream: BoxIo,
     ctx: &ConnCtx,
     services: &Services,
+    pg: &super::State,
     identity: &SessionIdentity,
     audit: &SessionAudit,
 ) -> Result<Transfer, ProxyError> {
@@ -490,10 +504,10 @@ async fn relay(
     let (ur, uw) = tokio::io::split(upstream);
     let shared = Arc::new(Mutex::new(Shared::new()));
     // Which statement and portal each result belongs to (response masking plans by it).
-    let catalog = response::catalog_for(ctx, services, identity.login.as_ref());
+    let catalog = response::catalog_for(ctx, pg, identity.login.as_ref());
     let prepared = shared.clone();
     let plans =
-        PlanTracker::with_statement_hook(response::statement_hook(services, catalog.clone()))
+        PlanTracker::with_statement_hook(response::statement_hook(services, pg, catalog.clone()))
             .with_prepared(Box::new(move |name| {
                 let candidates = Shared::lock(&prepared).prepared.candidates(name);
                 match candidates.as_slice() {
@@ -507,6 +521,7 @@ async fn relay(
     let mut frontend = Frontend::new(
         ctx,
         services,
+        pg,
         identity,
         audit,
         &shared,
@@ -516,7 +531,7 @@ async fn relay(
     );
     let result = {
         let to_upstream = frontend.run(BufReader::new(cr));
-        let masker = ResponseMasker::new(ctx, services, &plans, catalog);
+        let masker = ResponseMasker::new(ctx, services, pg, &plans, catalog);
         let to_client = upstream_to_agent(
             BufReader::new(ur),
             &mut cw,

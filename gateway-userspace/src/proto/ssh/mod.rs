@@ -17,7 +17,10 @@ pub mod inspect;
 pub mod known_hosts;
 mod line;
 pub mod settings;
+mod state;
 mod upstream;
+
+pub use state::State;
 
 use std::{
     sync::{
@@ -369,10 +372,11 @@ pub async fn serve(
     stream: TcpStream,
     ctx: &ConnCtx,
     services: &Arc<Services>,
+    state: &State,
 ) -> Result<Transfer, ProxyError> {
     let _ = stream.set_nodelay(true);
-    let config = services
-        .ssh_server_config()
+    let config = state
+        .server_config(&services.policy().data_dir)
         .map_err(|e| ProxyError::Internal(format!("the gateway's SSH host key: {e}")))?;
     let conn = Arc::new(Mutex::new(None));
     let handler = AgentHandler {

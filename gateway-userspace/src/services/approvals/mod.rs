@@ -31,8 +31,7 @@ use tracing::{error, info, warn};
 
 use crate::{
     conn::ConnCtx,
-    inspect::masking::MaskingEngine,
-    proto::command::masked_by,
+    inspect::masking::{MaskingEngine, masked_by},
     util::{new_id, now_rfc3339, rfc3339, sha256_hex},
 };
 
