@@ -113,7 +113,7 @@ pub async fn serve(
                         &format!("sluice: invalid startup packet: {e}"),
                     )
                     .await;
-                    return Err(ProxyError::ClientProtocol(e));
+                    return Err(ProxyError::client_protocol(e));
                 }
             },
             other => {
@@ -354,7 +354,7 @@ async fn agent_token(
     client.flush().await?;
     let msg = codec::read_message(client, MAX_TOKEN_MESSAGE, "client")
         .await
-        .map_err(ProxyError::ClientProtocol)?
+        .map_err(ProxyError::client_protocol)?
         .ok_or_else(|| ProxyError::ClientRefused("the agent left during authentication".into()))?;
     let token = (msg.tag == b'p')
         .then(|| codec::query_text(msg.body()).ok())
@@ -393,7 +393,7 @@ async fn read_startup_or_refuse<S: AsyncRead + AsyncWrite + Unpin>(
                 &format!("sluice: invalid startup packet: {e}"),
             )
             .await;
-            Err(ProxyError::ClientProtocol(e))
+            Err(ProxyError::client_protocol(e))
         }
     }
 }
@@ -593,7 +593,7 @@ where
             biased;
             _ = release.notified() => pipeline::release_now(shared, &mut routing),
             r = tokio::io::AsyncBufReadExt::fill_buf(&mut ur) => {
-                r.map_err(|e| ProxyError::UpstreamProtocol(e.into()))?;
+                r.map_err(|e| ProxyError::upstream_protocol(CodecError::from(e)))?;
                 None
             }
         };
@@ -613,7 +613,7 @@ where
                             )
                             .await;
                         let _ = cw.flush().await;
-                        return Err(ProxyError::UpstreamProtocol(e));
+                        return Err(ProxyError::upstream_protocol(e));
                     }
                 };
                 // Masking sees every message the server sends, in order (sluice's own queries
@@ -634,7 +634,7 @@ where
                         .write_all(&codec::error_response(SQLSTATE_PROTOCOL, &text, None, None).raw)
                         .await;
                     let _ = cw.flush().await;
-                    return Err(ProxyError::UpstreamProtocol(CodecError::Malformed(
+                    return Err(ProxyError::upstream_protocol(CodecError::Malformed(
                         "an unexpected confirmation",
                     )));
                 }
@@ -658,7 +658,7 @@ where
                             )
                             .await;
                         let _ = cw.flush().await;
-                        return Err(ProxyError::UpstreamProtocol(CodecError::Malformed(
+                        return Err(ProxyError::upstream_protocol(CodecError::Malformed(
                             "a pinned setting changed",
                         )));
                     }

@@ -416,7 +416,10 @@ pub async fn serve(
         }
     }
     match error {
-        Some(e) => Err(ProxyError::ClientSsh(e)),
+        Some(e) => Err(ProxyError::ClientSession {
+            protocol: "SSH",
+            message: e,
+        }),
         None => Ok(transfer),
     }
 }
