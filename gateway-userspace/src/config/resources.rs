@@ -349,19 +349,14 @@ fn protocol_settings(r: &RawResource, report: &mut Report) -> ProtocolSettings {
         let inject = |c: &RawCredentials| {
             c.mode.value == CredentialMode::Inject && (c.key.is_some() || c.password.is_some())
         };
-        if !r.credentials.as_ref().is_some_and(inject) {
-            report.error(
-                    &r.name,
-                    format!("ssh resource `{}` needs `credentials: {{ mode: inject, user: ..., key: ... }}`", r.name.value),
-                    Some("the agent's own SSH signature cannot be replayed upstream: sluice logs in with a key or password it holds"),
-                );
-        }
-        if r.tls.is_some() {
-            report.error(&r.name, "`tls` does not apply to ssh resources", None);
-        }
+        let resource = ssh::settings::ResourceShape {
+            name: &r.name,
+            injects_credential: r.credentials.as_ref().is_some_and(inject),
+            has_tls: r.tls.is_some(),
+        };
         Some(ssh::settings::RawSsh::validate(
             r.ssh.as_ref(),
-            &r.name,
+            &resource,
             report,
         ))
     } else {

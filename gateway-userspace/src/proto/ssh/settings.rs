@@ -64,13 +64,37 @@ pub(crate) struct RawSsh {
     port_forwarding: Option<Forwarding>,
 }
 
+/// What the SSH settings are checked against in the rest of the resource.
+pub(crate) struct ResourceShape<'a> {
+    /// Where errors about the resource as a whole point.
+    pub name: &'a Spanned<String>,
+    /// `credentials: { mode: inject }` with a key or a password.
+    pub injects_credential: bool,
+    pub has_tls: bool,
+}
+
 impl RawSsh {
-    /// `at` is where errors about the block as a whole point (the resource name).
-    pub(crate) fn validate<T>(
+    pub(crate) fn validate(
         raw: Option<&RawSsh>,
-        at: &Spanned<T>,
+        resource: &ResourceShape<'_>,
         report: &mut Report,
     ) -> SshSettings {
+        let at = resource.name;
+        if !resource.injects_credential {
+            report.error(
+                at,
+                format!(
+                    "ssh resource `{}` needs `credentials: {{ mode: inject, user: ..., key: ... }}`",
+                    at.value
+                ),
+                Some(
+                    "the agent's own SSH signature cannot be replayed upstream: sluice logs in with a key or password it holds",
+                ),
+            );
+        }
+        if resource.has_tls {
+            report.error(at, "`tls` does not apply to ssh resources", None);
+        }
         let mut s = SshSettings {
             host_keys: Vec::new(),
             known_hosts: None,
