@@ -214,7 +214,7 @@ fn since_time(text: &str) -> anyhow::Result<String> {
     let back = humantime::parse_duration(text)
         .with_context(|| format!("`--since {text}`: expected an RFC 3339 time or a duration"))?;
     let at = std::time::SystemTime::now() - back;
-    Ok(humantime::format_rfc3339_millis(at).to_string())
+    Ok(sluice::util::rfc3339(at))
 }
 
 /// The key each node's checkpoints must verify with: this gateway's own key file for its
@@ -267,7 +267,7 @@ fn verify(
                 } else {
                     ""
                 },
-                sluice::services::approvals::hex(&v.head)
+                sluice::util::hex(&v.head)
             ),
             Err(chain::VerifyFailure::Broken(b)) => {
                 broken = true;

@@ -17,6 +17,7 @@
 //! - [`cleanup`]: `sluice cleanup`, the only way interception is removed (`--detach`).
 //! - [`files`]: private directories and files (0700/0600), and reading secret files safely.
 //! - [`peer`]: who serves a local socket (checked before a reviewer's token is sent).
+//! - [`util`]: hex, digests, ids and time: one of each (a leaf).
 // Denied everywhere; the exceptions (`ebpf::watch_readable`, the bpf() commands aya lacks in
 // `ebpf::sys`, the SIMD byte classifiers in `inspect::masking::shapes`) explain themselves.
 #![deny(unsafe_code)]
@@ -36,3 +37,4 @@ pub mod proto;
 pub mod server;
 pub mod services;
 pub mod tls;
+pub mod util;

@@ -308,7 +308,8 @@ fn run(command: Command, log_args: Vec<std::ffi::OsString>) -> anyhow::Result<i3
         } => {
             let config = Config::load(&config)?;
             let key = sluice::proto::ssh::settings::load_or_create_host_key(&config.data_dir)?;
-            let lines = sluice::proto::ssh::settings::known_hosts_lines(&config, key.public_key());
+            let lines =
+                sluice::proto::ssh::known_hosts::known_hosts_lines(&config, key.public_key());
             if lines.is_empty() {
                 anyhow::bail!("the policy has no ssh resource");
             }
@@ -362,7 +363,7 @@ fn run(command: Command, log_args: Vec<std::ffi::OsString>) -> anyhow::Result<i3
                         .resources
                         .iter()
                         .find(|r| r.name == resource)
-                        .and_then(|r| r.ssh.as_ref());
+                        .and_then(|r| r.ssh());
                     sluice::proto::ssh::inspect::decide_exec_text(
                         &config, &subject, settings, &shell, pty,
                     )

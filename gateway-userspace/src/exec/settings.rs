@@ -23,7 +23,13 @@ use std::{
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::config::{ApprovalSettings, AuditSettings, Report, StoreSettings};
+use crate::{
+    config::diag::Report,
+    services::{
+        approvals::settings::ApprovalSettings,
+        audit::settings::{AuditSettings, StoreSettings},
+    },
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

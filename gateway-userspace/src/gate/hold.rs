@@ -7,9 +7,11 @@ use std::{future::Future, time::Duration};
 use tracing::{info, warn};
 
 use super::{Command, Gate, masked_text};
-use crate::services::approvals::{
-    HoldRequest, Opened, Outcome, identity_of, model::Preview, settings::PreviewSettings,
-    sha256_hex,
+use crate::{
+    services::approvals::{
+        HoldRequest, Opened, Outcome, identity_of, model::Preview, settings::PreviewSettings,
+    },
+    util::sha256_hex,
 };
 
 /// A command to hold.
@@ -116,7 +118,8 @@ impl Gate {
         let text = spec.command.text();
         let fingerprint = spec.command.fingerprint();
         let identity = identity_of(self.subject.as_deref(), ctx);
-        if let Some(grant) = broker.grant_for(&identity, &ctx.resource.name, spec.rule, &fingerprint)
+        if let Some(grant) =
+            broker.grant_for(&identity, &ctx.resource.name, spec.rule, &fingerprint)
         {
             info!(event = "grant_used", conn_id = ctx.id, grant = %grant, rule = %spec.rule,
                   command = %masked_text(services, text),

@@ -63,7 +63,7 @@ impl Command<'_> {
     /// What a just-in-time grant covers: a SQL statement's shape (literals blanked), or the
     /// exact text of anything else (a shell line has no literal-insensitive shape).
     pub fn fingerprint(&self) -> String {
-        use crate::services::approvals::{fingerprint::sql_fingerprint, sha256_hex};
+        use crate::{services::approvals::fingerprint::sql_fingerprint, util::sha256_hex};
         match self {
             Command::Sql { text, dialect } => sql_fingerprint(text, *dialect),
             Command::Shell { line } => format!("ssh:{}", sha256_hex(line.as_bytes())),

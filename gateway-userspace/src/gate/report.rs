@@ -5,10 +5,7 @@ use tracing::{Level, debug, enabled, info, warn};
 use crate::{
     conn::ConnCtx,
     inspect::{Verdict, policy::Decision},
-    services::{
-        Services,
-        alerts::{Alert, now_rfc3339},
-    },
+    services::{Services, alerts::Alert},
 };
 
 /// The text as it may be stored: sensitive values masked. If masking fails the text is
@@ -18,13 +15,7 @@ pub fn masked_text(services: &Services, text: &str) -> String {
 }
 
 /// [`masked_text`] with a given engine (the approval broker, which holds no `Services`).
-pub fn masked_by(engine: &crate::inspect::masking::MaskingEngine, text: &str) -> String {
-    match engine.mask(text.as_bytes()) {
-        Ok(None) => text.to_string(),
-        Ok(Some(m)) => String::from_utf8_lossy(&m).into_owned(),
-        Err(e) => format!("<withheld: masking failed: {e}>"),
-    }
-}
+pub use crate::inspect::masking::masked_by;
 
 /// Logs and alerts on a decision (`decide_us`: how long deciding took). The process log and
 /// alerts carry the masked text, like the audit log. Plainly allowed commands are logged at
@@ -58,7 +49,7 @@ pub fn report(
                 url,
                 Alert {
                     kind: "sluice.alert",
-                    time: now_rfc3339(),
+                    time: crate::util::now_rfc3339(),
                     action: decision.action.to_string(),
                     rule: decision.rule.clone(),
                     reason: decision.reason.clone(),

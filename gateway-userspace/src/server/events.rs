@@ -17,11 +17,7 @@ use tracing::{error, warn};
 
 use crate::{
     conn::{comm_to_string, record_destination},
-    services::{
-        Services,
-        alerts::{Alert, now_rfc3339},
-        audit::record::kind,
-    },
+    services::{Services, alerts::Alert, audit::record::kind},
 };
 
 /// Folding window for identical events.
@@ -251,7 +247,7 @@ fn emit(rec: &ContainmentRecord, ev: &Event, folded: u64, services: &Services) {
             url,
             Alert {
                 kind: "sluice.containment",
-                time: now_rfc3339(),
+                time: crate::util::now_rfc3339(),
                 action: if rec.refused { "deny" } else { "alert" }.into(),
                 rule: rec.event.into(),
                 reason: rec.subject.clone(),

@@ -68,7 +68,16 @@ pub struct Gateway {
     leases: Vec<TargetLease>,
     resources: Vec<Arc<Resource>>,
     services: Arc<Services>,
+    protocols: Arc<Protocols>,
     approvals: Option<ApprovalService>,
+}
+
+/// What each protocol's sessions share (caches, caps, the SSH host key), handed to its
+/// `serve`, so that `Services` holds nothing protocol-specific.
+#[derive(Default)]
+struct Protocols {
+    postgres: proto::postgres::State,
+    ssh: proto::ssh::State,
 }
 
 /// The approval broker and its HTTP API and unix socket (bound at start so a conflict fails
@@ -256,12 +265,14 @@ impl Gateway {
                 approvals.as_ref().and_then(|a| a.state.auth.oidc()),
                 audit,
             )),
+            protocols: Arc::default(),
             approvals,
         };
-        if config.resources.iter().any(|r| r.protocol == Protocol::Ssh) {
+        if config.resources.iter().any(|r| r.ssh().is_some()) {
             gateway
-                .services
-                .ssh_server_config()
+                .protocols
+                .ssh
+                .server_config(&config.data_dir)
                 .context("loading the gateway's SSH host key")?;
         }
         let own_addrs: Vec<SocketAddr> = gateway
@@ -399,12 +410,13 @@ impl Gateway {
                 }
             };
             let services = self.services.clone();
+            let protocols = self.protocols.clone();
             let handshake_timeout = self.config.handshake_timeout;
             conns.spawn(async move {
                 let handshake = ctx.handshake.clone();
                 let conn_id = ctx.id;
                 tokio::select! {
-                    _ = handle(stream, ctx, services) => {}
+                    _ = handle(stream, ctx, services, protocols) => {}
                     _ = handshake.deadline(handshake_timeout) => {
                         warn!(event = "handshake_timeout", conn_id,
                               timeout_ms = handshake_timeout.as_millis() as u64,
@@ -462,7 +474,7 @@ impl Gateway {
                             url,
                             crate::services::alerts::Alert {
                                 kind: "sluice.containment",
-                                time: crate::services::alerts::now_rfc3339(),
+                                time: crate::util::now_rfc3339(),
                                 action: "alert".into(),
                                 rule: "interception_restored".into(),
                                 reason: format!("detached programs re-attached: {missing:?}"),
@@ -540,16 +552,23 @@ async fn accept_any(listeners: &[TcpListener]) -> std::io::Result<(TcpStream, So
     }
 }
 
-async fn handle(stream: TcpStream, ctx: ConnCtx, services: Arc<Services>) {
+async fn handle(
+    stream: TcpStream,
+    ctx: ConnCtx,
+    services: Arc<Services>,
+    protocols: Arc<Protocols>,
+) {
     let started = Instant::now();
-    let result = match ctx.resource.protocol {
+    let result = match ctx.resource.protocol.kind() {
         Protocol::Tcp => {
             // Opaque TCP has no login to wait for.
             ctx.handshake.done();
             proto::tcp::serve(stream, &ctx).await
         }
-        Protocol::Postgres => proto::postgres::serve(stream, &ctx, &services).await,
-        Protocol::Ssh => proto::ssh::serve(stream, &ctx, &services).await,
+        Protocol::Postgres => {
+            proto::postgres::serve(stream, &ctx, &services, &protocols.postgres).await
+        }
+        Protocol::Ssh => proto::ssh::serve(stream, &ctx, &services, &protocols.ssh).await,
     };
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match result {

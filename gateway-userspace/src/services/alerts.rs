@@ -73,20 +73,3 @@ impl AlertSink {
         }
     }
 }
-
-/// RFC 3339 UTC timestamp.
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn timestamps_are_rfc3339() {
-        let t = super::now_rfc3339();
-        assert!(
-            t.starts_with("20") && t.ends_with('Z') && &t[10..11] == "T",
-            "{t}"
-        );
-    }
-}

@@ -21,9 +21,7 @@ pub struct CancelRegistry {
 }
 
 fn random_i32() -> i32 {
-    let mut b = [0u8; 4];
-    getrandom::fill(&mut b).expect("the OS random source is available");
-    i32::from_ne_bytes(b)
+    i32::from_ne_bytes(crate::util::random_bytes())
 }
 
 impl CancelRegistry {

@@ -1,4 +1,5 @@
 //! Services handed to every protocol session (no globals, so tests can inject their own).
+//! Nothing here is protocol-specific: what one protocol's sessions share is its own `State`.
 
 pub mod alerts;
 pub mod approvals;
@@ -27,16 +28,6 @@ pub struct Services {
     /// holds must not exhaust the database's connection slots.
     pub previews: tokio::sync::Semaphore,
     pub audit: Arc<audit::AuditLog>,
-    /// PostgreSQL upstreams' function catalogs, for the guardrails (one lookup connection and
-    /// cache per upstream, shared by its sessions).
-    pub pg_proc_catalogs: crate::proto::postgres::proc_catalog::Catalogs,
-    /// PostgreSQL resources' upstream sessions at once (`postgres.max_sessions`).
-    pub pg_sessions: crate::proto::postgres::settings::SessionCaps,
-    /// The SSH server side (the gateway's host key), made on first use.
-    ssh: std::sync::Mutex<Option<Arc<russh::server::Config>>>,
-    /// What response masking knows of each PostgreSQL database (sensitive columns, samples,
-    /// statement lineages), shared by its sessions.
-    pub pg_catalogs: crate::proto::postgres::catalog::Registry,
 }
 
 /// See [`Services::previews`].
@@ -64,24 +55,7 @@ impl Services {
             cancel: cancel::CancelRegistry::default(),
             masker: RwLock::new(masker),
             alerts: alerts::AlertSink::start(),
-            ssh: std::sync::Mutex::new(None),
-            pg_catalogs: Default::default(),
-            pg_proc_catalogs: Default::default(),
-            pg_sessions: Default::default(),
         }
-    }
-
-    /// The SSH server configuration with the gateway's host key (`<data_dir>/ssh_host_ed25519_key`,
-    /// created on first use).
-    pub fn ssh_server_config(&self) -> anyhow::Result<Arc<russh::server::Config>> {
-        let mut slot = self.ssh.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = &*slot {
-            return Ok(c.clone());
-        }
-        let key = crate::proto::ssh::settings::load_or_create_host_key(&self.policy().data_dir)?;
-        let config = crate::proto::ssh::server_config(key);
-        *slot = Some(config.clone());
-        Ok(config)
     }
 
     /// The policy in force now (hot reload swaps it; a session reads it per command).

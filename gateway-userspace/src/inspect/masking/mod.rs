@@ -49,3 +49,13 @@ pub enum MaskError {
     #[error("buffer of {0} bytes is too large to scan at once (limit 4 GiB)")]
     TooLarge(usize),
 }
+
+/// `text` as it may be stored or shown: sensitive values masked. If masking fails the text is
+/// withheld, never kept raw.
+pub fn masked_by(engine: &MaskingEngine, text: &str) -> String {
+    match engine.mask(text.as_bytes()) {
+        Ok(None) => text.to_string(),
+        Ok(Some(m)) => String::from_utf8_lossy(&m).into_owned(),
+        Err(e) => format!("<withheld: masking failed: {e}>"),
+    }
+}

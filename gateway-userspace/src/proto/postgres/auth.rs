@@ -31,8 +31,8 @@ pub struct SessionStart {
 async fn read_upstream<R: AsyncRead + Unpin>(r: &mut R) -> Result<Message, ProxyError> {
     codec::read_message(r, MAX_STARTUP * 10, "upstream")
         .await
-        .map_err(ProxyError::UpstreamProtocol)?
-        .ok_or(ProxyError::UpstreamProtocol(CodecError::Malformed(
+        .map_err(ProxyError::upstream_protocol)?
+        .ok_or(ProxyError::upstream_protocol(CodecError::Malformed(
             "connection closed during login",
         )))
 }
@@ -40,7 +40,7 @@ async fn read_upstream<R: AsyncRead + Unpin>(r: &mut R) -> Result<Message, Proxy
 fn auth_code(m: &Message) -> Result<i32, ProxyError> {
     let b = m.body();
     if b.len() < 4 {
-        return Err(ProxyError::UpstreamProtocol(CodecError::Malformed(
+        return Err(ProxyError::upstream_protocol(CodecError::Malformed(
             "authentication request",
         )));
     }
@@ -66,10 +66,10 @@ fn refusal(m: &Message) -> ProxyError {
 async fn send<W: AsyncWrite + Unpin>(w: &mut W, buf: &BytesMut) -> Result<(), ProxyError> {
     w.write_all(buf)
         .await
-        .map_err(|e| ProxyError::UpstreamProtocol(e.into()))?;
+        .map_err(|e| ProxyError::upstream_protocol(CodecError::from(e)))?;
     w.flush()
         .await
-        .map_err(|e| ProxyError::UpstreamProtocol(e.into()))
+        .map_err(|e| ProxyError::upstream_protocol(CodecError::from(e)))
 }
 
 async fn send_startup<W: AsyncWrite + Unpin>(
@@ -81,7 +81,7 @@ async fn send_startup<W: AsyncWrite + Unpin>(
         params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         &mut buf,
     )
-    .map_err(|e| ProxyError::UpstreamProtocol(e.into()))?;
+    .map_err(|e| ProxyError::upstream_protocol(CodecError::from(e)))?;
     send(w, &buf).await
 }
 
@@ -91,7 +91,7 @@ fn in_progress(
 ) -> Result<&mut sasl::ScramSha256, ProxyError> {
     scram
         .as_mut()
-        .ok_or(ProxyError::UpstreamProtocol(CodecError::Malformed(
+        .ok_or(ProxyError::upstream_protocol(CodecError::Malformed(
             "SASL message out of order",
         )))
 }
@@ -118,7 +118,7 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
             b'E' => return Err(refusal(&m)),
             b'R' => {}
             _ => {
-                return Err(ProxyError::UpstreamProtocol(CodecError::Malformed(
+                return Err(ProxyError::upstream_protocol(CodecError::Malformed(
                     "login reply",
                 )));
             }
@@ -128,16 +128,16 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
             AUTH_OK => return read_until_ready(upstream).await,
             AUTH_CLEARTEXT => {
                 frontend::password_message(need_password()?.expose().as_bytes(), &mut buf)
-                    .map_err(|e| ProxyError::UpstreamProtocol(e.into()))?;
+                    .map_err(|e| ProxyError::upstream_protocol(CodecError::from(e)))?;
             }
             AUTH_MD5 => {
                 let b = m.body();
                 let salt: [u8; 4] = b.get(4..8).and_then(|s| s.try_into().ok()).ok_or(
-                    ProxyError::UpstreamProtocol(CodecError::Malformed("MD5 salt")),
+                    ProxyError::upstream_protocol(CodecError::Malformed("MD5 salt")),
                 )?;
                 let hash = md5_hash(user.as_bytes(), need_password()?.expose().as_bytes(), salt);
                 frontend::password_message(hash.as_bytes(), &mut buf)
-                    .map_err(|e| ProxyError::UpstreamProtocol(e.into()))?;
+                    .map_err(|e| ProxyError::upstream_protocol(CodecError::from(e)))?;
             }
             AUTH_SASL => {
                 let mechanisms = &m.body()[4..];
@@ -158,15 +158,15 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
                     sasl::ChannelBinding::unsupported(),
                 );
                 frontend::sasl_initial_response("SCRAM-SHA-256", s.message(), &mut buf)
-                    .map_err(|e| ProxyError::UpstreamProtocol(e.into()))?;
+                    .map_err(|e| ProxyError::upstream_protocol(CodecError::from(e)))?;
                 scram = Some(s);
             }
             AUTH_SASL_CONTINUE => {
                 let s = in_progress(&mut scram)?;
                 s.update(&m.body()[4..])
-                    .map_err(|e| ProxyError::UpstreamProtocol(e.into()))?;
+                    .map_err(|e| ProxyError::upstream_protocol(CodecError::from(e)))?;
                 frontend::sasl_response(s.message(), &mut buf)
-                    .map_err(|e| ProxyError::UpstreamProtocol(e.into()))?;
+                    .map_err(|e| ProxyError::upstream_protocol(CodecError::from(e)))?;
             }
             AUTH_SASL_FINAL => {
                 let s = in_progress(&mut scram)?;
@@ -202,7 +202,7 @@ pub async fn read_until_ready<R: AsyncRead + Unpin>(
             b'K' => {
                 let b = m.body();
                 if b.len() < 8 {
-                    return Err(ProxyError::UpstreamProtocol(CodecError::Malformed(
+                    return Err(ProxyError::upstream_protocol(CodecError::Malformed(
                         "BackendKeyData",
                     )));
                 }
@@ -239,7 +239,7 @@ where
             return Err(refusal(&m));
         }
         if m.tag != b'R' {
-            return Err(ProxyError::UpstreamProtocol(CodecError::Malformed(
+            return Err(ProxyError::upstream_protocol(CodecError::Malformed(
                 "login reply",
             )));
         }
@@ -252,12 +252,12 @@ where
             _ => {
                 let reply = codec::read_message(client, max_client.min(MAX_STARTUP * 10), "client")
                     .await
-                    .map_err(ProxyError::ClientProtocol)?
-                    .ok_or(ProxyError::ClientProtocol(CodecError::Malformed(
+                    .map_err(ProxyError::client_protocol)?
+                    .ok_or(ProxyError::client_protocol(CodecError::Malformed(
                         "connection closed during login",
                     )))?;
                 if reply.tag != b'p' {
-                    return Err(ProxyError::ClientProtocol(CodecError::Malformed(
+                    return Err(ProxyError::client_protocol(CodecError::Malformed(
                         "authentication response",
                     )));
                 }

@@ -128,20 +128,8 @@ pub fn whole_value(
 fn hex_bytea(b: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(2 + b.len() * 2);
     v.extend_from_slice(b"\\x");
-    for x in b {
-        v.extend_from_slice(format!("{x:02x}").as_bytes());
-    }
+    crate::util::hex_into(b, &mut v);
     v
-}
-
-fn unhex(s: &[u8]) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    let d = |c: u8| (c as char).to_digit(16).map(|v| v as u8);
-    s.chunks(2)
-        .map(|p| Some(d(p[0])? << 4 | d(p[1])?))
-        .collect()
 }
 
 /// Masks a cell by content (the column is not derived from anything sensitive, or is a plain
@@ -168,7 +156,7 @@ pub fn mask_content(
         return match shape {
             Shape::Json | Shape::Jsonb => json_cell(engine, plan, value, report),
             Shape::Bytea if value.starts_with(b"\\x") => {
-                let Some(raw) = unhex(&value[2..]) else {
+                let Some(raw) = crate::util::unhex(&value[2..]) else {
                     return text_plan(value, report);
                 };
                 Ok(match engine.mask_cell_planned(plan, &raw, report)? {

@@ -102,7 +102,7 @@ impl Capture {
 fn cell_text(value: &[u8], binary: bool) -> String {
     match std::str::from_utf8(value) {
         Ok(text) if !binary || !text.contains('\0') => text.to_string(),
-        _ => format!("\\x{}", crate::services::approvals::hex(value)),
+        _ => format!("\\x{}", crate::util::hex(value)),
     }
 }
 

@@ -130,6 +130,7 @@ pub(super) struct Entry0 {
 pub(super) struct Env<'a> {
     pub ctx: &'a ConnCtx,
     pub services: &'a Services,
+    pub pg: &'a super::State,
     pub identity: &'a SessionIdentity,
     pub shared: &'a Mutex<Shared>,
 }
@@ -138,7 +139,7 @@ impl<'a> Env<'a> {
     /// The analysis of a statement text, bounded in size and time (never on the runtime's
     /// own threads when long).
     pub async fn analyze(&self, sql: &str) -> Arc<Analysis> {
-        let pg = &self.ctx.resource.postgres;
+        let pg = self.ctx.resource.postgres();
         self.services
             .analyzer
             .analyze_bounded(
@@ -158,7 +159,7 @@ impl<'a> Env<'a> {
             .upstream
             .clone()
             .unwrap_or_else(|| self.ctx.orig_dst.to_string());
-        self.services.pg_proc_catalogs.of(&upstream)
+        self.pg.proc_catalogs.of(&upstream)
     }
 
     /// The analysis with the functions it calls looked up in the server's catalog (when

@@ -122,7 +122,7 @@ enum Before {
 /// is then measured without the statistics queries.
 async fn counted_by_its_tag(env: Env<'_>, simple_dml: Option<(String, String)>) -> Option<String> {
     let (written, name) = simple_dml?;
-    env.ctx.resource.postgres.blast_radius?;
+    env.ctx.resource.postgres().blast_radius?;
     let login = env.identity.login.as_ref()?;
     env.catalog()
         .plain_table(&name, env.ctx, login)
@@ -310,7 +310,7 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
             copy_in,
             fast,
         } = w;
-        let measure = self.ctx.resource.postgres.blast_radius.is_some();
+        let measure = self.ctx.resource.postgres().blast_radius.is_some();
         // Counted by its tag: no statistics before or after.
         let stats_needed = measure && fast.is_none();
         let before = match status {
@@ -382,7 +382,7 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
         let Some(mut f) = self.copy_write.take() else {
             return Ok(());
         };
-        if self.ctx.resource.postgres.blast_radius.is_some() && f.answered.is_none() {
+        if self.ctx.resource.postgres().blast_radius.is_some() && f.answered.is_none() {
             f.after = Some(self.internal(STATS).await?);
         }
         self.uw.flush().await?;
@@ -425,7 +425,7 @@ impl<W: AsyncWrite + Unpin> Frontend<'_, W> {
             }
             return self.release("ROLLBACK", None).await;
         }
-        let refusal = match (self.ctx.resource.postgres.blast_radius, &after) {
+        let refusal = match (self.ctx.resource.postgres().blast_radius, &after) {
             _ if answer.overflow => Some(format!(
                 "the statement's answer is larger than the {} MiB sluice keeps while measuring a write",
                 super::pipeline::MAX_HELD_ANSWER >> 20

@@ -93,6 +93,7 @@ pub(super) struct Frontend<'a, W> {
 impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
     pub fn new(
         gate: &'a Gate,
+        pg: &'a super::State,
         identity: &'a SessionIdentity,
         shared: &'a Mutex<Shared>,
         plans: &'a PlanTracker,
@@ -104,6 +105,7 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
             env: Env {
                 ctx,
                 services,
+                pg,
                 identity,
                 shared,
             },
@@ -120,7 +122,7 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
             skipping: None,
             held_portals: HashMap::new(),
             batch: None,
-            enforce: ctx.resource.postgres.measures_writes(),
+            enforce: ctx.resource.postgres().measures_writes(),
             block_rw: false,
             pending: BytesMut::new(),
             batch_shape: Shape::default(),
@@ -151,7 +153,7 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
                     // The upstream session ends cleanly; the agent gets its ErrorResponse from
                     // relay().
                     self.terminate().await;
-                    return Err(ProxyError::ClientProtocol(e));
+                    return Err(ProxyError::client_protocol(e));
                 }
             };
             // A COPY ... FROM STDIN write: its data goes straight through; its end completes it.
@@ -173,7 +175,7 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
                 // Mixing protocols inside a held batch has no exact answer; nothing of it was
                 // sent.
                 self.terminate().await;
-                return Err(ProxyError::ClientProtocol(CodecError::Malformed(
+                return Err(ProxyError::client_protocol(CodecError::Malformed(
                     "simple query inside an extended-protocol batch held for approval",
                 )));
             }
@@ -183,7 +185,7 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
                 b'B' if self.skipping.is_none() => self.bind(msg).await?,
                 b'E' if self.skipping.is_none() => {
                     let portal =
-                        codec::execute_portal(msg.body()).map_err(ProxyError::ClientProtocol)?;
+                        codec::execute_portal(msg.body()).map_err(ProxyError::client_protocol)?;
                     if self.batch.is_none()
                         && let Some(h) = self.held_portals.get(portal)
                     {
@@ -212,7 +214,7 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
                 }
                 b'C' if self.skipping.is_none() => {
                     let (kind, name) =
-                        codec::close_target(msg.body()).map_err(ProxyError::ClientProtocol)?;
+                        codec::close_target(msg.body()).map_err(ProxyError::client_protocol)?;
                     let op = match kind {
                         b'S' => Op::Remove(name.to_string()),
                         _ => {
@@ -309,7 +311,7 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
         if self.enforce && self.batch.is_none() && matches!(m.tag, b'P' | b'B' | b'E' | b'D' | b'C')
         {
             if self.pending.len() + m.raw.len() > self.max {
-                return Err(ProxyError::ClientProtocol(CodecError::TooLarge {
+                return Err(ProxyError::client_protocol(CodecError::TooLarge {
                     side: "client",
                     len: self.pending.len() + m.raw.len(),
                     max: self.max,
@@ -321,7 +323,7 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
         match &mut self.batch {
             Some(b) => {
                 if b.bytes.len() + m.raw.len() > self.max {
-                    return Err(ProxyError::ClientProtocol(CodecError::TooLarge {
+                    return Err(ProxyError::client_protocol(CodecError::TooLarge {
                         side: "client",
                         len: b.bytes.len() + m.raw.len(),
                         max: self.max,
@@ -341,7 +343,7 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
         msg: Message,
         cr: &mut BufReader<R>,
     ) -> Result<Option<Message>, ProxyError> {
-        let sql = codec::query_text(msg.body()).map_err(ProxyError::ClientProtocol)?;
+        let sql = codec::query_text(msg.body()).map_err(ProxyError::client_protocol)?;
         let started = Instant::now();
         let env = self.env;
         let analysis = env.with_catalog(env.analyze(sql).await).await;
@@ -412,7 +414,7 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
     }
 
     async fn parse(&mut self, msg: Message) -> Result<Option<Message>, ProxyError> {
-        let (name, sql) = codec::parse_message(msg.body()).map_err(ProxyError::ClientProtocol)?;
+        let (name, sql) = codec::parse_message(msg.body()).map_err(ProxyError::client_protocol)?;
         let started = Instant::now();
         let env = self.env;
         let analysis = env.with_catalog(env.analyze(sql).await).await;
@@ -455,7 +457,7 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
                 rule,
                 reason,
                 param_types: codec::parse_param_types(msg.body())
-                    .map_err(ProxyError::ClientProtocol)?,
+                    .map_err(ProxyError::client_protocol)?,
             })),
             Verdict::Deny { rule, reason } => {
                 self.skipping = Some(denial(&rule, &reason));
@@ -482,7 +484,7 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
     }
 
     async fn bind(&mut self, msg: Message) -> Result<Option<Message>, ProxyError> {
-        let bind = codec::bind_message(msg.body()).map_err(ProxyError::ClientProtocol)?;
+        let bind = codec::bind_message(msg.body()).map_err(ProxyError::client_protocol)?;
         let candidates = Shared::lock(self.shared)
             .prepared
             .candidates(bind.statement);

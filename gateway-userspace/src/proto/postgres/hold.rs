@@ -15,7 +15,6 @@ use tokio::{
     sync::Notify,
 };
 
-
 use super::{
     auth, codec,
     codec::{Message, SQLSTATE_REFUSED},
@@ -27,8 +26,9 @@ use crate::{
     inspect::{Dialect, guardrails::StatementKind, masking::MaskingEngine},
     services::{
         Services,
-        approvals::{hex, model::Preview, settings::PreviewSettings},
+        approvals::{model::Preview, settings::PreviewSettings},
     },
+    util::hex,
 };
 
 /// Shown per parameter to reviewers; longer values are cut (the hash covers all of it).
@@ -244,8 +244,16 @@ fn refusal(r: &Refusal) -> Message {
             Some(&format!("approval request {id} cancelled")),
             "57014",
         ),
-        RefusedBy::Abandoned(_) => refused(format!("sluice: {}", r.sentence("statement")), None, "57P01"),
-        RefusedBy::Mismatch => refused(format!("sluice: {}", r.sentence("statement")), None, "XX000"),
+        RefusedBy::Abandoned(_) => refused(
+            format!("sluice: {}", r.sentence("statement")),
+            None,
+            "57P01",
+        ),
+        RefusedBy::Mismatch => refused(
+            format!("sluice: {}", r.sentence("statement")),
+            None,
+            "XX000",
+        ),
     }
 }
 
@@ -266,7 +274,7 @@ async fn preview(
     input: &PreviewInput<'_>,
     settings: PreviewSettings,
 ) -> Preview {
-    let pg = &ctx.resource.postgres;
+    let pg = ctx.resource.postgres();
     let analysis = services
         .analyzer
         .analyze_bounded(

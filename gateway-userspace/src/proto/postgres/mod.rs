@@ -36,3 +36,17 @@ pub mod session;
 pub mod settings;
 
 pub use session::serve;
+
+/// What every PostgreSQL session of the gateway shares, owned by the server and handed to
+/// [`serve`].
+#[derive(Default)]
+pub struct State {
+    /// What response masking knows of each database (sensitive columns, samples, statement
+    /// lineages), shared by its sessions.
+    pub catalogs: catalog::Registry,
+    /// Upstreams' function catalogs, for the guardrails (one lookup connection and cache per
+    /// upstream, shared by its sessions).
+    pub proc_catalogs: proc_catalog::Catalogs,
+    /// Each resource's upstream sessions at once (`postgres.max_sessions`).
+    pub sessions: settings::SessionCaps,
+}

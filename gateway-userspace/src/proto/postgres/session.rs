@@ -62,6 +62,7 @@ pub async fn serve(
     mut tcp: TcpStream,
     ctx: &ConnCtx,
     services: &Arc<Services>,
+    pg: &super::State,
 ) -> Result<Transfer, ProxyError> {
     let _ = tcp.set_nodelay(true);
     let resource = ctx.resource.clone();
@@ -109,7 +110,7 @@ pub async fn serve(
                         &format!("sluice: invalid startup packet: {e}"),
                     )
                     .await;
-                    return Err(ProxyError::ClientProtocol(e));
+                    return Err(ProxyError::client_protocol(e));
                 }
             },
             other => {
@@ -157,7 +158,7 @@ pub async fn serve(
         subject.as_ref().ok().cloned().flatten(),
     );
     let result = match subject {
-        Ok(_) => established(client, &gate, &params, &agent_user).await,
+        Ok(_) => established(client, &gate, pg, &params, &agent_user).await,
         Err(e) => Err(e),
     };
     let (up, down) = result
@@ -172,19 +173,21 @@ pub async fn serve(
 async fn established(
     mut client: BoxIo,
     gate: &Gate,
+    pg: &super::State,
     params: &[(String, String)],
     agent_user: &str,
 ) -> Result<Transfer, ProxyError> {
     let (ctx, services) = (&gate.ctx, &*gate.services);
     let resource = ctx.resource.clone();
     // Bounded per resource before a connection is opened; refused as PostgreSQL refuses.
-    let Some(_slot) = services
-        .pg_sessions
-        .try_acquire(&resource.name, resource.postgres.max_sessions)
+    let Some(_slot) = pg
+        .sessions
+        .try_acquire(&resource.name, resource.postgres().max_sessions)
     else {
         let msg = format!(
             "sluice: resource `{}` has its {} sessions already (postgres.max_sessions)",
-            resource.name, resource.postgres.max_sessions
+            resource.name,
+            resource.postgres().max_sessions
         );
         warn!(event = "session_cap", conn_id = ctx.id, resource = %resource.name, "session refused");
         refuse(&mut client, "53300", &msg).await;
@@ -214,7 +217,7 @@ async fn established(
                 .cloned()
                 .collect();
             up_params.push(("user".into(), user.clone()));
-            up_params = pinned::upstream_params(&up_params, &resource.postgres);
+            up_params = pinned::upstream_params(&up_params, resource.postgres());
             let db = database
                 .clone()
                 .or_else(|| {
@@ -233,7 +236,7 @@ async fn established(
             auth::login(&mut upstream, &up_params, &user, password.as_ref()).await
         }
         Credentials::Passthrough => {
-            let up_params = pinned::upstream_params(params, &resource.postgres);
+            let up_params = pinned::upstream_params(params, resource.postgres());
             auth::relay_login(
                 &mut client,
                 &mut upstream,
@@ -264,7 +267,7 @@ async fn established(
         }
     };
 
-    let read_only = resource.postgres.read_only == super::settings::ReadOnly::Transaction;
+    let read_only = resource.postgres().read_only == super::settings::ReadOnly::Transaction;
     // The login's own reports must show the pinned values (a role or database default cannot
     // override startup parameters, but a server that does not honour them is refused here).
     if let Some(why) = start
@@ -305,7 +308,7 @@ async fn established(
         info!(event = "session_start", conn_id = ctx.id, resource = %resource.name, agent_user = %agent_user,
               credentials = if matches!(resource.credentials, Credentials::Inject { .. }) { "inject" } else { "passthrough" },
               "postgres session established");
-        relay(client, upstream, gate, &identity).await
+        relay(client, upstream, gate, pg, &identity).await
     }
     .await;
     services.cancel.unregister(key);
@@ -325,7 +328,7 @@ async fn agent_token(
     client.flush().await?;
     let msg = codec::read_message(client, MAX_TOKEN_MESSAGE, "client")
         .await
-        .map_err(ProxyError::ClientProtocol)?
+        .map_err(ProxyError::client_protocol)?
         .ok_or_else(|| ProxyError::ClientRefused("the agent left during authentication".into()))?;
     let token = (msg.tag == b'p')
         .then(|| codec::query_text(msg.body()).ok())
@@ -356,7 +359,7 @@ async fn read_startup_or_refuse<S: AsyncRead + AsyncWrite + Unpin>(
                 &format!("sluice: invalid startup packet: {e}"),
             )
             .await;
-            Err(ProxyError::ClientProtocol(e))
+            Err(ProxyError::client_protocol(e))
         }
     }
 }
@@ -458,6 +461,7 @@ async fn relay(
     client: BoxIo,
     upstream: BoxIo,
     gate: &Gate,
+    pg: &super::State,
     identity: &SessionIdentity,
 ) -> Result<Transfer, ProxyError> {
     let (ctx, services, audit) = (&gate.ctx, &*gate.services, &gate.audit);
@@ -465,10 +469,10 @@ async fn relay(
     let (ur, uw) = tokio::io::split(upstream);
     let shared = Arc::new(Mutex::new(Shared::new()));
     // Which statement and portal each result belongs to (response masking plans by it).
-    let catalog = response::catalog_for(ctx, services, identity.login.as_ref());
+    let catalog = response::catalog_for(ctx, pg, identity.login.as_ref());
     let prepared = shared.clone();
     let plans =
-        PlanTracker::with_statement_hook(response::statement_hook(services, catalog.clone()))
+        PlanTracker::with_statement_hook(response::statement_hook(services, pg, catalog.clone()))
             .with_prepared(Box::new(move |name| {
                 let candidates = Shared::lock(&prepared).prepared.candidates(name);
                 match candidates.as_slice() {
@@ -481,6 +485,7 @@ async fn relay(
     let mut down_bytes = 0u64;
     let mut frontend = Frontend::new(
         gate,
+        pg,
         identity,
         &shared,
         &plans,
@@ -489,7 +494,7 @@ async fn relay(
     );
     let result = {
         let to_upstream = frontend.run(BufReader::new(cr));
-        let masker = ResponseMasker::new(ctx, services, &plans, catalog);
+        let masker = ResponseMasker::new(ctx, services, pg, &plans, catalog);
         let to_client = upstream_to_agent(
             BufReader::new(ur),
             &mut cw,
@@ -542,7 +547,7 @@ where
         .enabled()
         .then(|| Capture::new(audit.capture()));
     let mut routing = pipeline::Routing::default();
-    let read_only = ctx.resource.postgres.read_only == super::settings::ReadOnly::Transaction;
+    let read_only = ctx.resource.postgres().read_only == super::settings::ReadOnly::Transaction;
     let release = Shared::lock(shared).release.clone();
     loop {
         // sluice may deliver a kept answer it has measured without waiting for the database
@@ -551,7 +556,7 @@ where
             biased;
             _ = release.notified() => pipeline::release_now(shared, &mut routing),
             r = tokio::io::AsyncBufReadExt::fill_buf(&mut ur) => {
-                r.map_err(|e| ProxyError::UpstreamProtocol(e.into()))?;
+                r.map_err(|e| ProxyError::upstream_protocol(CodecError::from(e)))?;
                 None
             }
         };
@@ -571,7 +576,7 @@ where
                             )
                             .await;
                         let _ = cw.flush().await;
-                        return Err(ProxyError::UpstreamProtocol(e));
+                        return Err(ProxyError::upstream_protocol(e));
                     }
                 };
                 // Masking sees every message the server sends, in order (sluice's own queries
@@ -592,7 +597,7 @@ where
                         .write_all(&codec::error_response(SQLSTATE_PROTOCOL, &text, None, None).raw)
                         .await;
                     let _ = cw.flush().await;
-                    return Err(ProxyError::UpstreamProtocol(CodecError::Malformed(
+                    return Err(ProxyError::upstream_protocol(CodecError::Malformed(
                         "an unexpected confirmation",
                     )));
                 }
@@ -616,7 +621,7 @@ where
                             )
                             .await;
                         let _ = cw.flush().await;
-                        return Err(ProxyError::UpstreamProtocol(CodecError::Malformed(
+                        return Err(ProxyError::upstream_protocol(CodecError::Malformed(
                             "a pinned setting changed",
                         )));
                     }

@@ -205,7 +205,7 @@ impl Agent {
         pty: Option<&Pty>,
     ) -> Option<(Request, Input, Option<u64>, inspect::LineSession)> {
         let conn = self.conn.clone();
-        let settings = conn.ctx.resource.ssh.clone()?;
+        let settings = conn.ctx.resource.ssh().cloned()?;
         // A shell reading a terminal has a line editor: its keys are followed as in a shell
         // session; without one, the bytes are the lines.
         let line_mode = if pty.is_some() {
@@ -235,7 +235,14 @@ impl Agent {
                     (d.decision, input)
                 };
                 let n = self
-                    .enforce(rx, parked, "ssh-exec", Command::Shell { line: &text }, &bytes, &decision)
+                    .enforce(
+                        rx,
+                        parked,
+                        "ssh-exec",
+                        Command::Shell { line: &text },
+                        &bytes,
+                        &decision,
+                    )
                     .await?;
                 Some((Request::Exec(bytes), input, Some(n), session))
             }
@@ -247,7 +254,10 @@ impl Agent {
                         rx,
                         parked,
                         "ssh-shell",
-                        Command::Session { kind: "shell", text },
+                        Command::Session {
+                            kind: "shell",
+                            text,
+                        },
                         text.as_bytes(),
                         &decision,
                     )
@@ -909,8 +919,7 @@ pub(super) async fn forward(
     let allowed = conn
         .ctx
         .resource
-        .ssh
-        .as_ref()
+        .ssh()
         .is_some_and(|s| s.port_forwarding == Forwarding::Allow);
     let decision = Decision {
         action: if allowed { Action::Allow } else { Action::Deny },

@@ -13,9 +13,13 @@
 
 mod channel;
 pub mod inspect;
+pub mod known_hosts;
 mod line;
 pub mod settings;
+mod state;
 mod upstream;
+
+pub use state::State;
 
 use std::{
     sync::{
@@ -349,10 +353,11 @@ pub async fn serve(
     stream: TcpStream,
     ctx: &ConnCtx,
     services: &Arc<Services>,
+    state: &State,
 ) -> Result<Transfer, ProxyError> {
     let _ = stream.set_nodelay(true);
-    let config = services
-        .ssh_server_config()
+    let config = state
+        .server_config(&services.policy().data_dir)
         .map_err(|e| ProxyError::Internal(format!("the gateway's SSH host key: {e}")))?;
     let conn = Arc::new(Mutex::new(None));
     let handler = AgentHandler {
@@ -392,7 +397,10 @@ pub async fn serve(
         }
     }
     match error {
-        Some(e) => Err(ProxyError::ClientSsh(e)),
+        Some(e) => Err(ProxyError::ClientSession {
+            protocol: "SSH",
+            message: e,
+        }),
         None => Ok(transfer),
     }
 }

@@ -13,7 +13,7 @@ use russh::keys::{PrivateKey, PublicKey, ssh_key::LineEnding};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::config::{Action, Report};
+use crate::config::{action::Action, diag::Report};
 
 /// File name of the gateway's host key (agents' side) under `data_dir`.
 pub const HOST_KEY_FILE: &str = "ssh_host_ed25519_key";
@@ -64,13 +64,37 @@ pub(crate) struct RawSsh {
     port_forwarding: Option<Forwarding>,
 }
 
+/// What the SSH settings are checked against in the rest of the resource.
+pub(crate) struct ResourceShape<'a> {
+    /// Where errors about the resource as a whole point.
+    pub name: &'a Spanned<String>,
+    /// `credentials: { mode: inject }` with a key or a password.
+    pub injects_credential: bool,
+    pub has_tls: bool,
+}
+
 impl RawSsh {
-    /// `at` is where errors about the block as a whole point (the resource name).
-    pub(crate) fn validate<T>(
+    pub(crate) fn validate(
         raw: Option<&RawSsh>,
-        at: &Spanned<T>,
+        resource: &ResourceShape<'_>,
         report: &mut Report,
     ) -> SshSettings {
+        let at = resource.name;
+        if !resource.injects_credential {
+            report.error(
+                at,
+                format!(
+                    "ssh resource `{}` needs `credentials: {{ mode: inject, user: ..., key: ... }}`",
+                    at.value
+                ),
+                Some(
+                    "the agent's own SSH signature cannot be replayed upstream: sluice logs in with a key or password it holds",
+                ),
+            );
+        }
+        if resource.has_tls {
+            report.error(at, "`tls` does not apply to ssh resources", None);
+        }
         let mut s = SshSettings {
             host_keys: Vec::new(),
             known_hosts: None,
@@ -157,37 +181,6 @@ pub fn load_or_create_host_key(data_dir: &Path) -> anyhow::Result<PrivateKey> {
         }
         Err(e) => Err(anyhow::anyhow!("creating {}: {e}", path.display())),
     }
-}
-
-/// known_hosts lines that make agents trust the gateway for every address an SSH resource
-/// matches (the agent keeps connecting to the real address; the gateway answers for it).
-pub fn known_hosts_lines(config: &crate::config::Config, key: &PublicKey) -> Vec<String> {
-    let key = key.to_openssh().unwrap_or_default();
-    let mut lines = Vec::new();
-    for r in &config.resources {
-        if r.protocol != crate::config::Protocol::Ssh {
-            continue;
-        }
-        for m in &r.matches {
-            let host = if m.net.prefix_len() == m.net.max_prefix_len() {
-                m.net.addr().to_string()
-            } else {
-                // known_hosts patterns cannot express a CIDR prefix.
-                lines.push(format!(
-                    "# {}: {} is a prefix: add a line with this key for each of its hosts",
-                    r.name, m.net
-                ));
-                continue;
-            };
-            let pattern = if m.port == 22 {
-                host
-            } else {
-                format!("[{host}]:{}", m.port)
-            };
-            lines.push(format!("{pattern} {key} sluice:{}", r.name));
-        }
-    }
-    lines
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ pub type Upstream = client::Handle<HostKeyCheck>;
 /// sentence the agent is shown.
 pub async fn connect(ctx: &ConnCtx, agent_user: &str) -> Result<Upstream, String> {
     let resource = &ctx.resource;
-    let Some(settings) = resource.ssh.clone() else {
+    let Some(settings) = resource.ssh().cloned() else {
         return Err("the resource has no ssh settings".into());
     };
     let Credentials::Inject {

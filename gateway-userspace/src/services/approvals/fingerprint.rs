@@ -10,7 +10,7 @@ use crate::inspect::Dialect;
 /// bytes, so a grant can only ever cover that same text.
 pub fn sql_fingerprint(sql: &str, dialect: Dialect) -> String {
     let Ok(tokens) = Tokenizer::new(dialect.parser(), sql).tokenize() else {
-        return format!("exact:{}", super::sha256_hex(sql.as_bytes()));
+        return format!("exact:{}", crate::util::sha256_hex(sql.as_bytes()));
     };
     let mut out = String::with_capacity(sql.len());
     for t in tokens {

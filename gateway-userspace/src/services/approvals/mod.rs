@@ -27,11 +27,14 @@ use model::{
     ApprovalView, Decision, GrantRequest, GrantScope, GrantView, Preview, Requester, State, Vote,
 };
 use settings::{ApprovalPolicy, ApprovalSettings, Reviewer};
-use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
-use crate::{conn::ConnCtx, inspect::masking::MaskingEngine, gate::masked_by};
+use crate::{
+    conn::ConnCtx,
+    inspect::masking::{MaskingEngine, masked_by},
+    util::{new_id, now_rfc3339, rfc3339, sha256_hex},
+};
 
 /// Decided requests kept in memory for the API (older ones are read from the store).
 const RECENT: usize = 1000;
@@ -39,46 +42,6 @@ const RECENT: usize = 1000;
 const MAX_GRANT: Duration = Duration::from_secs(24 * 3600);
 /// Longest reason kept (reviewers' words go into notifications and the audit log).
 const MAX_REASON: usize = 2000;
-
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
-/// Lowercase hex of `bytes` (ids, hashes, signatures, binary parameters).
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
-/// The bytes of lowercase or uppercase hex; `None` for anything else.
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.is_ascii() {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-        .collect()
-}
-
-/// A random id (requests, grants, audit sessions).
-pub fn new_id() -> String {
-    let mut b = [0u8; 8];
-    getrandom::fill(&mut b).expect("OS randomness");
-    hex(&b)
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
 
 /// The approval policy for a rule: its own, else the gateway's default.
 pub fn policy_for(services: &crate::services::Services, rule: &str) -> Option<ApprovalPolicy> {

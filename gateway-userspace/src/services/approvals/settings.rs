@@ -5,7 +5,10 @@ use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration}
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::config::{RawSecret, Report, Secret, resolve_secret};
+use crate::config::{
+    diag::Report,
+    secret::{RawSecret, Secret, resolve_secret},
+};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 pub const DEFAULT_MAX_PENDING: usize = 10_000;

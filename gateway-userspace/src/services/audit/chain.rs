@@ -73,12 +73,11 @@ pub struct Checkpoint {
 
 mod hex_bytes {
     pub fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&crate::services::approvals::hex(v))
+        s.serialize_str(&crate::util::hex(v))
     }
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let text: String = serde::Deserialize::deserialize(d)?;
-        crate::services::approvals::unhex(&text)
-            .ok_or_else(|| serde::de::Error::custom("expected hex"))
+        crate::util::unhex(&text).ok_or_else(|| serde::de::Error::custom("expected hex"))
     }
 }
 

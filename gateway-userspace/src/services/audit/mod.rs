@@ -37,7 +37,7 @@ use self::{
     chain::{AuditError, Chain, Checkpoint, Entry, Store, Stored},
     settings::{AuditSettings, StoreSettings},
 };
-use crate::services::alerts::now_rfc3339;
+use crate::util::now_rfc3339;
 
 /// Records per transaction at most (a burst larger than this takes several commits).
 const MAX_GROUP: usize = 4096;

@@ -135,11 +135,7 @@ impl Store for PgStore {
         if needs_registration(node, registered.as_deref(), key)? {
             self.client()?.execute(
                 "INSERT INTO audit_nodes (node, public_key, registered) VALUES ($1, $2, $3)",
-                &[
-                    &node,
-                    &&key.as_bytes()[..],
-                    &crate::services::alerts::now_rfc3339(),
-                ],
+                &[&node, &&key.as_bytes()[..], &crate::util::now_rfc3339()],
             )?;
         }
         self.claimed = Some((node.to_string(), *key));

@@ -15,7 +15,7 @@ use super::{
     },
     terminal,
 };
-use crate::services::approvals::{hex, unhex};
+use crate::util::{hex, unhex};
 
 /// One exported record: self-describing, with its chain fields, the body embedded as the exact
 /// JSON text that was hashed (so the chain can be recomputed from the export alone).

@@ -43,7 +43,7 @@ impl SessionAudit {
         identity: IdentityRecord,
         credentials: &str,
     ) -> SessionAudit {
-        let id = crate::services::approvals::new_id();
+        let id = crate::util::new_id();
         let p = &ctx.process;
         log.record(
             kind::SESSION_START,
@@ -98,7 +98,7 @@ impl SessionAudit {
                     n,
                     protocol: protocol.into(),
                     text: masked(),
-                    sha256: crate::services::approvals::sha256_hex(exact.as_bytes()),
+                    sha256: crate::util::sha256_hex(exact.as_bytes()),
                     action: decided.action.into(),
                     rule: decided.rule.into(),
                     reason: decided.reason.into(),

@@ -5,7 +5,10 @@ use std::{path::PathBuf, time::Duration};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::config::{RawSecret, Report, Secret, resolve_secret};
+use crate::config::{
+    diag::Report,
+    secret::{RawSecret, Secret, resolve_secret},
+};
 
 /// Where persistent data lives unless the policy says otherwise (`state_dir` is runtime state,
 /// usually on tmpfs; the audit log must survive a reboot).

@@ -247,11 +247,7 @@ fn register(store: &mut SqliteStore, node: &str, key: &VerifyingKey) -> Result<(
     if needs_registration(node, registered.as_deref(), key)? {
         store.db.execute(
             "INSERT INTO audit_nodes (node, public_key, registered) VALUES (?1, ?2, ?3)",
-            params![
-                node,
-                &key.as_bytes()[..],
-                crate::services::alerts::now_rfc3339()
-            ],
+            params![node, &key.as_bytes()[..], crate::util::now_rfc3339()],
         )?;
     }
     Ok(())

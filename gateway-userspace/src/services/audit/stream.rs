@@ -16,7 +16,7 @@ use super::{
     record::{ExitRecord, OutputEvent, OutputRecord, PtyInfo, TerminalRecord, kind},
     session::SessionAudit,
 };
-use crate::services::alerts::now_rfc3339;
+use crate::util::now_rfc3339;
 
 /// An `output` record holds about this much text at most.
 pub const BATCH_BYTES: usize = 32 * 1024;

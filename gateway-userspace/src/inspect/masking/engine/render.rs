@@ -32,9 +32,7 @@ impl MaskingEngine {
                 out.push(b'[');
                 out.extend_from_slice(label);
                 out.push(b':');
-                for b in &tag[..6] {
-                    out.extend_from_slice(format!("{b:02x}").as_bytes());
-                }
+                crate::util::hex_into(&tag[..6], out);
                 out.push(b']');
             }
             Strategy::Partial => partial(kind, label, value, out),

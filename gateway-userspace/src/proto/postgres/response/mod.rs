@@ -98,6 +98,7 @@ pub struct ResultPlan {
 pub struct ResponseMasker<'a> {
     ctx: &'a ConnCtx,
     services: &'a Services,
+    pg: &'a super::State,
     tracker: &'a PlanTracker,
     catalog: Arc<Catalog>,
     engine: Arc<MaskingEngine>,
@@ -114,11 +115,7 @@ pub struct ResponseMasker<'a> {
 const PLANS_KEPT: usize = 32;
 
 /// The catalog of the session's database (shared with the other sessions to it).
-pub fn catalog_for(
-    ctx: &ConnCtx,
-    services: &Services,
-    login: Option<&PreviewLogin>,
-) -> Arc<Catalog> {
+pub fn catalog_for(ctx: &ConnCtx, pg: &super::State, login: Option<&PreviewLogin>) -> Arc<Catalog> {
     let db = login
         .and_then(|l| l.params.iter().find(|(k, _)| k == "database"))
         .map(|(_, v)| v.as_str())
@@ -127,9 +124,7 @@ pub fn catalog_for(
         Some(l) => format!("{}\0{}\0{}", ctx.resource.name, db, l.user),
         None => format!("{}\0passthrough", ctx.resource.name),
     };
-    services
-        .pg_catalogs
-        .get(&key, || Catalog::new(ctx, login.cloned()))
+    pg.catalogs.get(&key, || Catalog::new(ctx, login.cloned()))
 }
 
 /// The session's statement hook: a statement that puts a value read from the database into a
@@ -138,9 +133,10 @@ pub fn catalog_for(
 /// no session (this one or one listening) sees them in clear, whichever is first.
 pub fn statement_hook(
     services: &Services,
+    pg: &super::State,
     catalog: Arc<Catalog>,
 ) -> super::masking_plan::StatementHook {
-    let lineages = services.pg_catalogs.lineage.clone();
+    let lineages = pg.catalogs.lineage.clone();
     let engine = services.masker();
     let trusted = engine.config().lineage.trusted_functions.clone();
     Box::new(move |sql: &str| {
@@ -162,12 +158,14 @@ impl<'a> ResponseMasker<'a> {
     pub fn new(
         ctx: &'a ConnCtx,
         services: &'a Services,
+        pg: &'a super::State,
         tracker: &'a PlanTracker,
         catalog: Arc<Catalog>,
     ) -> Self {
         ResponseMasker {
             ctx,
             services,
+            pg,
             tracker,
             catalog,
             engine: services.masker(),
@@ -180,7 +178,7 @@ impl<'a> ResponseMasker<'a> {
     }
 
     fn lineages(&self) -> &LineageCache {
-        &self.services.pg_catalogs.lineage
+        &self.pg.catalogs.lineage
     }
 
     fn lineage(&self, sql: &str) -> Arc<Lineage> {

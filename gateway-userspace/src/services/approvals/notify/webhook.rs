@@ -31,6 +31,7 @@ struct WebhookBody<'a> {
 pub fn webhook_body(n: &Notification, time: SystemTime) -> Vec<u8> {
     let body = WebhookBody {
         kind: n.event.type_name(),
+        // The documented webhook shape: whole seconds.
         time: humantime::format_rfc3339_seconds(time).to_string(),
         link: &n.link,
         approval: &n.view,
@@ -68,7 +69,7 @@ pub fn sign(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
     let mut m = mac(secret);
     m.update(format!("{timestamp}.").as_bytes());
     m.update(body);
-    format!("v1={}", super::super::hex(&m.finalize().into_bytes()))
+    format!("v1={}", crate::util::hex(&m.finalize().into_bytes()))
 }
 
 /// Checks a generic webhook as a receiver would: the timestamp within `tolerance` of `now`
@@ -116,7 +117,7 @@ pub(super) fn check_signatures(
 ) -> Result<(), SignatureError> {
     let mut seen = false;
     for candidate in header.split(',').map(str::trim) {
-        let Some(sig) = candidate.strip_prefix(prefix).and_then(super::super::unhex) else {
+        let Some(sig) = candidate.strip_prefix(prefix).and_then(crate::util::unhex) else {
             continue;
         };
         seen = true;

@@ -96,7 +96,7 @@ impl Header {
         if let Some(time) = exact_time {
             sd_param(&mut out, "time", time);
         }
-        sd_param(&mut out, "hash", &hex(hash));
+        sd_param(&mut out, "hash", &crate::util::hex(hash));
         let body = match limit {
             Some(limit) if out.len() + 2 + record.body.len() > limit => {
                 sd_param(&mut out, "truncated", &record.body.len().to_string());
@@ -128,13 +128,6 @@ fn sd_param(out: &mut String, name: &str, value: &str) {
         out.push(c);
     }
     out.push('"');
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// The longest prefix of `s` of at most `max` octets that ends on a character boundary.
