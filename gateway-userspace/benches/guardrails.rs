@@ -59,7 +59,9 @@ fn bench(c: &mut Criterion) {
             .join(" OR ")
     );
     g.throughput(Throughput::Bytes(big.len() as u64));
-    g.bench_function("cold/or_chain_16k", |b| b.iter(|| analyze(black_box(&big), PG)));
+    g.bench_function("cold/or_chain_16k", |b| {
+        b.iter(|| analyze(black_box(&big), PG))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("shell_guardrails");

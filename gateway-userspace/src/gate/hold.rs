@@ -116,7 +116,8 @@ impl Gate {
         let text = spec.command.text();
         let fingerprint = spec.command.fingerprint();
         let identity = identity_of(self.subject.as_deref(), ctx);
-        if let Some(grant) = broker.grant_for(&identity, &ctx.resource.name, spec.rule, &fingerprint)
+        if let Some(grant) =
+            broker.grant_for(&identity, &ctx.resource.name, spec.rule, &fingerprint)
         {
             info!(event = "grant_used", conn_id = ctx.id, grant = %grant, rule = %spec.rule,
                   command = %masked_text(services, text),

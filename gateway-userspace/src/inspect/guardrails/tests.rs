@@ -801,7 +801,10 @@ fn analyzer_caches() {
     assert!(an.analyze(&huge, Dialect::Postgres).is_clean());
 
     let off = SqlAnalyzer::new(0);
-    assert!(off.analyze("TRUNCATE t", Dialect::Postgres).has(R::Truncate));
+    assert!(
+        off.analyze("TRUNCATE t", Dialect::Postgres)
+            .has(R::Truncate)
+    );
     assert_eq!(off.cached(), 0);
 }
 
@@ -862,7 +865,10 @@ fn long_operator_chains_do_not_overflow() {
 fn analyses_are_shared_by_shape_only_when_no_literal_decided() {
     let a = SqlAnalyzer::new(100);
     // Shared: the second text is answered from the first one's shape entry.
-    assert!(a.analyze("UPDATE t SET n = n + 5 WHERE id = 1", Dialect::Postgres).is_clean());
+    assert!(
+        a.analyze("UPDATE t SET n = n + 5 WHERE id = 1", Dialect::Postgres)
+            .is_clean()
+    );
     let cached = a.cached();
     assert!(
         a.analyze("UPDATE t SET n = n + 17 WHERE id = 99", Dialect::Postgres)

@@ -15,7 +15,6 @@ use tokio::{
     sync::Notify,
 };
 
-
 use super::{
     auth, codec,
     codec::{Message, SQLSTATE_REFUSED},
@@ -244,8 +243,16 @@ fn refusal(r: &Refusal) -> Message {
             Some(&format!("approval request {id} cancelled")),
             "57014",
         ),
-        RefusedBy::Abandoned(_) => refused(format!("sluice: {}", r.sentence("statement")), None, "57P01"),
-        RefusedBy::Mismatch => refused(format!("sluice: {}", r.sentence("statement")), None, "XX000"),
+        RefusedBy::Abandoned(_) => refused(
+            format!("sluice: {}", r.sentence("statement")),
+            None,
+            "57P01",
+        ),
+        RefusedBy::Mismatch => refused(
+            format!("sluice: {}", r.sentence("statement")),
+            None,
+            "XX000",
+        ),
     }
 }
 

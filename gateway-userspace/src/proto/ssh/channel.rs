@@ -235,7 +235,14 @@ impl Agent {
                     (d.decision, input)
                 };
                 let n = self
-                    .enforce(rx, parked, "ssh-exec", Command::Shell { line: &text }, &bytes, &decision)
+                    .enforce(
+                        rx,
+                        parked,
+                        "ssh-exec",
+                        Command::Shell { line: &text },
+                        &bytes,
+                        &decision,
+                    )
                     .await?;
                 Some((Request::Exec(bytes), input, Some(n), session))
             }
@@ -247,7 +254,10 @@ impl Agent {
                         rx,
                         parked,
                         "ssh-shell",
-                        Command::Session { kind: "shell", text },
+                        Command::Session {
+                            kind: "shell",
+                            text,
+                        },
                         text.as_bytes(),
                         &decision,
                     )

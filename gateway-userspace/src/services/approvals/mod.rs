@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
-use crate::{conn::ConnCtx, inspect::masking::MaskingEngine, gate::masked_by};
+use crate::{conn::ConnCtx, gate::masked_by, inspect::masking::MaskingEngine};
 
 /// Decided requests kept in memory for the API (older ones are read from the store).
 const RECENT: usize = 1000;
