@@ -542,6 +542,8 @@ async fn accept_any(listeners: &[TcpListener]) -> std::io::Result<(TcpStream, So
 
 async fn handle(stream: TcpStream, ctx: ConnCtx, services: Arc<Services>) {
     let started = Instant::now();
+    // Protocol sessions take any byte stream (tests hand them an in-memory one).
+    let _ = stream.set_nodelay(true);
     let result = match ctx.resource.protocol {
         Protocol::Tcp => {
             // Opaque TCP has no login to wait for.
