@@ -14,6 +14,8 @@
 mod channel;
 pub mod inspect;
 mod line;
+#[cfg(test)]
+mod session_tests;
 pub mod settings;
 mod upstream;
 
