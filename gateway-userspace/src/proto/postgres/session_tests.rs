@@ -308,3 +308,68 @@ async fn a_statement_that_cannot_be_audited_is_refused_with_rule_audit() {
     // Nothing of the refused statement is in the log.
     assert!(kit.audit_commands().is_empty());
 }
+
+#[tokio::test]
+async fn a_held_extended_batch_is_released_whole_once_approved() {
+    let mut kit = Kit::new(&policy());
+    let mut up = ScriptedPg::start(PASSWORD).await;
+    let mut agent = login(&kit, &mut up).await;
+    assert!(matches!(up.next().await, Seen::Message { .. }));
+    let sql = "UPDATE orders SET paid = true WHERE id = $1";
+    // Preparing runs nothing: the Parse goes on; the batch that executes it is held from its
+    // Bind to its Sync.
+    let held = [bind(&["42"]), execute(), sync()].concat();
+    agent.send(&[parse(sql), held.clone()].concat()).await;
+    let request = kit.next_request().await;
+    assert_eq!(
+        (request.command.as_str(), request.rule.as_str()),
+        (sql, "writes-need-approval")
+    );
+    assert_eq!(request.parameters, [Some("42".to_string())]);
+    assert_eq!(
+        request.sha256,
+        crate::services::approvals::sha256_hex(&held)
+    );
+    kit.broker()
+        .decide(
+            &request.id,
+            &crate::services::approvals::settings::Reviewer {
+                subject: "alice".into(),
+                groups: vec!["dba".into()],
+            },
+            crate::services::approvals::model::Decision::Approve,
+            None,
+            None,
+        )
+        .expect("approve");
+    assert_eq!(
+        agent.until_ready().await,
+        [
+            msg(b'1', b""),
+            msg(b'2', b""),
+            command_complete("UPDATE 1"),
+            ready(b'I')
+        ]
+    );
+    agent.terminate().await.expect("a clean end");
+    assert_eq!(
+        upstream_messages(&up.until_closed(1).await),
+        [
+            parse(sql),
+            bind(&["42"]),
+            // Response masking's own Describe of the portal (its NoData is not relayed).
+            msg(b'D', b"P\0"),
+            execute(),
+            sync(),
+            msg(b'X', b"")
+        ]
+    );
+    let commands = kit.audit_commands();
+    assert_eq!(
+        commands
+            .iter()
+            .map(|c| (c.protocol.as_str(), c.text.as_str(), c.action.as_str()))
+            .collect::<Vec<_>>(),
+        [("extended", sql, "hold")]
+    );
+}
