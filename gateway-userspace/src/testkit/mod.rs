@@ -4,9 +4,10 @@
 //! approvals, and the audit records read back from the SQLite file.
 //!
 //! Protocol sessions are served over `tokio::io::duplex` (the agent's side) against scripted
-//! upstreams on loopback port 0 ([`postgres`]).
+//! upstreams on loopback port 0 ([`postgres`], [`ssh`]).
 
 pub mod postgres;
+pub mod ssh;
 
 use std::{
     future::Future,
