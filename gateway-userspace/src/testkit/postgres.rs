@@ -111,6 +111,8 @@ pub enum Seen {
     },
     /// One message, whole (tag, length and body).
     Message { conn: usize, raw: Vec<u8> },
+    /// A CancelRequest for this backend key (the connection ends after it).
+    Cancel { conn: usize, pid: i32, secret: i32 },
     /// The connection ended.
     Closed { conn: usize },
 }
@@ -219,6 +221,14 @@ async fn serve_conn(
             s.write_all(b"N").await?;
             continue;
         }
+        if code == 80_877_102 && body.len() >= 12 {
+            let _ = tx.send(Seen::Cancel {
+                conn,
+                pid: i32::from_be_bytes(body[4..8].try_into().expect("4 bytes")),
+                secret: i32::from_be_bytes(body[8..12].try_into().expect("4 bytes")),
+            });
+            return Ok(());
+        }
         break startup_params(&body[4..]);
     };
     let _ = tx.send(Seen::Startup {
@@ -307,6 +317,8 @@ pub fn answer(m: &[u8]) -> Vec<u8> {
 pub struct Agent {
     pub io: DuplexStream,
     pub session: JoinHandle<Result<Transfer, ProxyError>>,
+    /// The cancel key the gateway gave the agent (BackendKeyData: pid, secret).
+    pub key: (i32, i32),
 }
 
 impl Agent {
@@ -319,7 +331,11 @@ impl Agent {
         let session = tokio::spawn(async move {
             crate::proto::postgres::serve(gateway_side, &ctx, &services).await
         });
-        let mut agent = Agent { io, session };
+        let mut agent = Agent {
+            io,
+            session,
+            key: (0, 0),
+        };
         let mut body = 196_608i32.to_be_bytes().to_vec();
         body.extend_from_slice(&cstrs(&["user", user, "database", "orders", ""]));
         let mut startup = ((body.len() + 4) as u32).to_be_bytes().to_vec();
@@ -327,7 +343,32 @@ impl Agent {
         agent.send(&startup).await;
         let hello = agent.until_ready().await;
         assert_eq!(hello[0], msg(b'R', &0i32.to_be_bytes()), "AuthenticationOk");
+        let key = hello.iter().find(|m| m[0] == b'K').expect("BackendKeyData");
+        agent.key = (
+            i32::from_be_bytes(key[5..9].try_into().expect("4 bytes")),
+            i32::from_be_bytes(key[9..13].try_into().expect("4 bytes")),
+        );
         agent
+    }
+
+    /// Sends a CancelRequest for this session on a connection of its own (as libpq does) and
+    /// waits until the gateway has handled it.
+    pub async fn cancel(&self, kit: &Kit, upstream: SocketAddr) {
+        let ctx = kit.ctx("db", upstream);
+        let services = kit.services.clone();
+        let (mut io, gateway_side) = tokio::io::duplex(1024);
+        let mut packet = 16u32.to_be_bytes().to_vec();
+        packet.extend_from_slice(&80_877_102i32.to_be_bytes());
+        packet.extend_from_slice(&self.key.0.to_be_bytes());
+        packet.extend_from_slice(&self.key.1.to_be_bytes());
+        io.write_all(&packet).await.expect("cancel request");
+        let served = within(
+            "the cancel request",
+            crate::proto::postgres::serve(gateway_side, &ctx, &services),
+        )
+        .await
+        .expect("a cancel request is served");
+        assert_eq!((served.to_upstream, served.to_client), (0, 0));
     }
 
     pub async fn send(&mut self, bytes: &[u8]) {

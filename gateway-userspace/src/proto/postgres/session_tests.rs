@@ -84,7 +84,11 @@ async fn the_login_injects_the_credential_and_the_agent_gets_a_key_minted_by_slu
     tokio::io::AsyncWriteExt::write_all(&mut io, &startup)
         .await
         .unwrap();
-    let mut agent = Agent { io, session };
+    let mut agent = Agent {
+        io,
+        session,
+        key: (0, 0),
+    };
     let hello = agent.until_ready().await;
     // AuthenticationOk, the server's settings as it reported them, a key that is not the
     // server's, ReadyForQuery.
@@ -372,4 +376,59 @@ async fn a_held_extended_batch_is_released_whole_once_approved() {
             .collect::<Vec<_>>(),
         [("extended", sql, "hold")]
     );
+}
+
+#[tokio::test]
+async fn a_cancel_request_ends_a_hold_with_57014_and_is_forwarded_upstream() {
+    let mut kit = Kit::new(&policy());
+    let mut up = ScriptedPg::start(PASSWORD).await;
+    let mut agent = login(&kit, &mut up).await;
+    assert!(matches!(up.next().await, Seen::Message { .. }));
+    // The agent holds a key minted by sluice, not the server's.
+    assert_ne!(
+        agent.key,
+        (BACKEND_PID, crate::testkit::postgres::BACKEND_SECRET)
+    );
+    agent
+        .send(&query("UPDATE orders SET paid = true WHERE id = 3"))
+        .await;
+    let request = kit.next_request().await;
+    // The test runtime has one thread: the session is already waiting on the request (and
+    // listening for a cancel) when its event reaches the test.
+    agent.cancel(&kit, up.addr).await;
+    assert_eq!(
+        agent.until_ready().await,
+        [
+            error(
+                "57014",
+                "canceling statement due to user request (it was held for approval)",
+                Some(&format!("approval request {} cancelled", request.id)),
+                Some("Nothing was sent to the database."),
+            ),
+            ready(b'I'),
+        ]
+    );
+    assert_eq!(
+        kit.broker().get(&request.id).map(|v| v.state),
+        Some(crate::services::approvals::model::State::Cancelled)
+    );
+    agent.terminate().await.expect("a clean end");
+    let mut seen = up.until_closed(1).await;
+    // The server's own key went upstream with the cancel, on a connection of its own (which
+    // may be recorded after the session's end).
+    let cancel = loop {
+        if let Some(c) = seen.iter().find(|s| matches!(s, Seen::Cancel { .. })) {
+            break c.clone();
+        }
+        seen.push(up.next().await);
+    };
+    let Seen::Cancel { conn, pid, secret } = cancel else {
+        unreachable!()
+    };
+    assert!(conn > 1);
+    assert_eq!(
+        (pid, secret),
+        (BACKEND_PID, crate::testkit::postgres::BACKEND_SECRET)
+    );
+    assert_eq!(upstream_messages(&seen), [query(""), msg(b'X', b"")]);
 }
