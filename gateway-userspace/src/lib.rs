@@ -18,6 +18,8 @@
 //! - [`files`]: private directories and files (0700/0600), and reading secret files safely.
 //! - [`peer`]: who serves a local socket (checked before a reviewer's token is sent).
 //! - [`util`]: hex, digests, ids and time: one of each (a leaf).
+//! - `testkit` (tests only): in-process sessions without root or eBPF (services on a
+//!   temporary audit log, a hand-built connection, scripted upstreams on loopback).
 // Denied everywhere; the exceptions (`ebpf::watch_readable`, the bpf() commands aya lacks in
 // `ebpf::sys`, the SIMD byte classifiers in `inspect::masking::shapes`) explain themselves.
 #![deny(unsafe_code)]
@@ -36,5 +38,7 @@ pub mod peer;
 pub mod proto;
 pub mod server;
 pub mod services;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod tls;
 pub mod util;

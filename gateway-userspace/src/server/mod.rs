@@ -559,6 +559,8 @@ async fn handle(
     protocols: Arc<Protocols>,
 ) {
     let started = Instant::now();
+    // Protocol sessions take any byte stream (tests hand them an in-memory one).
+    let _ = stream.set_nodelay(true);
     let result = match ctx.resource.protocol.kind() {
         Protocol::Tcp => {
             // Opaque TCP has no login to wait for.

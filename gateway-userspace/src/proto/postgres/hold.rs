@@ -207,9 +207,14 @@ pub async fn hold<R: AsyncRead + Unpin>(
             }),
         }
     };
+    // Listening from now on: a CancelRequest that arrives while the request is being opened
+    // (before the wait starts) still cancels it (`notify_waiters` keeps nothing for later).
+    let cancel = session.cancel.notified();
+    tokio::pin!(cancel);
+    cancel.as_mut().enable();
     let cancelled = async {
         tokio::select! {
-            _ = session.cancel.notified() => {}
+            _ = cancel => {}
             _ = agent_gone(agent) => {}
         }
     };

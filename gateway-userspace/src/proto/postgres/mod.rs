@@ -33,6 +33,8 @@ pub mod prepared;
 pub mod proc_catalog;
 pub mod response;
 pub mod session;
+#[cfg(test)]
+mod session_tests;
 pub mod settings;
 
 pub use session::serve;

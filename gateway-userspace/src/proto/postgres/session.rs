@@ -58,13 +58,14 @@ pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 pub(super) type BoxIo = Box<dyn Io>;
 
-pub async fn serve(
-    mut tcp: TcpStream,
+/// Serves one agent connection to its end. `tcp` is the agent's stream (the server's accepted
+/// `TcpStream`, with `TCP_NODELAY` set by the caller; a `tokio::io::duplex` end in tests).
+pub async fn serve<S: Io + 'static>(
+    mut tcp: S,
     ctx: &ConnCtx,
     services: &Arc<Services>,
     pg: &super::State,
 ) -> Result<Transfer, ProxyError> {
-    let _ = tcp.set_nodelay(true);
     let resource = ctx.resource.clone();
     // The first packet may ask for TLS; after that the stream may no longer be plain TCP.
     let mut pending = match read_startup_or_refuse(&mut tcp).await? {

@@ -15,6 +15,8 @@ mod channel;
 pub mod inspect;
 pub mod known_hosts;
 mod line;
+#[cfg(test)]
+mod session_tests;
 pub mod settings;
 mod state;
 mod upstream;
@@ -33,7 +35,7 @@ use russh::{
     Channel, ChannelId, MethodKind, MethodSet,
     server::{self, Auth, Msg, Session},
 };
-use tokio::{net::TcpStream, sync::OnceCell};
+use tokio::sync::OnceCell;
 use tracing::{info, warn};
 
 use crate::{
@@ -348,14 +350,18 @@ impl AgentHandler {
     }
 }
 
-/// Serves one redirected agent connection to its end.
-pub async fn serve(
-    stream: TcpStream,
+/// Serves one redirected agent connection to its end. `stream` is the agent's stream (the
+/// server's accepted `TcpStream`, with `TCP_NODELAY` set by the caller; a `tokio::io::duplex`
+/// end in tests).
+pub async fn serve<S>(
+    stream: S,
     ctx: &ConnCtx,
     services: &Arc<Services>,
     state: &State,
-) -> Result<Transfer, ProxyError> {
-    let _ = stream.set_nodelay(true);
+) -> Result<Transfer, ProxyError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let config = state
         .server_config(&services.policy().data_dir)
         .map_err(|e| ProxyError::Internal(format!("the gateway's SSH host key: {e}")))?;
