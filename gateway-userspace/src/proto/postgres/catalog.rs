@@ -28,7 +28,7 @@ use tracing::{debug, warn};
 use super::{
     auth, codec,
     hold::PreviewLogin,
-    session::{BoxIo, connect},
+    upstream::{BoxIo, connect},
 };
 use crate::{
     conn::ConnCtx,

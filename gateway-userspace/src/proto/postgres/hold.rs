@@ -346,7 +346,7 @@ async fn run_preview(
     input: &PreviewInput<'_>,
     settings: PreviewSettings,
 ) -> Result<Preview, String> {
-    let (mut up, _) = super::session::connect(ctx)
+    let (mut up, _) = super::upstream::connect(ctx)
         .await
         .map_err(|e| e.to_string())?;
     auth::login(&mut up, &login.params, &login.user, login.password.as_ref())
@@ -394,7 +394,7 @@ enum Step {
 
 /// Runs the statement (or its EXPLAIN) between `begin` and ROLLBACK with a statement timeout.
 async fn run_wrapped(
-    up: &mut super::session::BoxIo,
+    up: &mut super::upstream::BoxIo,
     begin: &str,
     timeout_ms: u128,
     input: &PreviewInput<'_>,

@@ -36,6 +36,7 @@ pub mod session;
 #[cfg(test)]
 mod session_tests;
 pub mod settings;
+mod upstream;
 
 pub use session::serve;
 

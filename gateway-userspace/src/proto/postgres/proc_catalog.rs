@@ -17,7 +17,7 @@ use std::{
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
-use super::{auth, codec, hold::PreviewLogin, session::BoxIo};
+use super::{auth, codec, hold::PreviewLogin, upstream::BoxIo};
 use crate::{conn::ConnCtx, inspect::guardrails::functions::ProcRow};
 
 /// How long a name's catalog rows are trusted.
@@ -202,7 +202,7 @@ impl Catalog {
     ) -> Result<Vec<Vec<Option<String>>>, String> {
         let mut slot = self.conn.lock().await;
         if slot.is_none() {
-            let (mut up, _) = super::session::connect(ctx)
+            let (mut up, _) = super::upstream::connect(ctx)
                 .await
                 .map_err(|e| e.to_string())?;
             auth::login(&mut up, &login.params, &login.user, login.password.as_ref())

@@ -53,10 +53,8 @@ const ALLOWED_STARTUP_PARAMS: &[&str] = &[
 pub use super::codec::SQLSTATE_REFUSED;
 const SQLSTATE_PROTOCOL: &str = "08P01";
 
-/// A byte stream to either side: plain TCP or TLS over it.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-pub(super) type BoxIo = Box<dyn Io>;
+pub use super::upstream::Io;
+use super::upstream::{BoxIo, connect};
 
 /// Serves one agent connection to its end. `tcp` is the agent's stream (the server's accepted
 /// `TcpStream`, with `TCP_NODELAY` set by the caller; a `tokio::io::duplex` end in tests).
@@ -365,53 +363,6 @@ async fn read_startup_or_refuse<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Connects upstream, with verified TLS when the resource asks for it.
-pub(super) async fn connect(ctx: &ConnCtx) -> Result<(BoxIo, String), ProxyError> {
-    let mut tcp = super::super::tcp::connect_upstream(ctx).await?;
-    let addr = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    let Some(tls) = &ctx.resource.tls.upstream else {
-        return Ok((Box::new(tcp), addr));
-    };
-    let mut req = BytesMut::new();
-    postgres_protocol::message::frontend::ssl_request(&mut req);
-    tcp.write_all(&req).await?;
-    let mut answer = [0u8; 1];
-    tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut answer).await?;
-    if answer[0] != b'S' {
-        return Err(ProxyError::UpstreamRefused {
-            code: "08001".into(),
-            message: "the database does not offer TLS, and the resource requires it".into(),
-        });
-    }
-    let host = match &tls.server_name {
-        Some(n) => n.clone(),
-        None => {
-            let target = ctx
-                .resource
-                .upstream
-                .clone()
-                .unwrap_or_else(|| ctx.orig_dst.to_string());
-            let host = target.rsplit_once(':').map(|(h, _)| h).unwrap_or(&target);
-            host.trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string()
-        }
-    };
-    let name = rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| {
-        ProxyError::UpstreamRefused {
-            code: "08001".into(),
-            message: format!("bad TLS server name `{host}`: {e}"),
-        }
-    })?;
-    let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
-        .connect(name, tcp)
-        .await
-        .map_err(|e| ProxyError::UpstreamRefused {
-            code: "08001".into(),
-            message: format!("TLS verification of the database failed: {e}"),
-        })?;
-    Ok((Box::new(stream), addr))
-}
 
 /// Sends an ErrorResponse during startup (no ReadyForQuery: the connection ends).
 async fn refuse<S: AsyncWrite + Unpin>(client: &mut S, code: &str, message: &str) {
