@@ -2,6 +2,8 @@
 //! each one it knows; a missing CSV skips its plot.
 //!
 //! `cargo run -p xtask --features plot --bin bench-plot -- DIR`
+//!
+//! One file over ~700 lines on purpose: one plotting function per CSV, each read on its own.
 
 use std::{
     collections::HashMap,

@@ -363,7 +363,6 @@ async fn read_startup_or_refuse<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-
 /// Sends an ErrorResponse during startup (no ReadyForQuery: the connection ends).
 async fn refuse<S: AsyncWrite + Unpin>(client: &mut S, code: &str, message: &str) {
     let _ = client
