@@ -9,7 +9,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use tokio::{
     io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader},
     sync::Notify,
@@ -421,39 +421,41 @@ async fn run_wrapped(
             param_types,
             bind,
         } => {
-            let mut body = BytesMut::new();
-            body.put_u8(0);
-            body.put_slice(format!("{prefix}{sql}").as_bytes());
-            body.put_u8(0);
-            body.put_u16(param_types.len() as u16);
-            for t in *param_types {
-                body.put_u32(*t);
-            }
-            buf.extend_from_slice(&Message::new(b'P', &body).raw);
-            body.clear();
-            body.put_slice(b"\0\0");
+            use postgres_protocol::{IsNull, message::frontend};
+            frontend::parse(
+                "",
+                &format!("{prefix}{sql}"),
+                param_types.iter().copied(),
+                &mut buf,
+            )
+            .map_err(|e| e.to_string())?;
             let (formats, values) = bind
                 .map(|b| (b.0.as_slice(), b.1.as_slice()))
                 .unwrap_or_default();
-            body.put_u16(formats.len() as u16);
-            for f in formats {
-                body.put_u16(*f);
-            }
-            body.put_u16(values.len() as u16);
-            for v in values {
-                match v {
-                    None => body.put_i32(-1),
-                    Some(v) => {
-                        body.put_i32(v.len() as i32);
-                        body.put_slice(v);
-                    }
-                }
-            }
-            // Results in text: the plan is JSON text, and a dry run's rows are not kept.
-            body.put_u16(0);
-            buf.extend_from_slice(&Message::new(b'B', &body).raw);
-            buf.extend_from_slice(&Message::new(b'E', b"\0\0\0\0\0").raw);
-            buf.extend_from_slice(&codec::sync().raw);
+            frontend::bind(
+                "",
+                "",
+                formats.iter().map(|f| *f as i16),
+                values,
+                |v: &Option<Vec<u8>>, out| {
+                    Ok(match v {
+                        None => IsNull::Yes,
+                        Some(v) => {
+                            out.extend_from_slice(v);
+                            IsNull::No
+                        }
+                    })
+                },
+                // Results in text: the plan is JSON text, and a dry run's rows are not kept.
+                std::iter::empty(),
+                &mut buf,
+            )
+            .map_err(|e| match e {
+                frontend::BindError::Conversion(e) => e.to_string(),
+                frontend::BindError::Serialization(e) => e.to_string(),
+            })?;
+            frontend::execute("", 0, &mut buf).map_err(|e| e.to_string())?;
+            frontend::sync(&mut buf);
         }
     }
     q("ROLLBACK", &mut buf)?;
