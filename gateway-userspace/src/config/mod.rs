@@ -28,7 +28,7 @@ use std::{
 pub use self::{
     action::Action,
     diag::{ConfigError, Diagnostic, SecretSources},
-    network::{Destination, Egress, EgressAllow, Transport},
+    network::{Containment, Destination, Egress, EgressAllow, Transport},
     resources::{
         AgentAuth, Credentials, FrameLimits, Protocol, ProtocolSettings, Resource, ResourceTls,
         UpstreamTls,
@@ -74,6 +74,7 @@ pub struct Config {
     pub max_connections: usize,
     /// From accept to an authenticated session; slower connections are closed.
     pub handshake_timeout: std::time::Duration,
+    pub containment: Containment,
     pub targets: Vec<Target>,
     pub resources: Vec<Resource>,
     pub egress: Egress,
@@ -170,6 +171,7 @@ impl RawConfig {
         let (resources, resource_names) = resources::validate(resources, report);
         let egress = network::egress(raw.egress.as_ref(), report);
         let handshake_timeout = network::handshake_timeout(raw.handshake_timeout.as_ref(), report);
+        let containment = network::containment(raw.containment.as_ref(), report);
         let rules = raw.rules.as_deref().unwrap_or_default();
         let rules = rules::validate(rules, &resource_names, &target_names, report);
         let guardrails = rules::guardrails(raw.guardrails.as_ref(), report);
@@ -261,6 +263,7 @@ impl RawConfig {
             audit,
             max_connections,
             handshake_timeout,
+            containment,
             targets,
             resources,
             egress,

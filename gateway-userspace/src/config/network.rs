@@ -177,6 +177,43 @@ pub(super) fn egress(raw: Option<&RawEgress>, report: &mut Report) -> Egress {
     }
 }
 
+/// How far agents must be contained. `strict` asks for containment of every task of a target
+/// whatever started it (BPF LSM programs): this gateway has none to offer, so a policy that
+/// requires it is refused rather than run with less than it asked for.
+pub(super) fn containment(raw: Option<&Spanned<String>>, report: &mut Report) -> Containment {
+    let Some(raw) = raw else {
+        return Containment::Standard;
+    };
+    match raw.value.trim() {
+        "standard" => Containment::Standard,
+        "strict" => {
+            report.error(
+                raw,
+                "`containment: strict` needs task-level containment (BPF LSM programs judging every task of a target, whatever started it), which this gateway does not have: the kernels it is built and tested on refuse BPF LSM programs at load",
+                Some("use `containment: standard` and start agents with `sluice exec` as non-root users (README: Threat model and containment)"),
+            );
+            Containment::Standard
+        }
+        other => {
+            report.error(
+                raw,
+                format!("`{other}` is not a containment level"),
+                Some("standard or strict"),
+            );
+            Containment::Standard
+        }
+    }
+}
+
+/// See [`containment`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Containment {
+    /// Interception and refusals by cgroup programs; per-task limits only for agents started
+    /// by `sluice exec`.
+    #[default]
+    Standard,
+}
+
 pub(super) fn handshake_timeout(
     raw: Option<&Spanned<String>>,
     report: &mut Report,

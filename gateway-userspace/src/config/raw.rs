@@ -27,6 +27,8 @@ pub(crate) struct RawConfig {
     pub(crate) max_connections: Option<Spanned<usize>>,
     #[serde(default)]
     pub(crate) handshake_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) containment: Option<Spanned<String>>,
     // `Option` so that a key left empty (`resources:`) reads as an empty list.
     #[serde(default)]
     pub(crate) targets: Option<Vec<RawTarget>>,

@@ -356,3 +356,28 @@ fn nested_targets_and_duplicate_matches_are_refused() {
     assert!(text.contains("inside target cgroup `k/p1`"), "{text}");
     assert!(text.contains("already matched by resource `x`"), "{text}");
 }
+
+/// A policy that requires task-level containment is refused, not run with less.
+#[test]
+fn strict_containment_is_refused_and_standard_is_the_default() {
+    let base = "targets:\n  - { name: agents, egress: deny }\n";
+    assert_eq!(parse(base).unwrap().containment, Containment::Standard);
+    assert_eq!(
+        parse(&format!("containment: standard\n{base}"))
+            .unwrap()
+            .containment,
+        Containment::Standard
+    );
+    let e = parse(&format!("containment: strict\n{base}"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("policy.yaml:1:14"), "{e}");
+    assert!(
+        e.contains("task-level containment") && e.contains("sluice exec"),
+        "{e}"
+    );
+    let e = parse(&format!("containment: lax\n{base}"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a containment level"), "{e}");
+}

@@ -364,6 +364,14 @@ impl Gateway {
               listen_v6 = %self.listen.v6.map(|a| a.to_string()).unwrap_or_else(|| "none".into()),
               targets = ?self.config.targets.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
               resources = self.resources.len(), "sluice gateway ready");
+        if !self.config.targets.is_empty() {
+            // Said at every start: what this gateway cannot contain (see `containment`).
+            warn!(
+                event = "containment",
+                level = "standard",
+                "no task-level containment (BPF LSM): a root agent not started by `sluice exec` can leave its cgroup; start agents with `sluice exec` as non-root users"
+            );
+        }
 
         let quotas = quota::Quotas::new(&self.config);
         let next_id = AtomicU64::new(1);
