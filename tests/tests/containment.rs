@@ -345,11 +345,24 @@ fn sluice_listener_cannot_be_reached_directly_nor_a_record_claimed() {
     // Whoever takes that address next and connects to the listener directly (a process outside
     // the cgroup: the kernel lets it reach the listener) must not be served with the dropped
     // connection's record, identity and resource.
-    let claim = Command::new(bin_path("sluice-probe"))
-        .args(["connect-from", &client, &listen.to_string(), "claim"])
-        .output()
-        .unwrap();
-    let claim = last_json(&claim.stdout, &claim.stderr);
+    // The killed process's socket may hold the address for a moment (bind or connect then
+    // fails): try again until the claim reaches the listener.
+    let mut claim = Value::Null;
+    for _ in 0..50 {
+        let out = Command::new(bin_path("sluice-probe"))
+            .args(["connect-from", &client, &listen.to_string(), "claim"])
+            .output()
+            .unwrap();
+        claim = last_json(&out.stdout, &out.stderr);
+        if claim["ok"] == true {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        claim["ok"], true,
+        "the claim never reached the listener: {claim}"
+    );
     assert_ne!(
         claim["reply"], "claim",
         "served with another's record: {claim}"
