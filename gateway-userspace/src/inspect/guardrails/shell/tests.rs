@@ -336,6 +336,10 @@ fn kubectl_delete() {
             &["kubectl-delete"],
         ),
         ("kubectl -v 5 delete pod x", &["kubectl-delete"]),
+        // The long spelling of a value option, and helm's options that take one.
+        ("kubectl --v 5 delete pod x", &["kubectl-delete"]),
+        ("helm --burst-limit 5 uninstall api", &["kubectl-delete"]),
+        ("helm --kube-as-user admin delete api", &["kubectl-delete"]),
         ("oc delete project p", &["kubectl-delete"]),
         ("sudo -E kubectl delete pod x", &["kubectl-delete"]),
         ("microk8s kubectl delete pod x", &["kubectl-delete"]),

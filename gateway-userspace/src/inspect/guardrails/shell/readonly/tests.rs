@@ -891,6 +891,8 @@ const TABLE: &[(&str, &[&str], &[&str])] = &[
             "helm status api",
             "helm history api",
             "helm get values api",
+            "helm --qps 5 list",
+            "helm --kube-as-user admin status api",
         ],
         &[
             "helm uninstall api",

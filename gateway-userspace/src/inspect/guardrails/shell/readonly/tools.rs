@@ -3,7 +3,11 @@
 use super::{
     Check::Custom, Ctx, Entry, Found, Opts, Verdict, find_option, nth, operands, subcommand,
 };
-use crate::inspect::guardrails::shell::{walk::shown, words::Arg};
+use crate::inspect::guardrails::shell::{
+    cluster::{HELM_LONG_VALUE, HELM_SHORT_VALUE, KUBECTL_LONG_VALUE, KUBECTL_SHORT_VALUE},
+    walk::shown,
+    words::Arg,
+};
 
 pub(super) const ENTRIES: &[Entry] = &[
     Entry {
@@ -194,33 +198,8 @@ fn git(_: &Ctx, args: &[Arg]) -> Verdict {
     }
 }
 
-const KUBE_GLOBAL: &[&str] = &[
-    "context",
-    "cluster",
-    "user",
-    "kubeconfig",
-    "namespace",
-    "server",
-    "token",
-    "as",
-    "as-group",
-    "as-uid",
-    "request-timeout",
-    "certificate-authority",
-    "client-certificate",
-    "client-key",
-    "cache-dir",
-    "tls-server-name",
-    "profile",
-    "profile-output",
-    "username",
-    "password",
-    "log-file",
-    "v",
-];
-
 fn kubectl(ctx: &Ctx, args: &[Arg]) -> Verdict {
-    let (sub, dynamic) = subcommand(args, "nsv", KUBE_GLOBAL);
+    let (sub, dynamic) = subcommand(args, KUBECTL_SHORT_VALUE, KUBECTL_LONG_VALUE);
     if let Some(d) = dynamic {
         return unknown_word(ctx.program, &d);
     }
@@ -275,20 +254,7 @@ fn kubectl(ctx: &Ctx, args: &[Arg]) -> Verdict {
 }
 
 fn helm(_: &Ctx, args: &[Arg]) -> Verdict {
-    let (sub, dynamic) = subcommand(
-        args,
-        "n",
-        &[
-            "kube-context",
-            "namespace",
-            "kubeconfig",
-            "kube-apiserver",
-            "kube-token",
-            "registry-config",
-            "repository-cache",
-            "repository-config",
-        ],
-    );
+    let (sub, dynamic) = subcommand(args, HELM_SHORT_VALUE, HELM_LONG_VALUE);
     if let Some(d) = dynamic {
         return unknown_word("helm", &d);
     }
