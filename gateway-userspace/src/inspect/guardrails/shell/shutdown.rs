@@ -26,6 +26,35 @@ pub(super) const STOP_TARGETS: &[&str] = &[
     "suspend-then-hibernate",
 ];
 
+/// systemctl's options that take a value (`-t service`, `--job-mode fail`): the word after one
+/// is its value, not the verb. The read-only list reads systemctl's arguments with the same list.
+pub(super) const SYSTEMCTL_SHORT_VALUE: &str = "tpsnoHM";
+pub(super) const SYSTEMCTL_LONG_VALUE: &[&str] = &[
+    "type",
+    "property",
+    "signal",
+    "lines",
+    "output",
+    "host",
+    "machine",
+    "root",
+    "job-mode",
+    "kill-whom",
+    "kill-value",
+    "boot-loader-entry",
+    "boot-loader-menu",
+    "reboot-argument",
+    "when",
+    "what",
+    "state",
+    "message",
+    "image",
+    "timestamp",
+    "preset-mode",
+    "drop-in",
+    "legend",
+];
+
 pub(super) fn shutdown(w: &mut Walker, program: &str, args: &[Arg]) {
     let text = || {
         let words: Vec<&str> = args.iter().map(|a| a.text.as_str()).collect();
@@ -53,33 +82,7 @@ pub(super) fn shutdown(w: &mut Walker, program: &str, args: &[Arg]) {
             }
         }
         "systemctl" => {
-            let s = scan_options(
-                args,
-                "tpsnoHM",
-                &[
-                    "type",
-                    "property",
-                    "signal",
-                    "lines",
-                    "output",
-                    "host",
-                    "machine",
-                    "root",
-                    "job-mode",
-                    "kill-whom",
-                    "kill-value",
-                    "boot-loader-entry",
-                    "boot-loader-menu",
-                    "reboot-argument",
-                    "when",
-                    "what",
-                    "state",
-                    "message",
-                    "image",
-                    "timestamp",
-                    "preset-mode",
-                ],
-            );
+            let s = scan_options(args, SYSTEMCTL_SHORT_VALUE, SYSTEMCTL_LONG_VALUE);
             let Some(verb) = args.get(s.operand) else {
                 return;
             };

@@ -297,6 +297,9 @@ fn shutdown_and_reboot() {
         ("systemctl poweroff", &["shutdown"]),
         ("systemctl --force --no-block halt", &["shutdown"]),
         ("systemctl -H host kexec", &["shutdown"]),
+        // Options whose value would otherwise be read as the verb.
+        ("systemctl --legend no reboot", &["shutdown"]),
+        ("systemctl --drop-in x poweroff", &["shutdown"]),
         ("systemctl emergency", &["shutdown"]),
         ("systemctl rescue", &["shutdown"]),
         ("systemctl isolate rescue.target", &["shutdown"]),

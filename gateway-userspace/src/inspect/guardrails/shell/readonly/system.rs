@@ -4,7 +4,11 @@ use super::{
     Check::{Always, Custom, Unless},
     Ctx, Entry, Opts, Verdict, verbs,
 };
-use crate::inspect::guardrails::shell::{walk::shown, words::Arg};
+use crate::inspect::guardrails::shell::{
+    shutdown::{SYSTEMCTL_LONG_VALUE, SYSTEMCTL_SHORT_VALUE},
+    walk::shown,
+    words::Arg,
+};
 
 pub(super) const ENTRIES: &[Entry] = &[
     Entry {
@@ -261,35 +265,7 @@ fn systemctl(_: &Ctx, args: &[Arg]) -> Verdict {
         "get-default",
         "show-environment",
     ];
-    let ops = match verbs(
-        args,
-        "tpsnoHM",
-        &[
-            "type",
-            "property",
-            "signal",
-            "lines",
-            "output",
-            "host",
-            "machine",
-            "root",
-            "state",
-            "job-mode",
-            "kill-whom",
-            "kill-value",
-            "when",
-            "what",
-            "timestamp",
-            "preset-mode",
-            "image",
-            "message",
-            "drop-in",
-            "legend",
-            "boot-loader-entry",
-            "boot-loader-menu",
-            "reboot-argument",
-        ],
-    ) {
+    let ops = match verbs(args, SYSTEMCTL_SHORT_VALUE, SYSTEMCTL_LONG_VALUE) {
         Ok(o) => o,
         Err(v) => return v,
     };
