@@ -50,16 +50,9 @@ fn auth_code(m: &Message) -> Result<i32, ProxyError> {
 /// The upstream's ErrorResponse during login, as (SQLSTATE, message).
 fn refusal(m: &Message) -> ProxyError {
     let fields = codec::notice_fields(m.body());
-    let get = |t: u8| {
-        fields
-            .iter()
-            .find(|(f, _)| *f == t)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
     ProxyError::UpstreamRefused {
-        code: get(b'C'),
-        message: get(b'M'),
+        code: codec::notice_field(&fields, b'C'),
+        message: codec::notice_field(&fields, b'M'),
     }
 }
 

@@ -405,6 +405,16 @@ pub fn sync() -> Message {
 }
 
 /// Fields of an ErrorResponse/NoticeResponse body (type byte, value).
+/// One field of [`notice_fields`] (`b'C'`: the SQLSTATE, `b'M'`: the message); empty when
+/// absent.
+pub fn notice_field(fields: &[(u8, String)], field: u8) -> String {
+    fields
+        .iter()
+        .find(|(f, _)| *f == field)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
 pub fn notice_fields(body: &[u8]) -> Vec<(u8, String)> {
     let mut out = Vec::new();
     let mut at = 0;

@@ -476,11 +476,7 @@ async fn run_wrapped(
                 }
             }
             b'E' => {
-                let text = codec::notice_fields(m.body())
-                    .into_iter()
-                    .find(|(t, _)| *t == b'M')
-                    .map(|(_, v)| v)
-                    .unwrap_or_default();
+                let text = codec::notice_field(&codec::notice_fields(m.body()), b'M');
                 if step == 2 {
                     result = Step::Error(text);
                 } else if step < 2 {

@@ -340,14 +340,10 @@ fn note(a: &mut Answer, msg: &Message, rows: bool) {
         ),
         b'E' if a.error.is_none() => {
             let fields = codec::notice_fields(msg.body());
-            let get = |t: u8| {
-                fields
-                    .iter()
-                    .find(|(f, _)| *f == t)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default()
-            };
-            a.error = Some((get(b'C'), get(b'M')));
+            a.error = Some((
+                codec::notice_field(&fields, b'C'),
+                codec::notice_field(&fields, b'M'),
+            ));
         }
         b'D' if rows && a.rows.len() < MAX_INTERNAL_ROWS => {
             let body = msg.body();

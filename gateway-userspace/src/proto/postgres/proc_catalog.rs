@@ -233,15 +233,7 @@ impl Catalog {
                             .collect(),
                     );
                 }
-                b'E' => {
-                    error = Some(
-                        codec::notice_fields(m.body())
-                            .into_iter()
-                            .find(|(t, _)| *t == b'M')
-                            .map(|(_, v)| v)
-                            .unwrap_or_default(),
-                    )
-                }
+                b'E' => error = Some(codec::notice_field(&codec::notice_fields(m.body()), b'M')),
                 b'Z' => break,
                 _ => {}
             }

@@ -26,11 +26,7 @@ pub fn mask_notice(
         return Ok(msg);
     }
     let mut fields = codec::notice_fields(msg.body());
-    let code = fields
-        .iter()
-        .find(|(t, _)| *t == b'C')
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
+    let code = codec::notice_field(&fields, b'C');
     let raise = msg.tag == b'N' || code.starts_with("P0");
     let mut changed = false;
     for (t, v) in fields.iter_mut() {
