@@ -26,9 +26,8 @@ use tokio::io::AsyncWriteExt;
 use tracing::{debug, warn};
 
 use super::{
-    auth, codec,
-    hold::PreviewLogin,
-    upstream::{BoxIo, connect},
+    codec,
+    upstream::{BoxIo, PreviewLogin},
 };
 use crate::{
     conn::ConnCtx,
@@ -595,15 +594,9 @@ impl Catalog {
 
     async fn connect(&self) -> Result<BoxIo, String> {
         let login = self.login.as_ref().ok_or("no login")?;
-        let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
-            let (mut up, _) = connect(&self.ctx).await.map_err(|e| e.to_string())?;
-            auth::login(&mut up, &login.params, &login.user, login.password.as_ref())
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>(up)
-        })
-        .await
-        .map_err(|_| "connecting took too long".to_string())??;
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT, login.open(&self.ctx))
+            .await
+            .map_err(|_| "connecting took too long".to_string())??;
         Ok(connected)
     }
 

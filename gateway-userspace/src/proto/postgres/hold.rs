@@ -16,11 +16,10 @@ use tokio::{
 };
 
 use super::{
-    auth, codec,
+    codec,
     codec::{Message, SQLSTATE_REFUSED},
 };
 use crate::{
-    config::Secret,
     conn::ConnCtx,
     gate::{Command, Gate, HoldSpec as GateHold, Refusal, RefusedBy},
     inspect::{Dialect, guardrails::StatementKind, masking::MaskingEngine},
@@ -42,12 +41,7 @@ pub struct SessionIdentity {
     pub cancel: Arc<Notify>,
 }
 
-#[derive(Clone)]
-pub struct PreviewLogin {
-    pub params: Vec<(String, String)>,
-    pub user: String,
-    pub password: Option<Secret>,
-}
+pub use super::upstream::PreviewLogin;
 
 /// A prepared statement the policy holds.
 #[derive(Debug)]
@@ -346,12 +340,7 @@ async fn run_preview(
     input: &PreviewInput<'_>,
     settings: PreviewSettings,
 ) -> Result<Preview, String> {
-    let (mut up, _) = super::upstream::connect(ctx)
-        .await
-        .map_err(|e| e.to_string())?;
-    auth::login(&mut up, &login.params, &login.user, login.password.as_ref())
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut up = login.open(ctx).await?;
     let mut out = Preview::default();
     let timeout_ms = settings.timeout.as_millis().max(1);
     let mut notes = Vec::new();

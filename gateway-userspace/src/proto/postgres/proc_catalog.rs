@@ -17,7 +17,10 @@ use std::{
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
-use super::{auth, codec, hold::PreviewLogin, upstream::BoxIo};
+use super::{
+    codec,
+    upstream::{BoxIo, PreviewLogin},
+};
 use crate::{conn::ConnCtx, inspect::guardrails::functions::ProcRow};
 
 /// How long a name's catalog rows are trusted.
@@ -202,13 +205,7 @@ impl Catalog {
     ) -> Result<Vec<Vec<Option<String>>>, String> {
         let mut slot = self.conn.lock().await;
         if slot.is_none() {
-            let (mut up, _) = super::upstream::connect(ctx)
-                .await
-                .map_err(|e| e.to_string())?;
-            auth::login(&mut up, &login.params, &login.user, login.password.as_ref())
-                .await
-                .map_err(|e| e.to_string())?;
-            *slot = Some(up);
+            *slot = Some(login.open(ctx).await?);
         }
         let up = slot.as_mut().expect("connected above");
         let mut buf = BytesMut::new();

@@ -4,12 +4,32 @@
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::{conn::ConnCtx, proto::ProxyError};
+use crate::{config::Secret, conn::ConnCtx, proto::ProxyError};
 
 /// A byte stream to either side: plain TCP or TLS over it.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 pub(super) type BoxIo = Box<dyn Io>;
+
+/// The gateway's own login to the database (`credentials: inject`), for the connections
+/// sluice opens for itself: previews of held statements and catalog lookups.
+#[derive(Clone)]
+pub struct PreviewLogin {
+    pub params: Vec<(String, String)>,
+    pub user: String,
+    pub password: Option<Secret>,
+}
+
+impl PreviewLogin {
+    /// A connection of sluice's own, logged in; the error is for logs and reviewers.
+    pub(super) async fn open(&self, ctx: &ConnCtx) -> Result<BoxIo, String> {
+        let (mut up, _) = connect(ctx).await.map_err(|e| e.to_string())?;
+        super::auth::login(&mut up, &self.params, &self.user, self.password.as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(up)
+    }
+}
 
 /// Connects upstream, with verified TLS when the resource asks for it.
 pub(super) async fn connect(ctx: &ConnCtx) -> Result<(BoxIo, String), ProxyError> {
