@@ -94,6 +94,15 @@ impl Report {
             arg2: 0,
         }
     }
+
+    /// A report about a destination or a bound address.
+    pub const fn at(kind: u16, family: u16, addr: [u8; 16], port: u16) -> Report {
+        let mut r = Report::new(kind);
+        r.family = family;
+        r.addr = addr;
+        r.port = port;
+        r
+    }
 }
 
 /// Reports a refusal with the current process. Best effort (a full ring buffer drops the

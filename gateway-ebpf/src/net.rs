@@ -273,11 +273,12 @@ fn tcp_verdict(entry: Option<ResourceEntry>, family: u16, addr: [u8; 16], port: 
         // sluice's own ports: refused in every egress mode.
         Some(e) if e.action == Action::Deny as u32 => refuse_tcp(family, addr, port, 1),
         Some(e) if e.action == Action::Monitor as u32 && !deny => {
-            let mut r = Report::new(event::RESOURCE_PORT_UNLISTED);
-            r.family = family;
-            r.port = port;
-            r.addr = addr;
-            report(r);
+            report(Report::at(
+                event::RESOURCE_PORT_UNLISTED,
+                family,
+                addr,
+                port,
+            ));
             PROCEED
         }
         _ if deny => refuse_tcp(family, addr, port, 0),
@@ -287,11 +288,8 @@ fn tcp_verdict(entry: Option<ResourceEntry>, family: u16, addr: [u8; 16], port: 
 
 /// Refuses a TCP connect and reports it (`detail` 1: to one of sluice's own ports).
 fn refuse_tcp(family: u16, addr: [u8; 16], port: u16, detail: u16) -> i32 {
-    let mut r = Report::new(event::EGRESS_DENIED);
+    let mut r = Report::at(event::EGRESS_DENIED, family, addr, port);
     r.detail = detail;
-    r.family = family;
-    r.port = port;
-    r.addr = addr;
     report(r);
     // Refused even when the ring buffer is full: reporting is best effort, enforcement is not.
     REFUSE
@@ -313,10 +311,7 @@ fn udp_verdict(
         _ => PROCEED,
     };
     if verdict == REFUSE {
-        let mut r = Report::new(event::UDP_DENIED);
-        r.family = family;
-        r.port = port;
-        r.addr = addr;
+        let mut r = Report::at(event::UDP_DENIED, family, addr, port);
         r.arg = how;
         report(r);
     }
@@ -338,11 +333,7 @@ fn bind_verdict(loopback: bool, family: u16, addr: [u8; 16], port: u16) -> i32 {
     if allowed {
         return PROCEED;
     }
-    let mut r = Report::new(event::BIND_DENIED);
-    r.family = family;
-    r.port = port;
-    r.addr = addr;
-    report(r);
+    report(Report::at(event::BIND_DENIED, family, addr, port));
     REFUSE
 }
 
