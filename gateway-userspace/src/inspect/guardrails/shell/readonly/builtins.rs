@@ -1,11 +1,11 @@
 //! Shell builtins that change the shell rather than the host: signals, limits, options,
 //! variables.
 
+use super::tools::unknown_word;
 use super::{Check::Custom, Ctx, Entry, Verdict, operands};
 use crate::inspect::guardrails::shell::{
     editing::changes_line_editing,
     names::{Exported, env_risk},
-    walk::shown,
     words::Arg,
 };
 
@@ -101,11 +101,7 @@ fn declaration(ctx: &Ctx, args: &[Arg]) -> Verdict {
     let mut exported = ctx.program == "export";
     for a in args {
         let Some(t) = a.exact() else {
-            return Verdict::Unknown(format!(
-                "{} is given {}, only known at run time",
-                ctx.program,
-                shown(&a.text)
-            ));
+            return unknown_word(ctx.program, &a.text);
         };
         if let Some(flags) = t.strip_prefix('-') {
             if flags.contains('n') && ctx.program != "export" {

@@ -1,6 +1,7 @@
 //! The host: storage (disks, RAID, ZFS, btrfs), the clock, the hostname, kernel settings and
 //! mounts.
 
+use super::tools::unknown_word;
 use super::{Check::Custom, Ctx, Entry, Found, Opts, Verdict, find_option, nth, operands};
 use crate::inspect::guardrails::shell::{walk::shown, words::Arg};
 
@@ -171,10 +172,7 @@ fn date(_: &Ctx, args: &[Arg]) -> Verdict {
     match find_option(args, &opts) {
         Found::Option(o) => return Verdict::Write(format!("date {o} sets the clock")),
         Found::Unknown(a) => {
-            return Verdict::Unknown(format!(
-                "date is given {}, only known at run time",
-                shown(&a)
-            ));
+            return unknown_word("date", &a);
         }
         Found::None => {}
     }
@@ -211,10 +209,7 @@ fn sysctl(_: &Ctx, args: &[Arg]) -> Verdict {
     match find_option(args, &opts) {
         Found::Option(o) => return Verdict::Write(format!("sysctl {o} changes kernel settings")),
         Found::Unknown(a) => {
-            return Verdict::Unknown(format!(
-                "sysctl is given {}, only known at run time",
-                shown(&a)
-            ));
+            return unknown_word("sysctl", &a);
         }
         Found::None => {}
     }

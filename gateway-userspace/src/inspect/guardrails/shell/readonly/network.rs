@@ -1,5 +1,6 @@
 //! The network: addresses, routes, sockets, firewalls, captures, probes.
 
+use super::tools::unknown_word;
 use super::{
     Check::{Custom, Unless},
     Ctx, Entry, Found, Opts, Verdict, find_option, nth, verbs,
@@ -97,10 +98,7 @@ fn ip(_: &Ctx, args: &[Arg]) -> Verdict {
     let mut i = 0;
     while let Some(a) = args.get(i) {
         let Some(t) = a.exact() else {
-            return Verdict::Unknown(format!(
-                "ip is given {}, only known at run time",
-                shown(&a.text)
-            ));
+            return unknown_word("ip", &a.text);
         };
         if !t.starts_with('-') {
             break;
@@ -152,11 +150,7 @@ fn iptables(ctx: &Ctx, args: &[Arg]) -> Verdict {
     let mut lists = false;
     for a in args {
         let Some(t) = a.exact() else {
-            return Verdict::Unknown(format!(
-                "{} is given {}, only known at run time",
-                ctx.program,
-                shown(&a.text)
-            ));
+            return unknown_word(ctx.program, &a.text);
         };
         match t {
             "--list" | "--list-rules" => lists = true,

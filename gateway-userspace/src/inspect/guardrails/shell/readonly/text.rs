@@ -1,5 +1,6 @@
 //! Files and text: viewers, filters, searches, archives and checksums.
 
+use super::tools::unknown_word;
 use super::{
     Check::{Always, Custom, Unless},
     Ctx, Entry, Found, Opts, Verdict,
@@ -281,9 +282,7 @@ fn fd(_: &Ctx, args: &[Arg]) -> Verdict {
     match find_option(args, &OPTS) {
         Found::None => Verdict::Read,
         Found::Option(o) => Verdict::Unknown(format!("fd {o} runs commands on what it finds")),
-        Found::Unknown(a) => {
-            Verdict::Unknown(format!("fd is given {}, only known at run time", shown(&a)))
-        }
+        Found::Unknown(a) => unknown_word("fd", &a),
     }
 }
 
@@ -442,10 +441,7 @@ fn tar(_: &Ctx, args: &[Arg]) -> Verdict {
         }
         Found::Option(o) => return Verdict::Unknown(format!("tar {o} runs another program")),
         Found::Unknown(a) => {
-            return Verdict::Unknown(format!(
-                "tar is given {}, only known at run time",
-                shown(&a)
-            ));
+            return unknown_word("tar", &a);
         }
     }
     // The mode: the first word may be a bundle without `-` (`tar tzf x`).
@@ -507,11 +503,7 @@ fn compressor(ctx: &Ctx, args: &[Arg]) -> Verdict {
     for a in args {
         let Some(t) = a.exact() else {
             if a.may_be_option() {
-                return Verdict::Unknown(format!(
-                    "{} is given {}, only known at run time",
-                    ctx.program,
-                    shown(&a.text)
-                ));
+                return unknown_word(ctx.program, &a.text);
             }
             continue;
         };
