@@ -138,6 +138,9 @@ struct State {
     /// Statements (by text) the current batch ran, for errors, notices and settings reported
     /// before its `ReadyForQuery`.
     batch: Vec<Arc<str>>,
+    /// The server is ignoring everything up to the next `Sync` (an extended-protocol error with
+    /// no `Sync` sent yet): what is sent meanwhile gets no answer.
+    skipping_to_sync: bool,
 }
 
 /// Per session, shared by its two directions.
@@ -225,6 +228,12 @@ impl PlanTracker {
         let planned = (msg.tag == b'Q')
             .then(|| self.planned_text(codec::query_text(body).unwrap_or_default()));
         let mut s = self.lock();
+        if s.skipping_to_sync {
+            if msg.tag != b'S' {
+                return None;
+            }
+            s.skipping_to_sync = false;
+        }
         match msg.tag {
             b'Q' => {
                 let sql = planned.unwrap_or_default();
@@ -339,6 +348,9 @@ impl PlanTracker {
     /// sluice's own simple queries, written upstream between the agent's batches.
     pub fn on_forward_internal(&self, bytes: &[u8]) {
         let mut s = self.lock();
+        if s.skipping_to_sync {
+            return;
+        }
         let mut at = 0;
         while at + 5 <= bytes.len() {
             let len =
@@ -498,14 +510,14 @@ impl PlanTracker {
             b'E' => {
                 match s.steps.front() {
                     Some(Step::Query { .. }) | None => {}
-                    // The extended protocol skips to Sync after an error.
+                    // The extended protocol skips to Sync after an error: every message up
+                    // to it, simple queries (the agent's and sluice's own) included, gets no
+                    // answer. Without a Sync sent yet, what comes until one is skipped too.
                     Some(_) => {
-                        while let Some(st) = s.steps.front() {
-                            if matches!(st, Step::Sync | Step::Query { .. }) {
-                                break;
-                            }
+                        while s.steps.front().is_some_and(|st| !matches!(st, Step::Sync)) {
                             s.steps.pop_front();
                         }
+                        s.skipping_to_sync = s.steps.is_empty();
                     }
                 }
                 Event::Other

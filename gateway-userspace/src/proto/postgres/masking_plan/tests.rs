@@ -198,3 +198,29 @@ fn sluices_own_queries_are_internal_and_do_not_shift_the_agents_answers() {
         Event::ResultSet { index: 0, .. }
     ));
 }
+
+/// After an error in the extended protocol the server ignores every message up to Sync,
+/// simple queries included. A hostile agent pipelines a failing batch ended by Flush, then a
+/// harmless query, a Sync, and a query reading a sensitive column: the harmless query's plan
+/// must not be the one the sensitive rows are masked with (its columns would pass as clean).
+#[test]
+fn queries_the_server_skips_after_an_extended_error_are_not_planned() {
+    let t = PlanTracker::default();
+    t.on_forward(&parse("", "select 1/0"));
+    t.on_forward(&bind("", "", &[]));
+    t.on_forward(&execute(""));
+    t.on_forward(&m(b'H'));
+    t.on_forward(&query("select 'harmless'"));
+    // The server's error for the Parse comes before the agent's next messages go out.
+    assert!(matches!(t.on_backend(&m(b'E')), Event::Other));
+    t.on_forward(&query("select 'also skipped'"));
+    t.on_forward(&m(b'S'));
+    t.on_forward(&query("select reverse(email) from people"));
+    assert!(matches!(t.on_backend(&m(b'Z')), Event::Ready));
+    match t.on_backend(&row_desc(&["reverse"])) {
+        Event::ResultSet { sql, index } => {
+            assert_eq!((&*sql, index), ("select reverse(email) from people", 0));
+        }
+        other => panic!("{other:?}"),
+    }
+}
