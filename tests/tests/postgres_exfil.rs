@@ -157,12 +157,17 @@ impl Lab {
 
     /// The raw client in the cgroup; returns every message received.
     fn wire(&self, script: Value) -> Vec<Msg> {
+        let (msgs, ok) = self.wire_maybe_closed(script);
+        assert!(ok, "pg-wire failed: {msgs:?}");
+        msgs
+    }
+
+    /// [`Lab::wire`] for a session sluice may end: every message received, and whether the
+    /// script ran to its end.
+    fn wire_maybe_closed(&self, script: Value) -> (Vec<Msg>, bool) {
         let out = pg_wire(&self.cg.dir, &self.pg.addr, PG_SCRAM.0, "postgres", &script);
-        assert!(
-            out["ok"].as_bool().unwrap_or(false),
-            "pg-wire failed: {out}"
-        );
-        out["messages"]
+        let ok = out["ok"].as_bool().unwrap_or(false);
+        let msgs = out["messages"]
             .as_array()
             .unwrap()
             .iter()
@@ -170,7 +175,8 @@ impl Lab {
                 tag: m["tag"].as_str().unwrap().as_bytes()[0],
                 body: unhex(m["body"].as_str().unwrap()).unwrap(),
             })
-            .collect()
+            .collect();
+        (msgs, ok)
     }
 
     /// tokio-postgres (binary results, extended protocol) in the cgroup.
@@ -618,6 +624,27 @@ fn every_portal_is_masked_with_its_own_statements_plan() {
             .any(|m| m.tag == b'D' && String::from_utf8_lossy(&m.body).contains("[EMAIL]")),
         "{msgs:?}"
     );
+}
+
+/// A failing extended batch ended by Flush, then simple queries before its Sync: the server
+/// skips them unanswered, so answers that follow would be paired with (and masked by the plan
+/// of) a statement that never ran. sluice ends the session instead, and no value derived from
+/// a sensitive column reaches the agent.
+#[test]
+fn a_query_inside_an_unfinished_extended_batch_ends_the_session() {
+    let lab = lab("");
+    let (msgs, _) = lab.wire_maybe_closed(json!([
+        [{"P": ["", "select 1/0"]}, {"B": ["", "", [], []]}, {"E": ["", 0]}, {"H": null},
+         {"Q": "select 'harmless'"}, {"S": null},
+         {"Q": "select reverse(email), reverse(card) from people"}]
+    ]));
+    lab.assert_no_leak("a query inside an extended batch", &render(&msgs));
+    assert!(
+        msgs.iter()
+            .any(|m| m.tag == b'E' && String::from_utf8_lossy(&m.body).contains("before its Sync")),
+        "{msgs:?}"
+    );
+    assert!(!msgs.iter().any(|m| m.tag == b'D'), "{msgs:?}");
 }
 
 #[test]

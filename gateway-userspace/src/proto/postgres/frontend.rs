@@ -74,6 +74,8 @@ pub(super) struct Frontend<'a, W> {
     /// Portals bound to a statement the policy holds; a batch executing one is held.
     held_portals: HashMap<String, Arc<HeldStatement>>,
     pub(super) batch: Option<HeldBatch>,
+    /// An extended-protocol message came since the last Sync.
+    extended_open: bool,
     /// Reads run read-only and writes are measured in the server (`read_only: transaction`).
     pub(super) enforce: bool,
     /// The agent's transaction block runs read-write (sluice opened it so).
@@ -122,6 +124,7 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
             skipping: None,
             held_portals: HashMap::new(),
             batch: None,
+            extended_open: false,
             enforce: ctx.resource.postgres().measures_writes(),
             block_rw: false,
             pending: BytesMut::new(),
@@ -170,6 +173,20 @@ impl<'a, W: AsyncWrite + Unpin> Frontend<'a, W> {
                     }
                     _ => self.finish_copy_write().await?,
                 }
+            }
+            // A simple query between an extended-protocol message and its Sync: after an error
+            // the server skips it unanswered (and sluice's own queries with it), which would
+            // leave every later answer paired with the wrong statement. Clients never do this.
+            if self.extended_open && msg.tag == b'Q' {
+                self.terminate().await;
+                return Err(ProxyError::client_protocol(CodecError::Malformed(
+                    "simple query inside an extended-protocol batch (before its Sync)",
+                )));
+            }
+            match msg.tag {
+                b'P' | b'B' | b'E' | b'D' | b'C' | b'H' => self.extended_open = true,
+                b'S' => self.extended_open = false,
+                _ => {}
             }
             if self.batch.is_some() && matches!(msg.tag, b'Q' | b'F') {
                 // Mixing protocols inside a held batch has no exact answer; nothing of it was
